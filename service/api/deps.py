@@ -1,0 +1,68 @@
+"""FastAPI dependencies as Annotated aliases: SessionDep, SettingsDep and role-checked API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.errors import Forbidden, Unauthorized
+from service.store import keys
+from service.tables import ApiKey
+
+SESSION_COOKIE = "understudy_key"
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session, session.begin():
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
+
+
+def authenticate(request: Request) -> ApiKey:
+    plain = presented_key(request)
+    if not plain:
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        key = keys.find_key(session, plain)
+    if key is None:
+        raise Unauthorized("this API key is not known")
+    return key
+
+
+def require(*roles: str) -> Callable[[Request], ApiKey]:
+    """A dependency admitting keys whose role is one of `roles`; admin is always admitted."""
+
+    def check(request: Request) -> ApiKey:
+        key = authenticate(request)
+        if key.role != "admin" and key.role not in roles:
+            raise Forbidden(f"role {key.role!r} may not do this; needs one of {sorted({*roles, 'admin'})}")
+        return key
+
+    return check
+
+
+ClientDep = Annotated[ApiKey, Depends(require("client"))]
+ReviewerDep = Annotated[ApiKey, Depends(require("reviewer"))]
+ReaderDep = Annotated[ApiKey, Depends(require("client", "reviewer"))]
+AdminDep = Annotated[ApiKey, Depends(require())]

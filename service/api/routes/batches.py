@@ -1,0 +1,102 @@
+"""Batches: submit items (202 + batch URL, idempotent), read status and labels back with cursor paging."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from service.api.deps import ClientDep, SessionDep, SettingsDep
+from service.errors import Invalid
+from service.schemas import BatchCreate, BatchPublic, LabelPage, LabelPublic
+from service.store import batches, tasks
+from service.store.batches import LabeledItem
+from service.tables import Batch, Task
+
+router = APIRouter(prefix="/v1/tasks/{task}/batches", tags=["batches"])
+
+
+def batch_public(request: Request, session: SessionDep, task: Task, batch: Batch) -> BatchPublic:
+    counts = batches.state_counts(session, batch)
+    job = batches.batch_job(session, batch)
+    handled = batch.item_count - counts["queued"]
+    url = str(request.url_for("read_batch", task=task.name, batch_id=batch.id))
+    return BatchPublic(
+        id=batch.id,
+        task=task.name,
+        url=url,
+        labels_url=url + "/labels",
+        item_count=batch.item_count,
+        counts=counts,
+        progress=handled / batch.item_count if batch.item_count else 1.0,
+        done=counts["queued"] == 0,
+        job_url=str(request.url_for("read_job", job_id=job.id)) if job else None,
+        created_at=batch.created_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPublic)
+def create_batch(
+    task: str,
+    body: BatchCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    _key: ClientDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BatchPublic:
+    if len(body.items) > settings.max_batch_items:
+        raise Invalid(f"a batch holds at most {settings.max_batch_items} items; got {len(body.items)}", field="items")
+    for index, item in enumerate(body.items):
+        if len(item.text) > settings.max_text_chars:
+            raise Invalid(
+                f"text is {len(item.text)} characters; the limit is {settings.max_text_chars}",
+                field=f"items.{index}.text",
+            )
+    task_row = tasks.get_task(session, task)
+    batch, created = batches.create_batch(session, task_row, body.items, idempotency_key=idempotency_key)
+    public = batch_public(request, session, task_row, batch)
+    response.headers["Location"] = public.url
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return public
+
+
+@router.get("/{batch_id}", response_model=BatchPublic)
+def read_batch(task: str, batch_id: int, request: Request, session: SessionDep, _key: ClientDep) -> BatchPublic:
+    task_row = tasks.get_task(session, task)
+    return batch_public(request, session, task_row, batches.get_batch(session, task_row, batch_id))
+
+
+def label_public(row: LabeledItem) -> LabelPublic:
+    label, prediction, decision = row.label, row.prediction, row.decision
+    return LabelPublic(
+        item_id=row.item.external_id,
+        label=label.label if label else None,
+        confidence=label.confidence if label else None,
+        source=label.source if label else None,
+        state=row.item.state,
+        reasons=[str(reason) for reason in decision.reasons] if decision else [],
+        prompt_version=prediction.template_sha if prediction and prediction.template_sha else None,
+        model=prediction.model if prediction else None,
+        truncated=row.item.truncated,
+    )
+
+
+@router.get("/{batch_id}/labels", response_model=LabelPage)
+def read_labels(
+    task: str,
+    batch_id: int,
+    session: SessionDep,
+    _key: ClientDep,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> LabelPage:
+    task_row = tasks.get_task(session, task)
+    batch = batches.get_batch(session, task_row, batch_id)
+    if cursor is not None and not cursor.isdigit():
+        raise Invalid("cursor must be a next_cursor value from an earlier page", field="cursor")
+    rows = batches.labeled_items(session, batch, after_id=int(cursor or 0), limit=limit)
+    next_cursor = str(rows[-1].item.id) if len(rows) == limit else None
+    return LabelPage(items=[label_public(row) for row in rows], next_cursor=next_cursor)

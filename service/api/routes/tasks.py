@@ -1,0 +1,43 @@
+"""Tasks: create, list, read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service.api.deps import ClientDep, ReaderDep, SessionDep
+from service.schemas import TaskCreate, TaskPublic
+from service.store import tasks
+from service.tables import Task
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+def task_public(task: Task) -> TaskPublic:
+    return TaskPublic.model_validate(
+        {
+            "name": task.name,
+            "labels": task.labels,
+            "instructions": task.instructions,
+            "examples": task.examples,
+            "template": task.template,
+            "epsilon": task.epsilon,
+            "delta": task.delta,
+            "audit_share": task.audit_share,
+            "created_at": task.created_at,
+        }
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
+def create_task(body: TaskCreate, session: SessionDep, _key: ClientDep) -> TaskPublic:
+    return task_public(tasks.create_task(session, body))
+
+
+@router.get("", response_model=list[TaskPublic])
+def list_tasks(session: SessionDep, _key: ReaderDep) -> list[TaskPublic]:
+    return [task_public(task) for task in tasks.list_tasks(session)]
+
+
+@router.get("/{task}", response_model=TaskPublic)
+def read_task(task: str, session: SessionDep, _key: ReaderDep) -> TaskPublic:
+    return task_public(tasks.get_task(session, task))

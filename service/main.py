@@ -1,0 +1,36 @@
+"""The app factory: create_app(settings) -> FastAPI, with the database and settings on app.state."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service.api.limits import BodySizeLimit
+from service.api.routes import batches, health, jobs, keys, quality, review, students, tasks
+from service.config import Settings, get_settings
+from service.db import make_engine, migrate, session_factory, transaction
+from service.errors import install_handlers
+from service.store import keys as key_store
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    if settings.admin_key:
+        with transaction(sessions) as session:
+            key_store.ensure_key(session, name="admin", role="admin", plain=settings.admin_key)
+
+    app = FastAPI(
+        title="Understudy",
+        version="0.1.0",
+        description="LLM-assisted auto-labeling: teacher, confidence filter, human review, LoRA student.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    install_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for module in (health, tasks, batches, jobs, review, students, quality, keys):
+        app.include_router(module.router)
+    return app

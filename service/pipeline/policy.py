@@ -1,0 +1,202 @@
+"""The acceptance policy: a confidence threshold certified on human-reviewed items.
+
+The task states a target error ``epsilon`` for accepted machine labels and a confidence ``1 - delta``.
+``fit_policy`` picks the lowest threshold whose accepted items provably keep their error at most
+``epsilon``, with probability at least ``1 - delta`` over the draw of the reviewed items (Learn-then-Test).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+DEFAULT_GRID: tuple[float, ...] = tuple(float(t) for t in np.round(1.0 - np.geomspace(0.001, 0.7, 48), 4))
+"""Candidate thresholds on calibrated confidence, from 0.999 down to 0.3, dense near 1."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What ``route`` needs to decide accept or review, and where the decision came from."""
+
+    epsilon: float
+    """Target error of accepted machine labels."""
+    delta: float
+    """The bound holds with probability at least 1 - delta over the reviewed sample."""
+    audit_share: float
+    """Share of otherwise accepted items sent to review anyway, to keep the realised error measured."""
+    threshold: float | None
+    """Lowest calibrated confidence accepted; None while no threshold is certified (cold start)."""
+    min_reviews: int
+    """Reviewed sample size below which nothing is certified."""
+    ood_max: float
+    """Largest cosine distance to the nearest labeled item that may still be accepted."""
+    neighbour_max: float
+    """Largest share of disagreeing nearest accepted neighbours that may still be accepted."""
+    fitted_on: int
+    """Reviewed items the threshold was fitted on."""
+    error_bound: float | None
+    """Clopper-Pearson upper bound (level 1 - delta) on the error of items accepted at ``threshold``."""
+    ensemble_max: float = 1 / 3
+    """Largest share of prompt variants disagreeing with the ensemble that may still be accepted."""
+
+    @property
+    def cold_start(self) -> bool:
+        return self.threshold is None
+
+
+@dataclass(frozen=True)
+class QualitySummary:
+    """The numbers behind ``GET /v1/tasks/{task}/quality``."""
+
+    epsilon: float
+    delta: float
+    threshold: float | None
+    error_bound: float | None
+    """The policy's certified bound on accepted-label error (None in cold start)."""
+    audit_reviews: int
+    audit_errors: int
+    audit_error: float | None
+    """Realised error among reviewed audit samples (None before any)."""
+    audit_error_upper: float | None
+    """Clopper-Pearson upper bound (level 1 - delta) on the audited error."""
+    accepted: int
+    total: int
+    coverage: float
+    """Share of items whose machine label was accepted."""
+    human_reviews: int
+
+
+def min_certifiable(*, epsilon: float, delta: float) -> int:
+    """The fewest accepted reviewed items that can certify ``epsilon`` at all: all correct, (1-eps)^n <= delta."""
+    return math.ceil(math.log(delta) / math.log1p(-epsilon))
+
+
+def clopper_pearson_upper(*, errors: int, n: int, delta: float) -> float:
+    """One-sided upper confidence bound at level 1 - delta on a binomial rate from ``errors`` in ``n``."""
+    if n == 0 or errors >= n:
+        return 1.0
+    return float(stats.beta.ppf(1.0 - delta, errors + 1, n - errors))
+
+
+def binomial_p_value(*, errors: int, n: int, epsilon: float) -> float:
+    """p-value of the null "error rate > epsilon" given ``errors`` in ``n``: P(Binomial(n, epsilon) <= errors)."""
+    return float(stats.binom.cdf(errors, n, epsilon))
+
+
+def fit_policy(
+    *,
+    confidences: npt.ArrayLike,
+    correct: npt.ArrayLike,
+    epsilon: float = 0.05,
+    delta: float = 0.1,
+    audit_share: float = 0.05,
+    min_reviews: int = 30,
+    vetoed: npt.ArrayLike | None = None,
+    ood_max: float = 0.75,
+    neighbour_max: float = 0.5,
+    ensemble_max: float = 1 / 3,
+    grid: tuple[float, ...] = DEFAULT_GRID,
+) -> Policy:
+    """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
+
+    ``confidences`` are the calibrated top-label confidences of reviewed items, ``correct`` whether the
+    machine label matched the human one, ``vetoed`` whether another signal (neighbours, out of distribution,
+    ensemble, student) would send the item to review regardless; vetoed items count as not accepted, so the
+    certified rule is the one ``route`` applies.
+
+    Procedure (Learn-then-Test, Angelopoulos et al. 2021, with fixed-sequence testing): for each threshold t
+    the null hypothesis is H_t: P(wrong | accepted at t) > epsilon. Among the n_t reviewed items accepted at t
+    with k_t wrong, k_t ~ Binomial(n_t, risk) given n_t, so p_t = P(Binomial(n_t, epsilon) <= k_t) is a
+    valid (Clopper-Pearson) p-value. Thresholds are tested from the highest down, each at level delta, and
+    testing stops at the first one not rejected; this controls the chance of certifying any threshold whose
+    risk exceeds epsilon at delta, without assuming the risk is monotone in t. Testing starts at the highest
+    grid threshold accepting at least max(m, min(3m, n/2)) reviewed items, m = ``min_certifiable``: higher
+    ones hold too few items to be rejected, or to survive a single error. The start depends only on the
+    confidences, never on correctness.
+
+    Validity needs the reviewed items to be a uniform random sample of the items the policy will route
+    (for example cold-start random reviews and audit samples), not items chosen for review by uncertainty.
+
+    Returns a ``Policy``; its ``threshold`` is None (cold start) with fewer than ``min_reviews`` items or
+    when no threshold is certified, and ``error_bound`` is the Clopper-Pearson upper bound at the threshold.
+    """
+    conf = np.asarray(confidences, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    veto = np.zeros(conf.shape, dtype=bool) if vetoed is None else np.asarray(vetoed, dtype=bool)
+    if conf.ndim != 1 or ok.shape != conf.shape or veto.shape != conf.shape:
+        raise ValueError(f"confidences, correct and vetoed must be 1-D of one length: {conf.shape}, {ok.shape}")
+    if not (0 < epsilon < 1 and 0 < delta < 1 and 0 <= audit_share <= 1):
+        raise ValueError("epsilon and delta must lie in (0, 1) and audit_share in [0, 1]")
+
+    def policy(threshold: float | None, bound: float | None) -> Policy:
+        return Policy(
+            epsilon=epsilon,
+            delta=delta,
+            audit_share=audit_share,
+            threshold=threshold,
+            min_reviews=min_reviews,
+            ood_max=ood_max,
+            neighbour_max=neighbour_max,
+            fitted_on=int(conf.size),
+            error_bound=bound,
+            ensemble_max=ensemble_max,
+        )
+
+    if conf.size < min_reviews:
+        return policy(None, None)
+    eligible = ~veto
+    # Start where a few errors can still be absorbed: the top thresholds hold so few items that a single
+    # error there would end the sequence before the well-populated thresholds are reached.
+    n_min = min_certifiable(epsilon=epsilon, delta=delta)
+    n_start = max(n_min, min(3 * n_min, int(eligible.sum()) // 2))
+    certified: tuple[float, float] | None = None
+    for threshold in sorted(set(grid), reverse=True):
+        accepted = eligible & (conf >= threshold)
+        n = int(accepted.sum())
+        if certified is None and n < n_start:
+            continue
+        errors = int(n - ok[accepted].sum())
+        if binomial_p_value(errors=errors, n=n, epsilon=epsilon) > delta:
+            break
+        certified = (threshold, clopper_pearson_upper(errors=errors, n=n, delta=delta))
+    if certified is None:
+        return policy(None, None)
+    return policy(*certified)
+
+
+def quality_summary(
+    *,
+    policy: Policy,
+    audit_correct: npt.ArrayLike,
+    accepted: int,
+    total: int,
+    human_reviews: int,
+) -> QualitySummary:
+    """The task's quality numbers: certified bound, realised audit error, coverage and reviews spent.
+
+    ``audit_correct`` holds, for each reviewed audit sample, whether the accepted machine label matched the
+    reviewer; ``accepted`` counts items whose machine label was accepted, of ``total`` routed items.
+    """
+    audits = np.asarray(audit_correct, dtype=bool)
+    n_audit = int(audits.size)
+    audit_errors = int(n_audit - audits.sum())
+    return QualitySummary(
+        epsilon=policy.epsilon,
+        delta=policy.delta,
+        threshold=policy.threshold,
+        error_bound=policy.error_bound,
+        audit_reviews=n_audit,
+        audit_errors=audit_errors,
+        audit_error=audit_errors / n_audit if n_audit else None,
+        audit_error_upper=(
+            clopper_pearson_upper(errors=audit_errors, n=n_audit, delta=policy.delta) if n_audit else None
+        ),
+        accepted=accepted,
+        total=total,
+        coverage=accepted / total if total else 0.0,
+        human_reviews=human_reviews,
+    )

@@ -1,0 +1,53 @@
+"""The labeled pool of a task: the latest label of every labeled item with its embedding, for kNN few-shot
+examples and neighbour signals. Fed incrementally from the append-only label history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.ports import Example, FloatArray
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    item_id: int
+    text: str
+    label: str
+    source: str
+    embedding: FloatArray
+
+
+class LabeledPool:
+    def __init__(self) -> None:
+        self._entries: dict[int, PoolEntry] = {}
+        self.last_label_id = 0
+        self._arrays: tuple[FloatArray, list[Example], list[str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entries: Iterable[PoolEntry], *, last_label_id: int) -> None:
+        """Later entries of an item replace earlier ones (a human resolution supersedes a machine label)."""
+        for entry in entries:
+            self._entries[entry.item_id] = entry
+            self._arrays = None
+        self.last_label_id = max(self.last_label_id, last_label_id)
+
+    def arrays(self) -> tuple[FloatArray, list[Example], list[str]]:
+        """(embeddings (n, d), examples, labels) in a stable order."""
+        if self._arrays is None:
+            entries = list(self._entries.values())
+            embeddings = (
+                np.stack([entry.embedding for entry in entries]).astype(np.float64)
+                if entries
+                else np.zeros((0, 0), dtype=np.float64)
+            )
+            self._arrays = (
+                embeddings,
+                [Example(entry.text, entry.label) for entry in entries],
+                [entry.label for entry in entries],
+            )
+        return self._arrays

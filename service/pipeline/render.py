@@ -1,0 +1,107 @@
+"""Teacher prompts: Jinja2 templates under prompts/, label continuations, and nearest few-shot examples.
+
+Every template ends exactly where the model writes the label, right after "Label:" with no trailing space;
+each label is then scored as the continuation " <name>" (see `label_continuations`), so all templates share
+one convention and the label tokens are the same whatever the template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from service.ports import Example, FloatArray, TaskDef
+
+_REPO_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+_INSTALLED_PROMPTS = Path(sys.prefix) / "share" / "understudy" / "prompts"
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    prompt: str
+    template_sha: str
+    """sha256 of the template's source: the prompt version stored with every prediction."""
+    prompt_sha: str
+    """sha256 of the rendered prompt."""
+
+
+def default_prompts_dir() -> Path:
+    """The checkout's prompts/ folder, else the copy a non-editable install puts under <prefix>/share."""
+    return _REPO_PROMPTS if _REPO_PROMPTS.is_dir() else _INSTALLED_PROMPTS
+
+
+@lru_cache(maxsize=8)
+def _environment(prompts_dir: Path) -> jinja2.Environment:
+    # StrictUndefined: a misspelt variable must fail loudly, not silently drop part of the prompt.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(prompts_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def template_source(template_name: str, prompts_dir: Path) -> str:
+    """The source text of prompts/<template_name>.j2 (e.g. "classify/default")."""
+    env = _environment(prompts_dir)
+    source, _, _ = env.loader.get_source(env, f"{template_name}.j2")  # type: ignore[union-attr]
+    return source
+
+
+def render_prompt(
+    task: TaskDef,
+    text: str,
+    examples: Sequence[Example],
+    template_name: str,
+    prompts_dir: Path,
+) -> RenderedPrompt:
+    """Render the prompt for one item; examples are shown in the given order (nearest last)."""
+    template = _environment(prompts_dir).get_template(f"{template_name}.j2")
+    prompt = template.render(
+        instructions=task.instructions,
+        labels=task.labels,
+        examples=examples,
+        text=text,
+    )
+    return RenderedPrompt(
+        prompt=prompt,
+        template_sha=_sha256(template_source(template_name, prompts_dir)),
+        prompt_sha=_sha256(prompt),
+    )
+
+
+def label_continuations(task: TaskDef) -> tuple[str, ...]:
+    """What the teacher scores after a prompt, one per label in the task's order."""
+    return tuple(f" {name}" for name in task.label_names)
+
+
+def nearest_examples(
+    query: FloatArray,
+    pool: FloatArray,
+    pool_examples: Sequence[Example],
+    k: int,
+) -> list[Example]:
+    """The k pool examples most cosine-similar to query, least similar first and nearest last.
+
+    Nearest last puts the most relevant example right before the item, where a small model attends most.
+    """
+    if len(pool_examples) != pool.shape[0]:
+        raise ValueError(f"pool has {pool.shape[0]} rows but {len(pool_examples)} examples")
+    if k <= 0 or pool.shape[0] == 0:
+        return []
+    norms = np.linalg.norm(pool, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+    similarity = (pool @ query) / np.maximum(norms, 1e-12)
+    # Stable sort on -similarity so ties keep pool order; then reverse to put the nearest last.
+    order = np.argsort(-similarity, kind="stable")[:k]
+    return [pool_examples[int(i)] for i in order[::-1]]

@@ -1,0 +1,97 @@
+"""Which item a human should review next, and why; and which items to review first of all (cold start).
+
+Random audit samples come first: they are the unbiased measurement of accepted-label error, so each one
+tightens the error bound. Then items by their chance of being wrong (1 - calibrated confidence), weighted
+by how typical they are (density in embedding space): a review of a typical item fixes its label and, as a
+few-shot neighbour for the teacher, helps the many items like it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from service.ports import FloatArray
+
+AUDIT_PRIORITY = 2.0
+"""Above any uncertainty-based priority, which is at most 1."""
+_CHUNK = 1024
+
+
+def review_priority(*, confidence: float, density: float, audit: bool = False) -> float:
+    """Priority of an item waiting for review (higher first).
+
+    ``confidence`` is the calibrated probability of the machine label (its chance of being right),
+    ``density`` the item's representativeness in [0, 1] (see ``density``). Returns AUDIT_PRIORITY for an
+    audit sample, else (1 - confidence) * (0.5 + 0.5 * density), in [0, 1].
+    """
+    if audit:
+        return AUDIT_PRIORITY
+    uncertainty = min(max(1.0 - confidence, 0.0), 1.0)
+    return uncertainty * (0.5 + 0.5 * min(max(density, 0.0), 1.0))
+
+
+def explain_priority(*, confidence: float, density: float, audit: bool = False) -> str:
+    """One sentence saying why the item sits where it does in the review queue."""
+    if audit:
+        return "Random audit of an accepted label: keeps the measured error of accepted labels unbiased."
+    typical = "typical of many items" if density >= 0.5 else "unlike most items"
+    return (
+        f"Machine label has a {1.0 - confidence:.0%} chance of being wrong and the item is {typical} "
+        f"(density {density:.2f}); priority {review_priority(confidence=confidence, density=density):.3f}."
+    )
+
+
+def _unit_rows(embeddings: npt.ArrayLike) -> FloatArray:
+    e = np.asarray(embeddings, dtype=np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (n, d), got {e.shape}")
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    unit: FloatArray = e / np.where(norms > 0, norms, 1.0)
+    return unit
+
+
+def density(*, embeddings: npt.ArrayLike, k: int = 10) -> FloatArray:
+    """Representativeness of each item: mean cosine similarity to its k nearest other items, clipped to [0, 1].
+
+    (n,) array; 0 for an item alone in the pool.
+    """
+    unit = _unit_rows(embeddings)
+    n = unit.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros(n)
+    out = np.empty(n)
+    for start in range(0, n, _CHUNK):
+        sims = unit[start : start + _CHUNK] @ unit.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, rows + start] = -np.inf
+        top = np.partition(-sims, k - 1, axis=1)[:, :k]
+        out[start : start + _CHUNK] = -top.mean(axis=1)
+    result: FloatArray = np.clip(out, 0.0, 1.0)
+    return result
+
+
+def diverse_seed(*, embeddings: npt.ArrayLike, k: int, seed: int) -> list[int]:
+    """k item indices spread over the embedding space (k-means++ seeding on cosine distance).
+
+    The first item is drawn uniformly; each next one with probability proportional to its squared
+    cosine distance to the nearest item already picked, so clusters are covered and duplicates are not.
+    Returns fewer than k indices only when the pool holds fewer than k distinct items.
+    """
+    unit = _unit_rows(embeddings)
+    n = unit.shape[0]
+    rng = np.random.default_rng(seed)
+    if n == 0 or k <= 0:
+        return []
+    picked = [int(rng.integers(n))]
+    nearest = np.clip(1.0 - unit @ unit[picked[0]], 0.0, None)
+    while len(picked) < min(k, n):
+        weights = nearest**2
+        total = weights.sum()
+        if total <= 1e-12:
+            break
+        choice = int(rng.choice(n, p=weights / total))
+        picked.append(choice)
+        nearest = np.minimum(nearest, np.clip(1.0 - unit @ unit[choice], 0.0, None))
+    return picked

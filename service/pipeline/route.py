@@ -1,0 +1,76 @@
+"""Accept a machine label or send the item to human review, with every reason that applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.pipeline.policy import Policy
+
+REASONS: tuple[str, ...] = (
+    "cold_start",
+    "low_margin",
+    "ensemble_disagreement",
+    "neighbour_disagreement",
+    "student_disagreement",
+    "out_of_distribution",
+    "audit_sample",
+)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What is known about one scored item; None where a signal is not available yet."""
+
+    confidence: float
+    """Calibrated probability of the machine label."""
+    margin: float
+    """Calibrated probability of the machine label minus that of the runner-up."""
+    ensemble_disagreement: float | None = None
+    """Share of prompt variants whose top label differs from the ensemble's."""
+    neighbour_disagreement: float | None = None
+    """Share of the nearest accepted neighbours whose label differs from the machine label."""
+    student_disagreement: bool | None = None
+    """Whether the promoted student's top label differs from the teacher's."""
+    ood_distance: float | None = None
+    """Cosine distance to the nearest labeled item (1 - max similarity)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    accept: bool
+    reasons: tuple[str, ...]
+    """Why the item goes to review (empty when accepted), in the order of ``REASONS``."""
+
+
+def veto_reasons(*, signals: Signals, policy: Policy) -> tuple[str, ...]:
+    """The reasons, other than confidence, that send an item to review under ``policy``."""
+    reasons: list[str] = []
+    if signals.ensemble_disagreement is not None and signals.ensemble_disagreement > policy.ensemble_max:
+        reasons.append("ensemble_disagreement")
+    if signals.neighbour_disagreement is not None and signals.neighbour_disagreement > policy.neighbour_max:
+        reasons.append("neighbour_disagreement")
+    if signals.student_disagreement:
+        reasons.append("student_disagreement")
+    if signals.ood_distance is not None and signals.ood_distance > policy.ood_max:
+        reasons.append("out_of_distribution")
+    return tuple(reasons)
+
+
+def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
+    """Accept the machine label, or send the item to review with every reason that applied.
+
+    ``audit_draw`` is a uniform draw in [0, 1); an item that would be accepted goes to review as an
+    ``audit_sample`` when ``audit_draw < policy.audit_share``, so accepted labels are checked at random.
+    A policy without a threshold (too few reviews to certify one) accepts nothing: ``cold_start``.
+    """
+    reasons: list[str] = []
+    if policy.threshold is None:
+        reasons.append("cold_start")
+    elif signals.confidence < policy.threshold:
+        reasons.append("low_margin")
+    reasons.extend(veto_reasons(signals=signals, policy=policy))
+    if reasons:
+        return Decision(accept=False, reasons=tuple(reasons))
+    if audit_draw < policy.audit_share:
+        return Decision(accept=False, reasons=("audit_sample",))
+    return Decision(accept=True, reasons=())

@@ -1,0 +1,136 @@
+"""Protocols between the pipeline and the backends, and the plain data that crosses them.
+
+The pipeline only ever sees these types; torch, vLLM, peft and HTTP stay inside service/backends/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[int, int], None]
+"""Called as progress(done, total) during long work."""
+
+
+@dataclass(frozen=True)
+class LabelDef:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    name: str
+    labels: tuple[LabelDef, ...]
+    instructions: str
+    examples: tuple[Example, ...] = ()
+    template: str = "classify/default"
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One prompt and the continuations to score after it (the task's labels as the model writes them)."""
+
+    prompt: str
+    continuations: tuple[str, ...]
+
+
+class Teacher(Protocol):
+    """A language model that scores whole label strings after a prompt."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """Tokens a prompt may take so that the longest continuation still fits the context."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """The longest prefix of text within max_tokens tokens, and whether anything was cut."""
+        ...
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        """For each request, the summed log-probability of each whole continuation after its prompt."""
+        ...
+
+
+class Embedder(Protocol):
+    @property
+    def model_name(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        """An (n, d) array of L2-normalised embeddings."""
+        ...
+
+
+class Student(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        """An (n, k) array of probabilities over self.labels."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    text: str
+    label: str
+    weight: float = 1.0
+    soft_target: tuple[float, ...] | None = None
+    """The teacher's calibrated probabilities over the task's labels, when known."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    seed: int = 0
+    patience: int = 2
+    validation_share: float = 0.15
+    soft_target_weight: float = 0.5
+    """Share of the loss taken by the teacher's soft targets on machine labels."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    path: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs_run: int = 0
+
+
+class StudentTrainer(Protocol):
+    def train(
+        self,
+        examples: Sequence[TrainExample],
+        labels: tuple[str, ...],
+        out_dir: Path,
+        config: TrainConfig,
+        progress: Progress | None = None,
+    ) -> TrainResult: ...

@@ -1,0 +1,160 @@
+"""Request and response models (XCreate / XPublic) for the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")]
+NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LabelIn(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+    description: str = ""
+
+
+class ExampleIn(Strict):
+    text: NonEmptyText
+    label: str
+
+
+class TaskCreate(Strict):
+    name: Name = Field(description="Lower-case slug, unique: used in URLs.")
+    labels: list[LabelIn] = Field(min_length=2, max_length=50)
+    instructions: str = ""
+    examples: list[ExampleIn] = Field(default_factory=list, max_length=50)
+    template: str = "classify/default"
+    epsilon: float = Field(0.05, gt=0, lt=1, description="Target error of accepted machine labels.")
+    delta: float = Field(0.1, gt=0, lt=1, description="The bound holds with confidence 1 - delta.")
+    audit_share: float = Field(0.05, ge=0, le=1, description="Share of accepted items also sent to review.")
+
+    @model_validator(mode="after")
+    def _labels_consistent(self) -> TaskCreate:
+        names = [label.name for label in self.labels]
+        if len(set(names)) != len(names):
+            raise ValueError("label names must be unique")
+        for example in self.examples:
+            if example.label not in names:
+                raise ValueError(f"example label {example.label!r} is not one of the task's labels")
+        return self
+
+
+class TaskPublic(BaseModel):
+    name: str
+    labels: list[LabelIn]
+    instructions: str
+    examples: list[ExampleIn]
+    template: str
+    epsilon: float
+    delta: float
+    audit_share: float
+    created_at: datetime
+
+
+class ItemIn(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    text: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty")
+        return value
+
+
+class BatchCreate(Strict):
+    items: list[ItemIn] = Field(min_length=1)
+
+
+class BatchPublic(BaseModel):
+    id: int
+    task: str
+    url: str
+    labels_url: str
+    item_count: int
+    counts: dict[str, int]
+    progress: float = Field(description="Share of items with a machine score or a human label.")
+    done: bool
+    job_url: str | None
+    created_at: datetime
+
+
+class LabelPublic(BaseModel):
+    item_id: str
+    label: str | None
+    confidence: float | None
+    source: Literal["teacher", "student", "human"] | None
+    state: str
+    reasons: list[str]
+    prompt_version: str | None
+    model: str | None
+    truncated: bool
+
+
+class LabelPage(BaseModel):
+    items: list[LabelPublic]
+    next_cursor: str | None
+
+
+class JobPublic(BaseModel):
+    id: int
+    kind: str
+    state: str
+    attempts: int
+    progress_done: int
+    progress_total: int
+    error: str | None
+    result: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReviewItemPublic(BaseModel):
+    item_id: int
+    external_id: str
+    task: str
+    text: str
+    truncated: bool
+    suggestion: str | None
+    confidence: float | None
+    probs: dict[str, float]
+    reasons: list[str]
+    priority: float
+    priority_explanation: str
+    lease_expires: datetime
+
+
+class ResolveIn(Strict):
+    label: str
+
+
+class ResolvedPublic(BaseModel):
+    item_id: int
+    label: str
+    source: Literal["human"] = "human"
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+    database: str
+    teacher: str | None = None
+
+
+class ApiKeyCreate(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    role: Literal["client", "reviewer", "admin"]
+
+
+class ApiKeyPublic(BaseModel):
+    name: str
+    role: str
+    key: str | None = Field(None, description="Shown once, at creation.")

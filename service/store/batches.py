@@ -1,0 +1,111 @@
+"""Batches of items: creation (idempotent), status counts and labels read back with cursor paging."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, Invalid, NotFound
+from service.schemas import ItemIn
+from service.store import jobs
+from service.tables import Batch, Decision, Item, Job, Label, Prediction, Task
+
+ITEM_STATES = ("queued", "accepted", "review", "resolved")
+
+
+def request_sha(items: Sequence[ItemIn]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps([item.id, item.text, item.meta], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def create_batch(
+    session: Session, task: Task, items: Sequence[ItemIn], *, idempotency_key: str | None
+) -> tuple[Batch, bool]:
+    """The new batch and True, or the batch an earlier request with the same Idempotency-Key made and False."""
+    sha = request_sha(items)
+    if idempotency_key is not None:
+        earlier = session.scalar(
+            select(Batch).where(Batch.task_id == task.id, Batch.idempotency_key == idempotency_key)
+        )
+        if earlier is not None:
+            if earlier.request_sha != sha:
+                raise Conflict("this Idempotency-Key was used for a different request body", field="Idempotency-Key")
+            return earlier, False
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise Invalid(f"item id {item.id!r} appears more than once in the batch", field=f"items.{index}.id")
+        seen.add(item.id)
+    batch = Batch(task_id=task.id, idempotency_key=idempotency_key, request_sha=sha, item_count=len(items))
+    session.add(batch)
+    session.flush()
+    session.execute(
+        insert(Item),
+        [
+            {"task_id": task.id, "batch_id": batch.id, "external_id": i.id, "text": i.text, "meta": i.meta}
+            for i in items
+        ],
+    )
+    jobs.enqueue(session, kind="label_batch", task_id=task.id, batch_id=batch.id, total=len(items))
+    return batch, True
+
+
+def get_batch(session: Session, task: Task, batch_id: int) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None or batch.task_id != task.id:
+        raise NotFound(f"no batch {batch_id} in task {task.name!r}", field="batch")
+    return batch
+
+
+def state_counts(session: Session, batch: Batch) -> dict[str, int]:
+    rows = session.execute(select(Item.state, func.count()).where(Item.batch_id == batch.id).group_by(Item.state)).all()
+    counts = dict.fromkeys(ITEM_STATES, 0)
+    counts.update({state: int(n) for state, n in rows})
+    return counts
+
+
+def batch_job(session: Session, batch: Batch) -> Job | None:
+    return session.scalar(select(Job).where(Job.batch_id == batch.id).order_by(Job.id.desc()).limit(1))
+
+
+@dataclass(frozen=True)
+class LabeledItem:
+    item: Item
+    label: Label | None
+    prediction: Prediction | None
+    decision: Decision | None
+
+
+def labeled_items(session: Session, batch: Batch, *, after_id: int, limit: int) -> list[LabeledItem]:
+    """Items of the batch with id > after_id, each with its final label, latest prediction and decision."""
+    if limit < 1 or limit > 1000:
+        raise Invalid("limit must be between 1 and 1000", field="limit")
+    items = list(
+        session.scalars(
+            select(Item).where(Item.batch_id == batch.id, Item.id > after_id).order_by(Item.id).limit(limit)
+        )
+    )
+    ids = [item.id for item in items]
+    labels = _latest(session, Label, ids)
+    predictions = _latest(session, Prediction, ids)
+    decisions = _latest(session, Decision, ids)
+    return [LabeledItem(item, labels.get(item.id), predictions.get(item.id), decisions.get(item.id)) for item in items]
+
+
+Row = TypeVar("Row", Label, Prediction, Decision)
+
+
+def _latest(session: Session, table: type[Row], ids: list[int]) -> dict[int, Row]:
+    latest: dict[int, Row] = {}
+    if ids:
+        for row in session.scalars(select(table).where(table.item_id.in_(ids)).order_by(table.id)):
+            latest[row.item_id] = row
+    return latest

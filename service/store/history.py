@@ -1,0 +1,143 @@
+"""Read models over the append-only history: reviewed items for fitting the policy, labeled items for kNN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.pipeline.policy import Policy, fit_policy
+from service.tables import Decision, Item, Label, Prediction, Task
+
+UNBIASED_REASONS = frozenset({"cold_start", "audit_sample"})
+"""Reviews drawn uniformly at random; only these may certify a threshold (see pipeline.policy.fit_policy)."""
+VETO_REASONS = frozenset(
+    {"ensemble_disagreement", "neighbour_disagreement", "student_disagreement", "out_of_distribution"}
+)
+
+
+@dataclass(frozen=True)
+class ReviewedOutcome:
+    confidence: float
+    correct: bool
+    vetoed: bool
+    audit: bool
+    source: str
+
+
+def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher") -> list[ReviewedOutcome]:
+    """Machine predictions of `source` on items a human reviewed after a uniform random draw, with whether the
+    machine was right. The latest human label of an item is the truth."""
+    humans: dict[int, str] = {}
+    for label in session.scalars(
+        select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id)
+    ):
+        humans[label.item_id] = label.label
+    if not humans:
+        return []
+    rows = session.execute(
+        select(Decision, Prediction)
+        .join(Prediction, Prediction.id == Decision.prediction_id)
+        .join(Item, Item.id == Decision.item_id)
+        .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == source)
+        .order_by(Decision.id)
+    ).all()
+    outcomes: dict[int, ReviewedOutcome] = {}
+    for decision, prediction in rows:
+        reasons = {str(reason) for reason in decision.reasons}
+        if decision.item_id in humans and reasons & UNBIASED_REASONS:
+            outcomes[decision.item_id] = ReviewedOutcome(
+                confidence=prediction.confidence,
+                correct=prediction.label == humans[decision.item_id],
+                vetoed=bool(reasons & VETO_REASONS),
+                audit="audit_sample" in reasons,
+                source=prediction.source,
+            )
+    return list(outcomes.values())
+
+
+def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy:
+    """The task's routing policy, certified on its unbiased human reviews so far."""
+    outcomes = reviewed_outcomes(session, task_id=task.id)
+    return fit_policy(
+        confidences=[o.confidence for o in outcomes],
+        correct=[o.correct for o in outcomes],
+        vetoed=[o.vetoed for o in outcomes],
+        epsilon=task.epsilon,
+        delta=task.delta,
+        audit_share=task.audit_share,
+        min_reviews=min_reviews,
+    )
+
+
+@dataclass(frozen=True)
+class LabeledRow:
+    label_id: int
+    item_id: int
+    text: str
+    label: str
+    source: str
+    embedding: np.ndarray | None
+
+
+def labels_since(session: Session, *, task_id: int, after_label_id: int) -> list[LabeledRow]:
+    """Label rows newer than `after_label_id` with their item's text and embedding, oldest first."""
+    rows = session.execute(
+        select(Label, Item.text, Item.embedding)
+        .join(Item, Item.id == Label.item_id)
+        .where(Label.task_id == task_id, Label.id > after_label_id)
+        .order_by(Label.id)
+    ).all()
+    return [
+        LabeledRow(
+            label_id=label.id,
+            item_id=label.item_id,
+            text=text,
+            label=label.label,
+            source=label.source,
+            embedding=np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None,
+        )
+        for label, text, embedding in rows
+    ]
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    item_id: int
+    text: str
+    label: str
+    source: str
+    teacher_probs: tuple[float, ...] | None
+    teacher_label: str | None
+    template_sha: str | None
+
+
+def training_rows(session: Session, *, task_id: int) -> list[TrainingRow]:
+    """Every item with a final label, with the teacher's latest prediction on it (for soft targets and for
+    comparing the student with the teacher on the same gold items)."""
+    final: dict[int, Label] = {}
+    for label in session.scalars(select(Label).where(Label.task_id == task_id).order_by(Label.id)):
+        final[label.item_id] = label
+    teacher: dict[int, Prediction] = {}
+    for prediction in session.scalars(
+        select(Prediction)
+        .join(Item, Item.id == Prediction.item_id)
+        .where(Item.task_id == task_id, Prediction.source == "teacher")
+        .order_by(Prediction.id)
+    ):
+        teacher[prediction.item_id] = prediction
+    texts = dict(session.execute(select(Item.id, Item.text).where(Item.id.in_(list(final)))).tuples().all())
+    return [
+        TrainingRow(
+            item_id=item_id,
+            text=texts[item_id],
+            label=label.label,
+            source=label.source,
+            teacher_probs=tuple(float(p) for p in teacher[item_id].probs) if item_id in teacher else None,
+            teacher_label=teacher[item_id].label if item_id in teacher else None,
+            template_sha=teacher[item_id].template_sha if item_id in teacher else None,
+        )
+        for item_id, label in sorted(final.items())
+    ]

@@ -1,0 +1,68 @@
+"""Tasks: what to label, with which labels, prompt and policy targets."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, Invalid, NotFound
+from service.ports import Example, LabelDef, TaskDef
+from service.schemas import TaskCreate
+from service.tables import Task
+
+
+def create_task(session: Session, spec: TaskCreate) -> Task:
+    task = Task(
+        name=spec.name,
+        labels=[label.model_dump() for label in spec.labels],
+        instructions=spec.instructions,
+        examples=[example.model_dump() for example in spec.examples],
+        template=spec.template,
+        epsilon=spec.epsilon,
+        delta=spec.delta,
+        audit_share=spec.audit_share,
+    )
+    session.add(task)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a task named {spec.name!r} exists already", field="name") from exc
+    return task
+
+
+def get_task(session: Session, name: str) -> Task:
+    task = session.scalar(select(Task).where(Task.name == name))
+    if task is None:
+        raise NotFound(f"no task named {name!r}", field="task")
+    return task
+
+
+def get_task_by_id(session: Session, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"no task with id {task_id}", field="task")
+    return task
+
+
+def list_tasks(session: Session) -> list[Task]:
+    return list(session.scalars(select(Task).order_by(Task.id)))
+
+
+def label_names(task: Task) -> list[str]:
+    return [str(label["name"]) for label in task.labels]
+
+
+def check_label(task: Task, label: str, *, field: str = "label") -> None:
+    if label not in label_names(task):
+        raise Invalid(f"{label!r} is not a label of task {task.name!r}; labels: {label_names(task)}", field=field)
+
+
+def task_def(task: Task) -> TaskDef:
+    return TaskDef(
+        name=task.name,
+        labels=tuple(LabelDef(str(label["name"]), str(label.get("description", ""))) for label in task.labels),
+        instructions=task.instructions,
+        examples=tuple(Example(str(e["text"]), str(e["label"])) for e in task.examples),
+        template=task.template,
+    )

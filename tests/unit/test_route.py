@@ -1,0 +1,96 @@
+from dataclasses import replace
+
+import pytest
+
+from service.pipeline.policy import Policy
+from service.pipeline.route import REASONS, Decision, Signals, route
+
+POLICY = Policy(
+    epsilon=0.05,
+    delta=0.1,
+    audit_share=0.05,
+    threshold=0.9,
+    min_reviews=30,
+    ood_max=0.6,
+    neighbour_max=0.5,
+    fitted_on=200,
+    error_bound=0.04,
+    ensemble_max=1 / 3,
+)
+CONFIDENT = Signals(confidence=0.97, margin=0.95)
+
+
+def test_confident_item_is_accepted_without_reasons() -> None:
+    assert route(signals=CONFIDENT, policy=POLICY, audit_draw=0.5) == Decision(accept=True, reasons=())
+
+
+def test_cold_start_accepts_nothing() -> None:
+    cold = replace(POLICY, threshold=None, error_bound=None, fitted_on=3)
+    decision = route(signals=CONFIDENT, policy=cold, audit_draw=0.99)
+    assert decision == Decision(accept=False, reasons=("cold_start",))
+
+
+def test_below_threshold_is_low_margin() -> None:
+    decision = route(signals=Signals(confidence=0.89, margin=0.78), policy=POLICY, audit_draw=0.99)
+    assert decision == Decision(accept=False, reasons=("low_margin",))
+
+
+def test_threshold_itself_is_accepted() -> None:
+    assert route(signals=Signals(confidence=0.9, margin=0.8), policy=POLICY, audit_draw=0.99).accept
+
+
+def test_every_reason_that_applied_is_reported_in_order() -> None:
+    signals = Signals(
+        confidence=0.5,
+        margin=0.0,
+        ensemble_disagreement=0.5,
+        neighbour_disagreement=0.8,
+        student_disagreement=True,
+        ood_distance=0.9,
+    )
+    decision = route(signals=signals, policy=POLICY, audit_draw=0.0)
+    assert decision.reasons == (
+        "low_margin",
+        "ensemble_disagreement",
+        "neighbour_disagreement",
+        "student_disagreement",
+        "out_of_distribution",
+    )
+    assert not decision.accept
+    assert set(decision.reasons) <= set(REASONS)
+
+
+@pytest.mark.parametrize(
+    ("signals", "reason"),
+    [
+        (replace(CONFIDENT, ensemble_disagreement=0.5), "ensemble_disagreement"),
+        (replace(CONFIDENT, neighbour_disagreement=0.6), "neighbour_disagreement"),
+        (replace(CONFIDENT, student_disagreement=True), "student_disagreement"),
+        (replace(CONFIDENT, ood_distance=0.61), "out_of_distribution"),
+    ],
+)
+def test_each_veto_alone_sends_a_confident_item_to_review(signals: Signals, reason: str) -> None:
+    assert route(signals=signals, policy=POLICY, audit_draw=0.99) == Decision(accept=False, reasons=(reason,))
+
+
+def test_signals_at_their_limits_or_absent_do_not_veto() -> None:
+    at_limits = replace(
+        CONFIDENT,
+        ensemble_disagreement=1 / 3,
+        neighbour_disagreement=0.5,
+        student_disagreement=False,
+        ood_distance=0.6,
+    )
+    assert route(signals=at_limits, policy=POLICY, audit_draw=0.99).accept
+
+
+def test_audit_draw_below_share_sends_accepted_item_to_review() -> None:
+    assert route(signals=CONFIDENT, policy=POLICY, audit_draw=0.049) == Decision(
+        accept=False, reasons=("audit_sample",)
+    )
+    assert route(signals=CONFIDENT, policy=POLICY, audit_draw=0.05).accept
+
+
+def test_audit_sample_is_only_for_items_that_would_be_accepted() -> None:
+    decision = route(signals=Signals(confidence=0.2, margin=0.0), policy=POLICY, audit_draw=0.0)
+    assert decision.reasons == ("low_margin",)
