@@ -21,7 +21,6 @@ class TeacherSettings(BaseModel):
     model: str = "smollm2-135m-instruct"
     """A folder of weights, or the name of a packaged model ("smollm2-135m-instruct")."""
     vllm_url: str = "http://127.0.0.1:8000"
-    template: str = "classify/default"
     few_shot: int = 4
     max_text_tokens: int = 256
     chunk_size: int = 32

@@ -36,7 +36,7 @@ class TaskDef:
     labels: tuple[LabelDef, ...]
     instructions: str
     examples: tuple[Example, ...] = ()
-    template: str = "classify/default"
+    template: str = "classify/chatml"
 
     @property
     def label_names(self) -> tuple[str, ...]:

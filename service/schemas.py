@@ -30,7 +30,7 @@ class TaskCreate(Strict):
     labels: list[LabelIn] = Field(min_length=2, max_length=50)
     instructions: str = ""
     examples: list[ExampleIn] = Field(default_factory=list, max_length=50)
-    template: str = "classify/default"
+    template: str = "classify/chatml"
     epsilon: float = Field(0.05, gt=0, lt=1, description="Target error of accepted machine labels.")
     delta: float = Field(0.1, gt=0, lt=1, description="The bound holds with confidence 1 - delta.")
     audit_share: float = Field(0.05, ge=0, le=1, description="Share of accepted items also sent to review.")

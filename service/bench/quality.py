@@ -4,18 +4,16 @@ The teacher scores every item once (``teacher_scores``, cached by ``cached_score
 then simulated over seeds with a reviewer drawn from gold: diverse seed reviews -> calibration -> uniform
 cold-start reviews -> certified policy -> route -> audits and priority reviews within the budget. Baselines
 spend the same budget: accept every teacher label, random review, a plain max-probability threshold.
+``data`` is a .jsonl/.csv/.parquet file or ``builtin:<name>`` (see service.datasets).
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
-import gzip
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +27,7 @@ from service.bench.quality_sim import (
     run_random_review,
     simulate_reviewer,
 )
+from service.datasets import read_labeled
 from service.pipeline.review_order import density
 from service.ports import FloatArray
 
@@ -46,36 +45,9 @@ _SUMMARY_KEYS = (
     "final_accuracy",
     "realised_error",
     "audit_error",
+    "cold_start_reviews",
+    "audit_reviews",
 )
-
-
-def _open_text(path: Path) -> IO[str]:
-    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix)
-    if opener is None:
-        return path.open(encoding="utf-8", newline="")
-    return cast(IO[str], opener(path, "rt", encoding="utf-8", newline=""))
-
-
-def load_labeled(data: Path, text_field: str, label_field: str) -> tuple[list[str], list[str]]:
-    """Texts and labels from JSONL (one object a line) or CSV with a header, optionally .gz/.bz2.
-
-    Rows missing either field, or with an empty one, are skipped.
-    """
-    stem = data.name.removesuffix(".gz").removesuffix(".bz2")
-    with _open_text(data) as handle:
-        if stem.endswith((".jsonl", ".ndjson")):
-            rows: list[dict[str, Any]] = [json.loads(line) for line in handle if line.strip()]
-        else:
-            rows = list(csv.DictReader(handle))
-    if rows and not any(text_field in row and label_field in row for row in rows[:1]):
-        raise ValueError(f"{data} has no field {text_field!r} or {label_field!r}; fields: {', '.join(rows[0])}")
-    texts, labels = [], []
-    for row in rows:
-        text, label = row.get(text_field), row.get(label_field)
-        if text not in (None, "") and label not in (None, ""):
-            texts.append(str(text))
-            labels.append(str(label))
-    return texts, labels
 
 
 def cached_scores(cache_dir: Path, name: str, compute: Callable[[], FloatArray]) -> FloatArray:
@@ -124,7 +96,7 @@ def run_quality_bench(
     seeds: int = 1,
     audit_share: float = 0.05,
     seed_reviews: int = 40,
-    calibration_share: float = 0.4,
+    calibration_share: float = 0.3,
     baseline_threshold: float = 0.9,
     embed: Embed | None = None,
     limit: int | None = None,
@@ -140,7 +112,8 @@ def run_quality_bench(
     the accuracy-vs-reviews ``curve`` and a markdown ``table``. ``plot_out`` gets the curve as a PNG.
     ``limit`` keeps a seeded random subset of that many items.
     """
-    texts, label_strings = load_labeled(data, text_field, label_field)
+    pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+    texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]
     if limit is not None and limit < len(texts):
         keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
         texts, label_strings = [texts[i] for i in keep], [label_strings[i] for i in keep]

@@ -62,6 +62,8 @@ class Outcome:
     error_bound: float | None = None
     audit_reviews: int = 0
     audit_errors: int = 0
+    cold_start_reviews: int = 0
+    """Diverse seed plus uniform cold-start reviews, spent before anything could be accepted."""
 
     def metrics(self, gold: IntArray, epsilon: float) -> dict[str, float | int | None]:
         n_accepted = int(self.accepted.sum())
@@ -75,6 +77,7 @@ class Outcome:
             "final_accuracy": float((self.final == gold).mean()),
             "realised_error": realised_error,
             "within_epsilon": int(realised_error <= epsilon),
+            "cold_start_reviews": self.cold_start_reviews,
             "audit_reviews": self.audit_reviews,
             "audit_error": self.audit_errors / self.audit_reviews if self.audit_reviews else None,
         }
@@ -169,6 +172,7 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
         error_bound=policy.error_bound,
         audit_reviews=int(audited.size),
         audit_errors=int((machine[audited] != reviewer[audited]).sum()),
+        cold_start_reviews=int(n_seed + n_cal),
     )
 
 

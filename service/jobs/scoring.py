@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
 from service.pipeline import signals as sig
@@ -69,42 +70,29 @@ class _Machine:
 def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ChunkResult]:
     embeddings = ctx.embedder.embed(plan.texts)
     machine = _cascade(ctx, task, plan, pool, embeddings)
-    pool_embeddings, _, pool_labels = pool.arrays()
+    probs = np.asarray([scored.probs for scored in machine], dtype=np.float64)
+    predicted = probs.argmax(axis=1)
+    confidence = probs.max(axis=1)
+    margins = sig.margin(probs=probs)
+    neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
     density = item_density(embeddings=embeddings)
     results = []
     for index, item_id in enumerate(plan.item_ids):
         scored = machine[index]
-        probs = np.asarray(scored.probs)
-        label = task.label_names[int(np.argmax(probs))]
-        has_pool = len(pool) >= NEIGHBOURS
         signals = Signals(
-            confidence=float(probs.max()),
-            margin=float(sig.margin(probs=probs[None, :])[0]),
-            neighbour_disagreement=float(
-                sig.neighbour_disagreement(
-                    query_emb=embeddings[index : index + 1],
-                    labeled_emb=pool_embeddings,
-                    labeled_labels=pool_labels,
-                    predicted=[label],
-                    k=NEIGHBOURS,
-                )[0]
-            )
-            if has_pool
-            else None,
+            confidence=float(confidence[index]),
+            margin=float(margins[index]),
+            neighbour_disagreement=None if neighbours is None else float(neighbours[index]),
             student_disagreement=(
-                int(np.argmax(scored.student_probs)) != int(np.argmax(probs))
+                int(np.argmax(scored.student_probs)) != int(predicted[index])
                 if scored.student_probs is not None and scored.source == "teacher"
                 else None
             ),
-            ood_distance=float(
-                sig.ood_distance(query_emb=embeddings[index : index + 1], labeled_emb=pool_embeddings)[0]
-            )
-            if has_pool
-            else None,
+            ood_distance=None if ood is None else float(ood[index]),
         )
         decision = route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
         audit = "audit_sample" in decision.reasons
-        priority = review_priority(confidence=signals.confidence, density=float(density[index]), audit=audit)
+        representativeness = float(density[index])
         results.append(
             ChunkResult(
                 item_id=item_id,
@@ -116,17 +104,36 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 prompt_sha=scored.prompt_sha,
                 raw_probs=scored.raw_probs,
                 probs=scored.probs,
-                label=label,
+                label=task.label_names[int(predicted[index])],
                 confidence=signals.confidence,
                 decision=decision,
                 signals={k: v for k, v in vars(signals).items() if v is not None},
-                priority=priority,
+                priority=review_priority(confidence=signals.confidence, density=representativeness, audit=audit),
                 priority_explanation=explain_priority(
-                    confidence=signals.confidence, density=float(density[index]), audit=audit
+                    confidence=signals.confidence, density=representativeness, audit=audit
                 ),
             )
         )
     return results
+
+
+def _neighbour_signals(
+    task: TaskDef, pool: LabeledPool, embeddings: FloatArray, predicted: npt.NDArray[np.int64]
+) -> tuple[FloatArray | None, FloatArray | None]:
+    """Neighbour disagreement and out-of-distribution distance, once the pool has enough labeled items."""
+    if len(pool) < NEIGHBOURS:
+        return None, None
+    pool_embeddings, _, pool_labels = pool.arrays()
+    index = {name: i for i, name in enumerate(task.label_names)}
+    pool_indices = [index.get(label, -1) for label in pool_labels]
+    disagreement = sig.neighbour_disagreement(
+        query_emb=embeddings,
+        labeled_emb=pool_embeddings,
+        labeled_labels=pool_indices,
+        predicted=predicted,
+        k=NEIGHBOURS,
+    )
+    return disagreement, sig.ood_distance(query_emb=embeddings, labeled_emb=pool_embeddings)
 
 
 def _cascade(

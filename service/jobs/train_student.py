@@ -12,7 +12,6 @@ from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.pipeline.metrics import classification_report, expected_calibration_error
 from service.pipeline.policy import fit_policy
-from service.pipeline.train_plan import plan_training
 from service.ports import TrainConfig
 from service.store import history, students, tasks
 from service.store import jobs as job_store
@@ -23,6 +22,7 @@ PROGRESS_EVERY_S = 2.0
 
 def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     from service.backends.student_train import LoraTrainer
+    from service.pipeline.train_plan import plan_training
 
     with transaction(ctx.sessions) as session:
         task = tasks.get_task_by_id(session, job.task_id or 0)

@@ -128,7 +128,7 @@ def training_rows(session: Session, *, task_id: int) -> list[TrainingRow]:
         .order_by(Prediction.id)
     ):
         teacher[prediction.item_id] = prediction
-    texts = dict(session.execute(select(Item.id, Item.text).where(Item.id.in_(list(final)))).tuples().all())
+    texts = dict(session.execute(select(Item.id, Item.text).where(Item.id.in_(list(final)))).all())
     return [
         TrainingRow(
             item_id=item_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
@@ -43,7 +43,9 @@ def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) ->
             ~skipped,
         )
         # An item the reviewer already holds comes back first, so a reload does not leak leases.
-        .order_by((ReviewEntry.leased_to == reviewer).desc(), ReviewEntry.priority.desc(), ReviewEntry.item_id)
+        .order_by(
+            case((ReviewEntry.leased_to == reviewer, 0), else_=1), ReviewEntry.priority.desc(), ReviewEntry.item_id
+        )
         .limit(1)
         .with_for_update(skip_locked=True)
     )

@@ -45,13 +45,9 @@ def test_neighbour_disagreement_uses_the_k_nearest_labeled_items() -> None:
     labeled = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]])
     labels = np.array([0, 0, 1, 1, 1])
     query = np.array([[1.0, 0.05], [0.05, 1.0]])
-    result = neighbour_disagreement(
-        query_emb=query, labeled_emb=labeled, labeled_labels=labels, predicted=[1, 1], k=2
-    )
+    result = neighbour_disagreement(query_emb=query, labeled_emb=labeled, labeled_labels=labels, predicted=[1, 1], k=2)
     np.testing.assert_allclose(result, [1.0, 0.0])
-    wide = neighbour_disagreement(
-        query_emb=query, labeled_emb=labeled, labeled_labels=labels, predicted=[1, 1], k=50
-    )
+    wide = neighbour_disagreement(query_emb=query, labeled_emb=labeled, labeled_labels=labels, predicted=[1, 1], k=50)
     np.testing.assert_allclose(wide, [0.4, 0.4])
 
 

@@ -22,9 +22,7 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
     policy = history.fit_task_policy(session, task_row, min_reviews=settings.policy.min_reviews)
     outcomes = history.reviewed_outcomes(session, task_id=task_row.id)
     counts = dict(
-        session.execute(select(Item.state, func.count()).where(Item.task_id == task_row.id).group_by(Item.state))
-        .tuples()
-        .all()
+        session.execute(select(Item.state, func.count()).where(Item.task_id == task_row.id).group_by(Item.state)).all()
     )
     routed = sum(count for state, count in counts.items() if state != "queued")
     summary = quality_summary(

@@ -16,14 +16,11 @@ router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
     response_model=ReviewItemPublic,
     responses={204: {"description": "Nothing is waiting for this reviewer."}},
 )
-def next_item(
-    task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep, response: Response
-) -> ReviewItemPublic | None:
+def next_item(task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep) -> ReviewItemPublic | Response:
     task_row = tasks.get_task(session, task)
     leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
     if leased is None:
-        response.status_code = status.HTTP_204_NO_CONTENT
-        return None
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     prediction = leased.prediction
     names = tasks.label_names(task_row)
     return ReviewItemPublic(

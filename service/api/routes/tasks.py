@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.api.deps import ClientDep, ReaderDep, SessionDep
+from service.api.deps import ClientDep, ReaderDep, SessionDep, SettingsDep
+from service.errors import Invalid
 from service.schemas import TaskCreate, TaskPublic
 from service.store import tasks
 from service.tables import Task
@@ -29,7 +30,12 @@ def task_public(task: Task) -> TaskPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
-def create_task(body: TaskCreate, session: SessionDep, _key: ClientDep) -> TaskPublic:
+def create_task(body: TaskCreate, session: SessionDep, settings: SettingsDep, _key: ClientDep) -> TaskPublic:
+    if not (settings.prompts_dir / f"{body.template}.j2").is_file():
+        available = sorted(
+            str(p.relative_to(settings.prompts_dir).with_suffix("")) for p in settings.prompts_dir.rglob("*.j2")
+        )
+        raise Invalid(f"no prompt template {body.template!r}; available: {available}", field="template")
     return task_public(tasks.create_task(session, body))
 
 

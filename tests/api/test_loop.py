@@ -1,0 +1,146 @@
+"""The whole loop with fake models: cold start, reviews over HTTP, certification, accepts, audits, quality."""
+
+from __future__ import annotations
+
+import random
+
+from fastapi.testclient import TestClient
+
+from service.jobs import worker
+from service.jobs.context import WorkerContext
+from tests.conftest import SPAM_TASK
+
+SPAM = ["win a free prize now", "claim your cash reward", "txt WIN to 8000 for a prize", "free entry call now"]
+HAM = ["see you at lunch", "running late, sorry", "can you pick up milk", "happy birthday mate"]
+
+
+def _dataset(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "spam" if rng.random() < 0.4 else "ham"
+        base = rng.choice(SPAM if label == "spam" else HAM)
+        rows.append((f"x{i}", f"{base} {i}", label))
+    return rows
+
+
+def _drain(ctx: WorkerContext) -> None:
+    while worker.run_once(ctx):
+        pass
+
+
+def _review_all(client: TestClient, headers: dict[str, str], gold: dict[str, str]) -> int:
+    done = 0
+    while True:
+        response = client.post("/v1/tasks/sms/review/next", headers=headers)
+        if response.status_code == 204:
+            return done
+        item = response.json()
+        assert item["reasons"], "every item in review says why"
+        resolved = client.post(
+            f"/v1/tasks/sms/review/{item['item_id']}/resolve",
+            json={"label": gold[item["external_id"]]},
+            headers=headers,
+        )
+        assert resolved.status_code == 200, resolved.text
+        done += 1
+
+
+def test_loop_from_cold_start_to_certified_accepts(
+    client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    data = _dataset(300)
+    gold = {item_id: label for item_id, _, label in data}
+    batch = client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
+    ).json()
+    reviews = 0
+    for _ in range(100):
+        fake_worker.settings.worker_poll_s = 0
+        _drain_without_waiting(fake_worker)
+        reviews += _review_all(client, reviewer_headers, gold)
+        status = client.get(batch["url"], headers=client_headers).json()
+        if status["done"] and status["counts"]["review"] == 0:
+            break
+    status = client.get(batch["url"], headers=client_headers).json()
+    assert status["done"] and status["counts"]["queued"] == 0
+    assert status["counts"]["accepted"] > 150, status
+    labels = []
+    cursor = None
+    while True:
+        page = client.get(
+            batch["labels_url"], params={"limit": 500, **({"cursor": cursor} if cursor else {})}, headers=client_headers
+        ).json()
+        labels += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(labels) == 300 and all(row["label"] for row in labels)
+    machine = [row for row in labels if row["source"] == "teacher"]
+    assert all(row["label"] == gold[row["item_id"]] for row in machine)
+    assert all(row["prompt_version"] and row["model"] == "keyword-teacher" for row in machine)
+    cold = [row for row in labels if "cold_start" in row["reasons"]]
+    assert 30 <= len(cold) <= 120 and all(row["source"] == "human" for row in cold)
+    quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
+    assert quality["threshold"] is not None and quality["error_bound"] <= 0.1
+    assert quality["human_reviews"] == reviews and 0 < quality["coverage"] < 1
+
+
+def _drain_without_waiting(ctx: WorkerContext) -> None:
+    """Run jobs until none is claimable now; a postponed cold-start job is made claimable again once."""
+    from sqlalchemy import update
+
+    from service.db import transaction
+    from service.tables import Job
+
+    _drain(ctx)
+    with transaction(ctx.sessions) as session:
+        session.execute(update(Job).where(Job.state == "queued").values(not_before=None))
+    _drain(ctx)
+
+
+def test_review_lease_skip_and_wrong_label(
+    client: TestClient,
+    client_headers: dict[str, str],
+    reviewer_headers: dict[str, str],
+    fake_worker: WorkerContext,
+    settings: object,
+) -> None:
+    from tests.conftest import make_key
+
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    client.post(
+        "/v1/tasks/sms/batches",
+        json={"items": [{"id": f"a{i}", "text": f"hello {i}"} for i in range(5)]},
+        headers=client_headers,
+    )
+    _drain(fake_worker)
+    first = client.post("/v1/tasks/sms/review/next", headers=reviewer_headers).json()
+    again = client.post("/v1/tasks/sms/review/next", headers=reviewer_headers).json()
+    assert again["item_id"] == first["item_id"], "the reviewer's own lease comes back first"
+    other = make_key(settings, "reviewer")  # type: ignore[arg-type]
+    theirs = client.post("/v1/tasks/sms/review/next", headers=other).json()
+    assert theirs["item_id"] != first["item_id"], "a leased item goes to one reviewer only"
+    stolen = client.post(f"/v1/tasks/sms/review/{first['item_id']}/resolve", json={"label": "ham"}, headers=other)
+    assert stolen.status_code == 409
+    wrong = client.post(
+        f"/v1/tasks/sms/review/{first['item_id']}/resolve", json={"label": "eggs"}, headers=reviewer_headers
+    )
+    assert wrong.status_code == 422 and wrong.json()["field"] == "label"
+    assert client.post(f"/v1/tasks/sms/review/{first['item_id']}/skip", headers=reviewer_headers).status_code == 204
+    after_skip = client.post("/v1/tasks/sms/review/next", headers=reviewer_headers).json()
+    assert after_skip["item_id"] not in (first["item_id"], theirs["item_id"])
+    ok = client.post(
+        f"/v1/tasks/sms/review/{after_skip['item_id']}/resolve", json={"label": "ham"}, headers=reviewer_headers
+    )
+    assert ok.status_code == 200
+    repeat = client.post(
+        f"/v1/tasks/sms/review/{after_skip['item_id']}/resolve", json={"label": "ham"}, headers=reviewer_headers
+    )
+    assert repeat.status_code == 200, "a retried resolve is idempotent"
+    assert (
+        client.post("/v1/tasks/sms/review/999999/resolve", json={"label": "ham"}, headers=reviewer_headers).status_code
+        == 404
+    )
+    assert client.post("/v1/tasks/sms/review/next", headers=client_headers).status_code == 403

@@ -1,0 +1,54 @@
+"""Deterministic stand-ins for the models, for unit and API tests only (the integration tier uses real ones)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.ports import FloatArray, ScoreRequest
+
+SPAM_WORDS = ("free", "win", "prize", "claim", "call now", "cash", "txt")
+
+
+class KeywordTeacher:
+    """Scores ' spam' high when the item text has a spam keyword; every other label gets a flat score."""
+
+    model_name = "keyword-teacher"
+    max_prompt_tokens = 2000
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        words = text.split()
+        return (" ".join(words[:max_tokens]), True) if len(words) > max_tokens else (text, False)
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        self.calls += 1
+        scores = []
+        for request in requests:
+            item = request.prompt.rsplit("Text:", 1)[-1]
+            spammy = any(word in item.lower() for word in SPAM_WORDS)
+            scores.append([math.log(0.97 if (c.strip() == "spam") == spammy else 0.03) for c in request.continuations])
+        return scores
+
+
+class HashEmbedder:
+    """Bag-of-words hashed into 64 dimensions, L2-normalised: similar texts land near each other."""
+
+    model_name = "hash-embedder"
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        out = np.zeros((len(texts), 64))
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        result: FloatArray = out / np.where(norms > 0, norms, 1.0)
+        return result
