@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     prompts_dir: Path = REPO_ROOT / "prompts"
     adapters_dir: Path = REPO_ROOT / "adapters"
 
-    max_text_chars: int = 20_000
+    max_text_chars: int = 1_000_000
     """Longer texts are rejected with 422; shorter ones are cut token-aware to the teacher's context (flagged)."""
     max_batch_items: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024

