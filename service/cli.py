@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from service.jobs.context import WorkerContext
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Understudy: LLM-assisted auto-labeling.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on real data; write JSON, tables and plots.")
@@ -22,7 +26,7 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def worker_context(settings: Settings) -> object:
+def worker_context(settings: Settings) -> WorkerContext:
     from service.backends.factory import load_student, make_embedder, make_teacher
     from service.db import make_engine, migrate, session_factory
     from service.jobs.context import WorkerContext
@@ -48,7 +52,6 @@ def serve(
     import uvicorn
 
     from service.jobs import worker as worker_loop
-    from service.jobs.context import WorkerContext
     from service.main import create_app
 
     settings = get_settings()
@@ -56,7 +59,6 @@ def serve(
     stop = threading.Event()
     if worker and settings.embedded_worker:
         ctx = worker_context(settings)
-        assert isinstance(ctx, WorkerContext)
         threading.Thread(target=worker_loop.run, args=(ctx,), kwargs={"stop": stop}, daemon=True).start()
     try:
         uvicorn.run(api, host=host, port=port, log_level="info")
@@ -70,10 +72,8 @@ def worker(
 ) -> None:
     """Run a worker: claim jobs under a lease and run them until stopped."""
     from service.jobs import worker as worker_loop
-    from service.jobs.context import WorkerContext
 
     ctx = worker_context(get_settings())
-    assert isinstance(ctx, WorkerContext)
     typer.echo(f"worker {ctx.worker_id} started")
     worker_loop.run(ctx, stop=threading.Event(), exit_when_idle=exit_when_idle)
 
@@ -110,6 +110,81 @@ def demo(
 
     logging.basicConfig(level=logging.WARNING)
     run_demo(items=items, holdout=holdout, cascade_items=cascade_items, seed=seed, json_out=json_out)
+
+
+@app.command()
+def label(
+    file: Annotated[Path, typer.Argument(help="A .jsonl, .csv or .parquet file of items.")],
+    task: Annotated[str, typer.Option(help="The task whose labels, prompt, policy and student to use.")],
+    out: Annotated[Path, typer.Option(help="Output JSONL; also the checkpoint a rerun resumes from.")],
+    text_field: str = "text",
+    id_field: Annotated[str | None, typer.Option(help="Field with the item id (default: the row number).")] = None,
+) -> None:
+    """Bulk-label a file through the cascade: the promoted student first, the teacher for the unsure. Resumable."""
+    from tqdm import tqdm
+
+    from service.datasets import DataError, iter_records
+    from service.errors import ServiceError
+    from service.jobs.bulk_label import label_file
+
+    if not file.is_file():
+        raise fail(f"no such file: {file}")
+    ctx = worker_context(get_settings())
+    try:
+        total = sum(1 for _ in iter_records(file))
+        with tqdm(total=total, desc=f"labeling {file.name}", unit="row") as bar:
+            counts = label_file(
+                ctx,
+                task_name=task,
+                path=file,
+                out=out,
+                text_field=text_field,
+                id_field=id_field,
+                progress=lambda done: bar.update(done - bar.n),
+            )
+    except (DataError, ServiceError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps(counts))
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Option(help="The task whose accepted labels to distil.")],
+    seed: int = 0,
+    epochs: int = 10,
+) -> None:
+    """Train a LoRA student on the task's accepted labels, evaluate it on held-out human gold, register it."""
+    from tqdm import tqdm
+
+    from service.db import transaction
+    from service.errors import ServiceError
+    from service.jobs.train_student import run_train_student
+    from service.store import jobs, tasks
+
+    ctx = worker_context(get_settings())
+    try:
+        with transaction(ctx.sessions) as session:
+            task_row = tasks.get_task(session, task)
+            job = jobs.enqueue(
+                session, kind="train_student", task_id=task_row.id, payload={"seed": seed, "epochs": epochs}
+            )
+            claimed = jobs.claim(
+                session, worker=ctx.worker_id, lease_s=ctx.settings.job_lease_s, kinds=["train_student"]
+            )
+        assert claimed is not None and claimed.id == job.id
+        with tqdm(desc="training student", unit="step") as bar:
+
+            def on_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            ctx.on_progress = on_progress
+            result = run_train_student(ctx, claimed) or {}
+        with transaction(ctx.sessions) as session:
+            jobs.finish(session, claimed.id, worker=ctx.worker_id, result=result)
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps({k: result[k] for k in ("version", "path", "train_examples", "gate_passed", "threshold")}))
 
 
 def main() -> None:

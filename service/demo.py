@@ -24,6 +24,7 @@ from tqdm import tqdm
 from service.config import PolicySettings, Settings
 from service.datasets import load_builtin
 from service.jobs import worker as worker_loop
+from service.jobs.context import WorkerContext
 from service.main import create_app
 from service.pipeline.metrics import classification_report
 
@@ -204,10 +205,7 @@ def _first_batch_report(
     }
 
 
-def _evaluate_student(ctx: object, path: str, held_out: list[tuple[str, str]]) -> dict[str, Any]:
-    from service.jobs.context import WorkerContext
-
-    assert isinstance(ctx, WorkerContext)
+def _evaluate_student(ctx: WorkerContext, path: str, held_out: list[tuple[str, str]]) -> dict[str, Any]:
     student = ctx.student(path)
     texts = [text for text, _ in held_out]
     started = time.perf_counter()

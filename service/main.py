@@ -5,7 +5,19 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from service.api.limits import BodySizeLimit
-from service.api.routes import batches, health, jobs, keys, quality, review, students, tasks
+from service.api.routes import (
+    batches,
+    exports,
+    health,
+    jobs,
+    keys,
+    quality,
+    review,
+    review_admin,
+    review_page,
+    students,
+    tasks,
+)
 from service.config import Settings, get_settings
 from service.db import make_engine, migrate, session_factory, transaction
 from service.errors import install_handlers
@@ -31,6 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, tasks, batches, jobs, review, students, quality, keys):
+    for module in (health, tasks, batches, jobs, review, review_admin, review_page, students, quality, keys, exports):
         app.include_router(module.router)
     return app

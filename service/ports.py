@@ -51,6 +51,10 @@ class ScoreRequest:
     continuations: tuple[str, ...]
 
 
+class TeacherUnavailable(RuntimeError):
+    """The teacher could not be reached for longer than its configured wait; retry the work later."""
+
+
 class Teacher(Protocol):
     """A language model that scores whole label strings after a prompt."""
 

@@ -180,3 +180,60 @@ class StudentVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewAssignment(Base):
+    """A reviewer (an API key's name) may review a task only when assigned to it; admins see every task."""
+
+    __tablename__ = "review_assignments"
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    assigned_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewSettings(Base):
+    """How many distinct reviewers an audit sample and a gold item (meta "gold_label") need; others need one."""
+
+    __tablename__ = "review_settings"
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    audit_reviewers: Mapped[int] = mapped_column(Integer, default=1)
+    gold_reviewers: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewVote(Base):
+    """One reviewer's answer on one item. Append-only except `undone_at`, set when the reviewer undoes it; the
+    item's final label is still a Label row, written when the votes are complete and agree (or by adjudication)."""
+
+    __tablename__ = "review_votes"
+    __table_args__ = (
+        Index("ix_review_votes_item", "item_id", "reviewer"),
+        Index("ix_review_votes_task_reviewer", "task_id", "reviewer", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    """review | audit | gold: what the item was when voted on."""
+    required: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[float] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    """The queue entry's priority and explanation, to put the item back in the queue on undo."""
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    """The final label this vote completed, if it did."""
+    undone_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdjudicationEntry(Base):
+    """An item whose reviewers disagreed, waiting for an admin's final label; deleted when adjudicated."""
+
+    __tablename__ = "adjudication_queue"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    priority: Mapped[float] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

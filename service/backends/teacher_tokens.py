@@ -5,7 +5,7 @@ Both the in-process scorer and the vLLM client tokenise here, so they score the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,33 @@ class TeacherTokenizer:
             if not continuation_ids[-1]:
                 raise ValueError(f"continuation {continuation!r} has no tokens")
         return prompt_ids, continuation_ids
+
+
+NextTokenLogprobs = Callable[[list[list[int]]], list[dict[int, float]]]
+"""For each prompt (token ids), the log-probabilities of the label tokens as the next token."""
+
+
+def score_by_next_token(
+    encoded: Sequence[tuple[list[int], list[list[int]]]], next_token_logprobs: NextTokenLogprobs
+) -> list[list[float]]:
+    """Whole-label log-likelihoods from next-token log-probs: one call for all prompts, one for the rest.
+
+    The first call gives every label's first token after each prompt. The second covers each label's
+    later tokens, with the prompt plus that label's earlier tokens as context; a server with prefix
+    caching reuses the prompts computed by the first call. Labels sharing leading tokens share contexts.
+    """
+    first = next_token_logprobs([prompt for prompt, _ in encoded])
+    scores = [[first[i][ids[0]] for ids in labels] for i, (_, labels) in enumerate(encoded)]
+    contexts: dict[tuple[int, ...], int] = {}
+    for prompt, labels in encoded:
+        for ids in labels:
+            for t in range(1, len(ids)):
+                contexts.setdefault(tuple(prompt + ids[:t]), len(contexts))
+    if not contexts:
+        return scores
+    later = next_token_logprobs([list(context) for context in contexts])
+    for i, (prompt, labels) in enumerate(encoded):
+        for j, ids in enumerate(labels):
+            for t in range(1, len(ids)):
+                scores[i][j] += later[contexts[tuple(prompt + ids[:t])]][ids[t]]
+    return scores

@@ -75,7 +75,8 @@ class TransformersTeacher:
             )
         cache = DynamicCache(config=self._model.config)
         prompt = torch.tensor([prompt_ids], device=self._device)
-        out = self._model(input_ids=prompt, past_key_values=cache, use_cache=True)
+        # Only the last position's logits are needed: skipping the LM head over the whole prompt saves most of the work.
+        out = self._model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         scores = [float(first[ids[0]]) for ids in label_ids]
         if longest == 1:

@@ -86,7 +86,8 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class ServerOptions:
-    served_model_name: str = "teacher"
+    served_model_name: str | None = None
+    """None serves the model under its folder path, the name VLLMServerTeacher defaults to."""
     host: str = "127.0.0.1"
     port: int = 0
     """0 picks a free port."""
@@ -117,7 +118,7 @@ class VLLMServer:
 
     @property
     def model(self) -> str:
-        return self._options.served_model_name
+        return self._options.served_model_name or str(self._model_dir)
 
     def command(self) -> list[str]:
         opts = self._options
@@ -129,7 +130,7 @@ class VLLMServer:
             "--model",
             str(self._model_dir),
             "--served-model-name",
-            opts.served_model_name,
+            self.model,
             "--host",
             opts.host,
             "--port",
@@ -142,7 +143,7 @@ class VLLMServer:
             str(opts.gpu_memory_utilization),
             "--enable-prefix-caching",
             "--max-logprobs",
-            "64",
+            "128",
             *opts.extra_args,
         ]
 

@@ -142,6 +142,8 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
         confidences=confidence[cal_idx],
         correct=machine[cal_idx] == reviewer[cal_idx],
         vetoed=vetoed[cal_idx],
+        pool_confidences=confidence[~reviewed],
+        pool_vetoed=vetoed[~reviewed],
         epsilon=config.epsilon,
         delta=config.delta,
         audit_share=config.audit_share,

@@ -50,6 +50,8 @@ class WorkerContext:
     _students: dict[str, Student] = field(default_factory=dict)
     pools: dict[int, LabeledPool] = field(default_factory=dict)
     recent_raw: dict[int, deque[FloatArray]] = field(default_factory=dict)
+    on_progress: Callable[[int, int], None] | None = None
+    """Extra progress hook (the CLI's progress bar), called beside the job row's progress."""
     teacher_speed: Throughput = field(default_factory=Throughput)
     student_speed: Throughput = field(default_factory=Throughput)
 

@@ -40,6 +40,8 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
+        if ctx.on_progress is not None:
+            ctx.on_progress(done, total)
         if time.monotonic() - last[0] >= PROGRESS_EVERY_S or done == total:
             last[0] = time.monotonic()
             with transaction(ctx.sessions) as session:

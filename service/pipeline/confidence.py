@@ -17,8 +17,9 @@ from scipy import optimize, special
 from service.ports import FloatArray
 
 _LOG_T_BOUNDS = (np.log(0.02), np.log(50.0))
-_BIAS_PENALTY = 0.01
-"""L2 weight on the per-label biases, so a handful of reviews cannot push them far."""
+_BIAS_PRIOR = 2.0
+"""L2 weight on the per-label biases against the summed NLL (a Gaussian prior with variance 1/4), so a
+handful of reviews cannot push them far while hundreds can."""
 
 
 def _scores(logits_or_logprobs: npt.ArrayLike) -> FloatArray:
@@ -83,7 +84,7 @@ def fit_calibration(*, logits_or_logprobs: npt.ArrayLike, labels: npt.ArrayLike,
     The bias needs each label seen at least once; until then only the temperature is fitted.
     """
     scores = _scores(logits_or_logprobs)
-    n, k = scores.shape
+    n, k = int(scores.shape[0]), int(scores.shape[1])
     y = _labels(labels, n, k)
     if n == 0:
         return Calibration()
@@ -93,7 +94,7 @@ def fit_calibration(*, logits_or_logprobs: npt.ArrayLike, labels: npt.ArrayLike,
 
     def loss(params: FloatArray) -> float:
         bias = np.concatenate([[0.0], params[1:]])
-        return _nll(scores / np.exp(params[0]) + bias, y) + _BIAS_PENALTY * float(params[1:] @ params[1:])
+        return _nll(scores / np.exp(params[0]) + bias, y) + _BIAS_PRIOR / n * float(np.sum(params[1:] ** 2))
 
     start = np.concatenate([[np.log(temperature)], np.zeros(k - 1)])
     bounds = [_LOG_T_BOUNDS] + [(-20.0, 20.0)] * (k - 1)

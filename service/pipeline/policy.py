@@ -35,7 +35,9 @@ class Policy:
     ood_max: float
     """Largest cosine distance to the nearest labeled item that may still be accepted."""
     neighbour_max: float
-    """Largest share of disagreeing nearest accepted neighbours that may still be accepted."""
+    """Largest share of disagreeing nearest accepted neighbours that may still be accepted. The default 0.8
+    vetoes only when all of 5 neighbours disagree: embeddings that do not carry the task (sentiment in a
+    topical embedding) make 4 of 5 disagree by chance for a fifth of all items."""
     fitted_on: int
     """Reviewed items the threshold was fitted on."""
     error_bound: float | None
@@ -87,6 +89,21 @@ def binomial_p_value(*, errors: int, n: int, epsilon: float) -> float:
     return float(stats.binom.cdf(errors, n, epsilon))
 
 
+def hypergeometric_upper(*, errors: int, n: int, n_pool: int, delta: float) -> float:
+    """Upper bound (level 1 - delta) on the error rate among ``n_pool`` items, from ``errors`` among ``n``
+    reviewed items drawn uniformly without replacement from the same n + n_pool.
+
+    The largest K / n_pool such that P(Hypergeometric(n + n_pool, errors + K, n) <= errors) > delta:
+    pool error counts above it would make so few reviewed errors this unlikely. 0.0 for an empty pool.
+    """
+    if n_pool == 0:
+        return 0.0
+    pool_errors = np.arange(n_pool + 1)
+    p_values = stats.hypergeom.cdf(errors, n + n_pool, errors + pool_errors, n)
+    plausible = pool_errors[p_values > delta]
+    return float(plausible.max()) / n_pool if plausible.size else 0.0
+
+
 def fit_policy(
     *,
     confidences: npt.ArrayLike,
@@ -97,9 +114,11 @@ def fit_policy(
     min_reviews: int = 30,
     vetoed: npt.ArrayLike | None = None,
     ood_max: float = 0.75,
-    neighbour_max: float = 0.5,
+    neighbour_max: float = 0.8,
     ensemble_max: float = 1 / 3,
     grid: tuple[float, ...] = DEFAULT_GRID,
+    pool_confidences: npt.ArrayLike | None = None,
+    pool_vetoed: npt.ArrayLike | None = None,
 ) -> Policy:
     """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
 
@@ -118,11 +137,18 @@ def fit_policy(
     ones hold too few items to be rejected, or to survive a single error. The start depends only on the
     confidences, never on correctness.
 
+    When the items to be routed are known (``pool_confidences`` and ``pool_vetoed`` of the unreviewed
+    items, as in a batch or the benchmark), the null is instead about the realised error of exactly the
+    pool items accepted at t: with N_t of them, n_t + N_t items are exchangeable, so the k_t reviewed
+    errors are hypergeometric given the total, and p_t = P(Hypergeometric(n_t + N_t, k_t + floor(eps N_t)
+    + 1, n_t) <= k_t), the largest over the null (sampling without replacement, so no binomial slack).
+
     Validity needs the reviewed items to be a uniform random sample of the items the policy will route
     (for example cold-start random reviews and audit samples), not items chosen for review by uncertainty.
 
     Returns a ``Policy``; its ``threshold`` is None (cold start) with fewer than ``min_reviews`` items or
-    when no threshold is certified, and ``error_bound`` is the Clopper-Pearson upper bound at the threshold.
+    when no threshold is certified, and ``error_bound`` is the upper confidence bound (level 1 - delta)
+    on the error of accepted items at the threshold: Clopper-Pearson, or hypergeometric with a pool.
     """
     conf = np.asarray(confidences, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
@@ -148,6 +174,9 @@ def fit_policy(
 
     if conf.size < min_reviews:
         return policy(None, None)
+    pool = None if pool_confidences is None else np.asarray(pool_confidences, dtype=np.float64)
+    if pool is not None and pool_vetoed is not None:
+        pool = pool[~np.asarray(pool_vetoed, dtype=bool)]
     eligible = ~veto
     # Start where a few errors can still be absorbed: the top thresholds hold so few items that a single
     # error there would end the sequence before the well-populated thresholds are reached.
@@ -160,9 +189,16 @@ def fit_policy(
         if certified is None and n < n_start:
             continue
         errors = int(n - ok[accepted].sum())
-        if binomial_p_value(errors=errors, n=n, epsilon=epsilon) > delta:
+        if pool is None:
+            if binomial_p_value(errors=errors, n=n, epsilon=epsilon) > delta:
+                break
+            certified = (threshold, clopper_pearson_upper(errors=errors, n=n, delta=delta))
+            continue
+        n_pool = int((pool >= threshold).sum())
+        bound = hypergeometric_upper(errors=errors, n=n, n_pool=n_pool, delta=delta)
+        if n_pool and bound > epsilon:
             break
-        certified = (threshold, clopper_pearson_upper(errors=errors, n=n, delta=delta))
+        certified = (threshold, bound)
     if certified is None:
         return policy(None, None)
     return policy(*certified)

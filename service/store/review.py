@@ -1,21 +1,48 @@
-"""The review queue: items leased to one reviewer at a time, resolved by a human label that supersedes the machine's."""
+"""The review queue: items leased to one reviewer at a time; each answer is a vote, and when an item has the votes it
+needs (k for audit and gold items, else one) and they agree, a human label supersedes the machine's. Votes that
+disagree send the item to adjudication. A reviewer can undo their last answer: the vote is marked undone and the
+item goes back to them; label rows are never deleted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
+from service.store.review_team import required_votes
 from service.store.tasks import check_label
-from service.tables import Decision, Item, Label, Prediction, ReviewEntry, ReviewSkip, Task, utcnow
+from service.tables import (
+    AdjudicationEntry,
+    Decision,
+    Item,
+    Label,
+    Prediction,
+    ReviewEntry,
+    ReviewSkip,
+    ReviewVote,
+    Task,
+    utcnow,
+)
+
+ItemKind = Literal["review", "audit", "gold"]
+Status = Literal["final", "waiting", "adjudication"]
 
 
 def enqueue(session: Session, *, item: Item, priority: float, explanation: str) -> None:
     if session.get(ReviewEntry, item.id) is None:
         session.add(ReviewEntry(item_id=item.id, task_id=item.task_id, priority=priority, explanation=explanation))
+
+
+def item_kind(item: Item, reasons: Sequence[str]) -> ItemKind:
+    """Gold items carry a known answer in meta["gold_label"]; audit samples were accepted and drawn at random."""
+    if item.meta.get("gold_label") is not None:
+        return "gold"
+    return "audit" if "audit_sample" in reasons else "review"
 
 
 @dataclass(frozen=True)
@@ -24,13 +51,19 @@ class Leased:
     item: Item
     prediction: Prediction | None
     reasons: list[str]
-    lease_expires: datetime
+    kind: ItemKind
+    votes: int
+    required: int
 
 
 def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) -> Leased | None:
-    """Lease the most urgent waiting item of the task to `reviewer` (or renew the one they already hold)."""
+    """Lease the most urgent waiting item of the task to `reviewer` (or renew the one they already hold), leaving
+    out items they skipped or already answered."""
     now = utcnow()
     skipped = exists().where(ReviewSkip.item_id == ReviewEntry.item_id, ReviewSkip.reviewer == reviewer)
+    answered = exists().where(
+        ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.reviewer == reviewer, ReviewVote.undone_at.is_(None)
+    )
     query = (
         select(ReviewEntry)
         .where(
@@ -41,6 +74,7 @@ def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) ->
                 ReviewEntry.lease_expires < now,
             ),
             ~skipped,
+            ~answered,
         )
         # An item the reviewer already holds comes back first, so a reload does not leak leases.
         .order_by(
@@ -52,36 +86,128 @@ def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) ->
     entry = session.scalar(query)
     if entry is None:
         return None
-    expires = now + timedelta(seconds=lease_s)
+    return _lease(session, task=task, entry=entry, reviewer=reviewer, lease_s=lease_s)
+
+
+def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, lease_s: float) -> Leased:
     entry.leased_to = reviewer
-    entry.lease_expires = expires
+    entry.lease_expires = utcnow() + timedelta(seconds=lease_s)
     item = session.get_one(Item, entry.item_id)
     prediction = session.scalar(
         select(Prediction).where(Prediction.item_id == item.id).order_by(Prediction.id.desc()).limit(1)
     )
-    return Leased(entry, item, prediction, latest_reasons(session, item.id), expires)
+    reasons = latest_reasons(session, item.id)
+    kind = item_kind(item, reasons)
+    votes = len(active_votes(session, item.id))
+    return Leased(entry, item, prediction, reasons, kind, votes, required_votes(session, task_id=task.id, kind=kind))
 
 
-def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str) -> Label:
-    """Record the human label. Repeating the same resolution is a no-op that returns the stored label."""
+@dataclass(frozen=True)
+class Resolution:
+    item_id: int
+    label: str
+    status: Status
+    votes: int
+    required: int
+
+
+def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str) -> Resolution:
+    """Record the reviewer's answer. Repeating the same answer is a no-op that returns the item's status."""
     check_label(task, label)
     item = session.get(Item, item_id)
     if item is None or item.task_id != task.id:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
+    votes = active_votes(session, item_id)
+    reasons = latest_reasons(session, item_id)
+    kind = item_kind(item, reasons)
+    required = required_votes(session, task_id=task.id, kind=kind)
+    own = [vote for vote in votes if vote.reviewer == reviewer]
+    if own:
+        if own[-1].label != label:
+            raise Conflict(f"you answered item {item_id} with {own[-1].label!r} already; undo it first", field="label")
+        return Resolution(item_id, label, _status(session, item, entry), len(votes), required)
     if entry is None:
-        last = session.scalar(select(Label).where(Label.item_id == item_id).order_by(Label.id.desc()).limit(1))
-        if last is not None and last.source == "human" and last.reviewer == reviewer and last.label == label:
-            return last
         raise Conflict(f"item {item_id} is not waiting for review", field="item_id")
-    if entry.leased_to not in (None, reviewer) and not _expired(entry):
+    if entry.leased_to not in (None, reviewer) and not _expired(entry.lease_expires):
         raise Conflict(f"item {item_id} is leased to another reviewer", field="item_id")
-    human = Label(item_id=item_id, task_id=task.id, label=label, source="human", reviewer=reviewer, confidence=None)
-    session.add(human)
+    vote = ReviewVote(
+        item_id=item_id,
+        task_id=task.id,
+        reviewer=reviewer,
+        label=label,
+        kind=kind,
+        required=required,
+        priority=entry.priority,
+        explanation=entry.explanation,
+    )
+    session.add(vote)
+    votes.append(vote)
+    if len(votes) < required:
+        entry.leased_to = None
+        entry.lease_expires = None
+        session.flush()
+        return Resolution(item_id, label, "waiting", len(votes), required)
     session.delete(entry)
+    if len({v.label for v in votes}) > 1:
+        session.add(
+            AdjudicationEntry(item_id=item_id, task_id=task.id, priority=vote.priority, explanation=vote.explanation)
+        )
+        session.flush()
+        return Resolution(item_id, label, "adjudication", len(votes), required)
+    human = Label(
+        item_id=item_id,
+        task_id=task.id,
+        label=label,
+        source="human",
+        reviewer=",".join(v.reviewer for v in votes)[:200],
+        confidence=None,
+    )
+    session.add(human)
     item.state = "resolved"
     session.flush()
-    return human
+    vote.label_id = human.id
+    return Resolution(item_id, label, "final", len(votes), required)
+
+
+def _status(session: Session, item: Item, entry: ReviewEntry | None) -> Status:
+    if item.state == "resolved":
+        return "final"
+    return "adjudication" if entry is None and session.get(AdjudicationEntry, item.id) is not None else "waiting"
+
+
+def undo_last(session: Session, *, task: Task, reviewer: str, lease_s: float) -> Leased:
+    """Undo the reviewer's latest answer in the task and lease that item back to them. The final label it wrote, if
+    any, stays in the history; the item is in review again and its next resolution supersedes it."""
+    vote = session.scalar(
+        select(ReviewVote)
+        .where(ReviewVote.task_id == task.id, ReviewVote.reviewer == reviewer, ReviewVote.undone_at.is_(None))
+        .order_by(ReviewVote.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if vote is None:
+        raise NotFound(f"you have no answer to undo in task {task.name!r}")
+    item = session.get_one(Item, vote.item_id)
+    if any(other.id > vote.id for other in active_votes(session, item.id)):
+        raise Conflict(f"another reviewer answered item {item.id} after you; it can no longer be undone")
+    adjudication = session.get(AdjudicationEntry, item.id)
+    if adjudication is not None:
+        session.delete(adjudication)
+    elif vote.label_id is not None:
+        latest = session.scalar(select(Label).where(Label.item_id == item.id).order_by(Label.id.desc()).limit(1))
+        if latest is None or latest.id != vote.label_id:
+            raise Conflict(f"item {item.id} has been labeled again since; it can no longer be undone")
+        item.state = "review"
+    elif item.state == "resolved":
+        raise Conflict(f"item {item.id} has been adjudicated; it can no longer be undone")
+    entry = session.get(ReviewEntry, item.id)
+    if entry is None:
+        entry = ReviewEntry(item_id=item.id, task_id=task.id, priority=vote.priority, explanation=vote.explanation)
+        session.add(entry)
+    vote.undone_at = utcnow()
+    session.flush()
+    return _lease(session, task=task, entry=entry, reviewer=reviewer, lease_s=lease_s)
 
 
 def skip(session: Session, *, task: Task, item_id: int, reviewer: str) -> None:
@@ -93,6 +219,16 @@ def skip(session: Session, *, task: Task, item_id: int, reviewer: str) -> None:
     if entry.leased_to == reviewer:
         entry.leased_to = None
         entry.lease_expires = None
+
+
+def active_votes(session: Session, item_id: int) -> list[ReviewVote]:
+    return list(
+        session.scalars(
+            select(ReviewVote)
+            .where(ReviewVote.item_id == item_id, ReviewVote.undone_at.is_(None))
+            .order_by(ReviewVote.id)
+        )
+    )
 
 
 def waiting_count(session: Session, *, task: Task) -> int:
@@ -113,8 +249,7 @@ def latest_reasons(session: Session, item_id: int) -> list[str]:
     return [str(reason) for reason in decision.reasons] if decision is not None else []
 
 
-def _expired(entry: ReviewEntry) -> bool:
-    expires = entry.lease_expires
+def _expired(expires: datetime | None) -> bool:
     if expires is None:
         return True
     if expires.tzinfo is None:

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from service.jobs import worker
 from service.jobs.context import WorkerContext
-from tests.conftest import SPAM_TASK
+from tests.conftest import ADMIN_KEY, SPAM_TASK
 
 SPAM = ["win a free prize now", "claim your cash reward", "txt WIN to 8000 for a prize", "free entry call now"]
 HAM = ["see you at lunch", "running late, sorry", "can you pick up milk", "happy birthday mate"]
@@ -46,10 +46,18 @@ def _review_all(client: TestClient, headers: dict[str, str], gold: dict[str, str
         done += 1
 
 
+def _assign(client: TestClient, reviewer_headers: dict[str, str]) -> None:
+    """Reviewers see only the tasks an admin assigned to them."""
+    name = client.get("/v1/review/me", headers=reviewer_headers).json()["name"]
+    assigned = client.put(f"/v1/tasks/sms/reviewers/{name}", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert assigned.status_code == 200, assigned.text
+
+
 def test_loop_from_cold_start_to_certified_accepts(
     client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
 ) -> None:
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    _assign(client, reviewer_headers)
     data = _dataset(300)
     gold = {item_id: label for item_id, _, label in data}
     batch = client.post(
@@ -110,6 +118,7 @@ def test_review_lease_skip_and_wrong_label(
     from tests.conftest import make_key
 
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    _assign(client, reviewer_headers)
     client.post(
         "/v1/tasks/sms/batches",
         json={"items": [{"id": f"a{i}", "text": f"hello {i}"} for i in range(5)]},
@@ -120,6 +129,7 @@ def test_review_lease_skip_and_wrong_label(
     again = client.post("/v1/tasks/sms/review/next", headers=reviewer_headers).json()
     assert again["item_id"] == first["item_id"], "the reviewer's own lease comes back first"
     other = make_key(settings, "reviewer")  # type: ignore[arg-type]
+    _assign(client, other)
     theirs = client.post("/v1/tasks/sms/review/next", headers=other).json()
     assert theirs["item_id"] != first["item_id"], "a leased item goes to one reviewer only"
     stolen = client.post(f"/v1/tasks/sms/review/{first['item_id']}/resolve", json={"label": "ham"}, headers=other)

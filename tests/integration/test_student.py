@@ -18,7 +18,7 @@ from service.ports import TrainConfig, TrainExample
 pytestmark = pytest.mark.integration
 
 LABELS = ("ham", "spam")
-CONFIG = TrainConfig(epochs=3, seed=7)
+CONFIG = TrainConfig(epochs=2, seed=7)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ class SyntheticTeacher:
         self.embeddings: dict[str, np.ndarray] = {}
         centres = rng.normal(size=(k, 8))
         for text, label in gold.items():
-            confidence = 1 - (1 - 1 / k) * rng.beta(1, 6)
+            confidence = 1 - (1 - 1 / k) * rng.beta(0.5, 6)
             top = label if rng.random() < confidence else (label + rng.integers(1, k)) % k
             row = np.full(k, (1 - confidence) / (k - 1))
             row[top] = confidence
             self.rows[text] = row
-            self.embeddings[text] = centres[label] + 1.5 * rng.normal(size=8)
+            self.embeddings[text] = centres[label] + 0.7 * rng.normal(size=8)
         self.calls = 0
 
     def scores(self, texts: Sequence[str], labels: tuple[str, ...]) -> np.ndarray:
@@ -114,7 +114,9 @@ def test_csv_input_and_bad_fields(tmp_path: Path) -> None:
     )
     assert result["labels"] == ["a", "b"] and result["teacher_accuracy"] == 1.0
     with pytest.raises(ValueError):
-        run_quality_bench(path, "missing", "label", teacher_scores=lambda texts, labels: np.zeros((0, 2)), review_budget=5)
+        run_quality_bench(
+            path, "missing", "label", teacher_scores=lambda texts, labels: np.zeros((0, 2)), review_budget=5
+        )
 
 
 def test_reviewer_noise_flips_labels_at_the_given_rate() -> None:

@@ -4,6 +4,7 @@ import pytest
 from service.pipeline.policy import (
     clopper_pearson_upper,
     fit_policy,
+    hypergeometric_upper,
     min_certifiable,
     quality_summary,
 )
@@ -104,3 +105,46 @@ def test_quality_summary_reports_bound_audit_error_and_coverage() -> None:
     assert summary.error_bound == policy.error_bound and summary.human_reviews == 450
     empty = quality_summary(policy=policy, audit_correct=[], accepted=0, total=0, human_reviews=0)
     assert empty.audit_error is None and empty.coverage == 0.0
+
+
+def test_hypergeometric_bound_covers_the_realised_error_of_the_unreviewed_items() -> None:
+    rng = np.random.default_rng(3)
+    wrong = np.zeros(400, dtype=bool)
+    wrong[:14] = True
+    covered = 0
+    for _ in range(2000):
+        order = rng.permutation(400)
+        reviewed, pool = wrong[order[:200]], wrong[order[200:]]
+        bound = hypergeometric_upper(errors=int(reviewed.sum()), n=200, n_pool=200, delta=0.1)
+        covered += pool.mean() <= bound
+    assert covered / 2000 >= 0.9
+    assert hypergeometric_upper(errors=2, n=200, n_pool=0, delta=0.1) == 0.0
+    # Against a huge pool its own sampling noise vanishes and it approaches Clopper-Pearson.
+    huge = hypergeometric_upper(errors=2, n=200, n_pool=200_000, delta=0.1)
+    assert huge == pytest.approx(clopper_pearson_upper(errors=2, n=200, delta=0.1), rel=0.02)
+
+
+def test_realised_error_of_a_known_pool_within_epsilon_in_at_least_one_minus_delta_of_runs() -> None:
+    """The pool-aware (hypergeometric) variant: the bound is on exactly the pool items it accepts."""
+    epsilon, delta, runs = 0.05, 0.1, 300
+    rng = np.random.default_rng(7)
+    violations = certified = 0
+    for _ in range(runs):
+        confidences, correct = calibrated_sample(rng, 1500)
+        reviewed = rng.choice(1500, 300, replace=False)
+        pool = np.setdiff1d(np.arange(1500), reviewed)
+        policy = fit_policy(
+            confidences=confidences[reviewed],
+            correct=correct[reviewed],
+            pool_confidences=confidences[pool],
+            epsilon=epsilon,
+            delta=delta,
+        )
+        if policy.threshold is None:
+            continue
+        certified += 1
+        assert policy.error_bound is not None and policy.error_bound <= epsilon
+        accepted = pool[confidences[pool] >= policy.threshold]
+        violations += bool(1 - correct[accepted].mean() > epsilon)
+    assert violations / runs <= delta
+    assert certified / runs >= 0.5

@@ -1,32 +1,26 @@
-"""Review: next item (leased to one reviewer), resolve, skip."""
+"""Review: next item (leased to one reviewer), resolve, skip, undo and progress, on tasks assigned to the reviewer."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
 from service.api.deps import ReviewerDep, SessionDep, SettingsDep
-from service.schemas import ResolvedPublic, ResolveIn, ReviewItemPublic
-from service.store import review, tasks
+from service.api.review_schemas import ProgressPublic, ReviewLeasePublic, TaskCounts, VotePublic
+from service.schemas import ResolveIn
+from service.store import review, review_team, tasks
+from service.tables import Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
 
 
-@router.post(
-    "/next",
-    response_model=ReviewItemPublic,
-    responses={204: {"description": "Nothing is waiting for this reviewer."}},
-)
-def next_item(task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep) -> ReviewItemPublic | Response:
-    task_row = tasks.get_task(session, task)
-    leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
-    if leased is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
     prediction = leased.prediction
-    names = tasks.label_names(task_row)
-    return ReviewItemPublic(
+    names = tasks.label_names(task)
+    assert leased.entry.lease_expires is not None
+    return ReviewLeasePublic(
         item_id=leased.item.id,
         external_id=leased.item.external_id,
-        task=task_row.name,
+        task=task.name,
         text=leased.item.text,
         truncated=leased.item.truncated,
         suggestion=prediction.label if prediction else None,
@@ -35,17 +29,50 @@ def next_item(task: str, session: SessionDep, settings: SettingsDep, key: Review
         reasons=leased.reasons,
         priority=leased.entry.priority,
         priority_explanation=leased.entry.explanation,
-        lease_expires=leased.lease_expires,
+        lease_expires=leased.entry.lease_expires,
+        kind=leased.kind,
+        votes=leased.votes,
+        required=leased.required,
     )
 
 
-@router.post("/{item_id}/resolve", response_model=ResolvedPublic)
-def resolve(task: str, item_id: int, body: ResolveIn, session: SessionDep, key: ReviewerDep) -> ResolvedPublic:
-    task_row = tasks.get_task(session, task)
-    label = review.resolve(session, task=task_row, item_id=item_id, reviewer=key.name, label=body.label)
-    return ResolvedPublic(item_id=item_id, label=label.label)
+@router.post(
+    "/next",
+    response_model=ReviewLeasePublic,
+    responses={204: {"description": "Nothing is waiting for this reviewer."}},
+)
+def next_item(task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep) -> ReviewLeasePublic | Response:
+    task_row = review_team.task_for(session, key, task)
+    leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
+    if leased is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return lease_public(task_row, leased)
+
+
+@router.post("/undo", response_model=ReviewLeasePublic)
+def undo(task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep) -> ReviewLeasePublic:
+    """Take back your latest answer in this task; the item is leased back to you and returned."""
+    task_row = review_team.task_for(session, key, task)
+    leased = review.undo_last(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
+    return lease_public(task_row, leased)
+
+
+@router.get("/progress", response_model=ProgressPublic)
+def progress(task: str, session: SessionDep, key: ReviewerDep) -> ProgressPublic:
+    done = review_team.progress(session, task=review_team.task_for(session, key, task), reviewer=key.name)
+    counts = TaskCounts(items=done.items, waiting=done.waiting, adjudication=done.adjudication, counts=done.counts)
+    return ProgressPublic(reviewer=done.reviewer, reviewed=done.reviewed, task=counts)
+
+
+@router.post("/{item_id}/resolve", response_model=VotePublic)
+def resolve(task: str, item_id: int, body: ResolveIn, session: SessionDep, key: ReviewerDep) -> VotePublic:
+    task_row = review_team.task_for(session, key, task)
+    result = review.resolve(session, task=task_row, item_id=item_id, reviewer=key.name, label=body.label)
+    return VotePublic(
+        item_id=item_id, label=result.label, status=result.status, votes=result.votes, required=result.required
+    )
 
 
 @router.post("/{item_id}/skip", status_code=status.HTTP_204_NO_CONTENT)
 def skip(task: str, item_id: int, session: SessionDep, key: ReviewerDep) -> None:
-    review.skip(session, task=tasks.get_task(session, task), item_id=item_id, reviewer=key.name)
+    review.skip(session, task=review_team.task_for(session, key, task), item_id=item_id, reviewer=key.name)

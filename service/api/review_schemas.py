@@ -1,0 +1,103 @@
+"""Request and response models of the review API: leased items, votes, progress, agreement, assignments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.schemas import ReviewItemPublic, Strict
+
+
+class ReviewLeasePublic(ReviewItemPublic):
+    kind: Literal["review", "audit", "gold"] = Field(description="audit and gold items may need several reviewers.")
+    votes: int = Field(description="Answers the item has so far (not counting yours).")
+    required: int = Field(description="Answers it needs before it is final.")
+
+
+class VotePublic(BaseModel):
+    item_id: int
+    label: str
+    source: Literal["human"] = "human"
+    status: Literal["final", "waiting", "adjudication"] = Field(
+        description="final: the label is stored; waiting: more reviewers must answer; adjudication: they disagreed."
+    )
+    votes: int
+    required: int
+
+
+class TaskCounts(BaseModel):
+    items: int
+    waiting: int
+    adjudication: int
+    counts: dict[str, int]
+
+
+class ProgressPublic(BaseModel):
+    reviewer: str
+    reviewed: int
+    task: TaskCounts
+
+
+class ReviewSettingsPublic(Strict):
+    audit_reviewers: int = Field(1, ge=1, le=10)
+    gold_reviewers: int = Field(1, ge=1, le=10)
+
+
+class ReviewTaskPublic(BaseModel):
+    name: str
+    waiting: int
+
+
+class AssignmentPublic(BaseModel):
+    task: str
+    reviewer: str
+    assigned_by: str
+    created_at: datetime
+
+
+class PairPublic(BaseModel):
+    first: str
+    second: str
+    items: int
+    kappa: float | None
+    observed: float | None
+
+
+class AccuracyPublic(BaseModel):
+    items: int
+    correct: int
+    accuracy: float | None
+
+
+class ReviewerQualityPublic(BaseModel):
+    reviewer: str
+    votes: int
+    gold: AccuracyPublic | None
+    audit: AccuracyPublic | None
+
+
+class AgreementPublic(BaseModel):
+    task: str
+    items_with_several_votes: int
+    krippendorff_alpha: float | None
+    pairs: list[PairPublic] = Field(description="Cohen's kappa for each pair of reviewers with shared items.")
+    reviewers: list[ReviewerQualityPublic]
+
+
+class DisputedPublic(BaseModel):
+    item_id: int
+    external_id: str
+    text: str
+    votes: dict[str, str]
+    priority: float
+
+
+class AdjudicateIn(Strict):
+    label: str
+
+
+class WhoAmIPublic(BaseModel):
+    name: str
+    role: str

@@ -1,0 +1,105 @@
+"""Export a task's labels (JSONL, CSV, Parquet, a zipped Hugging Face `datasets` folder, Label Studio JSON) and
+import items from the same formats as a new batch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from service.api.deps import ClientDep, SessionDep, SettingsDep
+from service.api.routes.batches import batch_public
+from service.errors import Invalid
+from service.formats import labelstudio, tabular
+from service.formats.labelstudio import ImportedTask
+from service.schemas import BatchPublic
+from service.store import exports, tasks
+
+router = APIRouter(prefix="/v1/tasks/{task}", tags=["import and export"])
+
+ExportFormat = Literal["jsonl", "csv", "parquet", "hf", "labelstudio"]
+ImportFormat = Literal["jsonl", "csv", "parquet", "labelstudio"]
+MEDIA_TYPES = {
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "csv": ("text/csv", "csv"),
+    "parquet": ("application/vnd.apache.parquet", "parquet"),
+    "hf": ("application/zip", "zip"),
+    "labelstudio": ("application/json", "json"),
+}
+
+
+@router.get("/export", responses={200: {"content": {media: {} for media, _ in MEDIA_TYPES.values()}}})
+def export(task: str, session: SessionDep, _key: ClientDep, format: ExportFormat = "jsonl") -> Response:
+    """Final labels with provenance (accepted and resolved items); Label Studio JSON has every item, with the
+    machine's prediction and the human annotation where there is one."""
+    task_row = tasks.get_task(session, task)
+    rows = list(exports.export_rows(session, task=task_row, final_only=format != "labelstudio"))
+    if format == "labelstudio":
+        body = json.dumps(labelstudio.to_labelstudio(rows)).encode()
+    elif format == "hf":
+        body = _zipped_dataset(rows)
+    else:
+        body = tabular.to_bytes(rows, format)
+    media, suffix = MEDIA_TYPES[format]
+    disposition = f'attachment; filename="{task_row.name}-labels.{suffix}"'
+    return Response(body, media_type=media, headers={"Content-Disposition": disposition})
+
+
+def _zipped_dataset(rows: list[dict[str, object]]) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "dataset"
+        tabular.write_hf(rows, folder)
+        archive = shutil.make_archive(str(Path(tmp) / "dataset"), "zip", root_dir=folder)
+        return Path(archive).read_bytes()
+
+
+async def _read_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPublic)
+def import_items(
+    task: str,
+    body: Annotated[bytes, Depends(_read_body)],
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: ClientDep,
+    format: Annotated[ImportFormat, Query()],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> BatchPublic:
+    """The file is the request body. Rows need a `text` column (Label Studio: data.text); `id` names the item and
+    other columns go to its meta. Label Studio annotations become human labels; other items are labeled as usual."""
+    task_row = tasks.get_task(session, task)
+    if format == "labelstudio":
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"the body is not JSON: {exc.msg}", field="body") from exc
+        imported = labelstudio.from_labelstudio(payload, labels=tasks.label_names(task_row))
+    else:
+        items = tabular.items_from_rows(tabular.read_rows(body, format))
+        imported = [ImportedTask(item, None) for item in items]
+    if not imported:
+        raise Invalid("the file has no items", field="body")
+    if len(imported) > settings.max_batch_items:
+        raise Invalid(f"a batch holds at most {settings.max_batch_items} items; got {len(imported)}", field="body")
+    for index, row in enumerate(imported):
+        if len(row.item.text) > settings.max_text_chars:
+            raise Invalid(
+                f"text is {len(row.item.text)} characters; the limit is {settings.max_text_chars}",
+                field=f"rows.{index}.text",
+            )
+    batch, created, _ = exports.import_tasks(
+        session, task=task_row, imported=imported, reviewer=key.name, idempotency_key=idempotency_key
+    )
+    public = batch_public(request, session, task_row, batch)
+    response.headers["Location"] = public.url
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return public

@@ -1,0 +1,114 @@
+"""The review page at /review: a login form that turns a reviewer's API key into an HttpOnly session cookie, the
+reviewer's tasks, and the keyboard-first page itself (plain HTML and one small script, no build step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.deps import SESSION_COOKIE, presented_key
+from service.errors import Forbidden, NotFound
+from service.store import keys, review, review_team
+from service.tables import ApiKey
+
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+STATIC_FILES = {"review.js": "text/javascript", "review.css": "text/css"}
+SESSION_MAX_AGE_S = 12 * 3600
+PAGE_ROLES = ("reviewer", "admin")
+
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+router = APIRouter(prefix="/review", include_in_schema=False)
+
+
+def _reviewer(request: Request) -> ApiKey | None:
+    """The key presented (normally the session cookie), if it may use the page."""
+    plain = presented_key(request)
+    if not plain:
+        return None
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        key = keys.find_key(session, plain)
+    return key if key is not None and key.role in PAGE_ROLES else None
+
+
+def _login_page(request: Request, error: str | None = None, code: int = status.HTTP_200_OK) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"error": error, "reviewer": None}, status_code=code)
+
+
+@router.get("", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    key = _reviewer(request)
+    if key is None:
+        return _login_page(request)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        visible = [
+            (task.name, review.waiting_count(session, task=task)) for task in review_team.visible_tasks(session, key)
+        ]
+    if len(visible) == 1:
+        return RedirectResponse(f"/review/{visible[0][0]}", status_code=status.HTTP_303_SEE_OTHER)
+    tasks = [{"name": name, "waiting": waiting} for name, waiting in visible]
+    return templates.TemplateResponse(request, "tasks.html", {"tasks": tasks, "reviewer": key.name})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    # A plain urlencoded form: one field, parsed here so the page needs no form library.
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    plain = (form.get("key") or [""])[0].strip()
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        key = keys.find_key(session, plain) if plain else None
+    if key is None:
+        return _login_page(request, "This API key is not known.", status.HTTP_401_UNAUTHORIZED)
+    if key.role not in PAGE_ROLES:
+        return _login_page(request, f"A {key.role} key cannot review; use a reviewer key.", status.HTTP_403_FORBIDDEN)
+    response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        SESSION_COOKIE,
+        plain,
+        max_age=SESSION_MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise NotFound(f"no static file {name!r}")
+    return FileResponse(WEB_DIR / "static" / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/{task}", response_class=HTMLResponse)
+def page(task: str, request: Request) -> Response:
+    key = _reviewer(request)
+    if key is None:
+        return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        try:
+            task_row = review_team.task_for(session, key, task)
+        except (Forbidden, NotFound) as exc:
+            context: dict[str, object] = {"title": exc.title, "detail": exc.detail, "reviewer": key.name}
+            return templates.TemplateResponse(request, "error.html", context, status_code=exc.status)
+        labels = [
+            {"name": str(label["name"]), "description": str(label.get("description", ""))} for label in task_row.labels
+        ]
+        context = {"task": task_row, "labels": labels, "reviewer": key.name}
+        return templates.TemplateResponse(request, "review.html", context)

@@ -1,0 +1,231 @@
+"""`understudy bench review_load`: concurrent reviewers doing next + resolve against a running server.
+
+The server is `uvicorn service.main:create_app --factory` in a subprocess (real HTTP on localhost, no worker). The
+database is seeded directly with a task, `items` items waiting for review (with a prediction and a decision each,
+as the worker would leave them) and one assigned reviewer key per simulated reviewer. Each reviewer is an asyncio
+task with its own keep-alive connection doing POST next then POST resolve with no think time, so the figures are
+the server's latency under full closed-loop load. A round trip is next + resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from service.db import make_engine, migrate, session_factory, transaction
+from service.schemas import LabelIn, TaskCreate
+from service.store import keys, tasks
+from service.tables import Batch, Decision, Item, Prediction, ReviewAssignment, ReviewEntry
+
+LABELS = ("ham", "spam")
+ADMIN_KEY = "review-load-admin"
+
+
+def seed(database_url: str, *, items: int, reviewers: int) -> list[str]:
+    """A task with `items` items waiting for review; returns one assigned reviewer key per reviewer."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    with transaction(session_factory(engine)) as session:
+        task = tasks.create_task(
+            session,
+            TaskCreate(
+                name=f"load-{uuid.uuid4().hex[:8]}", labels=[LabelIn(name=label) for label in LABELS], epsilon=0.05
+            ),
+        )
+        batch = Batch(task_id=task.id, idempotency_key=None, request_sha="0" * 64, item_count=items)
+        session.add(batch)
+        session.flush()
+        session.execute(
+            insert(Item),
+            [
+                {
+                    "task_id": task.id,
+                    "batch_id": batch.id,
+                    "external_id": f"i{i}",
+                    "text": f"message {i}",
+                    "state": "review",
+                }
+                for i in range(items)
+            ],
+        )
+        _seed_predictions(session, task_id=task.id)
+        plain = []
+        for index in range(reviewers):
+            name = f"{task.name}-reviewer-{index}"
+            plain.append(keys.create_key(session, name=name, role="reviewer")[1])
+            session.add(ReviewAssignment(task_id=task.id, reviewer=name, assigned_by="bench"))
+        task_name = task.name
+    engine.dispose()
+    return [task_name, *plain]
+
+
+def _seed_predictions(session: Session, *, task_id: int) -> None:
+    rng = np.random.default_rng(0)
+    ids = list(session.scalars(select(Item.id).where(Item.task_id == task_id).order_by(Item.id)))
+    confidence = rng.uniform(0.5, 0.99, size=len(ids))
+    session.execute(
+        insert(Prediction),
+        [
+            {
+                "item_id": item_id,
+                "source": "teacher",
+                "model": "bench",
+                "raw_probs": [float(c), float(1 - c)],
+                "probs": [float(c), float(1 - c)],
+                "label": "ham",
+                "confidence": float(c),
+            }
+            for item_id, c in zip(ids, confidence, strict=True)
+        ],
+    )
+    predictions = dict(
+        session.execute(select(Prediction.item_id, Prediction.id).where(Prediction.item_id.in_(ids))).all()
+    )
+    session.execute(
+        insert(Decision),
+        [
+            {"item_id": item_id, "prediction_id": predictions[item_id], "accept": False, "reasons": ["low_confidence"]}
+            for item_id in ids
+        ],
+    )
+    session.execute(
+        insert(ReviewEntry),
+        [
+            {"item_id": item_id, "task_id": task_id, "priority": float(1 - c), "explanation": "bench"}
+            for item_id, c in zip(ids, confidence, strict=True)
+        ],
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, data_dir: Path) -> Iterator[str]:
+    """`uvicorn service.main:create_app --factory` on a free port, until the block ends."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "UNDERSTUDY_DATABASE_URL": database_url,
+        "UNDERSTUDY_DATA_DIR": str(data_dir),
+        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+    }
+    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning", "--no-access-log"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start (exit code {process.poll()})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _reviewer(url: str, task: str, key: str, stop_at: float, out: dict[str, list[float]]) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        first = True
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            leased = await client.post(f"/v1/tasks/{task}/review/next")
+            middle = time.perf_counter()
+            if leased.status_code == 204:
+                return
+            leased.raise_for_status()
+            item = leased.json()
+            label = LABELS[item["item_id"] % 2]
+            resolved = await client.post(f"/v1/tasks/{task}/review/{item['item_id']}/resolve", json={"label": label})
+            resolved.raise_for_status()
+            end = time.perf_counter()
+            if not first:  # the first round trip opens the connection
+                out["round_trip"].append(end - start)
+                out["next"].append(middle - start)
+                out["resolve"].append(end - middle)
+                out["finished"].append(end)
+            first = False
+
+
+async def _load(url: str, task: str, reviewer_keys: Sequence[str], duration_s: float) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"round_trip": [], "next": [], "resolve": [], "finished": []}
+    stop_at = time.perf_counter() + duration_s
+    await asyncio.gather(*(_reviewer(url, task, key, stop_at, out) for key in reviewer_keys))
+    return out
+
+
+def _ms(values: Sequence[float], q: float) -> float:
+    return round(float(np.quantile(np.asarray(values), q)) * 1000, 2)
+
+
+def run_review_load(
+    *, database_url: str, data_dir: Path, store: str, reviewers: int = 20, items: int = 3000, duration_s: float = 20.0
+) -> dict[str, Any]:
+    """Seed, start the server, run `reviewers` concurrent reviewers for `duration_s` (or until the queue is empty)
+    and return latency quantiles in ms per round trip and per call, and resolved items per second."""
+    task, *reviewer_keys = seed(database_url, items=items, reviewers=reviewers)
+    with running_server(database_url, data_dir) as url:
+        started = time.perf_counter()
+        out = asyncio.run(_load(url, task, reviewer_keys, duration_s))
+    if not out["round_trip"]:
+        raise RuntimeError("no round trip completed")
+    elapsed = max(out["finished"]) - started
+    result: dict[str, Any] = {
+        "store": store,
+        "reviewers": reviewers,
+        "seeded_items": items,
+        "round_trips": len(out["round_trip"]),
+        "seconds": round(elapsed, 2),
+        "items_per_s": round(len(out["round_trip"]) / elapsed, 1),
+        "cpu_count": os.cpu_count(),
+    }
+    for name in ("round_trip", "next", "resolve"):
+        result[name] = {f"p{int(q * 100)}_ms": _ms(out[name], q) for q in (0.5, 0.9, 0.99)}
+    result["target_p99_ms"] = 50.0
+    result["meets_target"] = result["round_trip"]["p99_ms"] < 50.0
+    return result
+
+
+def review_load_table(results: Sequence[dict[str, Any]]) -> str:
+    """A markdown table: one row per store."""
+    lines = [
+        "| store | reviewers | round trips | items/s | p50 ms | p90 ms | p99 ms | next p99 ms | resolve p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        trip = r["round_trip"]
+        lines.append(
+            f"| {r['store']} | {r['reviewers']} | {r['round_trips']} | {r['items_per_s']} | {trip['p50_ms']} | "
+            f"{trip['p90_ms']} | {trip['p99_ms']} | {r['next']['p99_ms']} | {r['resolve']['p99_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "review_load.json"
+    path.write_text(json.dumps({"results": list(results), "table": review_load_table(results)}, indent=2) + "\n")
+    return path

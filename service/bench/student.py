@@ -1,0 +1,224 @@
+"""`understudy bench student`: the LoRA student's learning curve, speed, memory and cost, beside the teacher.
+
+For each N in ``train_sizes`` a student is trained on N labels (the teacher's accepted labels when
+``teacher_labels`` is given, else the file's gold labels) and scored on the same held-out items. Speed is
+measured on the held-out texts with the largest student. The teacher side is optional and precomputed:
+its predictions on the held-out texts and its items per second.
+
+Cost per 1,000 items is CPU-seconds based: CPU time per 1,000 items (all threads) times ``cpu_hour_usd``
+(default 0.04 USD per vCPU-hour, about an on-demand cloud vCPU); the teacher's is its wall time per 1,000
+items times ``teacher_hour_usd`` (what the teacher's machine costs per hour; default two vCPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from service.datasets import read_labeled
+from service.pipeline.metrics import classification_report, expected_calibration_error
+from service.ports import TrainConfig, TrainExample
+
+DEFAULT_CPU_HOUR_USD = 0.04
+MIN_TIMING_S = 2.0
+"""Speed runs repeat over the held-out texts until at least this long."""
+
+
+def _teacher_mapping(teacher_labels: Path | Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """text -> label; a path is read as a JSONL/CSV/Parquet file with fields text and label."""
+    if teacher_labels is None or isinstance(teacher_labels, Mapping):
+        return teacher_labels
+    return dict(read_labeled(teacher_labels, text_field="text", label_field="label"))
+
+
+def _speed(predict: Any, texts: Sequence[str]) -> dict[str, float]:
+    predict(texts[:64])  # warm-up: first-call allocations are not throughput
+    items, wall, cpu = 0, 0.0, 0.0
+    while wall < MIN_TIMING_S:
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        predict(texts)
+        wall += time.perf_counter() - wall_start
+        cpu += time.process_time() - cpu_start
+        items += len(texts)
+    return {"items_per_s": items / wall, "cpu_s_per_1000": 1000 * cpu / items, "wall_s_per_1000": 1000 * wall / items}
+
+
+def run_student_bench(
+    data: Path,
+    text_field: str,
+    label_field: str,
+    *,
+    train_sizes: Sequence[int] = (50, 100, 200, 400, 800),
+    test_size: int = 500,
+    seed: int = 0,
+    epochs: int = TrainConfig.epochs,
+    quantize: bool = True,
+    json_out: Path | None = None,
+    plot_out: Path | None = None,
+    teacher_labels: Path | Mapping[str, str] | None = None,
+    teacher_predictions: Mapping[str, str] | None = None,
+    teacher_items_per_s: float | None = None,
+    cpu_hour_usd: float = DEFAULT_CPU_HOUR_USD,
+    teacher_hour_usd: float = 2 * DEFAULT_CPU_HOUR_USD,
+) -> dict[str, Any]:
+    """Run the benchmark and return its results (also written to ``json_out``, the curve to ``plot_out``).
+
+    ``teacher_predictions`` maps held-out texts to the teacher's label; ``teacher_items_per_s`` is the
+    teacher's measured speed. Both are optional; with them the result holds the teacher's scores, the
+    speed ratio and the teacher's cost.
+    """
+    import torch
+
+    from service.backends.student_lora import LoraStudent, LoraTrainer
+
+    pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+    random.Random(seed).shuffle(pairs)
+    held_out, pool = pairs[:test_size], pairs[test_size:]
+    labels = tuple(sorted({label for _, label in pairs}))
+    teacher = _teacher_mapping(teacher_labels)
+    if teacher is not None:
+        pool = [(text, teacher[text]) for text, _ in pool if teacher.get(text) in labels]
+    texts, truth = [t for t, _ in held_out], [label for _, label in held_out]
+    index = {label: i for i, label in enumerate(labels)}
+    curve: list[dict[str, Any]] = []
+    student: LoraStudent | None = None
+    with tempfile.TemporaryDirectory(prefix="student-bench-") as scratch:
+        for n in sorted({min(n, len(pool)) for n in train_sizes}):
+            started = time.perf_counter()
+            result = LoraTrainer().train(
+                [TrainExample(text, label) for text, label in pool[:n]],
+                labels,
+                Path(scratch) / f"n{n}",
+                TrainConfig(epochs=epochs, seed=seed),
+            )
+            train_s = time.perf_counter() - started
+            student = LoraStudent.load(result.path, quantize=quantize)
+            probs = student.predict_proba(texts)
+            report = classification_report(
+                y_true=truth, y_pred=[labels[i] for i in probs.argmax(axis=1)], labels=labels
+            )
+            ece = expected_calibration_error(probs=probs, y_true=[index[t] for t in truth])
+            curve.append(
+                {
+                    "n_train": n,
+                    "accuracy": report["accuracy"],
+                    "macro_f1": report["macro_f1"],
+                    "ece": ece,
+                    "epochs_run": result.epochs_run,
+                    "train_s": train_s,
+                }
+            )
+        if student is None:
+            raise ValueError("no training sizes to run")
+        speed = _speed(student.predict_proba, texts)
+    results: dict[str, Any] = {
+        "data": str(data),
+        "labels": list(labels),
+        "trained_on": "teacher labels" if teacher is not None else "gold labels",
+        "test_size": len(held_out),
+        "seed": seed,
+        "quantized": quantize,
+        "curve": curve,
+        "student": {
+            **speed,
+            "cost_per_1000_usd": speed["cpu_s_per_1000"] / 3600 * cpu_hour_usd,
+            "macro_f1": curve[-1]["macro_f1"],
+            "accuracy": curve[-1]["accuracy"],
+        },
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "machine": {
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": os.getloadavg()[0],
+        },
+        "cost_assumption": f"student: CPU-seconds x {cpu_hour_usd} USD per vCPU-hour; "
+        f"teacher: wall-seconds x {teacher_hour_usd} USD per hour of its machine",
+    }
+    if teacher_predictions is not None or teacher_items_per_s is not None:
+        results["teacher"] = _teacher_side(teacher_predictions, teacher_items_per_s, held_out, labels, teacher_hour_usd)
+        if teacher_items_per_s:
+            results["speed_ratio"] = speed["items_per_s"] / teacher_items_per_s
+    results["table"] = student_table(results)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    if plot_out is not None:
+        plot_learning_curve(results, plot_out)
+    return results
+
+
+def _teacher_side(
+    predictions: Mapping[str, str] | None,
+    items_per_s: float | None,
+    held_out: Sequence[tuple[str, str]],
+    labels: tuple[str, ...],
+    hour_usd: float,
+) -> dict[str, Any]:
+    side: dict[str, Any] = {"items_per_s": items_per_s}
+    if items_per_s:
+        side["cost_per_1000_usd"] = 1000 / items_per_s / 3600 * hour_usd
+    if predictions is not None:
+        scored = [(label, predictions[text]) for text, label in held_out if text in predictions]
+        report = classification_report(y_true=[t for t, _ in scored], y_pred=[p for _, p in scored], labels=labels)
+        side |= {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "n_scored": len(scored)}
+    return side
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def student_table(results: Mapping[str, Any]) -> str:
+    """The learning curve and the speed/cost comparison as markdown."""
+    lines = ["| N train | accuracy | macro-F1 | ECE | epochs | train s |", "|---:|---:|---:|---:|---:|---:|"]
+    for row in results["curve"]:
+        cells = [row["n_train"], row["accuracy"], row["macro_f1"], row["ece"], row["epochs_run"], row["train_s"]]
+        lines.append("| " + " | ".join(_cell(c, 1 if i == 5 else 3) for i, c in enumerate(cells)) + " |")
+    student, teacher = results["student"], results.get("teacher", {})
+    lines += [
+        "",
+        "| model | macro-F1 | accuracy | items/s | cost per 1,000 items (USD) |",
+        "|---|---:|---:|---:|---:|",
+        f"| student | {_cell(student['macro_f1'])} | {_cell(student['accuracy'])} | "
+        f"{_cell(student['items_per_s'], 0)} | {_cell(student['cost_per_1000_usd'], 6)} |",
+    ]
+    if teacher:
+        lines.append(
+            f"| teacher | {_cell(teacher.get('macro_f1'))} | {_cell(teacher.get('accuracy'))} | "
+            f"{_cell(teacher.get('items_per_s'), 1)} | {_cell(teacher.get('cost_per_1000_usd'), 6)} |"
+        )
+    if "speed_ratio" in results:
+        lines.append(f"\nStudent/teacher speed ratio: {results['speed_ratio']:.1f}x")
+    return "\n".join(lines)
+
+
+def plot_learning_curve(results: Mapping[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [row["n_train"] for row in results["curve"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(sizes, [row["macro_f1"] for row in results["curve"]], marker="o", label="student macro-F1")
+    ax.plot(sizes, [row["accuracy"] for row in results["curve"]], marker="s", label="student accuracy")
+    teacher_f1 = results.get("teacher", {}).get("macro_f1")
+    if teacher_f1 is not None:
+        ax.axhline(teacher_f1, color="grey", linestyle="--", label="teacher macro-F1")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training labels ({results['trained_on']})")
+    ax.set_ylabel("score on held-out items")
+    ax.set_title(f"LoRA student learning curve ({Path(results['data']).name})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

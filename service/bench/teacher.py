@@ -1,0 +1,216 @@
+"""`understudy bench teacher`: the teacher's quality and speed on a labeled JSONL/CSV file.
+
+Quality: accuracy and macro-F1 zero-shot and with k nearest-neighbour few-shot examples (MiniLM cosine,
+drawn from `pool_size` labeled items), each raw, batch-calibrated (prior = mean predicted distribution
+over the scored items) and content-free calibrated (prior = predictions for "N/A", "" and "[MASK]").
+Label order: the zero-shot run again with the labels listed in reverse; the share of items whose label
+flips, and the accuracy of the two orders averaged.
+Speed: items per second of our batched scoring ("prefix" mode) against the naive way (one request per
+item per label) on the same vLLM server and the same kNN prompts; batched runs first on a cold prefix
+cache, and naive requests cannot read the cache, so neither borrows from the other.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.datasets import read_labeled
+from service.pipeline.calibrate import CONTENT_FREE_TEXTS, batch_calibrate, batch_prior, content_free_prior
+from service.pipeline.metrics import classification_report
+from service.pipeline.render import default_prompts_dir, label_continuations, nearest_examples
+from service.pipeline.teacher_scoring import fit_prompt, score_items
+from service.ports import Example, FloatArray, LabelDef, ScoreRequest, TaskDef, Teacher
+
+DEFAULT_INSTRUCTIONS = "Classify the text with one of the labels."
+
+
+def _quality(probs: FloatArray, gold: Sequence[str], labels: tuple[str, ...]) -> dict[str, float]:
+    predicted = [labels[int(i)] for i in np.argmax(probs, axis=1)]
+    report = classification_report(y_true=gold, y_pred=predicted, labels=labels)
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+
+
+def _raw_probs(
+    teacher: Teacher, task: TaskDef, texts: Sequence[str], examples: Sequence[Sequence[Example]], **kw: Any
+) -> FloatArray:
+    scores = score_items(teacher, task, texts, examples, prior=None, **kw)
+    return np.asarray([s.raw_probs for s in scores], dtype=np.float64)
+
+
+def _three_ways(raw: FloatArray, free: FloatArray, gold: Sequence[str], labels: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "raw": _quality(raw, gold, labels),
+        "batch_calibrated": _quality(batch_calibrate(raw, batch_prior(raw)), gold, labels),
+        "content_free_calibrated": _quality(batch_calibrate(raw, free), gold, labels),
+    }
+
+
+def _throughput(
+    model_dir: Path, cache_dir: Path, vllm_url: str | None, requests: list[ScoreRequest]
+) -> dict[str, float]:
+    from service.backends.teacher_vllm_server import VLLMServerTeacher
+    from service.backends.vllm_env import running_server
+
+    def measure(url: str, model: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        warm, timed = requests[:8], requests[8:]
+        for mode in ("prefix", "naive"):
+            teacher = VLLMServerTeacher(url, model, tokenizer_dir=model_dir, mode=mode)
+            try:
+                teacher.score(warm)
+                started = time.perf_counter()
+                teacher.score(timed)
+                out[f"{mode}_items_per_s"] = len(timed) / (time.perf_counter() - started)
+            finally:
+                teacher.close()
+        out["ratio"] = out["prefix_items_per_s"] / out["naive_items_per_s"]
+        out["items"] = float(len(timed))
+        return out
+
+    if vllm_url is not None:
+        return measure(vllm_url, str(model_dir))
+    with running_server(model_dir, cache_dir) as server:
+        return measure(server.base_url, server.model)
+
+
+def run_teacher_bench(
+    data: Path,
+    text_field: str,
+    label_field: str,
+    *,
+    limit: int = 300,
+    seed: int = 0,
+    json_out: Path | None = None,
+    pool_size: int = 200,
+    shots: int = 4,
+    template: str = "classify/default",
+    instructions: str = DEFAULT_INSTRUCTIONS,
+    max_text_tokens: int = 256,
+    throughput: bool = True,
+    throughput_items: int = 64,
+    vllm_url: str | None = None,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; returns the results (also written to json_out) with a "table" in markdown.
+
+    The quality runs use the transformers teacher on SmolLM2; the speed run uses a vLLM server at
+    vllm_url, or one started from the cached vLLM environment when vllm_url is None.
+    """
+    from service.backends.embedder_st import SentenceEmbedder
+    from service.backends.models import converted_model_dir, default_cache_dir, smollm2_gguf_path
+    from service.backends.teacher_transformers import TransformersTeacher
+
+    pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+    random.Random(seed).shuffle(pairs)
+    pool, held_out = pairs[:pool_size], pairs[pool_size : pool_size + limit]
+    labels = tuple(sorted({label for _, label in pairs}))
+    task = TaskDef(name=data.stem, labels=tuple(LabelDef(name) for name in labels), instructions=instructions)
+    texts, gold = [t for t, _ in held_out], [label for _, label in held_out]
+    cache = cache_dir or default_cache_dir()
+    model_dir = converted_model_dir(smollm2_gguf_path(), cache)
+    teacher = TransformersTeacher(model_dir, threads=threads)
+    options: dict[str, Any] = {
+        "template_name": template,
+        "prompts_dir": default_prompts_dir(),
+        "max_text_tokens": max_text_tokens,
+    }
+
+    embedder = SentenceEmbedder()
+    pool_vectors, item_vectors = embedder.embed([t for t, _ in pool]), embedder.embed(texts)
+    pool_examples = [Example(text, label) for text, label in pool]
+    few_shot = [nearest_examples(v, pool_vectors, pool_examples, shots) for v in item_vectors]
+    no_shot: list[list[Example]] = [[] for _ in texts]
+
+    started = time.perf_counter()
+    zero = _raw_probs(teacher, task, texts, no_shot, **options)
+    zero_s = time.perf_counter() - started
+    started = time.perf_counter()
+    knn = _raw_probs(teacher, task, texts, few_shot, **options)
+    knn_s = time.perf_counter() - started
+    free_texts = list(CONTENT_FREE_TEXTS)
+    zero_free = content_free_prior(np.log(_raw_probs(teacher, task, free_texts, [[]] * len(free_texts), **options)))
+    # kNN prompts differ per item; the content-free prior averages placeholders over 10 items' example sets.
+    sample = few_shot[:10]
+    knn_free = content_free_prior(
+        np.log(
+            _raw_probs(teacher, task, free_texts * len(sample), [ex for ex in sample for _ in free_texts], **options)
+        )
+    )
+    reversed_task = TaskDef(task.name, task.labels[::-1], task.instructions)
+    reverse = _raw_probs(teacher, reversed_task, texts, no_shot, **options)[:, ::-1]
+
+    results: dict[str, Any] = {
+        "data": str(data),
+        "items": len(texts),
+        "pool_size": len(pool),
+        "shots": shots,
+        "labels": list(labels),
+        "teacher": teacher.model_name,
+        "template": template,
+        "zero_shot": _three_ways(zero, zero_free, gold, labels),
+        f"knn_{shots}_shot": _three_ways(knn, knn_free, gold, labels),
+        "label_order": {
+            "flip_rate": float(np.mean(np.argmax(zero, 1) != np.argmax(reverse, 1))),
+            "reversed_raw": _quality(reverse, gold, labels),
+            "order_averaged_raw": _quality((zero + reverse) / 2, gold, labels),
+        },
+        "transformers_items_per_s": {"zero_shot": len(texts) / zero_s, f"knn_{shots}_shot": len(texts) / knn_s},
+    }
+    if throughput:
+        count = min(throughput_items + 8, len(texts))
+        requests = [
+            ScoreRequest(
+                fit_prompt(teacher, task, text, ex, template, default_prompts_dir(), max_text_tokens)[0].prompt,
+                label_continuations(task),
+            )
+            for text, ex in zip(texts[:count], few_shot[:count], strict=True)
+        ]
+        results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, requests)
+    results["table"] = markdown_table(results)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    shots = results["shots"]
+    lines = [
+        f"Teacher {results['teacher']} on {results['data']} ({results['items']} items, pool {results['pool_size']})",
+        "",
+        "| prompt | calibration | accuracy | macro-F1 |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, name in (("zero_shot", "zero-shot"), (f"knn_{shots}_shot", f"kNN {shots}-shot")):
+        for way, quality in results[key].items():
+            lines.append(
+                f"| {name} | {way.replace('_', ' ')} | {quality['accuracy']:.3f} | {quality['macro_f1']:.3f} |"
+            )
+    order = results["label_order"]
+    lines.append(
+        f"| zero-shot | labels reversed (flip rate {order['flip_rate']:.2f}) | "
+        f"{order['reversed_raw']['accuracy']:.3f} | {order['reversed_raw']['macro_f1']:.3f} |"
+    )
+    lines.append(
+        f"| zero-shot | both orders averaged | {order['order_averaged_raw']['accuracy']:.3f} | "
+        f"{order['order_averaged_raw']['macro_f1']:.3f} |"
+    )
+    speed = results.get("vllm_throughput")
+    if speed:
+        lines += [
+            "",
+            "| vLLM server, same kNN prompts | items/s |",
+            "| --- | --- |",
+            f"| batched (prefix-cached label scoring) | {speed['prefix_items_per_s']:.2f} |",
+            f"| naive (one request per item per label) | {speed['naive_items_per_s']:.2f} |",
+            f"| ratio | {speed['ratio']:.1f}x |",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Bulk labeling of a file through the cascade (`understudy label FILE`): streamed, resumable, with progress.
+
+The output JSONL is its own checkpoint: each input row gives exactly one output line, written and flushed chunk by
+chunk, so a restarted run counts the complete lines, drops a torn last line, and skips that many input rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from service.datasets import DataError, iter_records
+from service.db import transaction
+from service.jobs.context import WorkerContext
+from service.jobs.scoring import ChunkPlan, score_chunk
+from service.store import history, students, tasks
+
+CHUNK_ROWS = 256
+
+
+def completed_rows(out: Path) -> int:
+    """Complete lines already in `out`; a torn last line (a kill mid-write) is cut off."""
+    if not out.exists():
+        return 0
+    data = out.read_bytes()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):
+        with out.open("r+b") as handle:
+            handle.truncate(complete)
+    return data[:complete].count(b"\n")
+
+
+def _rows(path: Path, text_field: str, id_field: str | None, skip: int) -> Iterator[tuple[str, str]]:
+    for number, row in enumerate(itertools.islice(iter_records(path), skip, None), skip):
+        if text_field not in row:
+            raise DataError(f"{path}: row {number + 1} has no field {text_field!r}")
+        text = row[text_field]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}: row {number + 1}: {text_field!r} must be a non-empty string")
+        yield (str(row[id_field]) if id_field and id_field in row else str(number)), text
+
+
+def label_file(
+    ctx: WorkerContext,
+    *,
+    task_name: str,
+    path: Path,
+    out: Path,
+    text_field: str,
+    id_field: str | None,
+    progress: Callable[[int], object],
+) -> dict[str, Any]:
+    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops."""
+    with transaction(ctx.sessions) as session:
+        task = tasks.get_task(session, task_name)
+        task_def = tasks.task_def(task)
+        policy = history.fit_task_policy(session, task, min_reviews=ctx.settings.policy.min_reviews)
+        student = students.promoted(session, task_id=task.id)
+        student_path = student.path if student else None
+        student_threshold = float(student.metrics.get("threshold", 1.0)) if student else None
+        pool = ctx.pool(session, task.id)
+    done = completed_rows(out)
+    progress(done)
+    counts: dict[str, int] = {"resumed_from": done, "student": 0, "teacher": 0, "review": 0}
+    rows = _rows(path, text_field, id_field, done)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as handle:
+        while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+            plan = ChunkPlan(
+                task_id=task.id,
+                item_ids=list(range(done, done + len(chunk))),
+                texts=[text for _, text in chunk],
+                policy=policy,
+                student_path=student_path,
+                student_threshold=student_threshold,
+            )
+            for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):
+                counts[result.source] += 1
+                counts["review"] += not result.decision.accept
+                record = {
+                    "id": row_id,
+                    "label": result.label,
+                    "confidence": round(result.confidence, 6),
+                    "source": result.source,
+                    "accepted": result.decision.accept,
+                    "reasons": list(result.decision.reasons),
+                    "model": result.model,
+                    "prompt_version": result.template_sha or None,
+                    "truncated": result.truncated,
+                }
+                handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            done += len(chunk)
+            progress(done)
+    counts["rows"] = done
+    return counts

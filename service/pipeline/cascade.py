@@ -1,0 +1,107 @@
+"""The cascade: the promoted student labels what it is sure of, the teacher gets the rest.
+
+Pure functions over arrays: the split, the student's confidence threshold fitted on human gold, the
+promotion gate, and per-level shares and accuracies for reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from service.pipeline.policy import clopper_pearson_upper, min_certifiable
+
+IndexArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class CascadeSplit:
+    student: IndexArray
+    """Rows the student labels (its top probability is at least the threshold)."""
+    escalate: IndexArray
+    """Rows sent up to the teacher."""
+
+
+@dataclass(frozen=True)
+class StudentThreshold:
+    threshold: float | None
+    """Lowest top probability the student may label alone; None when none is certified."""
+    error_bound: float | None
+    """Clopper-Pearson upper bound (level 1 - delta) on the error of gold items at or above the threshold."""
+    accepted: int
+    """Gold items at or above the threshold."""
+
+
+class LevelReport(TypedDict):
+    items: int
+    share: float
+    accuracy: float | None
+    """Against gold, over the level's items that have gold; None where none has."""
+
+
+def split_by_confidence(*, probs: npt.ArrayLike, threshold: float | None) -> CascadeSplit:
+    """Split rows of ``probs`` (n, k) by the student's top probability; a None threshold escalates all."""
+    p = np.asarray(probs, dtype=np.float64)
+    n = p.shape[0]
+    if threshold is None or n == 0:
+        return CascadeSplit(student=np.zeros(0, dtype=np.int64), escalate=np.arange(n, dtype=np.int64))
+    sure = p.max(axis=1) >= threshold
+    return CascadeSplit(student=np.flatnonzero(sure).astype(np.int64), escalate=np.flatnonzero(~sure).astype(np.int64))
+
+
+def fit_student_threshold(
+    *, confidences: npt.ArrayLike, correct: npt.ArrayLike, epsilon: float, delta: float = 0.1, min_accepted: int = 30
+) -> StudentThreshold:
+    """The lowest threshold on the student's confidence whose accepted gold error is provably <= ``epsilon``.
+
+    ``confidences`` are the student's top probabilities on held-out human gold and ``correct`` whether its
+    top label was right. Candidates are the observed confidences, tested from the highest down (fixed-sequence
+    testing, so picking among many thresholds keeps the level 1 - ``delta``); the scan stops at the first
+    candidate whose Clopper-Pearson upper bound exceeds ``epsilon``. The scan starts where enough gold is
+    accepted to certify ``epsilon`` at all (and at least ``min_accepted``).
+    Returns a `StudentThreshold` (threshold None when none passes).
+    """
+    conf = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    if conf.shape != right.shape:
+        raise ValueError(f"confidences {conf.shape} and correct {right.shape} differ in shape")
+    order = np.argsort(-conf, kind="stable")
+    conf, errors = conf[order], np.cumsum(~right[order])
+    best = StudentThreshold(threshold=None, error_bound=None, accepted=0)
+    fewest = max(min_accepted, min_certifiable(epsilon=epsilon, delta=delta))
+    for candidate in np.unique(conf)[::-1]:
+        accepted = int(np.searchsorted(-conf, -candidate, side="right"))
+        if accepted < fewest:
+            continue
+        bound = clopper_pearson_upper(errors=int(errors[accepted - 1]), n=accepted, delta=delta)
+        if bound > epsilon:
+            break
+        best = StudentThreshold(threshold=float(candidate), error_bound=bound, accepted=accepted)
+    return best
+
+
+def promotion_gate(student_macro_f1: float, teacher_macro_f1: float, margin: float) -> bool:
+    """Whether the student may be promoted: its gold macro-F1 is at least the teacher's minus ``margin``."""
+    return student_macro_f1 >= teacher_macro_f1 - margin
+
+
+def level_report(
+    *, handled_by: Sequence[str], y_pred: Sequence[str], y_true: Sequence[str | None]
+) -> dict[str, LevelReport]:
+    """Per level of the cascade (e.g. "student", "teacher", "human"): items, share of all, accuracy on gold.
+
+    ``y_true`` holds None for items without gold; those count toward items and share but not accuracy.
+    """
+    if not len(handled_by) == len(y_pred) == len(y_true):
+        raise ValueError("handled_by, y_pred and y_true must have the same length")
+    report: dict[str, LevelReport] = {}
+    for level in dict.fromkeys(handled_by):
+        rows = [i for i, name in enumerate(handled_by) if name == level]
+        graded = [i for i in rows if y_true[i] is not None]
+        accuracy = sum(y_pred[i] == y_true[i] for i in graded) / len(graded) if graded else None
+        report[level] = LevelReport(items=len(rows), share=len(rows) / len(handled_by), accuracy=accuracy)
+    return report

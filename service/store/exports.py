@@ -1,0 +1,94 @@
+"""Export rows (each item with its final label and provenance) and imports that create a batch, with imported
+human annotations written as human labels before the worker sees the items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.formats.labelstudio import ImportedTask
+from service.store import batches
+from service.tables import Batch, Decision, Item, Label, Prediction, ReviewVote, Task
+
+FINAL_STATES = ("accepted", "resolved")
+PAGE = 1000
+
+
+def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Iterator[dict[str, Any]]:
+    """Items in id order with their final label (the latest label row), who or what gave it, the machine's latest
+    prediction and routing reasons, and the reviewers' answers. `final_only` keeps accepted and resolved items."""
+    after = 0
+    while True:
+        query = select(Item).where(Item.task_id == task.id, Item.id > after).order_by(Item.id).limit(PAGE)
+        if final_only:
+            query = query.where(Item.state.in_(FINAL_STATES))
+        items = list(session.scalars(query))
+        if not items:
+            return
+        ids = [item.id for item in items]
+        labels = _latest(session, Label, ids)
+        predictions = _latest(session, Prediction, ids)
+        decisions = _latest(session, Decision, ids)
+        votes: dict[int, dict[str, str]] = {}
+        for vote in session.scalars(
+            select(ReviewVote)
+            .where(ReviewVote.item_id.in_(ids), ReviewVote.undone_at.is_(None))
+            .order_by(ReviewVote.id)
+        ):
+            votes.setdefault(vote.item_id, {})[vote.reviewer] = vote.label
+        for item in items:
+            label = labels.get(item.id) if item.state in FINAL_STATES else None
+            prediction = predictions.get(item.id)
+            decision = decisions.get(item.id)
+            yield {
+                "item_id": item.id,
+                "external_id": item.external_id,
+                "batch_id": item.batch_id,
+                "text": item.text,
+                "state": item.state,
+                "label": label.label if label else None,
+                "source": label.source if label else None,
+                "confidence": label.confidence if label else None,
+                "reviewer": label.reviewer if label else None,
+                "labeled_at": label.created_at.isoformat() if label else None,
+                "model": prediction.model if prediction else None,
+                "prompt_version": prediction.template_sha if prediction else None,
+                "prediction": prediction.label if prediction else None,
+                "prediction_confidence": prediction.confidence if prediction else None,
+                "reasons": [str(reason) for reason in decision.reasons] if decision else [],
+                "votes": votes.get(item.id, {}),
+                "meta": item.meta,
+            }
+        after = ids[-1]
+
+
+Row = TypeVar("Row", Label, Prediction, Decision)
+
+
+def _latest(session: Session, table: type[Row], ids: list[int]) -> dict[int, Row]:
+    latest: dict[int, Row] = {}
+    for row in session.scalars(select(table).where(table.item_id.in_(ids)).order_by(table.id)):
+        latest[row.item_id] = row
+    return latest
+
+
+def import_tasks(
+    session: Session, *, task: Task, imported: Sequence[ImportedTask], reviewer: str, idempotency_key: str | None
+) -> tuple[Batch, bool, int]:
+    """A new batch of the imported items (or the earlier one for a repeated Idempotency-Key) and how many came
+    with a human label. Labeled items are resolved at once, so the worker leaves them alone."""
+    batch, created = batches.create_batch(session, task, [t.item for t in imported], idempotency_key=idempotency_key)
+    labeled = {t.item.id: t.label for t in imported if t.label is not None}
+    if created and labeled:
+        for item in session.scalars(select(Item).where(Item.batch_id == batch.id, Item.external_id.in_(list(labeled)))):
+            session.add(
+                Label(
+                    item_id=item.id, task_id=task.id, label=labeled[item.external_id], source="human", reviewer=reviewer
+                )
+            )
+            item.state = "resolved"
+        session.flush()
+    return batch, created, len(labeled)

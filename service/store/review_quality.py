@@ -1,0 +1,116 @@
+"""Reviewer agreement and accuracy read from the votes, and the adjudication queue where disagreements wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound
+from service.pipeline.agreement import (
+    PairAgreement,
+    ReviewerAccuracy,
+    krippendorff_alpha,
+    pairwise_kappa,
+    reviewer_accuracy,
+)
+from service.store.tasks import check_label
+from service.tables import AdjudicationEntry, Item, Label, ReviewVote, Task
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    items_with_several_votes: int
+    alpha: float | None
+    """Krippendorff's alpha (nominal) over every item answered by two reviewers or more."""
+    pairs: list[PairAgreement]
+    gold: dict[str, ReviewerAccuracy]
+    """Each reviewer's answers on gold items against meta["gold_label"]."""
+    audit: dict[str, ReviewerAccuracy]
+    """Each reviewer's answers on audit samples against the final label, where more than one human decided it."""
+    votes: dict[str, int]
+
+
+def agreement_report(session: Session, *, task: Task) -> AgreementReport:
+    votes: dict[int, dict[str, str]] = {}
+    kinds: dict[int, str] = {}
+    counts: dict[str, int] = {}
+    for vote in session.scalars(
+        select(ReviewVote).where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None)).order_by(ReviewVote.id)
+    ):
+        votes.setdefault(vote.item_id, {})[vote.reviewer] = vote.label
+        kinds[vote.item_id] = vote.kind
+        counts[vote.reviewer] = counts.get(vote.reviewer, 0) + 1
+    several = {item_id: answers for item_id, answers in votes.items() if len(answers) >= 2}
+    gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
+    gold = {
+        item_id: str(meta["gold_label"])
+        for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
+        if meta.get("gold_label") is not None
+    }
+    audited = [item_id for item_id in several if kinds[item_id] == "audit"]
+    final = _final_labels(session, audited)
+    return AgreementReport(
+        items_with_several_votes=len(several),
+        alpha=krippendorff_alpha(units=[list(answers.values()) for answers in several.values()]),
+        pairs=pairwise_kappa(votes=several),
+        gold=reviewer_accuracy(votes={i: votes[i] for i in gold}, truth=gold),
+        audit=reviewer_accuracy(votes={i: votes[i] for i in final}, truth=final),
+        votes=counts,
+    )
+
+
+def _final_labels(session: Session, item_ids: list[int]) -> dict[int, str]:
+    final: dict[int, str] = {}
+    if item_ids:
+        rows = session.execute(
+            select(Label.item_id, Label.label)
+            .join(Item, Item.id == Label.item_id)
+            .where(Label.item_id.in_(item_ids), Item.state == "resolved")
+            .order_by(Label.id)
+        )
+        for item_id, label in rows:
+            final[item_id] = label
+    return final
+
+
+@dataclass(frozen=True)
+class Disputed:
+    entry: AdjudicationEntry
+    item: Item
+    votes: dict[str, str]
+
+
+def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> list[Disputed]:
+    entries = list(
+        session.scalars(
+            select(AdjudicationEntry)
+            .where(AdjudicationEntry.task_id == task.id)
+            .order_by(AdjudicationEntry.priority.desc(), AdjudicationEntry.item_id)
+            .limit(limit)
+        )
+    )
+    result = []
+    for entry in entries:
+        votes = session.scalars(
+            select(ReviewVote)
+            .where(ReviewVote.item_id == entry.item_id, ReviewVote.undone_at.is_(None))
+            .order_by(ReviewVote.id)
+        )
+        result.append(Disputed(entry, session.get_one(Item, entry.item_id), {v.reviewer: v.label for v in votes}))
+    return result
+
+
+def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str) -> Label:
+    """The final label of a disputed item, given by an admin; it supersedes every earlier label."""
+    check_label(task, label)
+    entry = session.get(AdjudicationEntry, item_id, with_for_update=True)
+    if entry is None or entry.task_id != task.id:
+        raise NotFound(f"item {item_id} is not waiting for adjudication in task {task.name!r}", field="item_id")
+    human = Label(item_id=item_id, task_id=task.id, label=label, source="human", reviewer=adjudicator, confidence=None)
+    session.add(human)
+    session.delete(entry)
+    session.get_one(Item, item_id).state = "resolved"
+    session.flush()
+    return human

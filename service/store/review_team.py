@@ -1,0 +1,128 @@
+"""Who reviews what: task assignments, the votes an item needs, and the reviewer's and the task's progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.errors import Forbidden, Invalid, NotFound
+from service.store.tasks import get_task
+from service.tables import (
+    AdjudicationEntry,
+    ApiKey,
+    Item,
+    ReviewAssignment,
+    ReviewEntry,
+    ReviewSettings,
+    ReviewVote,
+    Task,
+)
+
+
+def assign(session: Session, *, task: Task, reviewer: str, assigned_by: str) -> ReviewAssignment:
+    key = session.scalar(select(ApiKey).where(ApiKey.name == reviewer))
+    if key is None:
+        raise NotFound(f"no API key named {reviewer!r}", field="reviewer")
+    if key.role not in ("reviewer", "admin"):
+        raise Invalid(f"{reviewer!r} has role {key.role!r}; only reviewer keys can be assigned", field="reviewer")
+    existing = session.get(ReviewAssignment, (task.id, reviewer))
+    if existing is not None:
+        return existing
+    assignment = ReviewAssignment(task_id=task.id, reviewer=reviewer, assigned_by=assigned_by)
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def unassign(session: Session, *, task: Task, reviewer: str) -> None:
+    assignment = session.get(ReviewAssignment, (task.id, reviewer))
+    if assignment is None:
+        raise NotFound(f"{reviewer!r} is not assigned to task {task.name!r}", field="reviewer")
+    session.delete(assignment)
+
+
+def assigned_reviewers(session: Session, *, task: Task) -> list[str]:
+    return list(
+        session.scalars(
+            select(ReviewAssignment.reviewer)
+            .where(ReviewAssignment.task_id == task.id)
+            .order_by(ReviewAssignment.reviewer)
+        )
+    )
+
+
+def visible_tasks(session: Session, key: ApiKey) -> list[Task]:
+    """Every task for an admin; for a reviewer, the tasks assigned to them (none until an admin assigns one)."""
+    query = select(Task).order_by(Task.id)
+    if key.role != "admin":
+        query = query.join(ReviewAssignment, ReviewAssignment.task_id == Task.id).where(
+            ReviewAssignment.reviewer == key.name
+        )
+    return list(session.scalars(query))
+
+
+def task_for(session: Session, key: ApiKey, name: str) -> Task:
+    """The task, if this key may review it."""
+    task = get_task(session, name)
+    if key.role != "admin" and session.get(ReviewAssignment, (task.id, key.name)) is None:
+        raise Forbidden(
+            f"task {name!r} is not assigned to {key.name!r}; an admin assigns it with "
+            f"PUT /v1/tasks/{name}/reviewers/{key.name}",
+            field="task",
+        )
+    return task
+
+
+def review_settings(session: Session, *, task_id: int) -> ReviewSettings:
+    """The task's settings; defaults (one vote each) when none were stored."""
+    return session.get(ReviewSettings, task_id) or ReviewSettings(task_id=task_id, audit_reviewers=1, gold_reviewers=1)
+
+
+def update_settings(session: Session, *, task: Task, audit_reviewers: int, gold_reviewers: int) -> ReviewSettings:
+    row = session.get(ReviewSettings, task.id)
+    if row is None:
+        row = ReviewSettings(task_id=task.id)
+        session.add(row)
+    row.audit_reviewers = audit_reviewers
+    row.gold_reviewers = gold_reviewers
+    session.flush()
+    return row
+
+
+def required_votes(session: Session, *, task_id: int, kind: str) -> int:
+    settings = review_settings(session, task_id=task_id)
+    return {"audit": settings.audit_reviewers, "gold": settings.gold_reviewers}.get(kind, 1)
+
+
+@dataclass(frozen=True)
+class Progress:
+    reviewer: str
+    reviewed: int
+    """The reviewer's answers in this task, undone ones left out."""
+    waiting: int
+    adjudication: int
+    items: int
+    counts: dict[str, int]
+
+
+def progress(session: Session, *, task: Task, reviewer: str) -> Progress:
+    reviewed = session.scalar(
+        select(func.count())
+        .select_from(ReviewVote)
+        .where(ReviewVote.task_id == task.id, ReviewVote.reviewer == reviewer, ReviewVote.undone_at.is_(None))
+    )
+    waiting = session.scalar(select(func.count()).select_from(ReviewEntry).where(ReviewEntry.task_id == task.id))
+    adjudication = session.scalar(
+        select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task.id)
+    )
+    counts = {
+        str(state): int(n)
+        for state, n in session.execute(
+            select(Item.state, func.count()).where(Item.task_id == task.id).group_by(Item.state)
+        ).all()
+    }
+    return Progress(
+        reviewer, int(reviewed or 0), int(waiting or 0), int(adjudication or 0), sum(counts.values()), counts
+    )

@@ -1,0 +1,168 @@
+// The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes).
+// Talks to the JSON API with the session cookie; every text goes into the page through textContent.
+"use strict";
+
+const root = document.getElementById("review");
+const task = root.dataset.task;
+const labels = JSON.parse(root.dataset.labels).map((label) => label.name);
+const $ = (id) => document.getElementById(id);
+let current = null;
+let busy = false;
+let answered = 0;
+
+class ProblemError extends Error {}
+
+async function api(path, method = "GET", body = undefined) {
+  const response = await fetch(`/v1/tasks/${encodeURIComponent(task)}${path}`, {
+    method,
+    credentials: "same-origin",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.assign("/review");
+    throw new ProblemError("your session has ended; log in again");
+  }
+  if (response.status === 204) return null;
+  const payload = await response.json();
+  if (!response.ok) throw new ProblemError(payload.detail || `request failed (${response.status})`);
+  return payload;
+}
+
+function say(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`;
+}
+
+function show(item) {
+  current = item;
+  root.dataset.itemId = item ? String(item.item_id) : "";
+  root.dataset.suggestion = item && item.suggestion ? item.suggestion : "";
+  $("item").hidden = !item;
+  $("empty").hidden = Boolean(item);
+  if (!item) return;
+  $("item-kind").textContent = item.required > 1 ? `${item.kind} · ${item.votes + 1} of ${item.required}` : item.kind;
+  $("item-ref").textContent = `#${item.item_id} · ${item.external_id}${item.truncated ? " · truncated for the model" : ""}`;
+  $("item-text").textContent = item.text;
+  $("suggestion").textContent = item.suggestion || "none";
+  $("confidence").textContent = item.confidence === null ? "" : `confidence ${percent(item.confidence)}`;
+  $("confidence-bar").style.width = `${Math.round((item.confidence || 0) * 100)}%`;
+  $("reasons").textContent = item.reasons.length ? item.reasons.join(", ").replaceAll("_", " ") : "–";
+  $("explanation").textContent = item.priority_explanation;
+  for (const button of document.querySelectorAll("button.label")) {
+    button.classList.toggle("suggested", button.dataset.label === item.suggestion);
+  }
+}
+
+async function refreshProgress() {
+  const progress = await api("/review/progress");
+  const counts = progress.task.counts;
+  const done = (counts.accepted || 0) + (counts.resolved || 0);
+  $("progress").textContent =
+    `You: ${progress.reviewed} answered · Task: ${done} of ${progress.task.items} labeled, ` +
+    `${progress.task.waiting} waiting for review, ${progress.task.adjudication} to adjudicate`;
+  root.dataset.reviewed = String(progress.reviewed);
+}
+
+function stat(list, term, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+async function refreshAgreement() {
+  const report = await api("/review/agreement");
+  const list = $("agreement");
+  list.replaceChildren();
+  const alpha = report.krippendorff_alpha;
+  stat(list, "Krippendorff's α", alpha === null ? "not enough overlap yet" : alpha.toFixed(2));
+  stat(list, "Items with several answers", String(report.items_with_several_votes));
+  for (const reviewer of report.reviewers) {
+    const gold = reviewer.gold ? `${percent(reviewer.gold.accuracy)} of ${reviewer.gold.items}` : "–";
+    const audit = reviewer.audit ? `${percent(reviewer.audit.accuracy)} of ${reviewer.audit.items}` : "–";
+    stat(list, reviewer.reviewer, `${reviewer.votes} answers · gold ${gold} · audit ${audit}`);
+  }
+  for (const pair of report.pairs) {
+    const kappa = pair.kappa === null ? "–" : pair.kappa.toFixed(2);
+    stat(list, `κ ${pair.first} / ${pair.second}`, `${kappa} on ${pair.items} items`);
+  }
+}
+
+async function loadNext() {
+  show(await api("/review/next", "POST"));
+  await refreshProgress();
+}
+
+async function answer(label) {
+  if (!current || !label) return;
+  const result = await api(`/review/${current.item_id}/resolve`, "POST", { label });
+  answered += 1;
+  const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "reviewers disagree: sent to adjudication" };
+  say(`#${result.item_id} ${result.label}: ${notes[result.status]}`);
+  await loadNext();
+  if (answered % 10 === 0) await refreshAgreement();
+}
+
+async function skip() {
+  if (!current) return;
+  await api(`/review/${current.item_id}/skip`, "POST");
+  say(`#${current.item_id} skipped`);
+  await loadNext();
+}
+
+async function undo() {
+  const item = await api("/review/undo", "POST");
+  answered -= 1;
+  say(`#${item.item_id}: your answer was undone`);
+  show(item);
+  await refreshProgress();
+}
+
+// One action at a time: keys pressed while a request is in flight are dropped, never queued behind it.
+async function act(action) {
+  if (busy) return;
+  busy = true;
+  root.dataset.busy = "true";
+  try {
+    await action();
+  } catch (error) {
+    say(error instanceof ProblemError ? error.message : `network error: ${error.message}`, true);
+  } finally {
+    busy = false;
+    root.dataset.busy = "false";
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
+  const key = event.key.toLowerCase();
+  if (/^[1-9]$/.test(key) && Number(key) <= labels.length) {
+    event.preventDefault();
+    act(() => answer(labels[Number(key) - 1]));
+  } else if (key === "enter") {
+    event.preventDefault();
+    act(() => answer(current && current.suggestion));
+  } else if (key === "s") {
+    event.preventDefault();
+    act(skip);
+  } else if (key === "z") {
+    event.preventDefault();
+    act(undo);
+  }
+});
+
+$("buttons").addEventListener("click", (event) => {
+  const button = event.target.closest("button.label");
+  if (button) act(() => answer(button.dataset.label));
+});
+
+act(async () => {
+  await loadNext();
+  await refreshAgreement();
+});

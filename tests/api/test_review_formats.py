@@ -1,0 +1,110 @@
+"""Import and export over HTTP: Label Studio JSON both ways, final labels with provenance to JSONL, CSV, Parquet and
+a zipped datasets folder, raw items from JSONL, CSV and Parquet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.jobs import worker
+from service.jobs.context import WorkerContext
+from tests.conftest import SPAM_TASK, make_key
+
+ADMIN = {"Authorization": "Bearer test-admin-key"}
+
+
+def _labeled_task(client: TestClient, client_headers: dict[str, str], settings: Settings, ctx: WorkerContext) -> int:
+    """The sms task with six items in review, two of them resolved by a reviewer; returns the resolved count."""
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    items = [{"id": f"e{i}", "text": f"free prize {i}", "meta": {"lang": "en"}} for i in range(6)]
+    client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
+    while worker.run_once(ctx):
+        pass
+    reviewer = make_key(settings, "reviewer")
+    name = client.get("/v1/review/me", headers=reviewer).json()["name"]
+    client.put(f"/v1/tasks/sms/reviewers/{name}", headers=ADMIN)
+    for label in ("spam", "ham"):
+        item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
+        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)
+    return 2
+
+
+def test_exports_carry_final_labels_with_provenance(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    resolved = _labeled_task(client, client_headers, settings, fake_worker)
+
+    def get(fmt: str) -> bytes:
+        response = client.get("/v1/tasks/sms/export", params={"format": fmt}, headers=client_headers)
+        assert response.status_code == 200, response.text
+        return response.content
+
+    lines = [json.loads(line) for line in get("jsonl").decode().splitlines()]
+    assert len(lines) == resolved and {row["label"] for row in lines} == {"spam", "ham"}
+    assert all(row["source"] == "human" and row["reviewer"] and row["model"] == "keyword-teacher" for row in lines)
+    assert all(row["meta"] == {"lang": "en"} and row["reasons"] and len(row["votes"]) == 1 for row in lines)
+    table = list(csv.DictReader(io.StringIO(get("csv").decode())))
+    assert [row["label"] for row in table] == [row["label"] for row in lines]
+    assert json.loads(table[0]["reasons"]) == lines[0]["reasons"]
+    parquet = pq.read_table(io.BytesIO(get("parquet"))).to_pylist()
+    assert [row["external_id"] for row in parquet] == [row["external_id"] for row in lines]
+    with zipfile.ZipFile(io.BytesIO(get("hf"))) as archive:
+        archive.extractall(tmp_path / "ds")
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(tmp_path / "ds"))
+    assert dataset.num_rows == resolved and dataset[0]["label"] == lines[0]["label"]
+    studio = json.loads(get("labelstudio"))
+    assert len(studio) == 6, "Label Studio gets every item, labeled or not"
+    annotated = [task for task in studio if task["annotations"]]
+    assert len(annotated) == resolved
+    assert all(task["predictions"][0]["result"][0]["value"]["choices"] for task in studio)
+    assert client.get("/v1/tasks/sms/export", params={"format": "xml"}, headers=client_headers).status_code == 422
+
+
+def test_label_studio_round_trip_and_raw_imports(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
+) -> None:
+    _labeled_task(client, client_headers, settings, fake_worker)
+    studio = client.get("/v1/tasks/sms/export", params={"format": "labelstudio"}, headers=client_headers).content
+    client.post("/v1/tasks", json={**SPAM_TASK, "name": "copy"}, headers=client_headers)
+
+    def post(fmt: str, body: bytes, task: str = "copy") -> dict[str, object]:
+        response = client.post(f"/v1/tasks/{task}/import", params={"format": fmt}, content=body, headers=client_headers)
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    batch = post("labelstudio", studio)
+    assert batch["item_count"] == 6 and batch["counts"] == {"queued": 4, "accepted": 0, "review": 0, "resolved": 2}
+    fields = ("external_id", "text", "label", "source")
+
+    def final(task: str) -> list[list[object]]:
+        body = client.get(f"/v1/tasks/{task}/export", params={"format": "jsonl"}, headers=client_headers).content
+        return [[json.loads(line)[field] for field in fields] for line in body.splitlines()]
+
+    assert final("copy") == final("sms"), "annotations come back as the same human labels"
+    rows = [{"id": "r1", "text": "see you soon", "topic": "x"}, {"text": "win cash"}]
+    jsonl = post("jsonl", "\n".join(json.dumps(r) for r in rows).encode(), task="sms")
+    assert jsonl["item_count"] == 2
+    assert post("csv", b"id,text\nc1,hello there\nc2,call now\n", task="sms")["item_count"] == 2
+    sink = io.BytesIO()
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows), sink)
+    assert post("parquet", sink.getvalue(), task="sms")["item_count"] == 2
+    bad = client.post(
+        "/v1/tasks/sms/import", params={"format": "csv"}, content=b"id,body\n1,x\n", headers=client_headers
+    )
+    assert bad.status_code == 422 and bad.json()["field"] == "rows.0.text"
+    wrong = json.dumps([{"data": {"text": "x"}, "annotations": [{"result": [{"value": {"choices": ["eggs"]}}]}]}])
+    refused = client.post(
+        "/v1/tasks/sms/import", params={"format": "labelstudio"}, content=wrong.encode(), headers=client_headers
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "0.annotations"

