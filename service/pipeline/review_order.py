@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from service.ports import FloatArray
 
-AUDIT_PRIORITY = 2.0
+AUDIT_PRIORITY = 0.25
 """Above any uncertainty-based priority, which is at most 1."""
 _CHUNK = 1024
 

@@ -67,10 +67,11 @@ def test_reload_gives_identical_outputs_in_any_order(
 ) -> None:
     texts = [text for text, _ in sms[1][:100]]
     first = LoraStudent.load(trained).predict_proba(texts)
-    second = LoraStudent.load(trained, batch_size=16)
+    second = LoraStudent.load(trained)
     np.testing.assert_array_equal(second.predict_proba(texts), first)
-    # Length-sorted batching must hand each row back to its own text.
-    reversed_probs = second.predict_proba(texts[::-1])
+    # Length-sorted batching must hand each row back to its own text, whatever the order and batch size
+    # (other batch shapes round differently, so these agree closely rather than bit for bit).
+    reversed_probs = LoraStudent.load(trained, batch_size=16).predict_proba(texts[::-1])
     np.testing.assert_allclose(reversed_probs[::-1], first, atol=1e-5)
     assert second.predict_proba([]).shape == (0, 2)
 

@@ -35,7 +35,10 @@ def _worker(settings: Settings, *extra: str) -> subprocess.Popen[bytes]:
         "HF_HUB_OFFLINE": "1",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "service.cli", "worker", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -77,5 +80,7 @@ def test_sigkill_mid_batch_then_every_item_labeled_exactly_once(
     assert _count(settings, "SELECT count(*) FROM predictions") == ITEMS
     assert _count(settings, "SELECT count(*) FROM decisions") == ITEMS
     assert _count(settings, "SELECT count(DISTINCT item_id) FROM decisions") == ITEMS
-    assert _count(settings, "SELECT count(*) FROM review_queue") + _count(settings, "SELECT count(*) FROM labels") == ITEMS
+    assert (
+        _count(settings, "SELECT count(*) FROM review_queue") + _count(settings, "SELECT count(*) FROM labels") == ITEMS
+    )
     assert _count(settings, "SELECT attempts FROM jobs WHERE kind = 'label_batch'") >= 2

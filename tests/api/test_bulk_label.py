@@ -1,0 +1,92 @@
+"""Bulk labeling of a file: streamed, every row once, resumable after an interruption (fake models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.datasets import DataError
+from service.jobs.bulk_label import completed_rows, label_file
+from service.jobs.context import WorkerContext
+from tests.conftest import SPAM_TASK
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _csv(path: Path, rows: int) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        for i in range(rows):
+            writer.writerow([f"r{i}", "win a free prize" if i % 3 == 0 else f"see you at {i}"])
+    return path
+
+
+def test_resumes_after_interruption_with_every_row_once(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    source = _csv(tmp_path / "items.csv", 700)
+    out = tmp_path / "labels.jsonl"
+
+    def stop_after_first_chunk(done: int) -> None:
+        if done >= 256:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        label_file(
+            fake_worker,
+            task_name="sms",
+            path=source,
+            out=out,
+            text_field="text",
+            id_field="id",
+            progress=stop_after_first_chunk,
+        )
+    with out.open("a") as handle:
+        handle.write('{"id": "torn')  # a kill in the middle of a write
+    assert completed_rows(out) == 256
+    counts = label_file(
+        fake_worker, task_name="sms", path=source, out=out, text_field="text", id_field="id", progress=lambda _: None
+    )
+    assert counts["resumed_from"] == 256 and counts["rows"] == 700
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == [f"r{i}" for i in range(700)]
+    assert all(row["label"] in ("ham", "spam") and row["source"] == "teacher" for row in rows)
+    assert all(row["reasons"] == ["cold_start"] for row in rows), "no reviews yet: nothing may be auto-accepted"
+
+
+def test_bad_file_gives_one_line_error(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": ""}\n')
+    with pytest.raises(DataError, match="row 2"):
+        label_file(
+            fake_worker,
+            task_name="sms",
+            path=bad,
+            out=tmp_path / "o.jsonl",
+            text_field="text",
+            id_field=None,
+            progress=lambda _: None,
+        )
+    text_file = tmp_path / "items.txt"
+    text_file.write_text("hello\n")
+    with pytest.raises(DataError, match="unsupported"):
+        label_file(
+            fake_worker,
+            task_name="sms",
+            path=text_file,
+            out=tmp_path / "x.jsonl",
+            text_field="text",
+            id_field=None,
+            progress=lambda _: None,
+        )

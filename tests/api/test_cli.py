@@ -1,0 +1,37 @@
+"""The CLI answers bad input with one line and a non-zero exit, never a stack trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+from service.config import get_settings
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("UNDERSTUDY_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_create_key_and_bad_role(runner: CliRunner) -> None:
+    made = runner.invoke(app, ["create-key", "alice", "--role", "reviewer"])
+    assert made.exit_code == 0 and made.stdout.strip().startswith("us_")
+    again = runner.invoke(app, ["create-key", "alice", "--role", "reviewer"])
+    assert again.exit_code == 2 and "exists already" in again.output and "Traceback" not in again.output
+    bad = runner.invoke(app, ["create-key", "bob", "--role", "boss"])
+    assert bad.exit_code == 2 and "role must be one of" in bad.output
+
+
+def test_label_missing_file_and_unknown_task(runner: CliRunner, tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["label", str(tmp_path / "nope.csv"), "--task", "t", "--out", str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "hi"}\n')
+    unknown = runner.invoke(app, ["label", str(items), "--task", "nope", "--out", str(tmp_path / "o.jsonl")])
+    assert unknown.exit_code == 2 and "no task named 'nope'" in unknown.output and "Traceback" not in unknown.output
