@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.confidence import fit_calibration
-from service.pipeline.policy import fit_policy
+from service.pipeline.policy import DEFAULT_GRID, candidate_floor, fit_policy
 from service.pipeline.review_order import diverse_seed, review_priority
 from service.pipeline.route import Signals, route, veto_reasons
 from service.pipeline.signals import margin, neighbour_disagreement, ood_distance
@@ -128,7 +128,9 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
     machine = probs.argmax(axis=1).astype(np.int64)
     confidence = probs.max(axis=1)
 
-    rest = np.setdiff1d(np.arange(n), seed_idx)
+    # Uniform cold-start reviews only among items that could ever be accepted (see candidate_floor).
+    floor = candidate_floor(confidences=np.delete(confidence, seed_idx), epsilon=config.epsilon)
+    rest = np.setdiff1d(np.flatnonzero(confidence >= floor), seed_idx)
     n_cal = min(round(config.calibration_share * (budget - n_seed)), rest.size)
     cal_idx = rng.choice(rest, n_cal, replace=False).astype(np.int64)
     reviewed = np.zeros(n, dtype=bool)
@@ -144,6 +146,7 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
         vetoed=vetoed[cal_idx],
         pool_confidences=confidence[~reviewed],
         pool_vetoed=vetoed[~reviewed],
+        grid=tuple(t for t in DEFAULT_GRID if t >= floor),
         epsilon=config.epsilon,
         delta=config.delta,
         audit_share=config.audit_share,

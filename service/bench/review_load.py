@@ -70,6 +70,10 @@ def seed(database_url: str, *, items: int, reviewers: int) -> list[str]:
             plain.append(keys.create_key(session, name=name, role="reviewer")[1])
             session.add(ReviewAssignment(task_id=task.id, reviewer=name, assigned_by="bench"))
         task_name = task.name
+    with engine.connect() as connection:
+        # Fresh statistics, as a database in use would have, so the planner sees the seeded queue's real size.
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
     engine.dispose()
     return [task_name, *plain]
 
@@ -119,7 +123,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str, data_dir: Path) -> Iterator[str]:
+def running_server(database_url: str, data_dir: Path, *, workers: int = 1) -> Iterator[str]:
     """`uvicorn service.main:create_app --factory` on a free port, until the block ends."""
     port = _free_port()
     env = {
@@ -129,7 +133,9 @@ def running_server(database_url: str, data_dir: Path) -> Iterator[str]:
         "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
     }
     command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning", "--no-access-log"], env=env)
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers), "--log-level", "warning", "--no-access-log"], env=env
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -146,7 +152,7 @@ def running_server(database_url: str, data_dir: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-async def _reviewer(url: str, task: str, key: str, stop_at: float, out: dict[str, list[float]]) -> None:
+async def _reviewer(url: str, task: str, key: str, stop_at: float, think_s: float, out: dict[str, list[float]]) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         first = True
@@ -168,12 +174,16 @@ async def _reviewer(url: str, task: str, key: str, stop_at: float, out: dict[str
                 out["resolve"].append(end - middle)
                 out["finished"].append(end)
             first = False
+            if think_s:
+                await asyncio.sleep(think_s)
 
 
-async def _load(url: str, task: str, reviewer_keys: Sequence[str], duration_s: float) -> dict[str, list[float]]:
+async def _load(
+    url: str, task: str, reviewer_keys: Sequence[str], duration_s: float, think_s: float
+) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"round_trip": [], "next": [], "resolve": [], "finished": []}
     stop_at = time.perf_counter() + duration_s
-    await asyncio.gather(*(_reviewer(url, task, key, stop_at, out) for key in reviewer_keys))
+    await asyncio.gather(*(_reviewer(url, task, key, stop_at, think_s, out) for key in reviewer_keys))
     return out
 
 
@@ -182,20 +192,32 @@ def _ms(values: Sequence[float], q: float) -> float:
 
 
 def run_review_load(
-    *, database_url: str, data_dir: Path, store: str, reviewers: int = 20, items: int = 3000, duration_s: float = 20.0
+    *,
+    database_url: str,
+    data_dir: Path,
+    store: str,
+    reviewers: int = 20,
+    items: int = 3000,
+    duration_s: float = 20.0,
+    think_s: float = 0.0,
+    server_workers: int = 1,
 ) -> dict[str, Any]:
     """Seed, start the server, run `reviewers` concurrent reviewers for `duration_s` (or until the queue is empty)
-    and return latency quantiles in ms per round trip and per call, and resolved items per second."""
+    and return latency quantiles in ms per round trip and per call, and resolved items per second. `think_s` is
+    each reviewer's pause between items: 0 is a closed loop at full speed (the server's capacity); a human's
+    reading time gives the latency reviewers feel when 20 of them work at once."""
     task, *reviewer_keys = seed(database_url, items=items, reviewers=reviewers)
-    with running_server(database_url, data_dir) as url:
+    with running_server(database_url, data_dir, workers=server_workers) as url:
         started = time.perf_counter()
-        out = asyncio.run(_load(url, task, reviewer_keys, duration_s))
+        out = asyncio.run(_load(url, task, reviewer_keys, duration_s, think_s))
     if not out["round_trip"]:
         raise RuntimeError("no round trip completed")
     elapsed = max(out["finished"]) - started
     result: dict[str, Any] = {
         "store": store,
         "reviewers": reviewers,
+        "think_s": think_s,
+        "server_workers": server_workers,
         "seeded_items": items,
         "round_trips": len(out["round_trip"]),
         "seconds": round(elapsed, 2),
@@ -212,13 +234,14 @@ def run_review_load(
 def review_load_table(results: Sequence[dict[str, Any]]) -> str:
     """A markdown table: one row per store."""
     lines = [
-        "| store | reviewers | round trips | items/s | p50 ms | p90 ms | p99 ms | next p99 ms | resolve p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| store | reviewers | think s | server workers | round trips | items/s | p50 ms | p90 ms | p99 ms | "
+        "next p99 ms | resolve p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         trip = r["round_trip"]
         lines.append(
-            f"| {r['store']} | {r['reviewers']} | {r['round_trips']} | {r['items_per_s']} | {trip['p50_ms']} | "
+            f"| {r['store']} | {r['reviewers']} | {r['think_s']} | {r['server_workers']} | {r['round_trips']} | {r['items_per_s']} | {trip['p50_ms']} | "
             f"{trip['p90_ms']} | {trip['p99_ms']} | {r['next']['p99_ms']} | {r['resolve']['p99_ms']} |"
         )
     return "\n".join(lines)

@@ -104,6 +104,28 @@ def hypergeometric_upper(*, errors: int, n: int, n_pool: int, delta: float) -> f
     return float(plausible.max()) / n_pool if plausible.size else 0.0
 
 
+def candidate_floor(*, confidences: npt.ArrayLike, epsilon: float, grid: tuple[float, ...] = DEFAULT_GRID) -> float:
+    """The lowest grid threshold worth certifying: where the calibrated confidences of the items to be
+    routed themselves predict an accepted error of at most 2 * epsilon (the highest grid value if none).
+
+    It uses no review outcome, so drawing the uniform cold-start reviews only from items at or above it,
+    and testing only thresholds at or above it, keeps ``fit_policy`` valid while no review is spent on
+    items that could never be accepted.
+    """
+    conf = np.sort(np.asarray(confidences, dtype=np.float64))[::-1]
+    thresholds = sorted(set(grid), reverse=True)
+    if conf.size == 0:
+        return thresholds[0]
+    predicted_error = np.cumsum(1.0 - conf) / np.arange(1, conf.size + 1)
+    floor = thresholds[0]
+    for threshold in thresholds:
+        count = int(np.searchsorted(-conf, -threshold, side="right"))
+        if count and predicted_error[count - 1] > 2 * epsilon:
+            break
+        floor = threshold
+    return floor
+
+
 def fit_policy(
     *,
     confidences: npt.ArrayLike,

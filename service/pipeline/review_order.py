@@ -1,9 +1,11 @@
 """Which item a human should review next, and why; and which items to review first of all (cold start).
 
-Random audit samples come first: they are the unbiased measurement of accepted-label error, so each one
-tightens the error bound. Then items by their chance of being wrong (1 - calibrated confidence), weighted
-by how typical they are (density in embedding space): a review of a typical item fixes its label and, as a
-few-shot neighbour for the teacher, helps the many items like it.
+Items are ordered by their chance of being wrong (1 - calibrated confidence), weighted by how typical they
+are (density in embedding space): a review of a typical item fixes its label and, as a few-shot neighbour
+for the teacher, helps the many items like it. Random audit samples of accepted labels sit at a fixed
+priority: after labels that are likely wrong, before labels that are probably right. Audits measure the
+error of accepted labels without bias, so the bound can be checked and refitted; among themselves they
+tie, and ties must be broken at random so that any subset reviewed is still a uniform sample.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import numpy.typing as npt
 
 from service.ports import FloatArray
 
-AUDIT_PRIORITY = 0.25
-"""Above any uncertainty-based priority, which is at most 1."""
+AUDIT_PRIORITY = 0.15
+"""Equal to the priority of a typical item with a 15% chance of being wrong (an atypical one at 30%)."""
 _CHUNK = 1024
 
 
@@ -34,7 +36,10 @@ def review_priority(*, confidence: float, density: float, audit: bool = False) -
 def explain_priority(*, confidence: float, density: float, audit: bool = False) -> str:
     """One sentence saying why the item sits where it does in the review queue."""
     if audit:
-        return "Random audit of an accepted label: keeps the measured error of accepted labels unbiased."
+        return (
+            "Random audit of an accepted label: measures the error of accepted labels without bias; "
+            f"ranked after labels likely wrong, before those probably right (priority {AUDIT_PRIORITY:.3f})."
+        )
     typical = "typical of many items" if density >= 0.5 else "unlike most items"
     return (
         f"Machine label has a {1.0 - confidence:.0%} chance of being wrong and the item is {typical} "

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
@@ -59,31 +59,22 @@ class Leased:
 def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) -> Leased | None:
     """Lease the most urgent waiting item of the task to `reviewer` (or renew the one they already hold), leaving
     out items they skipped or already answered."""
-    now = utcnow()
     skipped = exists().where(ReviewSkip.item_id == ReviewEntry.item_id, ReviewSkip.reviewer == reviewer)
     answered = exists().where(
         ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.reviewer == reviewer, ReviewVote.undone_at.is_(None)
     )
-    query = (
+    waiting = (
         select(ReviewEntry)
-        .where(
-            ReviewEntry.task_id == task.id,
-            or_(
-                ReviewEntry.leased_to.is_(None),
-                ReviewEntry.leased_to == reviewer,
-                ReviewEntry.lease_expires < now,
-            ),
-            ~skipped,
-            ~answered,
-        )
-        # An item the reviewer already holds comes back first, so a reload does not leak leases.
-        .order_by(
-            case((ReviewEntry.leased_to == reviewer, 0), else_=1), ReviewEntry.priority.desc(), ReviewEntry.item_id
-        )
+        .where(ReviewEntry.task_id == task.id, ~skipped, ~answered)
+        .order_by(ReviewEntry.priority.desc(), ReviewEntry.item_id)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
-    entry = session.scalar(query)
+    # An item the reviewer already holds comes back first, so a reload does not leak leases. Two small queries,
+    # each walking an index in priority order, stay fast as the queue and the votes grow.
+    entry = session.scalar(waiting.where(ReviewEntry.leased_to == reviewer)) or session.scalar(
+        waiting.where(or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()))
+    )
     if entry is None:
         return None
     return _lease(session, task=task, entry=entry, reviewer=reviewer, lease_s=lease_s)
@@ -98,6 +89,8 @@ def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, l
     )
     reasons = latest_reasons(session, item.id)
     kind = item_kind(item, reasons)
+    if kind == "review":  # one answer makes it final, so none is pending: spare the queries
+        return Leased(entry, item, prediction, reasons, kind, 0, 1)
     votes = len(active_votes(session, item.id))
     return Leased(entry, item, prediction, reasons, kind, votes, required_votes(session, task_id=task.id, kind=kind))
 
@@ -119,9 +112,8 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
-    reasons = latest_reasons(session, item_id)
-    kind = item_kind(item, reasons)
-    required = required_votes(session, task_id=task.id, kind=kind)
+    kind = item_kind(item, latest_reasons(session, item_id))
+    required = 1 if kind == "review" else required_votes(session, task_id=task.id, kind=kind)
     own = [vote for vote in votes if vote.reviewer == reviewer]
     if own:
         if own[-1].label != label:
@@ -131,43 +123,47 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
         raise Conflict(f"item {item_id} is not waiting for review", field="item_id")
     if entry.leased_to not in (None, reviewer) and not _expired(entry.lease_expires):
         raise Conflict(f"item {item_id} is leased to another reviewer", field="item_id")
-    vote = ReviewVote(
-        item_id=item_id,
-        task_id=task.id,
-        reviewer=reviewer,
-        label=label,
-        kind=kind,
-        required=required,
-        priority=entry.priority,
-        explanation=entry.explanation,
-    )
-    session.add(vote)
-    votes.append(vote)
-    if len(votes) < required:
+    complete = len(votes) + 1 >= required
+    agreed = all(vote.label == label for vote in votes)
+    human = None
+    if complete:
+        session.delete(entry)
+        if agreed:
+            human = Label(
+                item_id=item_id,
+                task_id=task.id,
+                label=label,
+                source="human",
+                reviewer=",".join([*(v.reviewer for v in votes), reviewer])[:200],
+                confidence=None,
+            )
+            session.add(human)
+            item.state = "resolved"
+            session.flush()
+        else:
+            session.add(
+                AdjudicationEntry(
+                    item_id=item_id, task_id=task.id, priority=entry.priority, explanation=entry.explanation
+                )
+            )
+    else:
         entry.leased_to = None
         entry.lease_expires = None
-        session.flush()
-        return Resolution(item_id, label, "waiting", len(votes), required)
-    session.delete(entry)
-    if len({v.label for v in votes}) > 1:
-        session.add(
-            AdjudicationEntry(item_id=item_id, task_id=task.id, priority=vote.priority, explanation=vote.explanation)
+    session.add(
+        ReviewVote(
+            item_id=item_id,
+            task_id=task.id,
+            reviewer=reviewer,
+            label=label,
+            kind=kind,
+            required=required,
+            priority=entry.priority,
+            explanation=entry.explanation,
+            label_id=human.id if human is not None else None,
         )
-        session.flush()
-        return Resolution(item_id, label, "adjudication", len(votes), required)
-    human = Label(
-        item_id=item_id,
-        task_id=task.id,
-        label=label,
-        source="human",
-        reviewer=",".join(v.reviewer for v in votes)[:200],
-        confidence=None,
     )
-    session.add(human)
-    item.state = "resolved"
-    session.flush()
-    vote.label_id = human.id
-    return Resolution(item_id, label, "final", len(votes), required)
+    status: Status = "waiting" if not complete else "final" if agreed else "adjudication"
+    return Resolution(item_id, label, status, len(votes) + 1, required)
 
 
 def _status(session: Session, item: Item, entry: ReviewEntry | None) -> Status:

@@ -23,9 +23,10 @@ def test_priority_is_uncertainty_weighted_by_density() -> None:
     assert review_priority(confidence=0.6, density=0.0) == pytest.approx(0.2)
 
 
-def test_audit_samples_come_first() -> None:
-    assert review_priority(confidence=0.99, density=0.0, audit=True) == AUDIT_PRIORITY
-    assert review_priority(confidence=0.0, density=1.0) < AUDIT_PRIORITY
+def test_audits_come_after_likely_wrong_labels_and_before_probably_right_ones() -> None:
+    audit = review_priority(confidence=0.99, density=0.0, audit=True)
+    assert audit == AUDIT_PRIORITY
+    assert review_priority(confidence=0.6, density=0.5) > audit > review_priority(confidence=0.9, density=1.0)
 
 
 def test_explanations_name_what_drove_the_priority() -> None:

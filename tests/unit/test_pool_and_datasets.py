@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.datasets import DataError, iter_records, load_builtin, read_labeled, write_jsonl
+from service.pipeline.pool import LabeledPool, PoolEntry
+
+
+def test_pool_latest_label_of_an_item_wins() -> None:
+    pool = LabeledPool()
+    vector = np.array([1.0, 0.0])
+    pool.add(
+        [PoolEntry(1, "a", "spam", "teacher", vector), PoolEntry(2, "b", "ham", "teacher", vector)], last_label_id=2
+    )
+    pool.add([PoolEntry(1, "a", "ham", "human", vector)], last_label_id=3)
+    embeddings, examples, labels = pool.arrays()
+    assert len(pool) == 2 and pool.last_label_id == 3
+    assert embeddings.shape == (2, 2) and sorted(labels) == ["ham", "ham"]
+    assert {example.text for example in examples} == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "labels"),
+    [
+        ("sms_spam", 4837, {"ham", "spam"}),
+        ("trec", 15452, {"abbreviation", "description", "entity", "human", "location", "number"}),
+        ("movie_reviews", 4866, {"fresh", "rotten"}),
+    ],
+)
+def test_builtin_datasets_are_real(name: str, size: int, labels: set[str]) -> None:
+    data = load_builtin(name)
+    assert len(data) == size and {label for _, label in data} == labels
+    assert all(text.strip() for text, _ in data)
+
+
+def test_files_roundtrip_and_errors(tmp_path: Path) -> None:
+    path = write_jsonl([("hello", "a"), ("bye", "b")], tmp_path / "d.jsonl")
+    assert read_labeled(path, text_field="text", label_field="label") == [("hello", "a"), ("bye", "b")]
+    with pytest.raises(DataError, match="lacks field"):
+        read_labeled(path, text_field="body", label_field="label")
+    (tmp_path / "bad.jsonl").write_text("{nope\n")
+    with pytest.raises(DataError, match="not valid JSON"):
+        list(iter_records(tmp_path / "bad.jsonl"))
+    with pytest.raises(DataError, match="no such file"):
+        list(iter_records(tmp_path / "missing.csv"))
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_builtin("imagenet")
