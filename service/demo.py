@@ -75,7 +75,8 @@ def _wait_batch(client: httpx.Client, url: str, total: int, desc: str) -> None:
         while True:
             status = client.get(url).json()
             handled = total - status["counts"]["queued"]
-            bar.update(handled - bar.n)
+            if handled != bar.n:
+                bar.update(handled - bar.n)
             if status["done"]:
                 return
             time.sleep(0.5)
@@ -85,7 +86,7 @@ def _wait_job(client: httpx.Client, url: str, desc: str) -> dict[str, Any]:
     with tqdm(total=1, desc=desc, unit="step") as bar:
         while True:
             job: dict[str, Any] = client.get(url).json()
-            if job["progress_total"]:
+            if job["progress_total"] and job["progress_done"] != bar.n:
                 bar.total = job["progress_total"]
                 bar.update(job["progress_done"] - bar.n)
             if job["state"] in ("done", "failed"):
@@ -138,6 +139,7 @@ def run_demo(*, items: int, holdout: int, cascade_items: int, seed: int, json_ou
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {client_key}"}, timeout=120)
     reviewer_http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {reviewer_key}"}, timeout=60)
     client.post("/v1/tasks", json=TASK).raise_for_status()
+    admin.put(f"/v1/tasks/{TASK['name']}/reviewers/demo-reviewer").raise_for_status()
 
     reviewer = SimulatedReviewer(reviewer_http, str(TASK["name"]), gold)
     reviewer.start()

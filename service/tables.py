@@ -238,6 +238,7 @@ class AdjudicationEntry(Base):
     explanation: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 # Indexes on the review queue for next_item: the reviewer's own lease, then the most urgent free item.
 Index("ix_review_queue_order", ReviewEntry.task_id, ReviewEntry.priority.desc(), ReviewEntry.item_id)
 Index("ix_review_queue_leased", ReviewEntry.task_id, ReviewEntry.leased_to)

@@ -25,6 +25,9 @@ class VotePublic(BaseModel):
     )
     votes: int
     required: int
+    next_item: ReviewLeasePublic | None = Field(
+        None, description="With ?next=true: the reviewer's next item, leased in the same request (None when empty)."
+    )
 
 
 class TaskCounts(BaseModel):

@@ -90,7 +90,7 @@ def run_teacher_bench(
     json_out: Path | None = None,
     pool_size: int = 200,
     shots: int = 4,
-    template: str = "classify/default",
+    template: str = "classify/chatml",
     instructions: str = DEFAULT_INSTRUCTIONS,
     max_text_tokens: int = 256,
     throughput: bool = True,

@@ -10,8 +10,9 @@ import numpy as np
 
 from service.db import transaction
 from service.jobs.context import WorkerContext
+from service.pipeline.cascade import fit_student_threshold, promotion_gate
 from service.pipeline.metrics import classification_report, expected_calibration_error
-from service.pipeline.policy import fit_policy
+from service.pipeline.train_plan import plan_training
 from service.ports import TrainConfig
 from service.store import history, students, tasks
 from service.store import jobs as job_store
@@ -22,7 +23,6 @@ PROGRESS_EVERY_S = 2.0
 
 def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     from service.backends.student_train import LoraTrainer
-    from service.pipeline.train_plan import plan_training
 
     with transaction(ctx.sessions) as session:
         task = tasks.get_task_by_id(session, job.task_id or 0)
@@ -59,17 +59,14 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     result = LoraTrainer().train(plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions)
     student = ctx.student(str(out_dir))
     metrics = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
-    threshold = fit_policy(
-        confidences=metrics.pop("confidences"),
-        correct=metrics.pop("correct"),
-        epsilon=task.epsilon,
-        delta=task.delta,
-        audit_share=0.0,
-        min_reviews=ctx.settings.policy.min_reviews,
-    ).threshold
-    metrics["threshold"] = threshold if threshold is not None else 1.01
-    metrics["gate_passed"] = metrics["student"]["macro_f1"] >= metrics["teacher"]["macro_f1"] - (
-        ctx.settings.student.promotion_margin
+    certified = fit_student_threshold(
+        confidences=metrics.pop("confidences"), correct=metrics.pop("correct"), epsilon=task.epsilon, delta=task.delta
+    )
+    # No certified threshold means the student handles nothing on its own: every item still goes to the teacher.
+    metrics["threshold"] = certified.threshold if certified.threshold is not None else 1.01
+    metrics["threshold_error_bound"] = certified.error_bound
+    metrics["gate_passed"] = promotion_gate(
+        metrics["student"]["macro_f1"], metrics["teacher"]["macro_f1"], ctx.settings.student.promotion_margin
     )
     with transaction(ctx.sessions) as session:
         students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=metrics)

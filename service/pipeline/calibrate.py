@@ -9,6 +9,8 @@ placeholder inputs such as "N/A". On SMS Spam batch calibration did better (see 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
+from scipy.optimize import minimize
 
 from service.ports import FloatArray
 
@@ -59,3 +61,31 @@ def batch_calibrate(probs: FloatArray, prior: FloatArray) -> FloatArray:
     totals = adjusted.sum(axis=1, keepdims=True)
     calibrated: FloatArray = adjusted / np.where(totals > 0, totals, 1.0)
     return calibrated
+
+
+def fitted_prior(raw_probs: FloatArray, gold: npt.ArrayLike, *, l2: float = 1e-2) -> FloatArray:
+    """The (k,) prior that, divided out with batch_calibrate, best explains labeled items.
+
+    raw_probs is (n, k) teacher probabilities of items whose true label index is gold (n,): typically
+    reviewed items, scored before their review. The prior maximises the log-likelihood of gold under
+    batch_calibrate(raw_probs, prior) (a per-label intercept, convex), with a small L2 pull towards a
+    uniform prior so that a label never seen in gold keeps a finite prior.
+    """
+    logp = np.log(np.clip(np.atleast_2d(np.asarray(raw_probs, dtype=np.float64)), 1e-12, None))
+    truth = np.asarray(gold, dtype=np.int64)
+    n, k = logp.shape
+    if truth.shape != (n,) or n == 0:
+        raise ValueError(f"gold must be ({n},) with n > 0, got {truth.shape}")
+    onehot = np.eye(k)[truth]
+
+    def loss(shift: FloatArray) -> tuple[float, FloatArray]:
+        logits = logp + shift
+        logits -= logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        probs = np.exp(logits - log_norm)
+        value = -float(np.sum(onehot * (logits - log_norm))) / n + l2 * float(shift @ shift)
+        return value, (probs - onehot).sum(axis=0) / n + 2 * l2 * shift
+
+    shift = minimize(loss, np.zeros(k), jac=True, method="L-BFGS-B").x
+    prior: FloatArray = np.exp(-shift) / np.exp(-shift).sum()
+    return prior

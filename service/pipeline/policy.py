@@ -217,8 +217,10 @@ def fit_policy(
             certified = (threshold, clopper_pearson_upper(errors=errors, n=n, delta=delta))
             continue
         n_pool = int((pool >= threshold).sum())
+        if n_pool == 0:
+            continue  # nothing in the pool to accept here: nothing to certify
         bound = hypergeometric_upper(errors=errors, n=n, n_pool=n_pool, delta=delta)
-        if n_pool and bound > epsilon:
+        if bound > epsilon:
             break
         certified = (threshold, bound)
     if certified is None:

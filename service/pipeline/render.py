@@ -53,7 +53,7 @@ def _sha256(text: str) -> str:
 
 
 def template_source(template_name: str, prompts_dir: Path) -> str:
-    """The source text of prompts/<template_name>.j2 (e.g. "classify/default")."""
+    """The source text of prompts/<template_name>.j2 (e.g. "classify/chatml")."""
     env = _environment(prompts_dir)
     source, _, _ = env.loader.get_source(env, f"{template_name}.j2")  # type: ignore[union-attr]
     return source

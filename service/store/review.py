@@ -83,16 +83,29 @@ def next_item(session: Session, *, task: Task, reviewer: str, lease_s: float) ->
 def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, lease_s: float) -> Leased:
     entry.leased_to = reviewer
     entry.lease_expires = utcnow() + timedelta(seconds=lease_s)
-    item = session.get_one(Item, entry.item_id)
-    prediction = session.scalar(
-        select(Prediction).where(Prediction.item_id == item.id).order_by(Prediction.id.desc()).limit(1)
-    )
-    reasons = latest_reasons(session, item.id)
+    found = _item_with_latest(session, entry.item_id)
+    assert found is not None, "a queue entry's item exists (foreign key)"
+    item, prediction, decision = found
+    reasons = [str(reason) for reason in decision.reasons] if decision is not None else []
     kind = item_kind(item, reasons)
     if kind == "review":  # one answer makes it final, so none is pending: spare the queries
         return Leased(entry, item, prediction, reasons, kind, 0, 1)
     votes = len(active_votes(session, item.id))
     return Leased(entry, item, prediction, reasons, kind, votes, required_votes(session, task_id=task.id, kind=kind))
+
+
+def _item_with_latest(session: Session, item_id: int) -> tuple[Item, Prediction | None, Decision | None] | None:
+    """The item with its latest prediction and routing decision, in one query; None if there is no such item."""
+    latest_prediction = select(func.max(Prediction.id)).where(Prediction.item_id == item_id).scalar_subquery()
+    latest_decision = select(func.max(Decision.id)).where(Decision.item_id == item_id).scalar_subquery()
+    row = session.execute(
+        select(Item, Prediction, Decision)
+        .select_from(Item)
+        .outerjoin(Prediction, Prediction.id == latest_prediction)
+        .outerjoin(Decision, Decision.id == latest_decision)
+        .where(Item.id == item_id)
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -107,12 +120,13 @@ class Resolution:
 def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str) -> Resolution:
     """Record the reviewer's answer. Repeating the same answer is a no-op that returns the item's status."""
     check_label(task, label)
-    item = session.get(Item, item_id)
-    if item is None or item.task_id != task.id:
+    found = _item_with_latest(session, item_id)
+    if found is None or found[0].task_id != task.id:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
+    item, _, decision = found
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
-    kind = item_kind(item, latest_reasons(session, item_id))
+    kind = item_kind(item, [str(reason) for reason in decision.reasons] if decision is not None else [])
     required = 1 if kind == "review" else required_votes(session, task_id=task.id, kind=kind)
     own = [vote for vote in votes if vote.reviewer == reviewer]
     if own:

@@ -39,7 +39,7 @@ def _score(teacher: TransformersTeacher, texts: list[str], examples: list[list[E
         SMS,
         texts,
         examples,
-        template_name=str(options.get("template", "classify/default")),
+        template_name=str(options.get("template", "classify/chatml")),
         prompts_dir=default_prompts_dir(),
         prior=None,
         max_text_tokens=options.get("max_text_tokens", 256),  # type: ignore[arg-type]

@@ -55,7 +55,7 @@ def _requests() -> list[ScoreRequest]:
     requests = []
     for index, (text, _) in enumerate(pairs[4:16]):
         task = SMS if index % 2 else OFFERS
-        prompt = render_prompt(task, text, examples[: index % 5], "classify/default", default_prompts_dir()).prompt
+        prompt = render_prompt(task, text, examples[: index % 5], "classify/chatml", default_prompts_dir()).prompt
         requests.append(ScoreRequest(prompt, label_continuations(task)))
     return requests
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.pipeline.calibrate import batch_calibrate, batch_prior, content_free_prior, normalize
+from service.pipeline.calibrate import batch_calibrate, batch_prior, content_free_prior, fitted_prior, normalize
 
 
 def test_normalize_is_a_softmax_per_row() -> None:
@@ -49,3 +49,23 @@ def test_batch_calibrate_checks_the_prior_shape_and_zero_priors() -> None:
 def test_content_free_prior_averages_the_placeholder_predictions() -> None:
     prior = content_free_prior(np.array([[0.0, 0.0], [np.log(3.0), 0.0]]))
     np.testing.assert_allclose(prior, [0.625, 0.375])
+
+
+def test_fitted_prior_recovers_a_teachers_bias_from_labeled_items() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.dirichlet([0.5, 0.5, 0.5], size=4000)
+    gold = np.array([rng.choice(3, p=row) for row in true])
+    biased = true * np.array([6.0, 3.0, 1.0])
+    biased /= biased.sum(axis=1, keepdims=True)
+    prior = fitted_prior(biased, gold, l2=0.0)
+    np.testing.assert_allclose(prior, [0.6, 0.3, 0.1], atol=0.03)
+    calibrated = batch_calibrate(biased, prior)
+    assert np.mean(calibrated.argmax(axis=1) == gold) > np.mean(biased.argmax(axis=1) == gold) + 0.05
+
+
+def test_fitted_prior_stays_finite_for_a_label_never_seen() -> None:
+    prior = fitted_prior(np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]]), np.array([0, 1]))
+    assert np.isfinite(prior).all() and (prior > 0).all()
+    assert prior.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="gold"):
+        fitted_prior(np.array([[0.5, 0.5]]), np.array([0, 1]))

@@ -23,8 +23,9 @@ EXAMPLES = [Example("see you at 6", "ham"), Example("WIN a prize, call now", "sp
 TEMPLATES = sorted(p.stem for p in (default_prompts_dir() / "classify").glob("*.j2"))
 
 
-def test_the_repo_has_a_default_template_and_variants() -> None:
-    assert "default" in TEMPLATES
+def test_the_repo_has_the_default_template_and_variants() -> None:
+    assert TaskDef("t", (), "").template == "classify/chatml"
+    assert "chatml" in TEMPLATES
     assert len(TEMPLATES) >= 3
 
 
@@ -40,14 +41,14 @@ def test_every_template_shows_everything_and_ends_where_the_label_goes(name: str
 
 
 def test_label_descriptions_are_rendered_by_the_default_template() -> None:
-    prompt = render_prompt(TASK, "x", [], "classify/default", default_prompts_dir()).prompt
+    prompt = render_prompt(TASK, "x", [], "classify/chatml", default_prompts_dir()).prompt
     assert "a normal personal message" in prompt
     assert "advertising or scams" in prompt
 
 
 def test_shas_identify_the_template_and_the_prompt() -> None:
-    first = render_prompt(TASK, "one", [], "classify/default", default_prompts_dir())
-    second = render_prompt(TASK, "two", [], "classify/default", default_prompts_dir())
+    first = render_prompt(TASK, "one", [], "classify/chatml", default_prompts_dir())
+    second = render_prompt(TASK, "two", [], "classify/chatml", default_prompts_dir())
     other = render_prompt(TASK, "one", [], "classify/plain", default_prompts_dir())
     assert first.template_sha == second.template_sha != other.template_sha
     assert first.prompt_sha != second.prompt_sha

@@ -51,7 +51,7 @@ class CharTeacher:
 
 def _score(teacher: CharTeacher, texts: list[str], **kwargs: object) -> list[ItemScore]:
     options: dict[str, object] = {
-        "template_name": "classify/default",
+        "template_name": "classify/chatml",
         "prompts_dir": default_prompts_dir(),
         "prior": None,
         "max_text_tokens": None,
@@ -132,7 +132,7 @@ def test_mismatched_inputs_and_empty_chunks() -> None:
             TASK,
             ["a"],
             [],
-            template_name="classify/default",
+            template_name="classify/chatml",
             prompts_dir=default_prompts_dir(),
             prior=None,
             max_text_tokens=None,

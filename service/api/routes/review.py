@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import ReviewerDep, SessionDep, SettingsDep
 from service.api.review_schemas import ProgressPublic, ReviewLeasePublic, TaskCounts, VotePublic
@@ -65,11 +67,30 @@ def progress(task: str, session: SessionDep, key: ReviewerDep) -> ProgressPublic
 
 
 @router.post("/{item_id}/resolve", response_model=VotePublic)
-def resolve(task: str, item_id: int, body: ResolveIn, session: SessionDep, key: ReviewerDep) -> VotePublic:
+def resolve(
+    task: str,
+    item_id: int,
+    body: ResolveIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: ReviewerDep,
+    and_next: Annotated[
+        bool, Query(alias="next", description="Also lease and return the next item, saving a request.")
+    ] = False,
+) -> VotePublic:
     task_row = review_team.task_for(session, key, task)
     result = review.resolve(session, task=task_row, item_id=item_id, reviewer=key.name, label=body.label)
+    following = None
+    if and_next:
+        leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
+        following = lease_public(task_row, leased) if leased is not None else None
     return VotePublic(
-        item_id=item_id, label=result.label, status=result.status, votes=result.votes, required=result.required
+        item_id=item_id,
+        label=result.label,
+        status=result.status,
+        votes=result.votes,
+        required=result.required,
+        next_item=following,
     )
 
 

@@ -101,11 +101,12 @@ async function loadNext() {
 
 async function answer(label) {
   if (!current || !label) return;
-  const result = await api(`/review/${current.item_id}/resolve`, "POST", { label });
+  const result = await api(`/review/${current.item_id}/resolve?next=true`, "POST", { label });
   answered += 1;
   const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "reviewers disagree: sent to adjudication" };
   say(`#${result.item_id} ${result.label}: ${notes[result.status]}`);
-  await loadNext();
+  show(result.next_item);
+  await refreshProgress();
   if (answered % 10 === 0) await refreshAgreement();
 }
 
