@@ -17,7 +17,9 @@ class SentenceEmbedder:
     """L2-normalised sentence embeddings; `embed` keeps the input order.
 
     sentence-transformers sorts each call's texts by length before batching and restores the order,
-    so padding costs little; `quantize` applies int8 dynamic quantization to the linear layers.
+    so padding costs little. `quantize` applies int8 dynamic quantization to the linear layers; it costs
+    fidelity (on SMS Spam: mean cosine 0.92 to the float embeddings, top-5 neighbours 66% the same), so it
+    is off by default and not meant for picking few-shot neighbours.
     """
 
     def __init__(self, model_path: Path | None = None, *, batch_size: int = 64, quantize: bool = False) -> None:
@@ -46,4 +48,7 @@ class SentenceEmbedder:
                 normalize_embeddings=True,
                 show_progress_bar=False,
             )
-        return np.asarray(vectors, dtype=np.float64)
+        # Normalised again in float64, so that norms are 1 to float64 precision, not float32's.
+        embeddings = np.asarray(vectors, dtype=np.float64)
+        norms: FloatArray = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        return embeddings / np.maximum(norms, 1e-12)

@@ -110,7 +110,12 @@ def run_quality_bench(
     labels against gold), ``share_within_epsilon`` (share of seeds with realised error <= epsilon), one
     object per baseline (``accept_all``, ``random_review``, ``max_prob_threshold``), ``per_seed`` rows,
     the accuracy-vs-reviews ``curve`` and a markdown ``table``. ``plot_out`` gets the curve as a PNG.
-    ``limit`` keeps a seeded random subset of that many items.
+
+    The filter spends ``seed_reviews`` on a diverse seed (calibration), ``calibration_share`` of the rest
+    on uniform cold-start reviews among items that could ever be accepted (the policy's sample), and the
+    remainder on the review queue (priority order, audits included). Unreviewed items keep the machine
+    label in ``final_accuracy``. ``embed`` (optional) enables the neighbour and out-of-distribution
+    signals, the diverse seed and density; ``limit`` keeps a seeded random subset of that many items.
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]

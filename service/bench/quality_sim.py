@@ -112,7 +112,8 @@ def _finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: np
 
 def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
     """The confidence filter: diverse seed, calibration, uniform cold-start sample, certified policy, route,
-    then audits and priority reviews until the budget is spent."""
+    then the review queue in priority order (audits included) until the budget is spent."""
+
     n = int(pool.probs.shape[0])
     budget = min(config.review_budget, n)
     log_probs = np.log(np.clip(pool.probs, 1e-12, 1.0))
@@ -166,6 +167,11 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
     queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
     spent = queue[: budget - n_seed - n_cal].astype(np.int64)
     order = np.concatenate([seed_idx, cal_idx, spent]).astype(np.int64)
+    # Items still waiting keep a machine label; refit on every review so far, as the service does.
+    refit = fit_calibration(logits_or_logprobs=log_probs[order], labels=reviewer[order])
+    waiting_now = ~accepted
+    machine = machine.copy()
+    machine[waiting_now] = refit.apply(log_probs[waiting_now]).argmax(axis=1)
     outcome = _finish(machine, order, reviewer, accepted)
     audited = spent[audit[spent]]
     return Outcome(

@@ -217,6 +217,7 @@ def run_review_load(
     ?next=true, so one request answers an item and leases the next (what the review page does); a round trip is
     then that one request."""
     task, *reviewer_keys = seed(database_url, items=items, reviewers=reviewers)
+    load_before = os.getloadavg()[0]
     with running_server(database_url, data_dir, workers=server_workers) as url:
         started = time.perf_counter()
         out = asyncio.run(_load(url, task, reviewer_keys, duration_s, think_s, combined))
@@ -234,6 +235,8 @@ def run_review_load(
         "seconds": round(elapsed, 2),
         "items_per_s": round(len(out["round_trip"]) / elapsed, 1),
         "cpu_count": os.cpu_count(),
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
     }
     for name in ("round_trip",) if combined else ("round_trip", "next", "resolve"):
         result[name] = {f"p{int(q * 100)}_ms": _ms(out[name], q) for q in (0.5, 0.9, 0.99)}
@@ -257,7 +260,60 @@ def review_load_table(results: Sequence[dict[str, Any]]) -> str:
 
 
 def write_results(results: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """bench/results/review_load.json (every figure) and review_load.md (the table)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "review_load.json"
     path.write_text(json.dumps({"results": list(results), "table": review_load_table(results)}, indent=2) + "\n")
+    (out_dir / "review_load.md").write_text(review_load_table(results) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database on the server of `admin_url` (a database it may CREATE DATABASE from), dropped
+    afterwards; yields its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"review_load_{uuid.uuid4().hex[:10]}"
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+RUNS: tuple[dict[str, Any], ...] = (
+    {"think_s": 0.0, "combined": False},
+    {"think_s": 0.0, "combined": True},
+    {"think_s": 1.0, "combined": False},
+)
+"""Closed loop with two calls per item, closed loop with ?next=true, and reviewers pausing 1 s per item."""
+
+
+def run_suite(
+    *, work_dir: Path, postgres_admin_url: str | None, reviewers: int = 20, duration_s: float = 15.0
+) -> list[dict[str, Any]]:
+    """Every run of RUNS on a fresh SQLite file and, given `postgres_admin_url`, on a scratch PostgreSQL database."""
+    results = []
+    for index, run in enumerate(RUNS):
+        url = f"sqlite:///{(work_dir / f'review_load_{index}.db').resolve()}"
+        results.append(
+            run_review_load(
+                database_url=url, data_dir=work_dir, store="sqlite", reviewers=reviewers, duration_s=duration_s, **run
+            )
+        )
+        if postgres_admin_url:
+            with scratch_postgres(postgres_admin_url) as pg_url:
+                results.append(
+                    run_review_load(
+                        database_url=pg_url,
+                        data_dir=work_dir,
+                        store="postgresql",
+                        reviewers=reviewers,
+                        duration_s=duration_s,
+                        **run,
+                    )
+                )
+    return results

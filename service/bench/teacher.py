@@ -3,6 +3,8 @@
 Quality: accuracy and macro-F1 zero-shot and with k nearest-neighbour few-shot examples (MiniLM cosine,
 drawn from `pool_size` labeled items), each raw, batch-calibrated (prior = mean predicted distribution
 over the scored items) and content-free calibrated (prior = predictions for "N/A", "" and "[MASK]").
+Per-label kNN: the nearest examples of each label (see nearest_examples_per_label), raw, batch-calibrated
+and with a prior fitted on the pool scored leave-one-out (pool_prior).
 Label order: the zero-shot run again with the labels listed in reverse; the share of items whose label
 flips, and the accuracy of the two orders averaged.
 Speed: items per second of our batched scoring ("prefix" mode) against the naive way (one request per
@@ -24,8 +26,13 @@ import numpy as np
 from service.datasets import read_labeled
 from service.pipeline.calibrate import CONTENT_FREE_TEXTS, batch_calibrate, batch_prior, content_free_prior
 from service.pipeline.metrics import classification_report
-from service.pipeline.render import default_prompts_dir, label_continuations, nearest_examples
-from service.pipeline.teacher_scoring import fit_prompt, score_items
+from service.pipeline.render import (
+    default_prompts_dir,
+    label_continuations,
+    nearest_examples,
+    nearest_examples_per_label,
+)
+from service.pipeline.teacher_scoring import fit_prompt, pool_prior, score_items
 from service.ports import Example, FloatArray, LabelDef, ScoreRequest, TaskDef, Teacher
 
 DEFAULT_INSTRUCTIONS = "Classify the text with one of the labels."
@@ -144,6 +151,13 @@ def run_teacher_bench(
             _raw_probs(teacher, task, free_texts * len(sample), [ex for ex in sample for _ in free_texts], **options)
         )
     )
+    per_label = [nearest_examples_per_label(v, pool_vectors, pool_examples, shots) for v in item_vectors]
+    started = time.perf_counter()
+    balanced = _raw_probs(teacher, task, texts, per_label, **options)
+    balanced_s = time.perf_counter() - started
+    started = time.perf_counter()
+    prior = pool_prior(teacher, task, pool_vectors, pool_examples, shots=shots, limit=pool_size, **options)
+    prior_s = time.perf_counter() - started
     reversed_task = TaskDef(task.name, task.labels[::-1], task.instructions)
     reverse = _raw_probs(teacher, reversed_task, texts, no_shot, **options)[:, ::-1]
 
@@ -157,12 +171,23 @@ def run_teacher_bench(
         "template": template,
         "zero_shot": _three_ways(zero, zero_free, gold, labels),
         f"knn_{shots}_shot": _three_ways(knn, knn_free, gold, labels),
+        f"per_label_knn_{shots}_shot": {
+            "raw": _quality(balanced, gold, labels),
+            "batch_calibrated": _quality(batch_calibrate(balanced, batch_prior(balanced)), gold, labels),
+            "pool_fitted_prior": _quality(batch_calibrate(balanced, prior), gold, labels),
+        },
+        "pool_fitted_prior": prior.tolist(),
         "label_order": {
             "flip_rate": float(np.mean(np.argmax(zero, 1) != np.argmax(reverse, 1))),
             "reversed_raw": _quality(reverse, gold, labels),
             "order_averaged_raw": _quality((zero + reverse) / 2, gold, labels),
         },
-        "transformers_items_per_s": {"zero_shot": len(texts) / zero_s, f"knn_{shots}_shot": len(texts) / knn_s},
+        "transformers_items_per_s": {
+            "zero_shot": len(texts) / zero_s,
+            f"knn_{shots}_shot": len(texts) / knn_s,
+            f"per_label_knn_{shots}_shot": len(texts) / balanced_s,
+        },
+        "pool_prior_fit_s": prior_s,
     }
     if throughput:
         count = min(throughput_items + 8, len(texts))
@@ -189,7 +214,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| prompt | calibration | accuracy | macro-F1 |",
         "| --- | --- | --- | --- |",
     ]
-    for key, name in (("zero_shot", "zero-shot"), (f"knn_{shots}_shot", f"kNN {shots}-shot")):
+    for key, name in (
+        ("zero_shot", "zero-shot"),
+        (f"knn_{shots}_shot", f"kNN {shots}-shot"),
+        (f"per_label_knn_{shots}_shot", f"per-label kNN {shots}-shot"),
+    ):
         for way, quality in results[key].items():
             lines.append(
                 f"| {name} | {way.replace('_', ' ')} | {quality['accuracy']:.3f} | {quality['macro_f1']:.3f} |"

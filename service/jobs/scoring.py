@@ -92,7 +92,12 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
         )
         decision = route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
         audit = "audit_sample" in decision.reasons
-        representativeness = float(density[index])
+        # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
+        draw = audit_draw(item_id) if "cold_start" in decision.reasons else None
+        order: dict[str, Any] = {"density": float(density[index]), "audit": audit, "cold_start_draw": draw}
+        recorded = {k: v for k, v in vars(signals).items() if v is not None}
+        # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
+        recorded["sampled_above"] = 0.0 if plan.policy.threshold is None else plan.policy.threshold
         results.append(
             ChunkResult(
                 item_id=item_id,
@@ -107,11 +112,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 label=task.label_names[int(predicted[index])],
                 confidence=signals.confidence,
                 decision=decision,
-                signals={k: v for k, v in vars(signals).items() if v is not None},
-                priority=review_priority(confidence=signals.confidence, density=representativeness, audit=audit),
-                priority_explanation=explain_priority(
-                    confidence=signals.confidence, density=representativeness, audit=audit
-                ),
+                signals=recorded,
+                priority=review_priority(confidence=signals.confidence, **order),
+                priority_explanation=explain_priority(confidence=signals.confidence, **order),
             )
         )
     return results

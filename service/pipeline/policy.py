@@ -141,6 +141,7 @@ def fit_policy(
     grid: tuple[float, ...] = DEFAULT_GRID,
     pool_confidences: npt.ArrayLike | None = None,
     pool_vetoed: npt.ArrayLike | None = None,
+    sampled_above: npt.ArrayLike | None = None,
 ) -> Policy:
     """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
 
@@ -167,6 +168,10 @@ def fit_policy(
 
     Validity needs the reviewed items to be a uniform random sample of the items the policy will route
     (for example cold-start random reviews and audit samples), not items chosen for review by uncertainty.
+    An audit sample is uniform only among items accepted when it was drawn: give ``sampled_above``, per
+    item, the threshold in force at its draw (0 for cold-start random reviews), and a threshold t is
+    tested only on items with ``sampled_above <= t``; otherwise audits from above the old threshold would
+    make any lower threshold look safer than it is.
 
     Returns a ``Policy``; its ``threshold`` is None (cold start) with fewer than ``min_reviews`` items or
     when no threshold is certified, and ``error_bound`` is the upper confidence bound (level 1 - delta)
@@ -175,8 +180,11 @@ def fit_policy(
     conf = np.asarray(confidences, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     veto = np.zeros(conf.shape, dtype=bool) if vetoed is None else np.asarray(vetoed, dtype=bool)
-    if conf.ndim != 1 or ok.shape != conf.shape or veto.shape != conf.shape:
-        raise ValueError(f"confidences, correct and vetoed must be 1-D of one length: {conf.shape}, {ok.shape}")
+    frame = np.zeros(conf.shape) if sampled_above is None else np.asarray(sampled_above, dtype=np.float64)
+    if conf.ndim != 1 or ok.shape != conf.shape or veto.shape != conf.shape or frame.shape != conf.shape:
+        raise ValueError(
+            f"confidences, correct, vetoed and sampled_above must be 1-D of one length: {conf.shape}, {ok.shape}"
+        )
     if not (0 < epsilon < 1 and 0 < delta < 1 and 0 <= audit_share <= 1):
         raise ValueError("epsilon and delta must lie in (0, 1) and audit_share in [0, 1]")
 
@@ -206,7 +214,7 @@ def fit_policy(
     n_start = max(n_min, min(3 * n_min, int(eligible.sum()) // 2))
     certified: tuple[float, float] | None = None
     for threshold in sorted(set(grid), reverse=True):
-        accepted = eligible & (conf >= threshold)
+        accepted = eligible & (conf >= threshold) & (frame <= threshold)
         n = int(accepted.sum())
         if certified is None and n < n_start:
             continue

@@ -16,25 +16,39 @@ import numpy.typing as npt
 from service.ports import FloatArray
 
 AUDIT_PRIORITY = 0.15
-"""Equal to the priority of a typical item with a 15% chance of being wrong (an atypical one at 30%)."""
+"""Equal to the priority of a typical item with a 15% chance of being wrong (an atypical one at 20%)."""
 _CHUNK = 1024
 
 
-def review_priority(*, confidence: float, density: float, audit: bool = False) -> float:
+def review_priority(
+    *, confidence: float, density: float, audit: bool = False, cold_start_draw: float | None = None
+) -> float:
     """Priority of an item waiting for review (higher first).
 
     ``confidence`` is the calibrated probability of the machine label (its chance of being right),
-    ``density`` the item's representativeness in [0, 1] (see ``density``). Returns AUDIT_PRIORITY for an
-    audit sample, else (1 - confidence) * (0.5 + 0.5 * density), in [0, 1].
+    ``density`` the item's representativeness in [0, 1] (see ``density``). Returns 1 + ``cold_start_draw``
+    for an item routed in cold start (give a uniform draw in [0, 1) fixed per item), so cold-start reviews
+    come first and in random order: they are the uniform sample that certifies the first threshold.
+    Returns AUDIT_PRIORITY for an audit sample, else (1 - confidence) * (0.75 + 0.25 * density), in [0, 1]:
+    uncertainty leads, since a review of a likely-wrong label is a fixed error; typicality breaks near-ties.
     """
+    if cold_start_draw is not None:
+        return 1.0 + min(max(cold_start_draw, 0.0), 1.0)
     if audit:
         return AUDIT_PRIORITY
     uncertainty = min(max(1.0 - confidence, 0.0), 1.0)
-    return uncertainty * (0.5 + 0.5 * min(max(density, 0.0), 1.0))
+    return uncertainty * (0.75 + 0.25 * min(max(density, 0.0), 1.0))
 
 
-def explain_priority(*, confidence: float, density: float, audit: bool = False) -> str:
+def explain_priority(
+    *, confidence: float, density: float, audit: bool = False, cold_start_draw: float | None = None
+) -> str:
     """One sentence saying why the item sits where it does in the review queue."""
+    if cold_start_draw is not None:
+        return (
+            "Cold start: picked at random, because nothing is auto-accepted until enough randomly chosen "
+            "reviews certify a confidence threshold."
+        )
     if audit:
         return (
             "Random audit of an accepted label: measures the error of accepted labels without bias; "

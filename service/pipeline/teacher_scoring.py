@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.calibrate import batch_calibrate, batch_prior, normalize
-from service.pipeline.render import RenderedPrompt, label_continuations, render_prompt
+from service.pipeline.calibrate import batch_calibrate, batch_prior, fitted_prior, normalize
+from service.pipeline.render import RenderedPrompt, label_continuations, nearest_examples_per_label, render_prompt
 from service.ports import Example, FloatArray, ScoreRequest, TaskDef, Teacher
 
 
@@ -99,6 +99,44 @@ def recalibrate(scores: Sequence[ItemScore], prior: FloatArray, task: TaskDef) -
         )
         for score, row in zip(scores, calibrated, strict=True)
     ]
+
+
+def pool_prior(
+    teacher: Teacher,
+    task: TaskDef,
+    pool: FloatArray,
+    pool_examples: Sequence[Example],
+    *,
+    shots: int,
+    template_name: str,
+    prompts_dir: Path,
+    max_text_tokens: int | None,
+    limit: int = 200,
+) -> FloatArray:
+    """A (k,) prior fitted on labeled items, for prompts with per-label nearest examples.
+
+    Up to `limit` pool items are scored as new items would be, each with examples from the rest of the
+    pool (leave-one-out), and `fitted_prior` finds the prior that best explains their known labels.
+    Costs one teacher call per item scored; refit when the pool has grown, not per chunk.
+    """
+    count = min(limit, len(pool_examples))
+    names = task.label_names
+    examples = []
+    for i in range(count):
+        others = [j for j in range(len(pool_examples)) if j != i]
+        examples.append(nearest_examples_per_label(pool[i], pool[others], [pool_examples[j] for j in others], shots))
+    scores = score_items(
+        teacher,
+        task,
+        [example.text for example in pool_examples[:count]],
+        examples,
+        template_name=template_name,
+        prompts_dir=prompts_dir,
+        prior=None,
+        max_text_tokens=max_text_tokens,
+    )
+    gold = [names.index(example.label) for example in pool_examples[:count]]
+    return fitted_prior(np.asarray([s.raw_probs for s in scores], dtype=np.float64), np.asarray(gold))
 
 
 def fit_prompt(

@@ -3,14 +3,17 @@ human annotations written as human labels before the worker sees the items."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.formats import labelstudio, tabular
 from service.formats.labelstudio import ImportedTask
-from service.store import batches
+from service.store import batches, tasks
 from service.tables import Batch, Decision, Item, Label, Prediction, ReviewVote, Task
 
 FINAL_STATES = ("accepted", "resolved")
@@ -92,3 +95,28 @@ def import_tasks(
             item.state = "resolved"
         session.flush()
     return batch, created, len(labeled)
+
+
+FileFormat = Literal["jsonl", "csv", "parquet", "hf", "labelstudio"]
+
+
+def export_file(session: Session, *, task: Task, fmt: FileFormat, path: Path) -> int:
+    """Write the task's final labels (every item, for Label Studio) to `path`; returns the number of rows. For "hf"
+    the path is a folder for datasets.load_from_disk."""
+    rows = list(export_rows(session, task=task, final_only=fmt != "labelstudio"))
+    if fmt == "labelstudio":
+        path.write_text(json.dumps(labelstudio.to_labelstudio(rows)))
+    else:
+        tabular.write_file(rows, fmt, path)
+    return len(rows)
+
+
+def import_file(
+    session: Session, *, task: Task, fmt: FileFormat, path: Path, reviewer: str, idempotency_key: str | None = None
+) -> tuple[Batch, bool, int]:
+    """A batch of the items in the file (a folder for "hf"); see import_tasks."""
+    if fmt == "labelstudio":
+        imported = labelstudio.from_labelstudio(json.loads(path.read_text()), labels=tasks.label_names(task))
+    else:
+        imported = [ImportedTask(item, None) for item in tabular.items_from_rows(tabular.read_rows(path, fmt))]
+    return import_tasks(session, task=task, imported=imported, reviewer=reviewer, idempotency_key=idempotency_key)

@@ -24,6 +24,8 @@ class ReviewedOutcome:
     correct: bool
     vetoed: bool
     audit: bool
+    sampled_above: float
+    """The threshold in force when the item was drawn for review (0 for cold-start draws)."""
     source: str
 
 
@@ -53,6 +55,7 @@ def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher"
                 correct=prediction.label == humans[decision.item_id],
                 vetoed=bool(reasons & VETO_REASONS),
                 audit="audit_sample" in reasons,
+                sampled_above=float(decision.signals.get("sampled_above", 0.0)),
                 source=prediction.source,
             )
     return list(outcomes.values())
@@ -65,6 +68,7 @@ def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy
         confidences=[o.confidence for o in outcomes],
         correct=[o.correct for o in outcomes],
         vetoed=[o.vetoed for o in outcomes],
+        sampled_above=[o.sampled_above for o in outcomes],
         epsilon=task.epsilon,
         delta=task.delta,
         audit_share=task.audit_share,

@@ -108,3 +108,32 @@ def test_label_studio_round_trip_and_raw_imports(
         "/v1/tasks/sms/import", params={"format": "labelstudio"}, content=wrong.encode(), headers=client_headers
     )
     assert refused.status_code == 422 and refused.json()["field"] == "0.annotations"
+
+
+def test_files_both_ways_including_a_datasets_folder(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    from service.db import make_engine, session_factory, transaction
+    from service.store import exports, tasks
+
+    resolved = _labeled_task(client, client_headers, settings, fake_worker)
+    engine = make_engine(settings.resolved_database_url)
+    formats = ("jsonl", "csv", "parquet", "hf", "labelstudio")
+    with transaction(session_factory(engine)) as session:
+        task = tasks.get_task(session, "sms")
+        written = {fmt: exports.export_file(session, task=task, fmt=fmt, path=tmp_path / fmt) for fmt in formats}
+        assert written == {**dict.fromkeys(formats, resolved), "labelstudio": 6}
+        for fmt in formats:
+            batch, created, labeled = exports.import_file(
+                session, task=task, fmt=fmt, path=tmp_path / fmt, reviewer="me"
+            )
+            assert created and batch.item_count == written[fmt]
+            assert labeled == (resolved if fmt == "labelstudio" else 0)
+        first = exports.import_file(
+            session, task=task, fmt="hf", path=tmp_path / "hf", reviewer="me", idempotency_key="k"
+        )
+        repeat = exports.import_file(
+            session, task=task, fmt="hf", path=tmp_path / "hf", reviewer="me", idempotency_key="k"
+        )
+        assert repeat[0].id == first[0].id and not repeat[1]
+    engine.dispose()

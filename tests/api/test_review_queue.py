@@ -94,8 +94,16 @@ def test_undo_reopens_the_last_answer_and_keeps_history(
     other = _reviewer(client, settings)
     stolen = client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": "spam"}, headers=other)
     assert stolen.status_code == 409, "the reopened item is leased back to its reviewer"
-    again = client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": "spam"}, headers=reviewer)
+    again = client.post(
+        f"/v1/tasks/sms/review/{item['item_id']}/resolve",
+        params={"next": True},
+        json={"label": "spam"},
+        headers=reviewer,
+    )
     assert again.json()["status"] == "final"
+    following = again.json()["next_item"]
+    assert following["item_id"] != item["item_id"], "?next=true leases the next item in the same request"
+    assert client.post("/v1/tasks/sms/review/next", headers=reviewer).json()["item_id"] == following["item_id"]
     assert [(row.item_id, row.label) for row in _labels(settings)] == [
         (item["item_id"], "ham"),
         (item["item_id"], "spam"),

@@ -99,6 +99,8 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServer) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver (or set UNDERSTUDY_CHROMIUM)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -9,6 +9,7 @@ from service.pipeline.render import (
     default_prompts_dir,
     label_continuations,
     nearest_examples,
+    nearest_examples_per_label,
     render_prompt,
     template_source,
 )
@@ -91,3 +92,20 @@ def test_nearest_examples_edge_cases() -> None:
     assert len(nearest_examples(np.ones(3), pool, examples, 10)) == 3
     with pytest.raises(ValueError, match="rows"):
         nearest_examples(np.ones(3), pool, examples[:2], 1)
+
+
+def test_nearest_examples_per_label_shows_every_label_nearest_last() -> None:
+    pool = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    examples = [
+        Example("h1", "ham"),
+        Example("h2", "ham"),
+        Example("h3", "ham"),
+        Example("s1", "spam"),
+        Example("s2", "spam"),
+    ]
+    picked = nearest_examples_per_label(np.array([1.0, 0.05]), pool, examples, 4)
+    # Two per label although plain kNN would take three hams; ordered by similarity, nearest last.
+    assert [ex.text for ex in picked] == ["s1", "s2", "h2", "h1"]
+    three_labels = [*examples[:4], Example("x", "other")]
+    assert len(nearest_examples_per_label(np.array([1.0, 0.0]), pool, three_labels, 2)) == 3
+    assert nearest_examples_per_label(np.array([1.0, 0.0]), pool, examples, 0) == []

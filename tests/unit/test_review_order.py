@@ -20,7 +20,7 @@ def test_typical_items_come_before_outliers_at_equal_uncertainty() -> None:
 
 def test_priority_is_uncertainty_weighted_by_density() -> None:
     assert review_priority(confidence=0.6, density=1.0) == pytest.approx(0.4)
-    assert review_priority(confidence=0.6, density=0.0) == pytest.approx(0.2)
+    assert review_priority(confidence=0.6, density=0.0) == pytest.approx(0.3)
 
 
 def test_audits_come_after_likely_wrong_labels_and_before_probably_right_ones() -> None:
@@ -29,9 +29,16 @@ def test_audits_come_after_likely_wrong_labels_and_before_probably_right_ones() 
     assert review_priority(confidence=0.6, density=0.5) > audit > review_priority(confidence=0.9, density=1.0)
 
 
+def test_cold_start_items_come_first_in_the_order_of_their_random_draw() -> None:
+    first = review_priority(confidence=0.99, density=0.0, cold_start_draw=0.7)
+    second = review_priority(confidence=0.2, density=1.0, cold_start_draw=0.3)
+    assert first > second > AUDIT_PRIORITY and second > review_priority(confidence=0.0, density=1.0)
+    assert "random" in explain_priority(confidence=0.5, density=0.5, cold_start_draw=0.1)
+
+
 def test_explanations_name_what_drove_the_priority() -> None:
     text = explain_priority(confidence=0.6, density=0.8)
-    assert "40% chance of being wrong" in text and "typical" in text and "0.360" in text
+    assert "40% chance of being wrong" in text and "typical" in text and "0.380" in text
     assert "unlike most items" in explain_priority(confidence=0.6, density=0.1)
     assert "audit" in explain_priority(confidence=0.99, density=0.3, audit=True).lower()
 

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from service.pipeline.calibrate import batch_calibrate
 from service.pipeline.render import default_prompts_dir
-from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
+from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, pool_prior, recalibrate, score_items
 from service.ports import Example, LabelDef, ScoreRequest, TaskDef
 
 TASK = TaskDef(
@@ -138,3 +139,30 @@ def test_mismatched_inputs_and_empty_chunks() -> None:
             max_text_tokens=None,
         )
     assert _score(CharTeacher(), []) == []
+
+
+def test_pool_prior_scores_labeled_items_leave_one_out_and_fits_their_bias() -> None:
+    teacher = CharTeacher()
+    examples = [Example(f"win a prize {i}", "spam") for i in range(10)] + [
+        Example(f"lunch at {i}", "ham") for i in range(10)
+    ]
+    pool = np.array([[1.0, i / 100] for i in range(10)] + [[i / 100, 1.0] for i in range(10)])
+    prior = pool_prior(
+        teacher,
+        TASK,
+        pool,
+        examples,
+        shots=2,
+        template_name="classify/chatml",
+        prompts_dir=default_prompts_dir(),
+        max_text_tokens=None,
+    )
+    assert len(teacher.requests) == 20
+    for request, example in zip(teacher.requests, examples, strict=True):
+        assert request.prompt.count(example.text) == 1
+        assert "Label: ham" in request.prompt and "Label: spam" in request.prompt
+    # Half the pool is spam, yet the teacher says spam at most 0.6: the fitted prior leans to ham, so
+    # that its 0.6 / 0.3 spam probabilities are both right once the prior is divided out.
+    assert prior[0] > prior[1]
+    calibrated = batch_calibrate(np.array([[0.4, 0.6], [0.7, 0.3]]), prior)
+    assert calibrated.argmax(axis=1).tolist() == [1, 0]

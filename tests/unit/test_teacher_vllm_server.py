@@ -12,7 +12,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from service.backends.teacher_vllm_server import TeacherRequestError, VLLMServerTeacher
+from service.backends.teacher_vllm_server import ScoringMode, TeacherRequestError, VLLMServerTeacher
 from service.ports import ScoreRequest, TeacherUnavailable
 
 WORDS = ["[UNK]", "Label", ":", "spam", "ham", "not", "very", "hello", "world", "Text"]
@@ -26,9 +26,10 @@ REQUESTS = [
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     folder = tmp_path_factory.mktemp("tokenizer")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]").save_pretrained(folder)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]")  # type: ignore[no-untyped-call]
+    fast.save_pretrained(folder)
     return folder
 
 
@@ -75,14 +76,14 @@ def expected(teacher: VLLMServerTeacher) -> list[list[float]]:
 
 
 @pytest.mark.parametrize("mode", ["prefix", "echo", "naive"])
-def test_every_mode_sums_the_whole_label_exactly(tokenizer_dir: Path, mode: str) -> None:
+def test_every_mode_sums_the_whole_label_exactly(tokenizer_dir: Path, mode: ScoringMode) -> None:
     fake = FakeVLLM()
     teacher = VLLMServerTeacher(
         "http://vllm",
         "m",
         tokenizer_dir=tokenizer_dir,
         mode=mode,
-        items_per_request=2,  # type: ignore[arg-type]
+        items_per_request=2,
         transport=httpx.MockTransport(fake),
     )
     scores = teacher.score(REQUESTS)

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.deps import ReviewerDep, SessionDep, SettingsDep
 from service.api.review_schemas import ProgressPublic, ReviewLeasePublic, TaskCounts, VotePublic
+from service.db import transaction
 from service.schemas import ResolveIn
 from service.store import review, review_team, tasks
 from service.tables import Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
+
+
+def _sessions(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
+
+
+# The hot endpoints open their transaction inside the endpoint rather than through SessionDep, so it commits
+# before the response is serialised: on SQLite the write lock is then held for the queries alone, not across the
+# threadpool hops of a yield dependency, which under 20 concurrent reviewers made others wait in busy sleeps.
+SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 
 
 def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
@@ -43,12 +56,15 @@ def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
     response_model=ReviewLeasePublic,
     responses={204: {"description": "Nothing is waiting for this reviewer."}},
 )
-def next_item(task: str, session: SessionDep, settings: SettingsDep, key: ReviewerDep) -> ReviewLeasePublic | Response:
-    task_row = review_team.task_for(session, key, task)
-    leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
-    if leased is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return lease_public(task_row, leased)
+def next_item(
+    task: str, sessions: SessionsDep, settings: SettingsDep, key: ReviewerDep
+) -> ReviewLeasePublic | Response:
+    with transaction(sessions) as session:
+        task_row = review_team.task_for(session, key, task)
+        leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
+        if leased is None:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return lease_public(task_row, leased)
 
 
 @router.post("/undo", response_model=ReviewLeasePublic)
@@ -71,19 +87,20 @@ def resolve(
     task: str,
     item_id: int,
     body: ResolveIn,
-    session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     key: ReviewerDep,
     and_next: Annotated[
         bool, Query(alias="next", description="Also lease and return the next item, saving a request.")
     ] = False,
 ) -> VotePublic:
-    task_row = review_team.task_for(session, key, task)
-    result = review.resolve(session, task=task_row, item_id=item_id, reviewer=key.name, label=body.label)
-    following = None
-    if and_next:
-        leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
-        following = lease_public(task_row, leased) if leased is not None else None
+    with transaction(sessions) as session:
+        task_row = review_team.task_for(session, key, task)
+        result = review.resolve(session, task=task_row, item_id=item_id, reviewer=key.name, label=body.label)
+        following = None
+        if and_next:
+            leased = review.next_item(session, task=task_row, reviewer=key.name, lease_s=settings.review_lease_s)
+            following = lease_public(task_row, leased) if leased is not None else None
     return VotePublic(
         item_id=item_id,
         label=result.label,
