@@ -187,6 +187,126 @@ def train(
     typer.echo(json.dumps({k: result[k] for k in ("version", "path", "train_examples", "gate_passed", "threshold")}))
 
 
+DataOpt = Annotated[Path, typer.Option("--data", help="JSONL or CSV (or builtin:sms_spam|trec|movie_reviews).")]
+TextFieldOpt = Annotated[str, typer.Option("--text-field")]
+LabelFieldOpt = Annotated[str, typer.Option("--label-field")]
+
+
+def _check_data(data: Path) -> None:
+    if not str(data).startswith("builtin:") and not data.is_file():
+        raise fail(f"no such file: {data}")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    epsilon: float = 0.05,
+    delta: float = 0.1,
+    review_budget: Annotated[int | None, typer.Option(help="Human reviews allowed (default: 10% of items).")] = None,
+    reviewer_noise: float = 0.0,
+    seed: int = 0,
+    seeds: int = 20,
+    limit: Annotated[int, typer.Option(help="Items evaluated (a seeded subset).")] = 1000,
+    pool: Annotated[int, typer.Option(help="Labeled items kept aside for the teacher's few-shot examples.")] = 200,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy against reviews spent.")] = None,
+) -> None:
+    """The confidence filter on real data, with the baselines, over seeded runs (reviewer simulated from gold)."""
+    from service.backends.factory import make_embedder, make_teacher
+    from service.bench.knn_teacher import knn_teacher_scores, split_pool
+    from service.bench.quality import run_quality_bench
+    from service.datasets import DataError
+
+    _check_data(data)
+    settings = get_settings()
+    try:
+        pool_pairs, rest = split_pool(
+            data,
+            text_field=text_field,
+            label_field=label_field,
+            pool_size=pool,
+            seed=seed,
+            out_dir=settings.cache_dir / "bench-data",
+        )
+        embedder = make_embedder(settings)
+        scores = knn_teacher_scores(make_teacher(settings), embedder, pool=pool_pairs, settings=settings)
+        result = run_quality_bench(
+            rest,
+            "text",
+            "label",
+            teacher_scores=scores,
+            review_budget=review_budget or max(limit // 10, 50),
+            epsilon=epsilon,
+            delta=delta,
+            reviewer_noise=reviewer_noise,
+            seed=seed,
+            seeds=seeds,
+            embed=embedder.embed,
+            limit=limit,
+            json_out=json_out,
+            plot_out=plot,
+        )
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("teacher")
+def bench_teacher(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    limit: int = 300,
+    seed: int = 0,
+    vllm_url: Annotated[str | None, typer.Option(help="A running vLLM server (default: start the cached one).")] = None,
+    throughput: bool = True,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Teacher quality (zero-shot, calibrated, kNN few-shot) and batched vs naive scoring speed on vLLM."""
+    from service.bench.teacher import run_teacher_bench
+    from service.datasets import DataError
+
+    _check_data(data)
+    try:
+        result = run_teacher_bench(
+            data,
+            text_field,
+            label_field,
+            limit=limit,
+            seed=seed,
+            json_out=json_out,
+            vllm_url=vllm_url,
+            throughput=throughput,
+            cache_dir=get_settings().cache_dir,
+        )
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("student")
+def bench_student(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    seed: int = 0,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG learning curve.")] = None,
+) -> None:
+    """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher."""
+    from service.bench.student import run_student_bench
+    from service.datasets import DataError
+
+    _check_data(data)
+    try:
+        result = run_student_bench(data, text_field, label_field, seed=seed, json_out=json_out, plot_out=plot)
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
 def main() -> None:
     try:
         app()
