@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, ChunkResult, score_chunk
+from service.pipeline.confidence import fit_calibration
 from service.store import history, review, students, tasks
 from service.store import jobs as job_store
 from service.tables import Decision, Item, Job, Label, Prediction, Task, utcnow
@@ -40,8 +41,8 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         if not remaining:
             return None
         if room <= 0:
-            reviewed = review.human_count(session, task_id=task.id)
-            return f"cold start: waiting for reviewers ({reviewed} reviews so far, no certified threshold yet)"
+            reviews = review.human_count(session, task_id=task.id)
+            return f"cold start: waiting for reviewers ({reviews} reviews so far, no certified threshold yet)"
         # A uniform random draw keeps the cold-start reviews a valid sample for certifying a threshold.
         rows = session.execute(queued.order_by(func.random()).limit(min(room, limit))).all()
     else:
@@ -49,6 +50,13 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     if not rows:
         return None
     student = students.promoted(session, task_id=task.id)
+    names = tuple(tasks.label_names(task))
+    raw, reviewed = history.calibration_data(session, task_id=task.id, labels=names)
+    calibration = (
+        fit_calibration(logits_or_logprobs=np.log(np.clip(raw, 1e-300, None)), labels=reviewed)
+        if len(reviewed) >= ctx.settings.policy.min_reviews
+        else None
+    )
     return ChunkPlan(
         task_id=task.id,
         item_ids=[int(row[0]) for row in rows],
@@ -56,6 +64,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         policy=policy,
         student_path=student.path if student else None,
         student_threshold=float(student.metrics.get("threshold", 1.0)) if student else None,
+        calibration=calibration,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
 from service.pipeline import signals as sig
+from service.pipeline.confidence import Calibration
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.render import nearest_examples
@@ -34,6 +35,8 @@ class ChunkPlan:
     policy: Policy
     student_path: str | None
     student_threshold: float | None
+    calibration: Calibration | None = None
+    """Fitted on the task's reviewed items; until there are enough, batch calibration stands in."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,17 @@ def _teacher(
     if prior is None:
         scores = recalibrate(scores, batch_prior_of(scores), task)
     recent.extend(np.asarray(score.raw_probs) for score in scores)
+    if plan.calibration is not None:
+        fitted = plan.calibration.apply(np.log(np.clip([score.raw_probs for score in scores], 1e-300, None)))
+        scores = [
+            replace(
+                score,
+                probs=tuple(float(p) for p in row),
+                label=task.label_names[int(row.argmax())],
+                confidence=float(row.max()),
+            )
+            for score, row in zip(scores, fitted, strict=True)
+        ]
     return scores
 
 

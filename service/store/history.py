@@ -76,6 +76,28 @@ def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy
     )
 
 
+def calibration_data(
+    session: Session, *, task_id: int, labels: tuple[str, ...], limit: int = 2000
+) -> tuple[list[list[float]], list[int]]:
+    """Raw teacher distributions of the most recent human-reviewed items and the human label's index, for
+    fitting the task's calibration on reviewed data."""
+    humans: dict[int, str] = {}
+    for label in session.scalars(
+        select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id.desc()).limit(limit)
+    ):
+        humans.setdefault(label.item_id, label.label)
+    raw: dict[int, list[float]] = {}
+    for prediction in session.scalars(
+        select(Prediction)
+        .where(Prediction.item_id.in_(list(humans)), Prediction.source == "teacher")
+        .order_by(Prediction.id)
+    ):
+        raw[prediction.item_id] = [float(p) for p in prediction.raw_probs]
+    index = {name: i for i, name in enumerate(labels)}
+    keep = [item for item in raw if humans[item] in index and len(raw[item]) == len(labels)]
+    return [raw[item] for item in keep], [index[humans[item]] for item in keep]
+
+
 @dataclass(frozen=True)
 class LabeledRow:
     label_id: int
