@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     """Empty means SQLite at <data_dir>/understudy.db."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     prompts_dir: Path = REPO_ROOT / "prompts"
-    adapters_dir: Path = REPO_ROOT / "adapters"
+    adapters_dir: Path = Path("adapters")
+    """The student registry: adapters/<task>/<version>/ with meta.json."""
 
     max_text_chars: int = 1_000_000
     """Longer texts are rejected with 422; shorter ones are cut token-aware to the teacher's context (flagged)."""

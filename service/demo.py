@@ -110,7 +110,15 @@ def _labels(client: httpx.Client, labels_url: str) -> list[dict[str, Any]]:
             return rows
 
 
-def run_demo(*, items: int, holdout: int, cascade_items: int, seed: int, json_out: Path | None) -> dict[str, Any]:
+def run_demo(
+    *,
+    items: int,
+    holdout: int,
+    cascade_items: int,
+    seed: int,
+    json_out: Path | None,
+    data_dir: Path = Path("data/demo"),
+) -> dict[str, Any]:
     data = load_builtin("sms_spam")
     random.Random(seed).shuffle(data)
     first = data[:items]
@@ -118,9 +126,13 @@ def run_demo(*, items: int, holdout: int, cascade_items: int, seed: int, json_ou
     second = data[items + holdout : items + holdout + cascade_items]
     gold = {f"m{i}": label for i, (_, label) in enumerate(data)}
 
-    data_dir = Path("data/demo")
     shutil.rmtree(data_dir, ignore_errors=True)
-    settings = Settings(data_dir=data_dir, admin_key=DEMO_ADMIN_KEY, policy=PolicySettings(seed_reviews=60))
+    settings = Settings(
+        data_dir=data_dir,
+        adapters_dir=data_dir / "adapters",
+        admin_key=DEMO_ADMIN_KEY,
+        policy=PolicySettings(seed_reviews=60),
+    )
     from service.cli import worker_context
 
     ctx = worker_context(settings)
