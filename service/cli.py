@@ -15,6 +15,7 @@ from service.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from service.jobs.context import WorkerContext
+    from service.store.exports import FileFormat
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Understudy: LLM-assisted auto-labeling.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on real data; write JSON, tables and plots.")
@@ -185,6 +186,93 @@ def train(
     except (ServiceError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps({k: result[k] for k in ("version", "path", "train_examples", "gate_passed", "threshold")}))
+
+
+def _file_format(fmt: str) -> FileFormat:
+    formats: dict[str, FileFormat] = {
+        "jsonl": "jsonl",
+        "csv": "csv",
+        "parquet": "parquet",
+        "hf": "hf",
+        "labelstudio": "labelstudio",
+    }
+    if fmt not in formats:
+        raise fail(f"unknown format {fmt!r}; use {', '.join(formats)}")
+    return formats[fmt]
+
+
+@app.command("export")
+def export_labels(
+    task: Annotated[str, typer.Option(help="The task whose final labels to export.")],
+    out: Annotated[Path, typer.Option(help="Output file (a folder for --format hf).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
+) -> None:
+    """Export final labels with provenance (source, confidence, model, prompt version, reviewer)."""
+    from service.db import make_engine, migrate, session_factory, transaction
+    from service.errors import ServiceError
+    from service.store import exports, tasks
+
+    file_format = _file_format(fmt)
+    engine = make_engine(get_settings().resolved_database_url)
+    migrate(engine)
+    try:
+        with transaction(session_factory(engine)) as session:
+            rows = exports.export_file(session, task=tasks.get_task(session, task), fmt=file_format, path=out)
+    except (ServiceError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{rows} rows written to {out}")
+
+
+@app.command("import")
+def import_items(
+    file: Annotated[Path, typer.Argument(help="Items (jsonl, csv, parquet, hf folder) or a Label Studio export.")],
+    task: Annotated[str, typer.Option(help="The task to add the items to, as one batch.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
+    reviewer: Annotated[str, typer.Option(help="Who Label Studio annotations are recorded as.")] = "import",
+) -> None:
+    """Import raw items (and, from Label Studio, their annotations as human labels) as a batch to label."""
+    from service.db import make_engine, migrate, session_factory, transaction
+    from service.errors import ServiceError
+    from service.store import exports, tasks
+
+    if not file.exists():
+        raise fail(f"no such file: {file}")
+    file_format = _file_format(fmt)
+    engine = make_engine(get_settings().resolved_database_url)
+    migrate(engine)
+    try:
+        with transaction(session_factory(engine)) as session:
+            batch, _, labeled = exports.import_file(
+                session,
+                task=tasks.get_task(session, task),
+                fmt=file_format,
+                path=file,
+                reviewer=reviewer,
+            )
+            summary = f"batch {batch.id}: {batch.item_count} items, {labeled} with human labels"
+    except (ServiceError, OSError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(summary)
+
+
+@bench_app.command("review-load")
+def bench_review_load(
+    reviewers: int = 20,
+    duration: Annotated[float, typer.Option(help="Seconds per run.")] = 15.0,
+    postgres: Annotated[str | None, typer.Option(help="Admin URL of a PostgreSQL to create scratch DBs in.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    out_dir: Path = Path("bench/results"),
+) -> None:
+    """Concurrent reviewers doing next + resolve against a running server: p50/p99 and items/s per store."""
+    import tempfile
+
+    from service.bench.review_load import review_load_table, run_suite, write_results
+
+    with tempfile.TemporaryDirectory() as work:
+        results = run_suite(work_dir=Path(work), postgres_admin_url=postgres, reviewers=reviewers, duration_s=duration)
+    write_results(results, out_dir)
+    typer.echo(review_load_table(results))
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="JSONL or CSV (or builtin:sms_spam|trec|movie_reviews).")]

@@ -137,12 +137,6 @@ class ResolveIn(Strict):
     label: str
 
 
-class ResolvedPublic(BaseModel):
-    item_id: int
-    label: str
-    source: Literal["human"] = "human"
-
-
 class HealthPublic(BaseModel):
     status: Literal["ok"]
     database: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -38,15 +39,25 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
 
 
+KEY_CACHE_S = 10.0
+"""Known keys are remembered this long, so a request does not spend a transaction on authentication."""
+
+
 def authenticate(request: Request) -> ApiKey:
     plain = presented_key(request)
     if not plain:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    cache: dict[str, tuple[float, ApiKey]] = request.app.state.key_cache
+    digest = keys.hash_key(plain)
+    cached = cache.get(digest)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         key = keys.find_key(session, plain)
     if key is None:
         raise Unauthorized("this API key is not known")
+    cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
     return key
 
 

@@ -3,7 +3,10 @@
 A small teacher prefers some labels whatever the input (the label's own frequency, its position in the
 prompt, the few-shot examples). Calibration divides that prior out. Batch calibration estimates the prior
 as the mean predicted distribution over a batch of real items; the content-free variant estimates it from
-placeholder inputs such as "N/A". On SMS Spam batch calibration did better (see bench/results/teacher*.json).
+placeholder inputs such as "N/A"; `fitted_prior` fits it on items whose labels are known.
+Measured on SMS Spam with SmolLM2-135M (bench/results/teacher_sms_spam.json, 100 items): zero-shot
+macro-F1 0.35 raw, 0.41 batch, 0.43 content-free; with per-label kNN 4-shot prompts 0.89 raw, 0.77 batch
+(it assumes balanced labels, and SMS is 13% spam) and 0.91 with the prior fitted on the labeled pool.
 """
 
 from __future__ import annotations

@@ -115,8 +115,8 @@ def nearest_examples_per_label(
     """The nearest examples of every label in the pool, max(1, k // labels) each, nearest last.
 
     Showing each label beside the item keeps a small teacher from copying the majority label of plain
-    kNN. Such prompts leave a strong, steady bias towards some labels that `fitted_prior` removes:
-    on SMS Spam this plus a prior fitted on the labeled pool took macro-F1 from 0.80 (plain kNN) to 0.91.
+    kNN. On SMS Spam (SmolLM2-135M, 4 shots from 200 labeled items) macro-F1 went from 0.80 with plain
+    kNN to 0.89, and to 0.91 with the label bias these prompts leave removed by `pool_prior`.
     """
     if len(pool_examples) != pool.shape[0]:
         raise ValueError(f"pool has {pool.shape[0]} rows but {len(pool_examples)} examples")

@@ -35,3 +35,12 @@ def test_label_missing_file_and_unknown_task(runner: CliRunner, tmp_path: Path) 
     items.write_text('{"text": "hi"}\n')
     unknown = runner.invoke(app, ["label", str(items), "--task", "nope", "--out", str(tmp_path / "o.jsonl")])
     assert unknown.exit_code == 2 and "no task named 'nope'" in unknown.output and "Traceback" not in unknown.output
+
+
+def test_export_and_import_refuse_bad_input(runner: CliRunner, tmp_path: Path) -> None:
+    bad_format = runner.invoke(app, ["export", "--task", "t", "--out", str(tmp_path / "o"), "--format", "xml"])
+    assert bad_format.exit_code == 2 and "unknown format 'xml'" in bad_format.output
+    no_task = runner.invoke(app, ["export", "--task", "nope", "--out", str(tmp_path / "o.jsonl")])
+    assert no_task.exit_code == 2 and "no task named 'nope'" in no_task.output
+    missing = runner.invoke(app, ["import", str(tmp_path / "none.jsonl"), "--task", "t"])
+    assert missing.exit_code == 2 and "no such file" in missing.output

@@ -108,13 +108,16 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(10_000)
 
+        focused = "document.activeElement && document.activeElement.id === 'key'"
         page.goto(live_server.url + "/review")
+        page.wait_for_function(focused)  # the form autofocuses the key field: type without clicking
         page.keyboard.type(live_server.client_key)
         page.keyboard.press("Enter")
         page.wait_for_selector("#login-error")
         assert "cannot review" in page.inner_text("#login-error")
         assert not page.context.cookies(), "a client key gets no session"
 
+        page.wait_for_function(focused)
         page.keyboard.type(live_server.reviewer_key)
         page.keyboard.press("Enter")
         page.wait_for_url(f"{live_server.url}/review/sms")
