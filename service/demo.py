@@ -190,7 +190,9 @@ def run_demo(
         client.get(second_batch.json()["job_url"]).json()["result"].get("student_items_per_s")
     )
     server.should_exit = True
-    _print_report(report)
+    text = _report_text(report)
+    print(text)
+    report["table"] = f"```\n{text.strip()}\n```"
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))
@@ -251,7 +253,7 @@ def _cascade_report(rows: list[dict[str, Any]], gold: dict[str, str]) -> dict[st
     }
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _report_text(report: dict[str, Any]) -> str:
     first, student, holdout, cascade = report, report["student"], report["student_holdout"], report["cascade"]
     lines = [
         "",
@@ -276,4 +278,4 @@ def _print_report(report: dict[str, Any]) -> None:
         + ", ".join(f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in cascade.items() if k.endswith("_accuracy")),
         f"wall time of the first batch      {first['wall_s']:.0f} s",
     ]
-    print("\n".join(lines))
+    return "\n".join(lines)

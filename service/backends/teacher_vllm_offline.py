@@ -2,7 +2,8 @@
 
 It scores like the server client's "prefix" mode: each prompt once, with the labels' tokens asked for as
 next-token log-probs, then the later tokens of multi-token labels on top of the prefix-cached prompt.
-vLLM is imported only when the teacher is built, so the rest of the service never needs it.
+vLLM is imported only when the teacher is built, so the rest of the service never needs it. vLLM spawns
+its engine in a child process: a script that builds this teacher needs the `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations

@@ -134,6 +134,23 @@ def nearest_examples_per_label(
     return [pool_examples[i] for i in chosen]
 
 
+def few_shot_examples(
+    query: FloatArray,
+    pool: FloatArray,
+    pool_examples: Sequence[Example],
+    k: int,
+) -> list[Example]:
+    """Per-label nearest examples when k gives every label at least two, else plain nearest examples.
+
+    Measured with SmolLM2-135M, 4 shots from 200 labeled items: SMS Spam (2 labels) macro-F1 0.89
+    per-label vs 0.80 plain; TREC (6 labels, so one example each) 0.52 per-label vs 0.73 plain.
+    """
+    labels = {example.label for example in pool_examples}
+    if labels and k >= 2 * len(labels):
+        return nearest_examples_per_label(query, pool, pool_examples, k)
+    return nearest_examples(query, pool, pool_examples, k)
+
+
 def _cosine(query: FloatArray, pool: FloatArray) -> FloatArray:
     norms = np.linalg.norm(pool, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
     similarity: FloatArray = (pool @ query) / np.maximum(norms, 1e-12)

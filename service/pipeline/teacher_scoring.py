@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from service.pipeline.calibrate import batch_calibrate, batch_prior, fitted_prior, normalize
-from service.pipeline.render import RenderedPrompt, label_continuations, nearest_examples_per_label, render_prompt
+from service.pipeline.render import RenderedPrompt, few_shot_examples, label_continuations, render_prompt
 from service.ports import Example, FloatArray, ScoreRequest, TaskDef, Teacher
 
 
@@ -113,7 +113,7 @@ def pool_prior(
     max_text_tokens: int | None,
     limit: int = 200,
 ) -> FloatArray:
-    """A (k,) prior fitted on labeled items, for prompts with per-label nearest examples.
+    """A (k,) prior fitted on labeled items, for prompts whose examples come from `few_shot_examples`.
 
     Up to `limit` pool items are scored as new items would be, each with examples from the rest of the
     pool (leave-one-out), and `fitted_prior` finds the prior that best explains their known labels.
@@ -124,7 +124,7 @@ def pool_prior(
     examples = []
     for i in range(count):
         others = [j for j in range(len(pool_examples)) if j != i]
-        examples.append(nearest_examples_per_label(pool[i], pool[others], [pool_examples[j] for j in others], shots))
+        examples.append(few_shot_examples(pool[i], pool[others], [pool_examples[j] for j in others], shots))
     scores = score_items(
         teacher,
         task,

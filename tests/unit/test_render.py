@@ -7,6 +7,7 @@ import pytest
 
 from service.pipeline.render import (
     default_prompts_dir,
+    few_shot_examples,
     label_continuations,
     nearest_examples,
     nearest_examples_per_label,
@@ -109,3 +110,18 @@ def test_nearest_examples_per_label_shows_every_label_nearest_last() -> None:
     three_labels = [*examples[:4], Example("x", "other")]
     assert len(nearest_examples_per_label(np.array([1.0, 0.0]), pool, three_labels, 2)) == 3
     assert nearest_examples_per_label(np.array([1.0, 0.0]), pool, examples, 0) == []
+
+
+def test_few_shot_examples_go_per_label_only_when_every_label_gets_two() -> None:
+    pool = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    two = [
+        Example("h1", "ham"),
+        Example("h2", "ham"),
+        Example("h3", "ham"),
+        Example("s1", "spam"),
+        Example("s2", "spam"),
+    ]
+    query = np.array([1.0, 0.05])
+    assert few_shot_examples(query, pool, two, 4) == nearest_examples_per_label(query, pool, two, 4)
+    three = [*two[:4], Example("x", "other")]
+    assert few_shot_examples(query, pool, three, 4) == nearest_examples(query, pool, three, 4)

@@ -152,7 +152,7 @@ def test_pool_prior_scores_labeled_items_leave_one_out_and_fits_their_bias() -> 
         TASK,
         pool,
         examples,
-        shots=2,
+        shots=4,
         template_name="classify/chatml",
         prompts_dir=default_prompts_dir(),
         max_text_tokens=None,
