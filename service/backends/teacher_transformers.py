@@ -33,15 +33,18 @@ class TransformersTeacher:
         device: str = "cpu",
         threads: int | None = None,
         max_continuation_tokens: int = 32,
+        max_context_tokens: int | None = None,
         model_name: str | None = None,
     ) -> None:
+        """max_context_tokens caps the model's context (prompt + label): on a CPU an 8k-token prompt
+        takes minutes, so a smaller cap bounds the cost of the longest item."""
         if threads is not None:
             torch.set_num_threads(threads)
         self._device = torch.device(device)
         self._tokens = TeacherTokenizer(model_dir)
         model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
         self._model = model.to(self._device).eval()
-        self._context = int(model.config.max_position_embeddings)
+        self._context = min(int(model.config.max_position_embeddings), max_context_tokens or 1 << 30)
         self._max_continuation_tokens = max_continuation_tokens
         self._model_name = model_name or Path(model_dir).name
 

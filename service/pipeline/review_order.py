@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from service.pipeline.signals import unit_rows
 from service.ports import FloatArray
 
 AUDIT_PRIORITY = 0.15
@@ -61,21 +62,12 @@ def explain_priority(
     )
 
 
-def _unit_rows(embeddings: npt.ArrayLike) -> FloatArray:
-    e = np.asarray(embeddings, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"embeddings must be (n, d), got {e.shape}")
-    norms = np.linalg.norm(e, axis=1, keepdims=True)
-    unit: FloatArray = e / np.where(norms > 0, norms, 1.0)
-    return unit
-
-
 def density(*, embeddings: npt.ArrayLike, k: int = 10) -> FloatArray:
     """Representativeness of each item: mean cosine similarity to its k nearest other items, clipped to [0, 1].
 
     (n,) array; 0 for an item alone in the pool.
     """
-    unit = _unit_rows(embeddings)
+    unit = unit_rows(embeddings)
     n = unit.shape[0]
     k = min(k, n - 1)
     if k < 1:
@@ -98,7 +90,7 @@ def diverse_seed(*, embeddings: npt.ArrayLike, k: int, seed: int) -> list[int]:
     cosine distance to the nearest item already picked, so clusters are covered and duplicates are not.
     Returns fewer than k indices only when the pool holds fewer than k distinct items.
     """
-    unit = _unit_rows(embeddings)
+    unit = unit_rows(embeddings)
     n = unit.shape[0]
     rng = np.random.default_rng(seed)
     if n == 0 or k <= 0:

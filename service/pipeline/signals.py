@@ -25,7 +25,8 @@ def _probs(probs: npt.ArrayLike) -> FloatArray:
     return p
 
 
-def _unit_rows(embeddings: npt.ArrayLike) -> FloatArray:
+def unit_rows(embeddings: npt.ArrayLike) -> FloatArray:
+    """The (n, d) rows scaled to unit length (zero rows stay zero)."""
     e = np.asarray(embeddings, dtype=np.float64)
     if e.ndim != 2:
         raise ValueError(f"embeddings must be (n, d), got {e.shape}")
@@ -101,8 +102,8 @@ def neighbour_disagreement(
     cosine similarity; k is capped at their number. ``self_index`` (n,) gives each query's own row in the
     labeled set (-1 if none) so an item is not its own neighbour. NaN everywhere when nothing is labeled.
     """
-    query = _unit_rows(query_emb)
-    labeled = _unit_rows(labeled_emb) if np.size(labeled_emb) else np.empty((0, query.shape[1]))
+    query = unit_rows(query_emb)
+    labeled = unit_rows(labeled_emb) if np.size(labeled_emb) else np.empty((0, query.shape[1]))
     labels = np.asarray(labeled_labels, dtype=np.int64)
     pred = np.asarray(predicted, dtype=np.int64)
     skip = None if self_index is None else np.asarray(self_index, dtype=np.int64)
@@ -131,8 +132,8 @@ def ood_distance(
     Large means nothing like the item has been labeled, so its neighbours and calibration say little.
     ``self_index`` as in ``neighbour_disagreement``. NaN everywhere when nothing is labeled.
     """
-    query = _unit_rows(query_emb)
-    labeled = _unit_rows(labeled_emb) if np.size(labeled_emb) else np.empty((0, query.shape[1]))
+    query = unit_rows(query_emb)
+    labeled = unit_rows(labeled_emb) if np.size(labeled_emb) else np.empty((0, query.shape[1]))
     skip = None if self_index is None else np.asarray(self_index, dtype=np.int64)
     if _usable(labeled, skip) < 1:
         return np.full(query.shape[0], np.nan)

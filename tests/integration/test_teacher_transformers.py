@@ -30,7 +30,9 @@ SMS = TaskDef(
 
 @pytest.fixture(scope="module")
 def teacher() -> TransformersTeacher:
-    return TransformersTeacher(converted_model_dir(smollm2_gguf_path(), default_cache_dir()), threads=2)
+    # A 1,024-token context keeps the cut-to-context case quick on a CPU.
+    model_dir = converted_model_dir(smollm2_gguf_path(), default_cache_dir())
+    return TransformersTeacher(model_dir, threads=2, max_context_tokens=1024)
 
 
 def _score(teacher: TransformersTeacher, texts: list[str], examples: list[list[Example]], **options: object):  # type: ignore[no-untyped-def]
@@ -79,6 +81,7 @@ def test_a_one_megabyte_text_is_cut_and_flagged(teacher: TransformersTeacher) ->
     )
     assert capped.truncated and uncapped.truncated
     assert sum(uncapped.raw_probs) == pytest.approx(1.0)
+    assert teacher.max_prompt_tokens == 1024 - 32
     text, cut = teacher.truncate(huge, 100)
     assert cut and teacher.count_tokens(text) <= 100 and huge.startswith(text)
 
