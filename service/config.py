@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from service.pipeline.render import default_prompts_dir
 
 
 def _default_cache_dir() -> Path:
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     """Empty means SQLite at <data_dir>/understudy.db."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
-    prompts_dir: Path = REPO_ROOT / "prompts"
+    prompts_dir: Path = Field(default_factory=default_prompts_dir)
     adapters_dir: Path = Path("adapters")
     """The student registry: adapters/<task>/<version>/ with meta.json."""
 

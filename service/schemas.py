@@ -112,6 +112,7 @@ class JobPublic(BaseModel):
     attempts: int
     progress_done: int
     progress_total: int
+    message: str = Field(description="What the job is doing or waiting for.")
     error: str | None
     result: dict[str, Any]
     created_at: datetime

@@ -15,7 +15,7 @@ from service.bench.quality import TeacherScores, cached_scores, content_key
 from service.config import Settings
 from service.datasets import read_labeled, write_jsonl
 from service.pipeline.calibrate import batch_calibrate, batch_prior
-from service.pipeline.render import nearest_examples
+from service.pipeline.render import few_shot_examples
 from service.pipeline.teacher_scoring import score_items
 from service.ports import Embedder, Example, FloatArray, LabelDef, TaskDef, Teacher
 
@@ -54,7 +54,7 @@ def knn_teacher_scores(
             raw: list[tuple[float, ...]] = []
             for start in tqdm(range(0, len(texts), CHUNK), desc="teacher scoring", unit="chunk"):
                 chunk = range(start, min(start + CHUNK, len(texts)))
-                shots_per_item = [nearest_examples(embeddings[i], pool_embeddings, examples, shots) for i in chunk]
+                shots_per_item = [few_shot_examples(embeddings[i], pool_embeddings, examples, shots) for i in chunk]
                 scored = score_items(
                     teacher,
                     task,

@@ -16,7 +16,7 @@ from service.pipeline import signals as sig
 from service.pipeline.confidence import Calibration
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
-from service.pipeline.render import nearest_examples
+from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
 from service.pipeline.route import Decision, Signals, route
@@ -179,7 +179,7 @@ def _teacher(
     settings = ctx.settings.teacher
     pool_embeddings, pool_examples, _ = pool.arrays()
     examples: list[list[Example]] = [
-        nearest_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
+        few_shot_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
         if len(pool)
         else list(task.examples)
         for i in indices

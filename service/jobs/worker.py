@@ -12,6 +12,7 @@ from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.jobs.label_batch import run_label_batch
 from service.jobs.train_student import run_train_student
+from service.ports import TeacherUnavailable
 from service.store import jobs as job_store
 from service.tables import Job, utcnow
 
@@ -20,6 +21,7 @@ log = logging.getLogger("understudy.worker")
 Handler = Callable[[WorkerContext, Job], dict[str, Any] | None]
 HANDLERS: dict[str, Handler] = {"label_batch": run_label_batch, "train_student": run_train_student}
 MAX_ATTEMPTS = 5
+TEACHER_RETRY_S = 15.0
 
 
 def run_once(ctx: WorkerContext) -> bool:
@@ -31,6 +33,16 @@ def run_once(ctx: WorkerContext) -> bool:
     log.info("job %s (%s) claimed by %s, attempt %s", job.id, job.kind, ctx.worker_id, job.attempts)
     try:
         result = HANDLERS[job.kind](ctx, job)
+    except TeacherUnavailable as exc:
+        # The teacher being down is not the job's fault: the items wait, none fail, and the job comes back.
+        log.warning("job %s waits for the teacher: %s", job.id, exc)
+        with transaction(ctx.sessions) as session:
+            until = utcnow() + timedelta(seconds=TEACHER_RETRY_S)
+            job_store.postpone(
+                session, job.id, worker=ctx.worker_id, until=until, message=f"teacher unavailable: {exc}"
+            )
+            job_store.forgive_attempt(session, job.id)
+        return True
     except Exception as exc:
         log.exception("job %s failed on attempt %s", job.id, job.attempts)
         with transaction(ctx.sessions) as session:

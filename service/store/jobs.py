@@ -128,3 +128,8 @@ def _end(session: Session, job_id: int, *, worker: str, state: str, result: dict
         update(Job).where(Job.id == job_id, Job.lease_owner == worker, Job.state == "running").values(**values)
     )
     return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def forgive_attempt(session: Session, job_id: int) -> None:
+    """Do not count the last attempt towards the job's limit (it failed for a reason outside the job)."""
+    session.execute(update(Job).where(Job.id == job_id, Job.attempts > 0).values(attempts=Job.attempts - 1))

@@ -154,3 +154,30 @@ def test_review_lease_skip_and_wrong_label(
         == 404
     )
     assert client.post("/v1/tasks/sms/review/next", headers=client_headers).status_code == 403
+
+
+def test_teacher_down_leaves_items_waiting_without_failing_the_job(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    from service.ports import TeacherUnavailable
+    from tests.fakes import KeywordTeacher
+
+    class DownTeacher(KeywordTeacher):
+        def score(self, requests: object) -> list[list[float]]:  # type: ignore[override]
+            raise TeacherUnavailable("connection refused for 600 s")
+
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    batch = client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": "a", "text": "hello"}]}, headers=client_headers
+    ).json()
+    fake_worker.teacher_factory = DownTeacher
+    for _ in range(8):
+        _drain_without_waiting(fake_worker)
+    job = client.get(batch["job_url"], headers=client_headers).json()
+    assert job["state"] == "queued" and job["attempts"] == 0, job
+    assert "teacher unavailable" in job["message"] and job["error"] is None
+    assert client.get(batch["url"], headers=client_headers).json()["counts"]["queued"] == 1
+    fake_worker.teacher_factory = KeywordTeacher
+    fake_worker._teacher = None
+    _drain_without_waiting(fake_worker)
+    assert client.get(batch["url"], headers=client_headers).json()["counts"]["queued"] == 0
