@@ -380,16 +380,56 @@ def bench_student(
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
     seed: int = 0,
+    teacher: Annotated[
+        bool, typer.Option(help="Train on what a labeling run with the real teacher accepts, and score the teacher.")
+    ] = True,
+    test_size: Annotated[int, typer.Option(help="Held-out items both models are scored on.")] = 500,
+    pool: Annotated[int, typer.Option(help="Reviewed items: the teacher's few-shot pool.")] = 200,
+    audit: Annotated[int, typer.Option(help="Reviewed uniform sample that certifies the threshold.")] = 100,
+    candidates: Annotated[int, typer.Option(help="Items the teacher labels for the filter to accept.")] = 800,
+    epsilon: float = 0.05,
+    delta: float = 0.1,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG learning curve.")] = None,
 ) -> None:
     """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher."""
     from service.bench.student import run_student_bench
-    from service.datasets import DataError
+    from service.bench.student_accepted import AcceptedLabels, accepted_labels, split_held_out
+    from service.datasets import DataError, read_labeled
 
     _check_data(data)
     try:
-        result = run_student_bench(data, text_field, label_field, seed=seed, json_out=json_out, plot_out=plot)
+        accepted: AcceptedLabels | None = None
+        if teacher:
+            from service.backends.factory import make_embedder, make_teacher
+            from service.bench.knn_teacher import knn_teacher_scores
+
+            settings = get_settings()
+            pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+            held_out, rest = split_held_out(pairs, test_size=test_size, seed=seed)
+            reviewed, to_audit = rest[:pool], rest[pool : pool + audit]
+            model, embedder = make_teacher(settings), make_embedder(settings)
+            accepted = accepted_labels(
+                pool=reviewed,
+                audit=to_audit,
+                machine=rest[pool + audit : pool + audit + candidates],
+                held_out=held_out,
+                label_names=tuple(sorted({label for _, label in pairs})),
+                scores=knn_teacher_scores(model, embedder, pool=reviewed, settings=settings),
+                uncached_scores=knn_teacher_scores(model, embedder, pool=reviewed, settings=settings, cache=False),
+                epsilon=epsilon,
+                delta=delta,
+            )
+        result = run_student_bench(
+            data,
+            text_field,
+            label_field,
+            seed=seed,
+            test_size=test_size,
+            accepted=accepted,
+            json_out=json_out,
+            plot_out=plot,
+        )
     except (DataError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(result["table"])

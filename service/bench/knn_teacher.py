@@ -41,7 +41,11 @@ def knn_teacher_scores(
     template: str = "classify/chatml",
     shots: int = 4,
     instructions: str = "Classify the text.",
+    cache: bool = True,
 ) -> TeacherScores:
+    """Scores of the teacher with ``shots`` nearest examples from ``pool`` per item, batch-calibrated; cached on
+    disk by content unless ``cache`` is false (to time the teacher)."""
+
     def scores(texts: Sequence[str], names: tuple[str, ...]) -> FloatArray:
         pool_key = hashlib.sha256("\n".join(f"{t}\t{label}" for t, label in pool).encode()).hexdigest()[:12]
         key = content_key(texts, list(names), f"{teacher.model_name}:{template}:{shots}:{pool_key}")
@@ -70,6 +74,6 @@ def knn_teacher_scores(
             calibrated: FloatArray = batch_calibrate(probs, batch_prior(probs))
             return calibrated
 
-        return cached_scores(settings.cache_dir / "bench-scores", key, compute)
+        return cached_scores(settings.cache_dir / "bench-scores", key, compute) if cache else compute()
 
     return scores

@@ -46,7 +46,9 @@ async def _reviewer(
             resolved.raise_for_status()
             item = resolved.json()["next_item"] if combined else None
             end = time.perf_counter()
-            if not first:  # the first round trip opens the connection (and, combined, makes two calls)
+            if first:  # the first round trip opens the connection (and, combined, makes two calls)
+                out["untimed"].append(end - start)
+            else:
                 out["round_trip"].append(end - start)
                 out["next"].append(middle - start)
                 out["resolve"].append(end - middle)
@@ -59,7 +61,7 @@ async def _reviewer(
 async def _load(
     url: str, task: str, reviewer_keys: Sequence[str], duration_s: float, think_s: float, combined: bool
 ) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"round_trip": [], "next": [], "resolve": [], "finished": []}
+    out: dict[str, list[float]] = {"round_trip": [], "next": [], "resolve": [], "finished": [], "untimed": []}
     stop_at = time.perf_counter() + duration_s
     await asyncio.gather(*(_reviewer(url, task, key, stop_at, think_s, combined, out) for key in reviewer_keys))
     return out
@@ -103,6 +105,7 @@ def run_review_load(
         "mode": "resolve?next=true" if combined else "next + resolve",
         "seeded_items": items,
         "round_trips": len(out["round_trip"]),
+        "items_answered": len(out["round_trip"]) + len(out["untimed"]),
         "seconds": round(elapsed, 2),
         "items_per_s": round(len(out["round_trip"]) / elapsed, 1),
         "cpu_count": os.cpu_count(),

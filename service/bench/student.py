@@ -1,9 +1,9 @@
 """`understudy bench student`: the LoRA student's learning curve, speed, memory and cost, beside the teacher.
 
-For each N in ``train_sizes`` a student is trained on N labels (the teacher's accepted labels when
-``teacher_labels`` is given, else the file's gold labels) and scored on the same held-out items. Speed is
-measured on the held-out texts with the largest student. The teacher side is optional and precomputed:
-its predictions on the held-out texts and its items per second.
+For each N in ``train_sizes`` a student is trained on N labels and scored on the same held-out items: with
+``accepted`` (see service.bench.student_accepted), the labels a labeling run accepted, human labels weighted
+above machine ones, and the teacher scored beside the student on the same held-out items; without it, the
+file's gold labels. Speed is measured on the held-out texts with the largest student.
 
 Cost per 1,000 items is CPU-seconds based: one-thread CPU time per 1,000 items times ``cpu_hour_usd``
 (default 0.04 USD per vCPU-hour, about an on-demand cloud vCPU); the teacher's is its wall time per 1,000
@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from service.bench.student_accepted import AcceptedLabels, split_held_out
 from service.datasets import read_labeled
 from service.pipeline.metrics import classification_report, expected_calibration_error
 from service.ports import TrainConfig, TrainExample
@@ -31,11 +32,8 @@ MIN_TIMING_S = 2.0
 """Speed runs repeat over the held-out texts until at least this long."""
 
 
-def _teacher_mapping(teacher_labels: Path | Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """text -> label; a path is read as a JSONL/CSV/Parquet file with fields text and label."""
-    if teacher_labels is None or isinstance(teacher_labels, Mapping):
-        return teacher_labels
-    return dict(read_labeled(teacher_labels, text_field="text", label_field="label"))
+HUMAN_WEIGHT = 2.0
+"""Training weight of human labels against 1 for accepted machine labels, as the train job gives them."""
 
 
 def _speed(predict: Any, texts: Sequence[str]) -> dict[str, float]:
@@ -62,29 +60,32 @@ def run_student_bench(
     quantize: bool = True,
     json_out: Path | None = None,
     plot_out: Path | None = None,
-    teacher_labels: Path | Mapping[str, str] | None = None,
-    teacher_predictions: Mapping[str, str] | None = None,
-    teacher_items_per_s: float | None = None,
+    accepted: AcceptedLabels | None = None,
     cpu_hour_usd: float = DEFAULT_CPU_HOUR_USD,
     teacher_hour_usd: float = 2 * DEFAULT_CPU_HOUR_USD,
 ) -> dict[str, Any]:
     """Run the benchmark and return its results (also written to ``json_out``, the curve to ``plot_out``).
 
-    ``teacher_predictions`` maps held-out texts to the teacher's label; ``teacher_items_per_s`` is the
-    teacher's measured speed. Both are optional; with them the result holds the teacher's scores, the
-    speed ratio and the teacher's cost.
+    With ``accepted`` the result also holds the teacher's scores on the held-out items, the speed ratio, the
+    teacher's cost and what the labeling run accepted; its held-out split must be ``split_held_out`` with
+    the same ``test_size`` and ``seed``.
     """
     import torch
 
     from service.backends.student_lora import LoraStudent, LoraTrainer
 
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
-    random.Random(seed).shuffle(pairs)
-    held_out, pool = pairs[:test_size], pairs[test_size:]
+    held_out, rest = split_held_out(pairs, test_size=test_size, seed=seed)
     labels = tuple(sorted({label for _, label in pairs}))
-    teacher = _teacher_mapping(teacher_labels)
-    if teacher is not None:
-        pool = [(text, teacher[text]) for text, _ in pool if teacher.get(text) in labels]
+    if accepted is None:
+        pool = [TrainExample(text, label) for text, label in rest]
+    else:
+        pool = [
+            TrainExample(text, accepted.labels[text], weight=HUMAN_WEIGHT if text in accepted.human_texts else 1.0)
+            for text, _ in rest
+            if text in accepted.labels
+        ]
+        random.Random(seed + 1).shuffle(pool)  # every N mixes human and machine labels
     texts, truth = [t for t, _ in held_out], [label for _, label in held_out]
     index = {label: i for i, label in enumerate(labels)}
     curve: list[dict[str, Any]] = []
@@ -93,7 +94,7 @@ def run_student_bench(
         for n in sorted({min(n, len(pool)) for n in train_sizes}):
             started = time.perf_counter()
             result = LoraTrainer().train(
-                [TrainExample(text, label) for text, label in pool[:n]],
+                pool[:n],
                 labels,
                 Path(scratch) / f"n{n}",
                 TrainConfig(epochs=epochs, seed=seed),
@@ -129,7 +130,7 @@ def run_student_bench(
     results: dict[str, Any] = {
         "data": str(data),
         "labels": list(labels),
-        "trained_on": "teacher labels" if teacher is not None else "gold labels",
+        "trained_on": "accepted labels" if accepted is not None else "gold labels",
         "test_size": len(held_out),
         "seed": seed,
         "quantized": quantize,
@@ -150,10 +151,12 @@ def run_student_bench(
         "cost_assumption": f"student: CPU-seconds x {cpu_hour_usd} USD per vCPU-hour; "
         f"teacher: wall-seconds x {teacher_hour_usd} USD per hour of its machine",
     }
-    if teacher_predictions is not None or teacher_items_per_s is not None:
-        results["teacher"] = _teacher_side(teacher_predictions, teacher_items_per_s, held_out, labels, teacher_hour_usd)
-        if teacher_items_per_s:
-            results["speed_ratio"] = speed["items_per_s"] / teacher_items_per_s
+    if accepted is not None:
+        results["accepted"] = accepted.summary()
+        results["teacher"] = _teacher_side(
+            accepted.teacher_predictions, accepted.teacher_items_per_s, held_out, labels, teacher_hour_usd
+        )
+        results["speed_ratio"] = speed["items_per_s"] / accepted.teacher_items_per_s
     results["table"] = student_table(results)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,20 +167,21 @@ def run_student_bench(
 
 
 def _teacher_side(
-    predictions: Mapping[str, str] | None,
-    items_per_s: float | None,
+    predictions: Mapping[str, str],
+    items_per_s: float,
     held_out: Sequence[tuple[str, str]],
     labels: tuple[str, ...],
     hour_usd: float,
 ) -> dict[str, Any]:
-    side: dict[str, Any] = {"items_per_s": items_per_s}
-    if items_per_s:
-        side["cost_per_1000_usd"] = 1000 / items_per_s / 3600 * hour_usd
-    if predictions is not None:
-        scored = [(label, predictions[text]) for text, label in held_out if text in predictions]
-        report = classification_report(y_true=[t for t, _ in scored], y_pred=[p for _, p in scored], labels=labels)
-        side |= {"macro_f1": report["macro_f1"], "accuracy": report["accuracy"], "n_scored": len(scored)}
-    return side
+    scored = [(label, predictions[text]) for text, label in held_out if text in predictions]
+    report = classification_report(y_true=[t for t, _ in scored], y_pred=[p for _, p in scored], labels=labels)
+    return {
+        "items_per_s": items_per_s,
+        "cost_per_1000_usd": 1000 / items_per_s / 3600 * hour_usd,
+        "macro_f1": report["macro_f1"],
+        "accuracy": report["accuracy"],
+        "n_scored": len(scored),
+    }
 
 
 def _cell(value: Any, digits: int = 3) -> str:
@@ -205,6 +209,14 @@ def student_table(results: Mapping[str, Any]) -> str:
         )
     if "speed_ratio" in results:
         lines.append(f"\nStudent/teacher speed ratio: {results['speed_ratio']:.1f}x")
+    if "accepted" in results:
+        run = results["accepted"]
+        lines.append(
+            f"\nTrained on what a labeling run accepted: {run['human_labels']} human labels and "
+            f"{run['machine_accepted']} teacher labels accepted at confidence >= {_cell(run['threshold'])} "
+            f"(error bound {_cell(run['error_bound'])}, realised accuracy {_cell(run['accepted_machine_accuracy'])}); "
+            f"{run['machine_sent_to_review']} teacher labels were left for review and not used."
+        )
     return "\n".join(lines)
 
 

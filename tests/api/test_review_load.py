@@ -15,7 +15,9 @@ def test_review_load_answers_every_item(database_url: str, tmp_path: Path) -> No
     result = run_review_load(
         database_url=database_url, data_dir=tmp_path, store="test", reviewers=3, items=30, duration_s=60, combined=True
     )
-    assert result["round_trips"] == 30 - 3, "each reviewer's first round trip is not timed"
+    assert result["items_answered"] == 30
+    # Each reviewer's first round trip is not timed; one who connects after the others drained the queue has none.
+    assert 30 - 3 <= result["round_trips"] < 30
     assert 0 < result["round_trip"]["p50_ms"] <= result["round_trip"]["p99_ms"]
     assert "| test | resolve?next=true | 3 |" in review_load_table([result])
     engine = make_engine(database_url)
