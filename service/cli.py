@@ -120,6 +120,10 @@ def label(
     out: Annotated[Path, typer.Option(help="Output JSONL; also the checkpoint a rerun resumes from.")],
     text_field: str = "text",
     id_field: Annotated[str | None, typer.Option(help="Field with the item id (default: the row number).")] = None,
+    escalate: Annotated[
+        str,
+        typer.Option(help="Where rows the student is unsure of go: 'teacher', or 'review' (flagged, no teacher)."),
+    ] = "teacher",
 ) -> None:
     """Bulk-label a file through the cascade: the promoted student first, the teacher for the unsure. Resumable."""
     from tqdm import tqdm
@@ -130,6 +134,8 @@ def label(
 
     if not file.is_file():
         raise fail(f"no such file: {file}")
+    if escalate not in ("teacher", "review"):
+        raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
     ctx = worker_context(get_settings())
     try:
         total = sum(1 for _ in iter_records(file))
@@ -142,6 +148,7 @@ def label(
                 text_field=text_field,
                 id_field=id_field,
                 progress=lambda done: bar.update(done - bar.n),
+                escalate_to_teacher=escalate == "teacher",
             )
     except (DataError, ServiceError) as exc:
         raise fail(str(exc)) from exc

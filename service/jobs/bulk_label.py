@@ -14,6 +14,7 @@ from typing import Any
 
 from service.datasets import DataError, iter_records
 from service.db import transaction
+from service.errors import Conflict
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.store import history, students, tasks
@@ -52,8 +53,13 @@ def label_file(
     text_field: str,
     id_field: str | None,
     progress: Callable[[int], object],
+    escalate_to_teacher: bool = True,
 ) -> dict[str, Any]:
-    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops."""
+    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops.
+
+    With ``escalate_to_teacher`` false the teacher is never called: rows the promoted student is unsure of keep
+    its label, not accepted, with the reason student_unsure (a fast first pass; those rows can go to the
+    teacher later)."""
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
         task_def = tasks.task_def(task)
@@ -61,6 +67,8 @@ def label_file(
         student = students.promoted(session, task_id=task.id)
         student_path = student.path if student else None
         student_threshold = float(student.metrics.get("threshold", 1.0)) if student else None
+        if student is None and not escalate_to_teacher:
+            raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
         pool = ctx.pool(session, task.id)
     done = completed_rows(out)
     progress(done)
@@ -76,6 +84,7 @@ def label_file(
                 policy=policy,
                 student_path=student_path,
                 student_threshold=student_threshold,
+                escalate_to_teacher=escalate_to_teacher,
             )
             for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):
                 counts[result.source] += 1

@@ -37,6 +37,8 @@ class ChunkPlan:
     student_threshold: float | None
     calibration: Calibration | None = None
     """Fitted on the task's reviewed items; until there are enough, batch calibration stands in."""
+    escalate_to_teacher: bool = True
+    """False defers what the student is unsure of: its label is kept, not accepted, with reason student_unsure."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,11 @@ class _Machine:
     probs: tuple[float, ...]
     truncated: bool
     student_probs: tuple[float, ...] | None
+    deferred: bool = False
+    """The student was unsure and the teacher was not asked."""
+
+
+DEFERRED = Decision(accept=False, reasons=("student_unsure",))
 
 
 def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ChunkResult]:
@@ -93,7 +100,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             ),
             ood_distance=None if ood is None else float(ood[index]),
         )
-        decision = route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
+        decision = (
+            DEFERRED if scored.deferred else route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
+        )
         audit = "audit_sample" in decision.reasons
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
         draw = audit_draw(item_id) if "cold_start" in decision.reasons else None
@@ -153,9 +162,11 @@ def _cascade(
         student_probs = student.predict_proba(plan.texts)
         ctx.student_speed.add(len(plan.texts), time.perf_counter() - started)
         for index, row in enumerate(student_probs):
-            if float(row.max()) >= plan.student_threshold:
+            sure = float(row.max()) >= plan.student_threshold
+            if sure or not plan.escalate_to_teacher:
                 values = tuple(float(p) for p in row)
-                machine[index] = _Machine("student", f"student:{student.version}", "", "", values, values, False, None)
+                model = f"student:{student.version}"
+                machine[index] = _Machine("student", model, "", "", values, values, False, None, deferred=not sure)
     escalated = [index for index, scored in enumerate(machine) if scored is None]
     if escalated:
         teacher_scores = _teacher(ctx, task, plan, pool, embeddings, escalated)

@@ -14,7 +14,10 @@ REASONS: tuple[str, ...] = (
     "student_disagreement",
     "out_of_distribution",
     "audit_sample",
+    "student_unsure",
 )
+"""``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling with escalation
+deferred); the student's label is kept, not accepted."""
 
 
 @dataclass(frozen=True)

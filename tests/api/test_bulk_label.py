@@ -10,9 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.datasets import DataError
+from service.db import transaction
+from service.errors import Conflict
 from service.jobs.bulk_label import completed_rows, label_file
 from service.jobs.context import WorkerContext
+from service.store import students, tasks
 from tests.conftest import SPAM_TASK
+from tests.fakes import KeywordStudent
 
 
 class Interrupted(Exception):
@@ -90,3 +94,43 @@ def test_bad_file_gives_one_line_error(
             id_field=None,
             progress=lambda _: None,
         )
+
+
+def test_deferred_escalation_never_calls_the_teacher(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    source = _csv(tmp_path / "items.csv", 30)
+    with pytest.raises(Conflict, match="no promoted student"):
+        label_file(
+            fake_worker,
+            task_name="sms",
+            path=source,
+            out=tmp_path / "none.jsonl",
+            text_field="text",
+            id_field="id",
+            progress=lambda _: None,
+            escalate_to_teacher=False,
+        )
+    with transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        row = students.add(session, task_id=task.id, version="v1", path="fake", metrics={"threshold": 0.9})
+        students.set_promoted(session, row=row, promoted_flag=True)
+    fake_worker.student_loader = lambda path: KeywordStudent()
+    fake_worker.teacher_factory = lambda: pytest.fail("the teacher must not be asked")
+    out = tmp_path / "labels.jsonl"
+    counts = label_file(
+        fake_worker,
+        task_name="sms",
+        path=source,
+        out=out,
+        text_field="text",
+        id_field="id",
+        progress=lambda _: None,
+        escalate_to_teacher=False,
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert counts["student"] == counts["rows"] == len(rows) == 30 and counts["teacher"] == 0
+    assert all(row["source"] == "student" and row["model"] == "student:v1" for row in rows)
+    unsure = [row for row in rows if row["reasons"] == ["student_unsure"]]
+    assert len(unsure) == 20 and all(row["label"] == "ham" and not row["accepted"] for row in unsure)
