@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,6 +33,11 @@ def _csv(path: Path, rows: int) -> Path:
     return path
 
 
+def _label(worker: WorkerContext, path: Path, out: Path, **options: Any) -> dict[str, Any]:
+    options = {"text_field": "text", "id_field": "id", "progress": lambda _: None, **options}
+    return label_file(worker, task_name="sms", path=path, out=out, **options)
+
+
 def test_resumes_after_interruption_with_every_row_once(
     client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, tmp_path: Path
 ) -> None:
@@ -56,9 +62,7 @@ def test_resumes_after_interruption_with_every_row_once(
     with out.open("a") as handle:
         handle.write('{"id": "torn')  # a kill in the middle of a write
     assert completed_rows(out) == 256
-    counts = label_file(
-        fake_worker, task_name="sms", path=source, out=out, text_field="text", id_field="id", progress=lambda _: None
-    )
+    counts = _label(fake_worker, source, out)
     assert counts["resumed_from"] == 256 and counts["rows"] == 700
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == [f"r{i}" for i in range(700)]
@@ -73,27 +77,11 @@ def test_bad_file_gives_one_line_error(
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": ""}\n')
     with pytest.raises(DataError, match="row 2"):
-        label_file(
-            fake_worker,
-            task_name="sms",
-            path=bad,
-            out=tmp_path / "o.jsonl",
-            text_field="text",
-            id_field=None,
-            progress=lambda _: None,
-        )
+        _label(fake_worker, bad, tmp_path / "o.jsonl", id_field=None)
     text_file = tmp_path / "items.txt"
     text_file.write_text("hello\n")
     with pytest.raises(DataError, match="unsupported"):
-        label_file(
-            fake_worker,
-            task_name="sms",
-            path=text_file,
-            out=tmp_path / "x.jsonl",
-            text_field="text",
-            id_field=None,
-            progress=lambda _: None,
-        )
+        _label(fake_worker, text_file, tmp_path / "x.jsonl", id_field=None)
 
 
 def test_deferred_escalation_never_calls_the_teacher(
@@ -102,16 +90,7 @@ def test_deferred_escalation_never_calls_the_teacher(
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
     source = _csv(tmp_path / "items.csv", 30)
     with pytest.raises(Conflict, match="no promoted student"):
-        label_file(
-            fake_worker,
-            task_name="sms",
-            path=source,
-            out=tmp_path / "none.jsonl",
-            text_field="text",
-            id_field="id",
-            progress=lambda _: None,
-            escalate_to_teacher=False,
-        )
+        _label(fake_worker, source, tmp_path / "none.jsonl", escalate_to_teacher=False)
     with transaction(fake_worker.sessions) as session:
         task = tasks.get_task(session, "sms")
         row = students.add(session, task_id=task.id, version="v1", path="fake", metrics={"threshold": 0.9})
@@ -119,16 +98,7 @@ def test_deferred_escalation_never_calls_the_teacher(
     fake_worker.student_loader = lambda path: KeywordStudent()
     fake_worker.teacher_factory = lambda: pytest.fail("the teacher must not be asked")
     out = tmp_path / "labels.jsonl"
-    counts = label_file(
-        fake_worker,
-        task_name="sms",
-        path=source,
-        out=out,
-        text_field="text",
-        id_field="id",
-        progress=lambda _: None,
-        escalate_to_teacher=False,
-    )
+    counts = _label(fake_worker, source, out, escalate_to_teacher=False)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert counts["student"] == counts["rows"] == len(rows) == 30 and counts["teacher"] == 0
     assert all(row["source"] == "student" and row["model"] == "student:v1" for row in rows)
