@@ -176,7 +176,7 @@ def _fit_head(model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_
         loss = weighted_loss_sum(model.head(features), data, rows) / total_weight
         loss = loss + PROBE_L2 * model.head.weight.square().sum()
         loss.backward()  # type: ignore[no-untyped-call]
-        return float(loss)
+        return float(loss.detach())
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]
 
