@@ -5,6 +5,11 @@ database is seeded directly with a task, `items` items waiting for review (with 
 as the worker would leave them) and one assigned reviewer key per simulated reviewer. Each reviewer is an asyncio
 task with its own keep-alive connection doing POST next then POST resolve (or resolve?next=true, one request per
 item), with or without a pause between items. A round trip is one item answered.
+
+A pause is drawn per item, uniformly from half to one and a half times `think_s` (seeded), and each reviewer
+starts after a random share of one pause: reviewers who all wait exactly the same time stay in lockstep and hit
+the server in bursts of 20 at once, which no team of people does (load tools jitter their wait for the same
+reason, as Locust's `between`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +30,18 @@ from service.bench.review_load_setup import LABELS, running_server, scratch_post
 
 
 async def _reviewer(
-    url: str, task: str, key: str, stop_at: float, think_s: float, combined: bool, out: dict[str, list[float]]
+    url: str,
+    task: str,
+    key: str,
+    stop_at: float,
+    think_s: float,
+    combined: bool,
+    out: dict[str, list[float]],
+    rng: random.Random,
 ) -> None:
     headers = {"Authorization": f"Bearer {key}"}
+    if think_s:
+        await asyncio.sleep(rng.uniform(0, think_s))
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         first = True
         item: dict[str, Any] | None = None
@@ -55,7 +70,7 @@ async def _reviewer(
                 out["finished"].append(end)
             first = False
             if think_s:
-                await asyncio.sleep(think_s)
+                await asyncio.sleep(rng.uniform(0.5 * think_s, 1.5 * think_s))
 
 
 async def _load(
@@ -63,7 +78,12 @@ async def _load(
 ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"round_trip": [], "next": [], "resolve": [], "finished": [], "untimed": []}
     stop_at = time.perf_counter() + duration_s
-    await asyncio.gather(*(_reviewer(url, task, key, stop_at, think_s, combined, out) for key in reviewer_keys))
+    await asyncio.gather(
+        *(
+            _reviewer(url, task, key, stop_at, think_s, combined, out, random.Random(index))
+            for index, key in enumerate(reviewer_keys)
+        )
+    )
     return out
 
 
@@ -85,7 +105,7 @@ def run_review_load(
 ) -> dict[str, Any]:
     """Seed, start the server, run `reviewers` concurrent reviewers for `duration_s` (or until the queue is empty)
     and return latency quantiles in ms per round trip and per call, and resolved items per second. `think_s` is
-    each reviewer's pause between items: 0 is a closed loop at full speed (the server's capacity); a human's
+    each reviewer's mean pause between items: 0 is a closed loop at full speed (the server's capacity); a human's
     reading time gives the latency reviewers feel when 20 of them work at once. `combined` resolves with
     ?next=true, so one request answers an item and leases the next (what the review page does); a round trip is
     then that one request."""
@@ -122,7 +142,7 @@ def run_review_load(
 def review_load_table(results: Sequence[dict[str, Any]]) -> str:
     """A markdown table: one row per run; latencies are per round trip (one item answered)."""
     lines = [
-        "| store | mode | reviewers | think s | server workers | round trips | items/s | p50 ms | p90 ms | p99 ms |",
+        "| store | mode | reviewers | mean think s | server workers | round trips | items/s | p50 ms | p90 ms | p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -146,8 +166,10 @@ RUNS: tuple[dict[str, Any], ...] = (
     {"think_s": 0.0, "combined": False},
     {"think_s": 0.0, "combined": True},
     {"think_s": 1.0, "combined": False},
+    {"think_s": 1.0, "combined": True},
 )
-"""Closed loop with two calls per item, closed loop with ?next=true, and reviewers pausing 1 s per item."""
+"""Closed loops (the server's capacity) and reviewers pausing 1 s per item on average, each with two calls per
+item and with ?next=true (what the review page sends)."""
 
 
 def run_suite(
