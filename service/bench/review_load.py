@@ -142,7 +142,7 @@ def run_review_load(
 def review_load_table(results: Sequence[dict[str, Any]]) -> str:
     """A markdown table: one row per run; latencies are per round trip (one item answered)."""
     lines = [
-        "| store | mode | reviewers | mean think s | server workers | round trips | items/s | p50 ms | p90 ms | p99 ms |",
+        "| store | mode | reviewers | mean think s | workers | round trips | items/s | p50 ms | p90 ms | p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

@@ -20,7 +20,7 @@ from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
 from service.pipeline.route import Decision, Signals, route
-from service.pipeline.teacher_scoring import batch_prior_of, recalibrate, score_items
+from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
 
 MIN_PRIOR_ITEMS = 16
@@ -72,6 +72,8 @@ class _Machine:
     student_probs: tuple[float, ...] | None
     deferred: bool = False
     """The student was unsure and the teacher was not asked."""
+    shots: int | None = None
+    """Few-shot examples in the teacher's prompt; None for the student."""
 
 
 DEFERRED = Decision(accept=False, reasons=("student_unsure",))
@@ -107,7 +109,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
         draw = audit_draw(item_id) if "cold_start" in decision.reasons else None
         order: dict[str, Any] = {"density": float(density[index]), "audit": audit, "cold_start_draw": draw}
-        recorded = {k: v for k, v in vars(signals).items() if v is not None}
+        recorded: dict[str, Any] = {k: v for k, v in vars(signals).items() if v is not None}
+        if scored.shots is not None:
+            recorded["shots"] = scored.shots
         # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
         recorded["sampled_above"] = 0.0 if plan.policy.threshold is None else plan.policy.threshold
         results.append(
@@ -169,8 +173,8 @@ def _cascade(
                 machine[index] = _Machine("student", model, "", "", values, values, False, None, deferred=not sure)
     escalated = [index for index, scored in enumerate(machine) if scored is None]
     if escalated:
-        teacher_scores = _teacher(ctx, task, plan, pool, embeddings, escalated)
-        for index, score in zip(escalated, teacher_scores, strict=True):
+        teacher_scores, shots = _teacher(ctx, task, plan, pool, embeddings, escalated)
+        for index, score, count in zip(escalated, teacher_scores, shots, strict=True):
             machine[index] = _Machine(
                 "teacher",
                 ctx.teacher.model_name,
@@ -180,13 +184,15 @@ def _cascade(
                 score.probs,
                 score.truncated,
                 tuple(float(p) for p in student_probs[index]) if student_probs is not None else None,
+                shots=count,
             )
     return [scored for scored in machine if scored is not None]
 
 
 def _teacher(
     ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool, embeddings: FloatArray, indices: list[int]
-) -> list[Any]:
+) -> tuple[list[ItemScore], list[int]]:
+    """The teacher's scores of the items at ``indices`` and the number of few-shot examples in each prompt."""
     settings = ctx.settings.teacher
     pool_embeddings, pool_examples, _ = pool.arrays()
     examples: list[list[Example]] = [
@@ -227,7 +233,7 @@ def _teacher(
             )
             for score, row in zip(scores, fitted, strict=True)
         ]
-    return scores
+    return scores, [len(shots) for shots in examples]
 
 
 def audit_draw(item_id: int) -> float:

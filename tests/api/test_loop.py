@@ -91,7 +91,7 @@ def test_loop_from_cold_start_to_certified_accepts(
     cold = [row for row in labels if "cold_start" in row["reasons"]]
     assert 30 <= len(cold) <= 120 and all(row["source"] == "human" for row in cold)
     quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
-    assert quality["threshold"] is not None and quality["error_bound"] <= 0.1
+    assert quality["threshold"] is not None and quality["error_bound"] <= 0.1, str(quality)
     assert quality["human_reviews"] == reviews and 0 < quality["coverage"] < 1
 
 
