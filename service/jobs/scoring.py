@@ -19,7 +19,7 @@ from service.pipeline.pool import LabeledPool
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
-from service.pipeline.route import Decision, Signals, route
+from service.pipeline.route import STUDENT_UNSURE, Decision, Signals, route
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
 
@@ -76,9 +76,6 @@ class _Machine:
     """Few-shot examples in the teacher's prompt; None for the student."""
 
 
-DEFERRED = Decision(accept=False, reasons=("student_unsure",))
-
-
 def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ChunkResult]:
     embeddings = ctx.embedder.embed(plan.texts)
     machine = _cascade(ctx, task, plan, pool, embeddings)
@@ -102,12 +99,11 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             ),
             ood_distance=None if ood is None else float(ood[index]),
         )
-        decision = (
-            DEFERRED if scored.deferred else route(signals=signals, policy=plan.policy, audit_draw=audit_draw(item_id))
-        )
+        uniform = audit_draw(item_id)
+        decision = STUDENT_UNSURE if scored.deferred else route(signals=signals, policy=plan.policy, audit_draw=uniform)
         audit = "audit_sample" in decision.reasons
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
-        draw = audit_draw(item_id) if "cold_start" in decision.reasons else None
+        draw = uniform if "cold_start" in decision.reasons else None
         order: dict[str, Any] = {"density": float(density[index]), "audit": audit, "cold_start_draw": draw}
         recorded: dict[str, Any] = {k: v for k, v in vars(signals).items() if v is not None}
         if scored.shots is not None:

@@ -45,6 +45,10 @@ class Decision:
     """Why the item goes to review (empty when accepted), in the order of ``REASONS``."""
 
 
+STUDENT_UNSURE = Decision(accept=False, reasons=("student_unsure",))
+"""The decision for a row the student was unsure of when escalation to the teacher is deferred."""
+
+
 def veto_reasons(*, signals: Signals, policy: Policy) -> tuple[str, ...]:
     """The reasons, other than confidence, that send an item to review under ``policy``."""
     reasons: list[str] = []
