@@ -25,15 +25,12 @@ from typing import Any
 from service.bench.student_accepted import AcceptedLabels, split_held_out
 from service.datasets import read_labeled
 from service.pipeline.metrics import classification_report, expected_calibration_error
+from service.pipeline.train_plan import HUMAN_WEIGHT
 from service.ports import TrainConfig, TrainExample
 
 DEFAULT_CPU_HOUR_USD = 0.04
 MIN_TIMING_S = 2.0
 """Speed runs repeat over the held-out texts until at least this long."""
-
-
-HUMAN_WEIGHT = 2.0
-"""Training weight of human labels against 1 for accepted machine labels, as the train job gives them."""
 
 
 def _speed(predict: Any, texts: Sequence[str]) -> dict[str, float]:

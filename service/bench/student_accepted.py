@@ -82,17 +82,16 @@ def accepted_labels(
     audit_probs, machine_probs = probs[: len(audit)], probs[len(audit) : len(audit) + len(machine)]
     held_probs = probs[len(audit) + len(machine) :]
     audit_ok = audit_probs.argmax(axis=1) == np.array([index[label] for _, label in audit])
+    machine_confidence = machine_probs.max(axis=1)
     policy = fit_policy(
         confidences=audit_probs.max(axis=1),
         correct=audit_ok,
         epsilon=epsilon,
         delta=delta,
-        pool_confidences=machine_probs.max(axis=1),
+        pool_confidences=machine_confidence,
     )
     accepted = (
-        machine_probs.max(axis=1) >= policy.threshold
-        if policy.threshold is not None
-        else np.zeros(len(machine), dtype=bool)
+        machine_confidence >= policy.threshold if policy.threshold is not None else np.zeros(len(machine), dtype=bool)
     )
     labels = dict([*pool, *audit])
     human = frozenset(labels)

@@ -50,13 +50,17 @@ def is_gold(item_id: int, *, seed: int, gold_share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < gold_share
 
 
+HUMAN_WEIGHT = 2.0
+"""Training weight of a human label, against 1 for a machine label."""
+
+
 def plan_training(
     rows: Sequence[RowT],
     *,
     labels: Sequence[str],
     seed: int = 0,
     gold_share: float = 0.3,
-    human_weight: float = 2.0,
+    human_weight: float = HUMAN_WEIGHT,
     machine_weight: float = 1.0,
 ) -> TrainingPlan[RowT]:
     """Split rows into weighted training examples and held-out human gold.
