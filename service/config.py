@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.pipeline.render import default_prompts_dir
+from service.ports import Precision
 
 
 def _default_cache_dir() -> Path:
@@ -31,7 +32,6 @@ class StudentSettings(BaseModel):
     min_train_labels: int = 100
     retrain_after: int = 500
     promotion_margin: float = 0.02
-    quantize: bool = True
 
 
 class PolicySettings(BaseModel):
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     worker_poll_s: float = 0.5
     embedded_worker: bool = True
     """`understudy serve` also runs one in-process worker (the embedded default)."""
+
+    encoder_precision: Precision = "auto"
+    """How the MiniLM encoders (student and embedder) run; see service.ports.Precision."""
 
     admin_key: str = ""
     """When set, an admin API key with this value is ensured at start-up."""

@@ -9,26 +9,28 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from service.backends.minilm import BASE_MODEL_NAME, minilm_path
-from service.ports import FloatArray
+from service.backends.minilm import BASE_MODEL_NAME, for_inference, minilm_path, resolve_precision
+from service.ports import FloatArray, Precision
 
 
 class SentenceEmbedder:
     """L2-normalised sentence embeddings; `embed` keeps the input order.
 
     sentence-transformers sorts each call's texts by length before batching and restores the order,
-    so padding costs little. `quantize` applies int8 dynamic quantization to the linear layers; it costs
-    fidelity (on SMS Spam: mean cosine 0.92 to the float embeddings, top-5 neighbours 66% the same), so it
-    is off by default and not meant for picking few-shot neighbours.
+    so padding costs little. Precision matters for picking few-shot neighbours: on SMS Spam, bfloat16 kept a mean
+    cosine of 0.99995 to the float32 embeddings and 97% of the top-5 neighbours at 2.3 times the speed; int8 kept
+    0.92 and 66%, so int8 is never chosen here and "auto" means bfloat16 where the CPU has it, else float32.
     """
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 64, quantize: bool = False) -> None:
+    def __init__(
+        self, model_path: Path | None = None, *, batch_size: int = 64, precision: Precision = "float32"
+    ) -> None:
+        if precision == "int8":
+            raise ValueError("int8 embeddings pick different few-shot neighbours; use float32 or bfloat16")
         path = model_path or minilm_path()
+        chosen = resolve_precision(precision)
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        model.eval()
-        if quantize:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
-        self._model = model
+        self._model = for_inference(model, "float32" if chosen == "int8" else chosen)
         self._batch_size = batch_size
         self._model_name = BASE_MODEL_NAME if model_path is None else str(model_path)
         self.dimension = int(model.get_embedding_dimension() or 0)

@@ -45,10 +45,10 @@ def make_embedder(settings: Settings) -> Embedder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from service.backends.embedder_st import SentenceEmbedder
 
-    return SentenceEmbedder()
+    return SentenceEmbedder(precision=settings.encoder_precision)
 
 
 def load_student(settings: Settings, path: Path) -> Student:
     from service.backends.student_lora import LoraStudent
 
-    return LoraStudent.load(path, quantize=settings.student.quantize)
+    return LoraStudent.load(path, precision=settings.encoder_precision)

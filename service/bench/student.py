@@ -26,7 +26,7 @@ from service.bench.student_accepted import AcceptedLabels, split_held_out
 from service.datasets import read_labeled
 from service.pipeline.metrics import classification_report, expected_calibration_error
 from service.pipeline.train_plan import HUMAN_WEIGHT
-from service.ports import TrainConfig, TrainExample
+from service.ports import Precision, TrainConfig, TrainExample
 
 DEFAULT_CPU_HOUR_USD = 0.04
 MIN_TIMING_S = 2.0
@@ -54,7 +54,7 @@ def run_student_bench(
     test_size: int = 500,
     seed: int = 0,
     epochs: int = TrainConfig.epochs,
-    quantize: bool = True,
+    precision: Precision = "auto",
     json_out: Path | None = None,
     plot_out: Path | None = None,
     accepted: AcceptedLabels | None = None,
@@ -69,6 +69,7 @@ def run_student_bench(
     """
     import torch
 
+    from service.backends.minilm import resolve_precision
     from service.backends.student_lora import LoraStudent, LoraTrainer
 
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
@@ -97,7 +98,7 @@ def run_student_bench(
                 TrainConfig(epochs=epochs, seed=seed),
             )
             train_s = time.perf_counter() - started
-            student = LoraStudent.load(result.path, quantize=quantize)
+            student = LoraStudent.load(result.path, precision=precision)
             probs = student.predict_proba(texts)
             report = classification_report(
                 y_true=truth, y_pred=[labels[i] for i in probs.argmax(axis=1)], labels=labels
@@ -130,7 +131,7 @@ def run_student_bench(
         "trained_on": "accepted labels" if accepted is not None else "gold labels",
         "test_size": len(held_out),
         "seed": seed,
-        "quantized": quantize,
+        "precision": resolve_precision(precision),
         "curve": curve,
         "student": {
             **speed,

@@ -38,3 +38,19 @@ def test_similar_messages_are_nearer(embedder: SentenceEmbedder) -> None:
     similarity = vectors @ vectors.T
     assert similarity[0, 2] > similarity[0, 1]
     assert similarity[1, 3] > similarity[1, 2]
+
+
+def test_bfloat16_embeddings_keep_the_neighbours(embedder: SentenceEmbedder) -> None:
+    full = embedder.embed(TEXTS)
+    low = SentenceEmbedder(precision="bfloat16").embed(TEXTS)
+    assert low.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-12)
+    assert np.min(np.sum(full * low, axis=1)) > 0.999
+    np.testing.assert_array_equal(
+        np.argsort(-(low @ low.T), axis=1)[:, :3], np.argsort(-(full @ full.T), axis=1)[:, :3]
+    )
+
+
+def test_int8_embeddings_are_refused() -> None:
+    with pytest.raises(ValueError, match="neighbours"):
+        SentenceEmbedder(precision="int8")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from service.backends.student_lora import LoraStudent, LoraTrainer
 from service.datasets import load_builtin
 from service.pipeline.metrics import classification_report
-from service.ports import TrainConfig, TrainExample
+from service.ports import Precision, TrainConfig, TrainExample
 
 pytestmark = pytest.mark.integration
 
@@ -76,13 +76,17 @@ def test_reload_gives_identical_outputs_in_any_order(
     assert second.predict_proba([]).shape == (0, 2)
 
 
-def test_quantized_student_agrees_with_float(
-    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]]
+@pytest.mark.parametrize(("precision", "max_shift"), [("bfloat16", 0.05), ("int8", 0.5)])
+def test_lower_precision_student_agrees_with_float(
+    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]], precision: Precision, max_shift: float
 ) -> None:
     texts = [text for text, _ in sms[1]]
     full = LoraStudent.load(trained).predict_proba(texts)
-    quantized = LoraStudent.load(trained, quantize=True).predict_proba(texts)
-    assert np.mean(full.argmax(axis=1) == quantized.argmax(axis=1)) >= 0.97
+    low = LoraStudent.load(trained, precision=precision).predict_proba(texts)
+    assert low.dtype == np.float64
+    np.testing.assert_allclose(low.sum(axis=1), 1.0)
+    assert np.mean(full.argmax(axis=1) == low.argmax(axis=1)) >= 0.97
+    assert np.abs(full - low).max() < max_shift
 
 
 def test_meta_json_is_complete(trained: Path) -> None:
