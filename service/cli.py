@@ -164,32 +164,18 @@ def train(
     """Train a LoRA student on the task's accepted labels, evaluate it on held-out human gold, register it."""
     from tqdm import tqdm
 
-    from service.db import transaction
     from service.errors import ServiceError
-    from service.jobs.train_student import run_train_student
-    from service.store import jobs, tasks
+    from service.jobs.train_student import train_now
 
     ctx = worker_context(get_settings())
     try:
-        with transaction(ctx.sessions) as session:
-            task_row = tasks.get_task(session, task)
-            job = jobs.enqueue(
-                session, kind="train_student", task_id=task_row.id, payload={"seed": seed, "epochs": epochs}
-            )
-            claimed = jobs.claim(
-                session, worker=ctx.worker_id, lease_s=ctx.settings.job_lease_s, kinds=["train_student"]
-            )
-        assert claimed is not None and claimed.id == job.id
         with tqdm(desc="training student", unit="step") as bar:
 
             def on_progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            ctx.on_progress = on_progress
-            result = run_train_student(ctx, claimed) or {}
-        with transaction(ctx.sessions) as session:
-            jobs.finish(session, claimed.id, worker=ctx.worker_id, result=result)
+            result = train_now(ctx, task_name=task, seed=seed, epochs=epochs, on_progress=on_progress)
     except (ServiceError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps({k: result[k] for k in ("version", "path", "train_examples", "gate_passed", "threshold")}))
@@ -438,6 +424,53 @@ def bench_student(
             plot_out=plot,
         )
     except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("bulk")
+def bench_bulk(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    rows: Annotated[int, typer.Option(help="Rows in the file to label (held-out texts, repeated).")] = 100_000,
+    train_size: Annotated[int, typer.Option(help="Human labels imported to train the student on.")] = 500,
+    kill_after: Annotated[float, typer.Option(help="Seconds before the first label run is SIGKILLed.")] = 60.0,
+    escalate: Annotated[str, typer.Option(help="'review' (student only) or 'teacher'.")] = "review",
+    epsilon: float = 0.05,
+    seed: int = 0,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder: database, student, input and output.")] = Path(
+        "data/bench-bulk"
+    ),
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Bulk labeling from the CLI on a large file: killed midway, resumed, output checked and scored on gold."""
+    import shutil
+
+    from service.bench.bulk import run_bulk_bench
+    from service.datasets import DataError
+
+    _check_data(data)
+    if escalate not in ("teacher", "review"):
+        raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
+    if rows < 1 or kill_after <= 0:
+        raise fail("--rows must be at least 1 and --kill-after positive")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        result = run_bulk_bench(
+            data,
+            text_field,
+            label_field,
+            work_dir=work_dir,
+            rows=rows,
+            train_size=train_size,
+            kill_after_s=kill_after,
+            escalate=escalate,
+            epsilon=epsilon,
+            seed=seed,
+            json_out=json_out,
+        )
+    except (DataError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(result["table"])
 

@@ -17,6 +17,7 @@ from service.db import transaction
 from service.errors import Conflict
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
+from service.pipeline.cascade import student_policy
 from service.store import history, students, tasks
 
 CHUNK_ROWS = 256
@@ -66,7 +67,7 @@ def label_file(
         policy = history.fit_task_policy(session, task, min_reviews=ctx.settings.policy.min_reviews)
         student = students.promoted(session, task_id=task.id)
         student_path = student.path if student else None
-        student_threshold = float(student.metrics.get("threshold", 1.0)) if student else None
+        chosen = student_policy(policy, student.metrics) if student else None
         if student is None and not escalate_to_teacher:
             raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
         pool = ctx.pool(session, task.id)
@@ -83,7 +84,7 @@ def label_file(
                 texts=[text for _, text in chunk],
                 policy=policy,
                 student_path=student_path,
-                student_threshold=student_threshold,
+                student_policy=chosen,
                 escalate_to_teacher=escalate_to_teacher,
             )
             for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, ChunkResult, score_chunk
+from service.pipeline.cascade import student_policy
 from service.pipeline.confidence import fit_calibration
 from service.store import history, review, students, tasks
 from service.store import jobs as job_store
@@ -63,7 +64,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         texts=[str(row[1]) for row in rows],
         policy=policy,
         student_path=student.path if student else None,
-        student_threshold=float(student.metrics.get("threshold", 1.0)) if student else None,
+        student_policy=student_policy(policy, student.metrics) if student else None,
         calibration=calibration,
     )
 

@@ -34,7 +34,9 @@ class ChunkPlan:
     texts: list[str]
     policy: Policy
     student_path: str | None
-    student_threshold: float | None
+    student_policy: Policy | None
+    """Routes the promoted student's labels (see cascade.student_policy); its threshold also decides which items
+    the student keeps. None without a promoted student."""
     calibration: Calibration | None = None
     """Fitted on the task's reviewed items; until there are enough, batch calibration stands in."""
     escalate_to_teacher: bool = True
@@ -100,7 +102,8 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             ood_distance=None if ood is None else float(ood[index]),
         )
         uniform = audit_draw(item_id)
-        decision = STUDENT_UNSURE if scored.deferred else route(signals=signals, policy=plan.policy, audit_draw=uniform)
+        policy = plan.student_policy if scored.source == "student" and plan.student_policy else plan.policy
+        decision = STUDENT_UNSURE if scored.deferred else route(signals=signals, policy=policy, audit_draw=uniform)
         audit = "audit_sample" in decision.reasons
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
         draw = uniform if "cold_start" in decision.reasons else None
@@ -109,7 +112,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
         if scored.shots is not None:
             recorded["shots"] = scored.shots
         # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
-        recorded["sampled_above"] = 0.0 if plan.policy.threshold is None else plan.policy.threshold
+        recorded["sampled_above"] = 0.0 if policy.threshold is None else policy.threshold
         results.append(
             ChunkResult(
                 item_id=item_id,
@@ -156,13 +159,14 @@ def _cascade(
 ) -> list[_Machine]:
     machine: list[_Machine | None] = [None] * len(plan.texts)
     student_probs: FloatArray | None = None
-    if plan.student_path is not None and plan.student_threshold is not None:
+    if plan.student_path is not None and plan.student_policy is not None:
+        threshold = plan.student_policy.threshold or 1.01
         student = ctx.student(plan.student_path)
         started = time.perf_counter()
         student_probs = student.predict_proba(plan.texts)
         ctx.student_speed.add(len(plan.texts), time.perf_counter() - started)
         for index, row in enumerate(student_probs):
-            sure = float(row.max()) >= plan.student_threshold
+            sure = float(row.max()) >= threshold
             if sure or not plan.escalate_to_teacher:
                 values = tuple(float(p) for p in row)
                 model = f"student:{student.version}"

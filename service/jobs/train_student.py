@@ -4,6 +4,7 @@ human gold, fit its cascade threshold and register it under adapters/<task>/<ver
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,7 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     # No certified threshold means the student handles nothing on its own: every item still goes to the teacher.
     metrics["threshold"] = certified.threshold if certified.threshold is not None else 1.01
     metrics["threshold_error_bound"] = certified.error_bound
+    metrics["gold_examples"] = len(plan.gold)
     metrics["gate_passed"] = promotion_gate(
         metrics["student"]["macro_f1"], metrics["teacher"]["macro_f1"], ctx.settings.student.promotion_margin
     )
@@ -78,6 +80,26 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
         "epochs_run": result.epochs_run,
         **metrics,
     }
+
+
+def train_now(
+    ctx: WorkerContext, *, task_name: str, seed: int, epochs: int, on_progress: Callable[[int, int], None] | None
+) -> dict[str, Any]:
+    """Run a train_student job in this process (enqueued, claimed and finished like any job), for the CLI."""
+    with transaction(ctx.sessions) as session:
+        task = tasks.get_task(session, task_name)
+        job = job_store.enqueue(
+            session, kind="train_student", task_id=task.id, payload={"seed": seed, "epochs": epochs}
+        )
+        claimed = job_store.claim(
+            session, worker=ctx.worker_id, lease_s=ctx.settings.job_lease_s, kinds=["train_student"]
+        )
+    assert claimed is not None and claimed.id == job.id
+    ctx.on_progress = on_progress
+    result = run_train_student(ctx, claimed) or {}
+    with transaction(ctx.sessions) as session:
+        job_store.finish(session, claimed.id, worker=ctx.worker_id, result=result)
+    return result
 
 
 def _evaluate(probs: np.ndarray, gold: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:

@@ -6,14 +6,14 @@ promotion gate, and per-level shares and accuracies for reports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.policy import clopper_pearson_upper, min_certifiable
+from service.pipeline.policy import Policy, clopper_pearson_upper, min_certifiable
 
 IndexArray = npt.NDArray[np.int64]
 
@@ -82,6 +82,21 @@ def fit_student_threshold(
             break
         best = StudentThreshold(threshold=float(candidate), error_bound=bound, accepted=accepted)
     return best
+
+
+def student_policy(teacher: Policy, metrics: Mapping[str, Any]) -> Policy:
+    """How the promoted student's own labels are routed: its threshold certified on held-out gold at training time
+    (``metrics`` of the student version) replaces the teacher's, which was certified on the teacher's labels and
+    says nothing about the student's; the task's audit share and veto limits stay. A student without a certified
+    threshold (stored as above 1) has no label of its own accepted."""
+    threshold = float(metrics.get("threshold", 1.01))
+    bound = metrics.get("threshold_error_bound")
+    return replace(
+        teacher,
+        threshold=threshold,
+        error_bound=float(bound) if bound is not None else None,
+        fitted_on=int(metrics.get("gold_examples", 0)),
+    )
 
 
 def promotion_gate(student_macro_f1: float, teacher_macro_f1: float, margin: float) -> bool:

@@ -104,3 +104,8 @@ def test_deferred_escalation_never_calls_the_teacher(
     assert all(row["source"] == "student" and row["model"] == "student:v1" for row in rows)
     unsure = [row for row in rows if row["reasons"] == ["student_unsure"]]
     assert len(unsure) == 20 and all(row["label"] == "ham" and not row["accepted"] for row in unsure)
+    # The teacher has no reviews (cold start), but the student's labels are routed by its own certified threshold.
+    sure = [row for row in rows if row["reasons"] != ["student_unsure"]]
+    assert len(sure) == 10 and all(row["label"] == "spam" for row in sure)
+    assert all(row["accepted"] == (row["reasons"] == []) and row["reasons"] in ([], ["audit_sample"]) for row in sure)
+    assert sum(row["accepted"] for row in sure) >= 8

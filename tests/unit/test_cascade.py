@@ -3,8 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.pipeline.cascade import fit_student_threshold, level_report, promotion_gate, split_by_confidence
-from service.pipeline.policy import clopper_pearson_upper
+from service.pipeline.cascade import (
+    fit_student_threshold,
+    level_report,
+    promotion_gate,
+    split_by_confidence,
+    student_policy,
+)
+from service.pipeline.policy import clopper_pearson_upper, fit_policy
 
 
 def test_split_sends_unsure_rows_to_the_teacher() -> None:
@@ -67,3 +73,13 @@ def test_level_report() -> None:
     assert report["human"]["accuracy"] == 1.0
     with pytest.raises(ValueError):
         level_report(handled_by=["student"], y_pred=[], y_true=[])
+
+
+def test_student_policy_takes_the_students_certified_threshold() -> None:
+    teacher = fit_policy(confidences=[], correct=[], epsilon=0.05, delta=0.1, audit_share=0.1)
+    assert teacher.cold_start
+    chosen = student_policy(teacher, {"threshold": 0.83, "threshold_error_bound": 0.04, "gold_examples": 120})
+    assert (chosen.threshold, chosen.error_bound, chosen.fitted_on) == (0.83, 0.04, 120)
+    assert (chosen.audit_share, chosen.ood_max, chosen.neighbour_max) == (0.1, teacher.ood_max, teacher.neighbour_max)
+    uncertified = student_policy(teacher, {"threshold": 1.01, "threshold_error_bound": None})
+    assert uncertified.threshold == 1.01 and uncertified.error_bound is None
