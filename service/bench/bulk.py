@@ -2,10 +2,10 @@
 
 The run is what a team does: human labels come in from a Label Studio export, `understudy train` distils them into a
 student, an admin promotes it, and `understudy label` labels a file of ``rows`` rows (the dataset's held-out texts,
-repeated) through the cascade. The label command runs as a child process, is SIGKILLed after ``kill_after_s`` and
-started again; the bench then checks that the output holds every input row once, in order, with no torn line, and
-scores the labels against gold. Figures: rows per second of the resumed run, the child's peak memory, the share each
-level handled and the accuracy of accepted labels.
+repeated) through the cascade. The label command runs as a child process, is SIGKILLed after ``kill_after_s`` (or
+once ``kill_after_rows`` rows are written) and started again; the bench then checks that the output holds every
+input row once, in order, with no torn line, and scores the labels against gold. Figures: rows per second of the
+resumed run, the child's peak memory, the share each level handled and the accuracy of accepted labels.
 """
 
 from __future__ import annotations
@@ -85,22 +85,39 @@ def _write_input(path: Path, texts: list[tuple[str, str]], rows: int) -> dict[st
     return gold
 
 
-def _label(settings: Settings, source: Path, out: Path, escalate: str, kill_after_s: float | None) -> dict[str, Any]:
-    """One `understudy label` child; SIGKILLed after kill_after_s if given. Its progress bar goes to our stderr."""
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _label(
+    settings: Settings,
+    source: Path,
+    out: Path,
+    escalate: str,
+    kill_after_s: float | None,
+    kill_after_rows: int | None = None,
+) -> dict[str, Any]:
+    """One `understudy label` child, SIGKILLed after kill_after_s or once kill_after_rows lines are out, if given.
+    Its progress bar goes to our stderr."""
     command = [sys.executable, "-m", "service.cli", "label", str(source), "--task", TASK_NAME, "--out", str(out)]
     command += ["--id-field", "id", "--escalate", escalate]
     started = time.perf_counter()
     child = subprocess.Popen(command, env=_environment(settings), stdout=subprocess.PIPE, text=True)
-    if kill_after_s is not None:
-        try:
-            child.wait(timeout=kill_after_s)
-        except subprocess.TimeoutExpired:
+    deadline = None if kill_after_s is None else started + kill_after_s
+    while True:
+        # wait4 rather than Popen.wait: it also hands back the child's peak memory.
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        late = deadline is not None and time.perf_counter() >= deadline
+        if late or (kill_after_rows is not None and _lines(out) >= kill_after_rows):
             child.send_signal(signal.SIGKILL)
-    _, status, usage = os.wait4(child.pid, 0)
+            deadline = kill_after_rows = None
+        time.sleep(0.05)
     stdout = child.stdout.read() if child.stdout else ""
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    if kill_after_s is None and code != 0:
+    if kill_after_s is None and kill_after_rows is None and code != 0:
         raise RuntimeError(f"understudy label exited with {code}")
     counts = json.loads(stdout.strip().splitlines()[-1]) if code == 0 else None
     return {"exit_code": code, "wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "counts": counts}
@@ -136,6 +153,7 @@ def run_bulk_bench(
     rows: int = 100_000,
     train_size: int = 500,
     kill_after_s: float = 60.0,
+    kill_after_rows: int | None = None,
     escalate: str = "review",
     epsilon: float = 0.05,
     seed: int = 0,
@@ -156,8 +174,8 @@ def run_bulk_bench(
     source, out = work_dir / "items.csv", work_dir / "labels.jsonl"
     out.unlink(missing_ok=True)
     gold = _write_input(source, held_out, rows)
-    killed = _label(settings, source, out, escalate, kill_after_s)
-    rows_at_kill = out.read_bytes().count(b"\n")
+    killed = _label(settings, source, out, escalate, kill_after_s, kill_after_rows)
+    rows_at_kill = _lines(out)
     resumed = _label(settings, source, out, escalate, None)
     checked = _check_output(out, gold)
     resumed_rows = rows - (resumed["counts"] or {}).get("resumed_from", 0)
