@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
@@ -17,7 +18,9 @@ from service.tables import ApiKey
 SESSION_COOKIE = "understudy_key"
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The light dependencies are coroutines: FastAPI runs a plain `def` dependency in the thread pool, and each hop
+# there waits for the GIL behind busy threads, which under 20 concurrent reviewers added to every request.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -43,7 +46,12 @@ KEY_CACHE_S = 10.0
 """Known keys are remembered this long, so a request does not spend a transaction on authentication."""
 
 
-def authenticate(request: Request) -> ApiKey:
+def _find_key(factory: sessionmaker[Session], plain: str) -> ApiKey | None:
+    with factory() as session:
+        return keys.find_key(session, plain)
+
+
+async def authenticate(request: Request) -> ApiKey:
     plain = presented_key(request)
     if not plain:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
@@ -52,20 +60,18 @@ def authenticate(request: Request) -> ApiKey:
     cached = cache.get(digest)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
-        key = keys.find_key(session, plain)
+    key = await run_in_threadpool(_find_key, request.app.state.sessions, plain)
     if key is None:
         raise Unauthorized("this API key is not known")
     cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
     return key
 
 
-def require(*roles: str) -> Callable[[Request], ApiKey]:
+def require(*roles: str) -> Callable[[Request], Awaitable[ApiKey]]:
     """A dependency admitting keys whose role is one of `roles`; admin is always admitted."""
 
-    def check(request: Request) -> ApiKey:
-        key = authenticate(request)
+    async def check(request: Request) -> ApiKey:
+        key = await authenticate(request)
         if key.role != "admin" and key.role not in roles:
             raise Forbidden(f"role {key.role!r} may not do this; needs one of {sorted({*roles, 'admin'})}")
         return key

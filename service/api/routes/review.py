@@ -17,7 +17,7 @@ from service.tables import Task
 router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
 
 
-def _sessions(request: Request) -> sessionmaker[Session]:
+async def _sessions(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessions
     return factory
 
