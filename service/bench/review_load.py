@@ -167,9 +167,12 @@ RUNS: tuple[dict[str, Any], ...] = (
     {"think_s": 0.0, "combined": True},
     {"think_s": 1.0, "combined": False},
     {"think_s": 1.0, "combined": True},
+    {"think_s": 1.0, "combined": False, "server_workers": 2},
+    {"think_s": 1.0, "combined": True, "server_workers": 2},
 )
 """Closed loops (the server's capacity) and reviewers pausing 1 s per item on average, each with two calls per
-item and with ?next=true (what the review page sends)."""
+item and with ?next=true (what the review page sends); the paused runs also with two uvicorn workers, one per
+core."""
 
 
 def run_suite(
