@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
 from service.pipeline import signals as sig
+from service.pipeline.cascade import split_by_confidence
 from service.pipeline.confidence import Calibration
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
@@ -160,17 +161,18 @@ def _cascade(
     machine: list[_Machine | None] = [None] * len(plan.texts)
     student_probs: FloatArray | None = None
     if plan.student_path is not None and plan.student_policy is not None:
-        threshold = plan.student_policy.threshold or 1.01
         student = ctx.student(plan.student_path)
         started = time.perf_counter()
         student_probs = student.predict_proba(plan.texts)
         ctx.student_speed.add(len(plan.texts), time.perf_counter() - started)
+        sure = set(split_by_confidence(probs=student_probs, threshold=plan.student_policy.threshold).student.tolist())
+        model = f"student:{student.version}"
         for index, row in enumerate(student_probs):
-            sure = float(row.max()) >= threshold
-            if sure or not plan.escalate_to_teacher:
+            if index in sure or not plan.escalate_to_teacher:
                 values = tuple(float(p) for p in row)
-                model = f"student:{student.version}"
-                machine[index] = _Machine("student", model, "", "", values, values, False, None, deferred=not sure)
+                machine[index] = _Machine(
+                    "student", model, "", "", values, values, False, None, deferred=index not in sure
+                )
     escalated = [index for index, scored in enumerate(machine) if scored is None]
     if escalated:
         teacher_scores, shots = _teacher(ctx, task, plan, pool, embeddings, escalated)

@@ -11,7 +11,7 @@ import numpy as np
 
 from service.db import transaction
 from service.jobs.context import WorkerContext
-from service.pipeline.cascade import fit_student_threshold, promotion_gate
+from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, promotion_gate
 from service.pipeline.metrics import classification_report, expected_calibration_error
 from service.pipeline.train_plan import plan_training
 from service.ports import TrainConfig
@@ -64,7 +64,7 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
         confidences=metrics.pop("confidences"), correct=metrics.pop("correct"), epsilon=task.epsilon, delta=task.delta
     )
     # No certified threshold means the student handles nothing on its own: every item still goes to the teacher.
-    metrics["threshold"] = certified.threshold if certified.threshold is not None else 1.01
+    metrics["threshold"] = certified.threshold if certified.threshold is not None else UNCERTIFIED_THRESHOLD
     metrics["threshold_error_bound"] = certified.error_bound
     metrics["gold_examples"] = len(plan.gold)
     metrics["gate_passed"] = promotion_gate(

@@ -43,6 +43,10 @@ class LevelReport(TypedDict):
     """Against gold, over the level's items that have gold; None where none has."""
 
 
+UNCERTIFIED_THRESHOLD = 1.01
+"""The threshold stored for a student whose threshold could not be certified: no probability reaches it."""
+
+
 def split_by_confidence(*, probs: npt.ArrayLike, threshold: float | None) -> CascadeSplit:
     """Split rows of ``probs`` (n, k) by the student's top probability; a None threshold escalates all."""
     p = np.asarray(probs, dtype=np.float64)
@@ -89,7 +93,7 @@ def student_policy(teacher: Policy, metrics: Mapping[str, Any]) -> Policy:
     (``metrics`` of the student version) replaces the teacher's, which was certified on the teacher's labels and
     says nothing about the student's; the task's audit share and veto limits stay. A student without a certified
     threshold (stored as above 1) has no label of its own accepted."""
-    threshold = float(metrics.get("threshold", 1.01))
+    threshold = float(metrics.get("threshold", UNCERTIFIED_THRESHOLD))
     bound = metrics.get("threshold_error_bound")
     return replace(
         teacher,
