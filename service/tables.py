@@ -77,8 +77,9 @@ class Item(Base):
     external_id: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
-    """float32 MiniLM embedding, written when the item is first scored (kNN few-shot, neighbour signals)."""
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    """float32 MiniLM embedding, written when the item is first scored (kNN few-shot, neighbour signals). Deferred:
+    the review queue loads an item on every call and needs its text, not 1.5 KB of floats; readers select it."""
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(20), default="queued")
     """queued -> accepted | review -> resolved."""

@@ -176,7 +176,7 @@ core."""
 
 
 def run_suite(
-    *, work_dir: Path, postgres_admin_url: str | None, reviewers: int = 20, duration_s: float = 15.0
+    *, work_dir: Path, postgres_admin_url: str | None, reviewers: int = 20, duration_s: float = 30.0
 ) -> list[dict[str, Any]]:
     """Every run of RUNS on a fresh SQLite file and, given `postgres_admin_url`, on a scratch PostgreSQL database."""
     results = []
