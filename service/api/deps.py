@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +33,11 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+MAX_ROW_ID = 2**31 - 1
+"""The largest id a row can have on both stores (the id columns are INTEGER, 32-bit on PostgreSQL): a larger one in
+a URL is a 422, not a driver overflow."""
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def presented_key(request: Request) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import Invalid
-from service.schemas import ItemIn
+from service.schemas import ItemIn, item_in
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -83,7 +83,7 @@ def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTas
             raise Invalid(
                 f"task {index} is annotated {label!r}, not one of {list(labels)}", field=f"{index}.annotations"
             )
-        imported.append(ImportedTask(ItemIn(id=str(ident), text=text, meta=meta), label))
+        imported.append(ImportedTask(item_in(ident=str(ident), text=text, meta=meta, field=str(index)), label))
     return imported
 
 

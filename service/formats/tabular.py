@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.errors import Invalid
-from service.schemas import ItemIn
+from service.schemas import ItemIn, item_in
 
 TableFormat = Literal["jsonl", "csv", "parquet", "hf"]
 TABLE_FORMATS: tuple[TableFormat, ...] = ("jsonl", "csv", "parquet", "hf")
@@ -102,7 +102,7 @@ def items_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[ItemIn]:
             raise Invalid(f"row {index} has no text", field=f"rows.{index}.text")
         ident = next((row[key] for key in ID_COLUMNS if row.get(key) not in (None, "")), f"row-{index}")
         meta = {key: _plain(value) for key, value in row.items() if key != "text" and key not in ID_COLUMNS}
-        items.append(ItemIn(id=str(ident), text=text, meta=meta))
+        items.append(item_in(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"))
     return items
 
 

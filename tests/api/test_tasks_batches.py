@@ -121,3 +121,59 @@ def test_task_validation(client: TestClient, client_headers: dict[str, str]) -> 
     assert client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers).status_code == 201
     assert client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers).status_code == 409
     assert client.get("/v1/tasks/unknown", headers=client_headers).status_code == 404
+
+
+def test_ids_past_the_id_range_and_odd_cursors_are_422s(
+    client: TestClient, client_headers: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    """Found by schemathesis: a path id past the id columns' range overflowed the database driver (500)."""
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    batch = client.post("/v1/tasks/sms/batches", json={"items": _items(2)}, headers=client_headers).json()
+    huge = str(2**31)
+    for method, path in (
+        ("GET", f"/v1/jobs/{huge}"),
+        ("GET", f"/v1/tasks/sms/batches/{huge}"),
+        ("POST", f"/v1/tasks/sms/review/{huge}/skip"),
+        ("POST", f"/v1/tasks/sms/adjudication/{huge}"),
+        ("GET", "/v1/tasks/sms/batches/0"),
+    ):
+        answer = client.request(method, path, headers=admin_headers, json={"label": "ham"})
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    assert client.get(f"/v1/tasks/sms/batches/{2**31 - 1}", headers=client_headers).status_code == 404
+    for cursor in (huge, str(2**63), "²", "-1", "1" * 40):
+        page = client.get(
+            f"/v1/tasks/sms/batches/{batch['id']}/labels", params={"cursor": cursor}, headers=client_headers
+        )
+        assert page.status_code == 422 and page.json()["field"] == "cursor", cursor
+
+
+def test_nul_and_unpaired_surrogates_are_422s_and_store_nothing(
+    client: TestClient, client_headers: dict[str, str]
+) -> None:
+    """Found by schemathesis: PostgreSQL refuses NUL in text and JSON columns, and a lone surrogate is not UTF-8;
+    both reached the database and came back as 500s."""
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    for item in (
+        {"id": "a\x00b", "text": "hello"},
+        {"id": "a", "text": "he\x00llo"},
+        {"id": "a", "text": "hello", "meta": {"k\x00": 1}},
+        {"id": "a", "text": "hello", "meta": {"k": ["x", {"y": "\x00"}]}},
+    ):
+        answer = client.post("/v1/tasks/sms/batches", json={"items": [item]}, headers=client_headers)
+        assert answer.status_code == 422, answer.text
+        assert "NUL" in answer.json()["detail"] and "\x00" not in answer.json()["detail"]
+    # A lone surrogate can only arrive as a JSON escape.
+    lone = b'{"items": [{"id": "a", "text": "bad \\ud800 text"}]}'
+    answer = client.post(
+        "/v1/tasks/sms/batches", content=lone, headers={**client_headers, "content-type": "application/json"}
+    )
+    assert answer.status_code == 422 and "items.0.text" in answer.json()["detail"]
+    csv_body = b"id,text\nr1,fine\nr2,has \x00 nul\n"
+    imported = client.post("/v1/tasks/sms/import?format=csv", content=csv_body, headers=client_headers)
+    assert imported.status_code == 422 and imported.json()["field"] == "rows.1", imported.text
+    studio = b'[{"id": 1, "data": {"text": "ok \\u0000"}}]'
+    imported = client.post("/v1/tasks/sms/import?format=labelstudio", content=studio, headers=client_headers)
+    assert imported.status_code == 422 and imported.json()["field"] == "0", imported.text
+    assert client.get("/v1/tasks/sms", headers=client_headers).status_code == 200
+    assert client.post("/v1/tasks/sms/batches", json={"items": _items(1)}, headers=client_headers).status_code == 202

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from service.api.deps import ClientDep, SessionDep, SettingsDep
+from service.api.deps import MAX_ROW_ID, ClientDep, RowId, SessionDep, SettingsDep
 from service.errors import Invalid
 from service.schemas import BatchCreate, BatchPublic, LabelPage, LabelPublic
 from service.store import batches, tasks
@@ -64,7 +65,7 @@ def create_batch(
 
 
 @router.get("/{batch_id}", response_model=BatchPublic)
-def read_batch(task: str, batch_id: int, request: Request, session: SessionDep, _key: ClientDep) -> BatchPublic:
+def read_batch(task: str, batch_id: RowId, request: Request, session: SessionDep, _key: ClientDep) -> BatchPublic:
     task_row = tasks.get_task(session, task)
     return batch_public(request, session, task_row, batches.get_batch(session, task_row, batch_id))
 
@@ -87,7 +88,7 @@ def label_public(row: LabeledItem) -> LabelPublic:
 @router.get("/{batch_id}/labels", response_model=LabelPage)
 def read_labels(
     task: str,
-    batch_id: int,
+    batch_id: RowId,
     session: SessionDep,
     _key: ClientDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -95,7 +96,8 @@ def read_labels(
 ) -> LabelPage:
     task_row = tasks.get_task(session, task)
     batch = batches.get_batch(session, task_row, batch_id)
-    if cursor is not None and not cursor.isdigit():
+    # ASCII digits only ("²".isdigit() is true) and within a row id, so int() and the driver cannot fail.
+    if cursor is not None and not (re.fullmatch(r"[0-9]{1,10}", cursor) and int(cursor) <= MAX_ROW_ID):
         raise Invalid("cursor must be a next_cursor value from an earlier page", field="cursor")
     rows = batches.labeled_items(session, batch, after_id=int(cursor or 0), limit=limit)
     next_cursor = str(rows[-1].item.id) if len(rows) == limit else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import ReaderDep, SessionDep
+from service.api.deps import ReaderDep, RowId, SessionDep
 from service.schemas import JobPublic
 from service.store import jobs
 
@@ -12,5 +12,5 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: int, session: SessionDep, _key: ReaderDep) -> JobPublic:
+def read_job(job_id: RowId, session: SessionDep, _key: ReaderDep) -> JobPublic:
     return JobPublic.model_validate(jobs.get_job(session, job_id), from_attributes=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.deps import ReviewerDep, SessionDep, SettingsDep
+from service.api.deps import ReviewerDep, RowId, SessionDep, SettingsDep
 from service.api.review_schemas import ProgressPublic, ReviewLeasePublic, TaskCounts, VotePublic
 from service.db import transaction
 from service.schemas import ResolveIn
@@ -85,7 +85,7 @@ def progress(task: str, session: SessionDep, key: ReviewerDep) -> ProgressPublic
 @router.post("/{item_id}/resolve", response_model=VotePublic)
 def resolve(
     task: str,
-    item_id: int,
+    item_id: RowId,
     body: ResolveIn,
     sessions: SessionsDep,
     settings: SettingsDep,
@@ -112,5 +112,5 @@ def resolve(
 
 
 @router.post("/{item_id}/skip", status_code=status.HTTP_204_NO_CONTENT)
-def skip(task: str, item_id: int, session: SessionDep, key: ReviewerDep) -> None:
+def skip(task: str, item_id: RowId, session: SessionDep, key: ReviewerDep) -> None:
     review.skip(session, task=review_team.task_for(session, key, task), item_id=item_id, reviewer=key.name)

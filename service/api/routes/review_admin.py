@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.api.deps import AdminDep, ReviewerDep, SessionDep
+from service.api.deps import AdminDep, ReviewerDep, RowId, SessionDep
 from service.api.review_schemas import (
     AccuracyPublic,
     AdjudicateIn,
@@ -122,7 +122,7 @@ def adjudication_queue(task: str, session: SessionDep, _key: AdminDep) -> list[D
 
 
 @router.post("/v1/tasks/{task}/adjudication/{item_id}", response_model=VotePublic)
-def adjudicate(task: str, item_id: int, body: AdjudicateIn, session: SessionDep, key: AdminDep) -> VotePublic:
+def adjudicate(task: str, item_id: RowId, body: AdjudicateIn, session: SessionDep, key: AdminDep) -> VotePublic:
     label = review_quality.adjudicate(
         session, task=tasks.get_task(session, task), item_id=item_id, adjudicator=key.name, label=body.label
     )
