@@ -51,7 +51,8 @@ KEY_CACHE_S = 10.0
 """Known keys are remembered this long, so a request does not spend a transaction on authentication."""
 
 
-def _find_key(factory: sessionmaker[Session], plain: str) -> ApiKey | None:
+def lookup_key(factory: sessionmaker[Session], plain: str) -> ApiKey | None:
+    """The key whose plain text is `plain`, read in a session of its own; None if it is not known."""
     with factory() as session:
         return keys.find_key(session, plain)
 
@@ -65,7 +66,7 @@ async def authenticate(request: Request) -> ApiKey:
     cached = cache.get(digest)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    key = await run_in_threadpool(_find_key, request.app.state.sessions, plain)
+    key = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
     if key is None:
         raise Unauthorized("this API key is not known")
     cache[digest] = (time.monotonic() + KEY_CACHE_S, key)

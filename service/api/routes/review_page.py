@@ -11,9 +11,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.deps import SESSION_COOKIE, presented_key
+from service.api.deps import SESSION_COOKIE, lookup_key, presented_key
 from service.errors import Forbidden, NotFound
-from service.store import keys, review, review_team
+from service.store import review, review_team
 from service.tables import ApiKey
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
@@ -30,9 +30,7 @@ def _reviewer(request: Request) -> ApiKey | None:
     plain = presented_key(request)
     if not plain:
         return None
-    factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
-        key = keys.find_key(session, plain)
+    key = lookup_key(request.app.state.sessions, plain)
     return key if key is not None and key.role in PAGE_ROLES else None
 
 
@@ -61,9 +59,7 @@ async def login(request: Request) -> Response:
     # A plain urlencoded form: one field, parsed here so the page needs no form library.
     form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
     plain = (form.get("key") or [""])[0].strip()
-    factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
-        key = keys.find_key(session, plain) if plain else None
+    key = lookup_key(request.app.state.sessions, plain) if plain else None
     if key is None:
         return _login_page(request, "This API key is not known.", status.HTTP_401_UNAUTHORIZED)
     if key.role not in PAGE_ROLES:
