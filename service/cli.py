@@ -296,6 +296,9 @@ def bench_quality(
     seeds: int = 20,
     limit: Annotated[int, typer.Option(help="Items evaluated (a seeded subset).")] = 1000,
     pool: Annotated[int, typer.Option(help="Labeled items kept aside for the teacher's few-shot examples.")] = 200,
+    template: Annotated[
+        str, typer.Option(help="Prompt template under prompts/ (classify/plain for base models).")
+    ] = "classify/chatml",
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy against reviews spent.")] = None,
 ) -> None:
@@ -304,6 +307,7 @@ def bench_quality(
     from service.bench.knn_teacher import knn_teacher_scores, split_pool
     from service.bench.quality import run_quality_bench
     from service.datasets import DataError
+    from service.pipeline.render import check_template
 
     _check_data(data)
     settings = get_settings()
@@ -316,8 +320,11 @@ def bench_quality(
             seed=seed,
             out_dir=settings.cache_dir / "bench-data",
         )
+        check_template(template, settings.prompts_dir)
         embedder = make_embedder(settings)
-        scores = knn_teacher_scores(make_teacher(settings), embedder, pool=pool_pairs, settings=settings)
+        scores = knn_teacher_scores(
+            make_teacher(settings), embedder, pool=pool_pairs, settings=settings, template=template
+        )
         result = run_quality_bench(
             rest,
             "text",
@@ -330,6 +337,7 @@ def bench_quality(
             seed=seed,
             seeds=seeds,
             embed=embedder.embed,
+            labeled=pool_pairs,
             limit=limit,
             json_out=json_out,
             plot_out=plot,

@@ -1,8 +1,8 @@
 """`understudy bench quality`: the confidence filter against its baselines on a labeled JSONL/CSV file.
 
 The teacher scores every item once (``teacher_scores``, cached by ``cached_scores``); the labeling loop is
-then simulated over seeds with a reviewer drawn from gold: diverse seed reviews -> calibration -> uniform
-cold-start reviews -> certified policy -> route -> audits and priority reviews within the budget. Baselines
+then simulated over seeds with a reviewer drawn from gold: seed reviews of the likeliest errors -> calibration
+-> uniform cold-start reviews -> certified policy -> route -> audits and priority reviews within the budget. Baselines
 spend the same budget: accept every teacher label, random review, a plain max-probability threshold.
 ``data`` is a .jsonl/.csv/.parquet file or ``builtin:<name>`` (see service.datasets).
 """
@@ -99,6 +99,7 @@ def run_quality_bench(
     calibration_share: float = 0.3,
     baseline_threshold: float = 0.9,
     embed: Embed | None = None,
+    labeled: Sequence[tuple[str, str]] = (),
     limit: int | None = None,
     json_out: Path | None = None,
     plot_out: Path | None = None,
@@ -111,11 +112,14 @@ def run_quality_bench(
     object per baseline (``accept_all``, ``random_review``, ``max_prob_threshold``), ``per_seed`` rows,
     the accuracy-vs-reviews ``curve`` and a markdown ``table``. ``plot_out`` gets the curve as a PNG.
 
-    The filter spends ``seed_reviews`` on a diverse seed (calibration), ``calibration_share`` of the rest
+    The filter spends ``seed_reviews`` on the head of its review queue (the labels most likely wrong; the
+    calibration is fitted on them), ``calibration_share`` of the rest
     on uniform cold-start reviews among items that could ever be accepted (the policy's sample), and the
     remainder on the review queue (priority order, audits included). Unreviewed items keep the machine
     label in ``final_accuracy``. ``embed`` (optional) enables the neighbour and out-of-distribution
-    signals, the diverse seed and density; ``limit`` keeps a seeded random subset of that many items.
+    signals and density; ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot
+    pool), the service's labeled neighbours from the start; ``limit`` keeps a seeded random subset of that many
+    items.
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]
@@ -130,11 +134,16 @@ def run_quality_bench(
     if probs.shape != (len(texts), len(names)):
         raise ValueError(f"teacher_scores gave shape {probs.shape}, expected {(len(texts), len(names))}")
     embeddings = None if embed is None else np.asarray(embed(texts), dtype=np.float64)
+    known = [(text, names.index(label)) for text, label in labeled if label in names]
     pool = Pool(
         probs=probs,
         gold=gold,
         embeddings=embeddings,
         density=np.full(len(texts), 0.5) if embeddings is None else density(embeddings=embeddings),
+        labeled_embeddings=(
+            None if embed is None or not known else np.asarray(embed([t for t, _ in known]), dtype=np.float64)
+        ),
+        labeled_labels=np.array([label for _, label in known], dtype=np.int64) if known else None,
     )
     config = RunConfig(
         epsilon=epsilon,

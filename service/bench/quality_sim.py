@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.confidence import fit_calibration
-from service.pipeline.policy import DEFAULT_GRID, candidate_floor, fit_policy
-from service.pipeline.review_order import diverse_seed, review_priority
+from service.pipeline.policy import DEFAULT_GRID, candidate_floor, fit_policy, min_certifiable
+from service.pipeline.review_order import review_priority, wrong_chance
 from service.pipeline.route import Signals, route, veto_reasons
 from service.pipeline.signals import margin, neighbour_disagreement, ood_distance
 from service.ports import FloatArray
@@ -32,6 +32,10 @@ class Pool:
     embeddings: FloatArray | None
     density: FloatArray
     """Representativeness of each item in [0, 1]; all 0.5 without embeddings."""
+    labeled_embeddings: FloatArray | None = None
+    """Items labeled before the run (the teacher's few-shot pool), which the service holds as labeled
+    neighbours from the start; None or empty when there are none."""
+    labeled_labels: IntArray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Outcome:
     audit_reviews: int = 0
     audit_errors: int = 0
     cold_start_reviews: int = 0
-    """Diverse seed plus uniform cold-start reviews, spent before anything could be accepted."""
+    """Seed plus uniform cold-start reviews, spent before anything could be accepted."""
 
     def metrics(self, gold: IntArray, epsilon: float) -> dict[str, float | int | None]:
         n_accepted = int(self.accepted.sum())
@@ -111,20 +115,24 @@ def _finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: np
 
 
 def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
-    """The confidence filter: diverse seed, calibration, uniform cold-start sample, certified policy, route,
-    then the review queue in priority order (audits included) until the budget is spent."""
+    """The confidence filter: seed reviews of the likeliest errors, calibration, uniform cold-start sample,
+    certified policy, route, then the review queue in priority order (audits included) until the budget is spent."""
 
     n = int(pool.probs.shape[0])
     budget = min(config.review_budget, n)
     log_probs = np.log(np.clip(pool.probs, 1e-12, 1.0))
     n_seed = min(config.seed_reviews, budget)
-    if pool.embeddings is not None:
-        seed_idx = np.asarray(diverse_seed(embeddings=pool.embeddings, k=n_seed, seed=int(rng.integers(2**31))))
-    else:
-        seed_idx = rng.choice(n, n_seed, replace=False)
-    seed_idx = seed_idx.astype(np.int64)
-    # Fitted on the seed only, so the policy below is tested on reviews the calibration never saw.
-    calibration = fit_calibration(logits_or_logprobs=log_probs[seed_idx], labels=reviewer[seed_idx])
+    # The seed is the head of the review queue before any review: the labels most likely wrong by the
+    # teacher's raw confidence and the labeled neighbours, so the reviews that fit the calibration also fix
+    # errors. Its choice uses no review outcome, so the uniform sample drawn after it stays valid.
+    raw_machine = pool.probs.argmax(axis=1).astype(np.int64)
+    no_reviews = np.zeros(0, dtype=np.int64)
+    first = _priorities(pool, _signals(pool, pool.probs, raw_machine, no_reviews, reviewer), np.zeros(n, dtype=bool))
+    seed_idx = np.lexsort((rng.random(n), -first))[:n_seed].astype(np.int64)
+    # Fitted on the seed only, so the policy below is tested on reviews the calibration never saw. The seed
+    # is chosen for being likely wrong, so a per-label bias fitted on it would learn that sample's errors and
+    # flip labels the teacher has right: only the temperature is fitted, which keeps every item's label.
+    calibration = fit_calibration(logits_or_logprobs=log_probs[seed_idx], labels=reviewer[seed_idx], fit_bias=False)
     probs = calibration.apply(log_probs)
     machine = probs.argmax(axis=1).astype(np.int64)
     confidence = probs.max(axis=1)
@@ -133,6 +141,8 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
     floor = candidate_floor(confidences=np.delete(confidence, seed_idx), epsilon=config.epsilon)
     rest = np.setdiff1d(np.flatnonzero(confidence >= floor), seed_idx)
     n_cal = min(round(config.calibration_share * (budget - n_seed)), rest.size)
+    if n_cal < min_certifiable(epsilon=config.epsilon, delta=config.delta):
+        n_cal = 0  # too few to certify any threshold: those reviews go to the likeliest errors instead
     cal_idx = rng.choice(rest, n_cal, replace=False).astype(np.int64)
     reviewed = np.zeros(n, dtype=bool)
     reviewed[seed_idx] = reviewed[cal_idx] = True
@@ -160,18 +170,12 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
         accepted[i] = decision.accept
         audit[i] = decision.reasons == ("audit_sample",)
     waiting = np.flatnonzero(~reviewed & ~accepted)
-    priority = np.array(
-        [review_priority(confidence=confidence[i], density=pool.density[i], audit=bool(audit[i])) for i in waiting]
-    )
+    priority = _priorities(pool, signals, audit)[waiting]
     # Ties (for example equal audit priority) are broken at random, not by position in the file.
     queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
     spent = queue[: budget - n_seed - n_cal].astype(np.int64)
     order = np.concatenate([seed_idx, cal_idx, spent]).astype(np.int64)
-    # Items still waiting keep a machine label; refit on every review so far, as the service does.
-    refit = fit_calibration(logits_or_logprobs=log_probs[order], labels=reviewer[order])
-    waiting_now = ~accepted
-    machine = machine.copy()
-    machine[waiting_now] = refit.apply(log_probs[waiting_now]).argmax(axis=1)
+    # Items still waiting keep the teacher's label (a temperature does not change which label is on top).
     outcome = _finish(machine, order, reviewer, accepted)
     audited = spent[audit[spent]]
     return Outcome(
@@ -190,18 +194,20 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
 def _signals(
     pool: Pool, probs: FloatArray, machine: IntArray, labeled_idx: IntArray, reviewer: IntArray
 ) -> list[Signals]:
-    """Each item's signals; neighbours and distance are against the reviewed items (not the item itself)."""
+    """Each item's signals; neighbours and distance are against the labeled pool and the reviewed items (not
+    the item itself)."""
     n = probs.shape[0]
     confidence, margins = probs.max(axis=1), margin(probs=probs)
     disagreement = distance = np.full(n, np.nan)
-    if pool.embeddings is not None and labeled_idx.size >= 2:
+    known = _labeled_pool(pool)
+    if pool.embeddings is not None and known[0].shape[0] + labeled_idx.size >= 2:
         self_index = np.full(n, -1, dtype=np.int64)
-        self_index[labeled_idx] = np.arange(labeled_idx.size)
-        labeled_emb = pool.embeddings[labeled_idx]
+        self_index[labeled_idx] = known[0].shape[0] + np.arange(labeled_idx.size)
+        labeled_emb = np.vstack([known[0], pool.embeddings[labeled_idx]])
         disagreement = neighbour_disagreement(
             query_emb=pool.embeddings,
             labeled_emb=labeled_emb,
-            labeled_labels=reviewer[labeled_idx],
+            labeled_labels=np.concatenate([known[1], reviewer[labeled_idx]]),
             predicted=machine,
             k=NEIGHBOURS,
             self_index=self_index,
@@ -216,6 +222,34 @@ def _signals(
         )
         for i in range(n)
     ]
+
+
+def _labeled_pool(pool: Pool) -> tuple[FloatArray, IntArray]:
+    """Embeddings and labels of the items labeled before the run (empty arrays when there are none)."""
+    if pool.embeddings is None or pool.labeled_embeddings is None or pool.labeled_labels is None:
+        width = 0 if pool.embeddings is None else pool.embeddings.shape[1]
+        return np.empty((0, width)), np.zeros(0, dtype=np.int64)
+    return pool.labeled_embeddings, pool.labeled_labels
+
+
+def _priorities(pool: Pool, signals: list[Signals], audit: npt.NDArray[np.bool_]) -> FloatArray:
+    """Review priority of every item, as the service's review queue orders them."""
+    k = int(pool.probs.shape[1])
+    return np.array(
+        [
+            review_priority(
+                wrong_chance=wrong_chance(
+                    confidence=s.confidence,
+                    neighbour_disagreement=s.neighbour_disagreement,
+                    n_labels=k,
+                    neighbours=NEIGHBOURS,
+                ),
+                density=float(pool.density[i]),
+                audit=bool(audit[i]),
+            )
+            for i, s in enumerate(signals)
+        ]
+    )
 
 
 def run_random_review(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:

@@ -19,7 +19,7 @@ from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
-from service.pipeline.review_order import explain_priority, review_priority
+from service.pipeline.review_order import explain_priority, review_priority, wrong_chance
 from service.pipeline.route import STUDENT_UNSURE, Decision, Signals, route
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
@@ -108,7 +108,17 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
         audit = "audit_sample" in decision.reasons
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
         draw = uniform if "cold_start" in decision.reasons else None
-        order: dict[str, Any] = {"density": float(density[index]), "audit": audit, "cold_start_draw": draw}
+        order: dict[str, Any] = {
+            "wrong_chance": wrong_chance(
+                confidence=signals.confidence,
+                neighbour_disagreement=signals.neighbour_disagreement,
+                n_labels=len(task.label_names),
+                neighbours=min(NEIGHBOURS, len(pool)),
+            ),
+            "density": float(density[index]),
+            "audit": audit,
+            "cold_start_draw": draw,
+        }
         recorded: dict[str, Any] = {k: v for k, v in vars(signals).items() if v is not None}
         if scored.shots is not None:
             recorded["shots"] = scored.shots
@@ -129,8 +139,8 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 confidence=signals.confidence,
                 decision=decision,
                 signals=recorded,
-                priority=review_priority(confidence=signals.confidence, **order),
-                priority_explanation=explain_priority(confidence=signals.confidence, **order),
+                priority=review_priority(**order),
+                priority_explanation=explain_priority(**order),
             )
         )
     return results

@@ -52,6 +52,13 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def check_template(template_name: str, prompts_dir: Path) -> None:
+    """Raise ValueError naming the available templates when prompts/<template_name>.j2 does not exist."""
+    if not (prompts_dir / f"{template_name}.j2").is_file():
+        available = sorted(str(p.relative_to(prompts_dir).with_suffix("")) for p in prompts_dir.rglob("*.j2"))
+        raise ValueError(f"no prompt template {template_name!r}; available: {available}")
+
+
 def template_source(template_name: str, prompts_dir: Path) -> str:
     """The source text of prompts/<template_name>.j2 (e.g. "classify/chatml")."""
     env = _environment(prompts_dir)

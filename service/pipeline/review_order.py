@@ -1,8 +1,10 @@
-"""Which item a human should review next, and why; and which items to review first of all (cold start).
+"""Which item a human should review next, and why.
 
-Items are ordered by their chance of being wrong (1 - calibrated confidence), weighted by how typical they
-are (density in embedding space): a review of a typical item fixes its label and, as a few-shot neighbour
-for the teacher, helps the many items like it. Random audit samples of accepted labels sit at a fixed
+Items are ordered by their chance of being wrong, weighted by how typical they are (density in embedding
+space): a review of a likely-wrong label is a fixed error, and a review of a typical item, as a few-shot
+neighbour for the teacher, helps the many items like it. The chance of being wrong combines the calibrated
+confidence with the labels of the item's nearest labeled neighbours (`wrong_chance`): where the teacher and
+the neighbours disagree, one of them is wrong. Random audit samples of accepted labels sit at a fixed
 priority: after labels that are likely wrong, before labels that are probably right. Audits measure the
 error of accepted labels without bias, so the bound can be checked and refitted; among themselves they
 tie, and ties must be broken at random so that any subset reviewed is still a uniform sample.
@@ -21,28 +23,48 @@ AUDIT_PRIORITY = 0.15
 _CHUNK = 1024
 
 
+def wrong_chance(*, confidence: float, neighbour_disagreement: float | None, n_labels: int, neighbours: int) -> float:
+    """The chance that the machine label is wrong, given its calibrated confidence and its neighbours.
+
+    ``neighbour_disagreement`` is the share of the ``neighbours`` nearest labeled items whose label differs
+    from the machine label (None when nothing is labeled yet: then 1 - confidence). Their votes are a second
+    opinion, taken as independent of the teacher's (naive Bayes): each side's odds are multiplied by its
+    add-one smoothed vote share, the disagreeing votes spread evenly over the other labels. On the benchmark
+    pools, teacher/neighbour disagreement marked errors at 79% (SMS Spam) and 65% (TREC) against 17% and 53%
+    for labels under 0.9 confidence.
+    """
+    wrong = min(max(1.0 - confidence, 0.0), 1.0)
+    if neighbour_disagreement is None or neighbours < 1 or n_labels < 2:
+        return wrong
+    against = min(max(neighbour_disagreement, 0.0), 1.0) * neighbours
+    for_label = (neighbours - against + 1.0) / (neighbours + n_labels)
+    per_other = (against + n_labels - 1.0) / ((n_labels - 1.0) * (neighbours + n_labels))
+    odds_right, odds_wrong = (1.0 - wrong) * for_label, wrong * per_other
+    return odds_wrong / (odds_right + odds_wrong) if odds_right + odds_wrong > 0 else wrong
+
+
 def review_priority(
-    *, confidence: float, density: float, audit: bool = False, cold_start_draw: float | None = None
+    *, wrong_chance: float, density: float, audit: bool = False, cold_start_draw: float | None = None
 ) -> float:
     """Priority of an item waiting for review (higher first).
 
-    ``confidence`` is the calibrated probability of the machine label (its chance of being right),
-    ``density`` the item's representativeness in [0, 1] (see ``density``). Returns 1 + ``cold_start_draw``
-    for an item routed in cold start (give a uniform draw in [0, 1) fixed per item), so cold-start reviews
-    come first and in random order: they are the uniform sample that certifies the first threshold.
-    Returns AUDIT_PRIORITY for an audit sample, else (1 - confidence) * (0.75 + 0.25 * density), in [0, 1]:
-    uncertainty leads, since a review of a likely-wrong label is a fixed error; typicality breaks near-ties.
+    ``wrong_chance`` is the machine label's chance of being wrong (see ``wrong_chance``), ``density`` the
+    item's representativeness in [0, 1] (see ``density``). Returns 1 + ``cold_start_draw`` for an item routed
+    in cold start (give a uniform draw in [0, 1) fixed per item), so cold-start reviews come first and in
+    random order: they are the uniform sample that certifies the first threshold. Returns AUDIT_PRIORITY for
+    an audit sample, else wrong_chance * (0.75 + 0.25 * density), in [0, 1]: uncertainty leads, typicality
+    breaks near-ties.
     """
     if cold_start_draw is not None:
         return 1.0 + min(max(cold_start_draw, 0.0), 1.0)
     if audit:
         return AUDIT_PRIORITY
-    uncertainty = min(max(1.0 - confidence, 0.0), 1.0)
+    uncertainty = min(max(wrong_chance, 0.0), 1.0)
     return uncertainty * (0.75 + 0.25 * min(max(density, 0.0), 1.0))
 
 
 def explain_priority(
-    *, confidence: float, density: float, audit: bool = False, cold_start_draw: float | None = None
+    *, wrong_chance: float, density: float, audit: bool = False, cold_start_draw: float | None = None
 ) -> str:
     """One sentence saying why the item sits where it does in the review queue."""
     if cold_start_draw is not None:
@@ -57,8 +79,9 @@ def explain_priority(
         )
     typical = "typical of many items" if density >= 0.5 else "unlike most items"
     return (
-        f"Machine label has a {1.0 - confidence:.0%} chance of being wrong and the item is {typical} "
-        f"(density {density:.2f}); priority {review_priority(confidence=confidence, density=density):.3f}."
+        f"Machine label has a {wrong_chance:.0%} chance of being wrong (by its confidence and its nearest "
+        f"labeled items) and the item is {typical} (density {density:.2f}); "
+        f"priority {review_priority(wrong_chance=wrong_chance, density=density):.3f}."
     )
 
 
@@ -81,28 +104,3 @@ def density(*, embeddings: npt.ArrayLike, k: int = 10) -> FloatArray:
         out[start : start + _CHUNK] = -top.mean(axis=1)
     result: FloatArray = np.clip(out, 0.0, 1.0)
     return result
-
-
-def diverse_seed(*, embeddings: npt.ArrayLike, k: int, seed: int) -> list[int]:
-    """k item indices spread over the embedding space (k-means++ seeding on cosine distance).
-
-    The first item is drawn uniformly; each next one with probability proportional to its squared
-    cosine distance to the nearest item already picked, so clusters are covered and duplicates are not.
-    Returns fewer than k indices only when the pool holds fewer than k distinct items.
-    """
-    unit = unit_rows(embeddings)
-    n = unit.shape[0]
-    rng = np.random.default_rng(seed)
-    if n == 0 or k <= 0:
-        return []
-    picked = [int(rng.integers(n))]
-    nearest = np.clip(1.0 - unit @ unit[picked[0]], 0.0, None)
-    while len(picked) < min(k, n):
-        weights = nearest**2
-        total = weights.sum()
-        if total <= 1e-12:
-            break
-        choice = int(rng.choice(n, p=weights / total))
-        picked.append(choice)
-        nearest = np.minimum(nearest, np.clip(1.0 - unit @ unit[choice], 0.0, None))
-    return picked

@@ -44,3 +44,14 @@ def test_export_and_import_refuse_bad_input(runner: CliRunner, tmp_path: Path) -
     assert no_task.exit_code == 2 and "no task named 'nope'" in no_task.output
     missing = runner.invoke(app, ["import", str(tmp_path / "none.jsonl"), "--task", "t"])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_bench_quality_refuses_an_unknown_template(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNDERSTUDY_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"text": "message {i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(20)))
+    result = runner.invoke(app, ["bench", "quality", "--data", str(data), "--pool", "4", "--template", "classify/nope"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no prompt template 'classify/nope'" in result.output and "classify/chatml" in result.output

@@ -1,12 +1,13 @@
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from service.bench.quality import cached_scores, content_key, quality_table, run_quality_bench
-from service.bench.quality_sim import simulate_reviewer
+from service.bench.quality_sim import Pool, RunConfig, run_filter, simulate_reviewer
 
 
 class SyntheticTeacher:
@@ -160,3 +161,41 @@ def test_table_has_a_row_per_method_and_dataset() -> None:
     }
     table = quality_table([result, {**result, "dataset": "e"}])
     assert table.count("| d |") == 4 and table.count("| e |") == 4 and "99.0%" in table
+
+
+def test_the_filter_reviews_first_the_labels_its_labeled_neighbours_contradict() -> None:
+    rng = np.random.default_rng(5)
+    gold = np.repeat([0, 1], 100)
+    embeddings = np.eye(8)[gold] + 0.05 * rng.normal(size=(200, 8))
+    wrong = rng.choice(200, 20, replace=False)
+    machine = gold.copy()
+    machine[wrong] = 1 - machine[wrong]
+    # Confidence alone cannot tell the 20 errors apart: it is drawn the same way for every item.
+    confidence = rng.uniform(0.9, 0.99, size=(200, 1))
+    probs = np.where(np.eye(2)[machine] == 1, confidence, 1 - confidence)
+    labeled_gold = np.repeat([0, 1], 25)
+    config = RunConfig(
+        epsilon=0.05,
+        delta=0.1,
+        review_budget=20,
+        reviewer_noise=0.0,
+        audit_share=0.05,
+        seed_reviews=20,
+        calibration_share=0.3,
+        baseline_threshold=0.9,
+    )
+    with_pool = Pool(
+        probs=probs,
+        gold=gold,
+        embeddings=embeddings,
+        density=np.full(200, 0.5),
+        labeled_embeddings=np.eye(8)[labeled_gold] + 0.05 * rng.normal(size=(50, 8)),
+        labeled_labels=labeled_gold,
+    )
+    outcome = run_filter(with_pool, config, np.random.default_rng(0), gold)
+    assert set(outcome.review_order.tolist()) == set(wrong.tolist())
+    assert (outcome.final == gold).all()
+    without = run_filter(
+        replace(with_pool, labeled_embeddings=None, labeled_labels=None), config, np.random.default_rng(0), gold
+    )
+    assert (without.final == gold).mean() < 0.95

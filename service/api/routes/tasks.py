@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service.api.deps import ClientDep, ReaderDep, SessionDep, SettingsDep
 from service.errors import Invalid
+from service.pipeline.render import check_template
 from service.schemas import TaskCreate, TaskPublic
 from service.store import tasks
 from service.tables import Task
@@ -31,11 +32,10 @@ def task_public(task: Task) -> TaskPublic:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
 def create_task(body: TaskCreate, session: SessionDep, settings: SettingsDep, _key: ClientDep) -> TaskPublic:
-    if not (settings.prompts_dir / f"{body.template}.j2").is_file():
-        available = sorted(
-            str(p.relative_to(settings.prompts_dir).with_suffix("")) for p in settings.prompts_dir.rglob("*.j2")
-        )
-        raise Invalid(f"no prompt template {body.template!r}; available: {available}", field="template")
+    try:
+        check_template(body.template, settings.prompts_dir)
+    except ValueError as error:
+        raise Invalid(str(error), field="template") from error
     return task_public(tasks.create_task(session, body))
 
 
