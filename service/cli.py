@@ -304,7 +304,7 @@ def bench_quality(
 ) -> None:
     """The confidence filter on real data, with the baselines, over seeded runs (reviewer simulated from gold)."""
     from service.backends.factory import make_embedder, make_teacher
-    from service.bench.knn_teacher import knn_teacher_scores, split_pool
+    from service.bench.knn_teacher import knn_pool_scores, knn_teacher_scores, split_pool
     from service.bench.quality import run_quality_bench
     from service.datasets import DataError
     from service.pipeline.render import check_template
@@ -321,10 +321,9 @@ def bench_quality(
             out_dir=settings.cache_dir / "bench-data",
         )
         check_template(template, settings.prompts_dir)
-        embedder = make_embedder(settings)
-        scores = knn_teacher_scores(
-            make_teacher(settings), embedder, pool=pool_pairs, settings=settings, template=template
-        )
+        embedder, teacher = make_embedder(settings), make_teacher(settings)
+        scores = knn_teacher_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template)
+        pool_scores = knn_pool_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template)
         result = run_quality_bench(
             rest,
             "text",
@@ -338,6 +337,7 @@ def bench_quality(
             seeds=seeds,
             embed=embedder.embed,
             labeled=pool_pairs,
+            labeled_scores=pool_scores,
             limit=limit,
             json_out=json_out,
             plot_out=plot,

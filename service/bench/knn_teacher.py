@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service.bench.quality import TeacherScores, cached_scores, content_key
+from service.bench.quality import LabeledScores, TeacherScores, cached_scores, content_key
 from service.config import Settings
 from service.datasets import read_labeled, write_jsonl
 from service.pipeline.calibrate import batch_calibrate, batch_prior
 from service.pipeline.render import few_shot_examples
-from service.pipeline.teacher_scoring import score_items
+from service.pipeline.teacher_scoring import score_items, score_leave_one_out
 from service.ports import Embedder, Example, FloatArray, LabelDef, TaskDef, Teacher
 
 CHUNK = 32
@@ -79,5 +79,41 @@ def knn_teacher_scores(
             return calibrated
 
         return cached_scores(settings.cache_dir / "bench-scores", key, compute) if cache else compute()
+
+    return scores
+
+
+def knn_pool_scores(
+    teacher: Teacher,
+    embedder: Embedder,
+    *,
+    pool: Sequence[tuple[str, str]],
+    settings: Settings,
+    template: str = "classify/chatml",
+    shots: int = 4,
+    instructions: str = "Classify the text.",
+) -> LabeledScores:
+    """The teacher's raw scores of the pool items themselves, each with ``shots`` nearest examples from the rest of
+    the pool (leave-one-out): what the service holds for items it has reviewed. Cached on disk by content."""
+
+    def scores(names: tuple[str, ...]) -> FloatArray:
+        texts = [text for text, _ in pool]
+        key = content_key(texts, list(names), f"{teacher.model_name}:{template}:{shots}:pool-loo")
+
+        def compute() -> FloatArray:
+            task = TaskDef("bench", tuple(LabelDef(name) for name in names), instructions, template=template)
+            scored = score_leave_one_out(
+                teacher,
+                task,
+                embedder.embed(texts),
+                [Example(text, label) for text, label in pool],
+                shots=shots,
+                template_name=template,
+                prompts_dir=settings.prompts_dir,
+                max_text_tokens=settings.teacher.max_text_tokens,
+            )
+            return np.asarray([score.raw_probs for score in scored], dtype=np.float64)
+
+        return cached_scores(settings.cache_dir / "bench-scores", key, compute)
 
     return scores

@@ -2,7 +2,9 @@
 
 The teacher scores every item once (``teacher_scores``, cached by ``cached_scores``); the labeling loop is
 then simulated over seeds with a reviewer drawn from gold: seed reviews of the likeliest errors -> calibration
--> uniform cold-start reviews -> certified policy -> route -> audits and priority reviews within the budget. Baselines
+-> uniform cold-start reviews -> certified policy -> route -> audits and priority reviews within the budget. Items
+labeled before the run (the teacher's few-shot pool), with the teacher's scores of them, calibrate and certify
+as the service's reviewed items do. Baselines
 spend the same budget: accept every teacher label, random review, a plain max-probability threshold.
 ``data`` is a .jsonl/.csv/.parquet file or ``builtin:<name>`` (see service.datasets).
 """
@@ -35,6 +37,8 @@ TeacherScores = Callable[[Sequence[str], tuple[str, ...]], FloatArray]
 """(texts, label names) -> (n, k) teacher probabilities over the labels, in that order."""
 Embed = Callable[[Sequence[str]], FloatArray]
 """texts -> (n, d) L2-normalised embeddings."""
+LabeledScores = Callable[[tuple[str, ...]], FloatArray]
+"""label names -> (m, k) teacher probabilities of the items labeled before the run (``labeled``), in order."""
 
 METHODS = ("filter", "accept_all", "random_review", "max_prob_threshold")
 _SUMMARY_KEYS = (
@@ -100,6 +104,7 @@ def run_quality_bench(
     baseline_threshold: float = 0.9,
     embed: Embed | None = None,
     labeled: Sequence[tuple[str, str]] = (),
+    labeled_scores: LabeledScores | None = None,
     limit: int | None = None,
     json_out: Path | None = None,
     plot_out: Path | None = None,
@@ -118,8 +123,9 @@ def run_quality_bench(
     remainder on the review queue (priority order, audits included). Unreviewed items keep the machine
     label in ``final_accuracy``. ``embed`` (optional) enables the neighbour and out-of-distribution
     signals and density; ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot
-    pool), the service's labeled neighbours from the start; ``limit`` keeps a seeded random subset of that many
-    items.
+    pool), the service's labeled items from the start, and ``labeled_scores`` the teacher's scores of them: with
+    both, the filter calibrates on one half of them and certifies on the other. ``limit`` keeps a seeded random
+    subset of that many items.
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]
@@ -134,7 +140,14 @@ def run_quality_bench(
     if probs.shape != (len(texts), len(names)):
         raise ValueError(f"teacher_scores gave shape {probs.shape}, expected {(len(texts), len(names))}")
     embeddings = None if embed is None else np.asarray(embed(texts), dtype=np.float64)
-    known = [(text, names.index(label)) for text, label in labeled if label in names]
+    in_task = [label in names for _, label in labeled]
+    known = [(text, names.index(label)) for (text, label), keep in zip(labeled, in_task, strict=True) if keep]
+    labeled_probs = None
+    if labeled_scores is not None and known:
+        labeled_probs = np.asarray(labeled_scores(names), dtype=np.float64)
+        if labeled_probs.shape != (len(labeled), len(names)):
+            raise ValueError(f"labeled_scores gave shape {labeled_probs.shape}, expected {(len(labeled), len(names))}")
+        labeled_probs = labeled_probs[np.asarray(in_task)]
     pool = Pool(
         probs=probs,
         gold=gold,
@@ -144,6 +157,7 @@ def run_quality_bench(
             None if embed is None or not known else np.asarray(embed([t for t, _ in known]), dtype=np.float64)
         ),
         labeled_labels=np.array([label for _, label in known], dtype=np.int64) if known else None,
+        labeled_probs=labeled_probs,
     )
     config = RunConfig(
         epsilon=epsilon,

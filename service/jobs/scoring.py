@@ -88,6 +88,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
     margins = sig.margin(probs=probs)
     neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
     density = item_density(embeddings=embeddings)
+    probe = pool.probe(task.label_names)
+    support = None if probe is None else probe.predict(embeddings)
+    wrong = wrong_chance(probs=probs, predicted=predicted, support=support)
     results = []
     for index, item_id in enumerate(plan.item_ids):
         scored = machine[index]
@@ -109,17 +112,15 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
         draw = uniform if "cold_start" in decision.reasons else None
         order: dict[str, Any] = {
-            "wrong_chance": wrong_chance(
-                confidence=signals.confidence,
-                neighbour_disagreement=signals.neighbour_disagreement,
-                n_labels=len(task.label_names),
-                neighbours=min(NEIGHBOURS, len(pool)),
-            ),
+            "wrong_chance": float(wrong[index]),
             "density": float(density[index]),
             "audit": audit,
             "cold_start_draw": draw,
         }
         recorded: dict[str, Any] = {k: v for k, v in vars(signals).items() if v is not None}
+        if support is not None:
+            recorded["probe_support"] = float(support[index, predicted[index]])
+        recorded["wrong_chance"] = float(wrong[index])
         if scored.shots is not None:
             recorded["shots"] = scored.shots
         # The threshold in force at the draw: an audit is a uniform sample only of the items above it.

@@ -1,5 +1,5 @@
 """The labeled pool of a task: the latest label of every labeled item with its embedding, for kNN few-shot
-examples and neighbour signals. Fed incrementally from the append-only label history."""
+examples, neighbour signals and the embedding probe. Fed incrementally from the append-only label history."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.pipeline.probe import Probe, fit_probe
 from service.ports import Example, FloatArray
 
 
@@ -25,6 +26,7 @@ class LabeledPool:
         self._entries: dict[int, PoolEntry] = {}
         self.last_label_id = 0
         self._arrays: tuple[FloatArray, list[Example], list[str]] | None = None
+        self._probe: tuple[tuple[str, ...], Probe | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -34,6 +36,7 @@ class LabeledPool:
         for entry in entries:
             self._entries[entry.item_id] = entry
             self._arrays = None
+            self._probe = None
         self.last_label_id = max(self.last_label_id, last_label_id)
 
     def arrays(self) -> tuple[FloatArray, list[Example], list[str]]:
@@ -51,3 +54,15 @@ class LabeledPool:
                 [entry.label for entry in entries],
             )
         return self._arrays
+
+    def probe(self, label_names: tuple[str, ...]) -> Probe | None:
+        """The embedding probe fitted on the pool's labels (see service.pipeline.probe), refitted only after the
+        pool changes; None while the pool is too small for one."""
+        if self._probe is None or self._probe[0] != label_names:
+            embeddings, _, labels = self.arrays()
+            index = {name: i for i, name in enumerate(label_names)}
+            fitted = fit_probe(
+                embeddings=embeddings, labels=[index.get(label, -1) for label in labels], n_labels=len(label_names)
+            )
+            self._probe = (label_names, fitted)
+        return self._probe[1]

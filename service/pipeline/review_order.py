@@ -3,8 +3,8 @@
 Items are ordered by their chance of being wrong, weighted by how typical they are (density in embedding
 space): a review of a likely-wrong label is a fixed error, and a review of a typical item, as a few-shot
 neighbour for the teacher, helps the many items like it. The chance of being wrong combines the calibrated
-confidence with the labels of the item's nearest labeled neighbours (`wrong_chance`): where the teacher and
-the neighbours disagree, one of them is wrong. Random audit samples of accepted labels sit at a fixed
+confidence with a linear probe on the labeled items' embeddings (`wrong_chance`): where the teacher and
+the probe disagree, one of them is wrong. Random audit samples of accepted labels sit at a fixed
 priority: after labels that are likely wrong, before labels that are probably right. Audits measure the
 error of accepted labels without bias, so the bound can be checked and refitted; among themselves they
 tie, and ties must be broken at random so that any subset reviewed is still a uniform sample.
@@ -23,24 +23,22 @@ AUDIT_PRIORITY = 0.15
 _CHUNK = 1024
 
 
-def wrong_chance(*, confidence: float, neighbour_disagreement: float | None, n_labels: int, neighbours: int) -> float:
-    """The chance that the machine label is wrong, given its calibrated confidence and its neighbours.
+def wrong_chance(*, probs: npt.ArrayLike, predicted: npt.ArrayLike, support: npt.ArrayLike | None) -> FloatArray:
+    """Each machine label's chance of being wrong: (n,) in [0, 1].
 
-    ``neighbour_disagreement`` is the share of the ``neighbours`` nearest labeled items whose label differs
-    from the machine label (None when nothing is labeled yet: then 1 - confidence). Their votes are a second
-    opinion, taken as independent of the teacher's (naive Bayes): each side's odds are multiplied by its
-    add-one smoothed vote share, the disagreeing votes spread evenly over the other labels. On the benchmark
-    pools, teacher/neighbour disagreement marked errors at 79% (SMS Spam) and 65% (TREC) against 17% and 53%
-    for labels under 0.9 confidence.
+    ``probs`` are the calibrated (n, k) probabilities behind the machine labels ``predicted`` (n,); ``support``
+    (n, k) is a second opinion drawn from other evidence, the embedding probe on the labeled items
+    (``service.pipeline.probe``), or None before there is one (then 1 - the predicted label's probability).
+    The two are combined as independent (naive Bayes): the posterior is their normalised product. Where they
+    disagree the chance can pass 0.5: the machine label is more likely wrong than right.
     """
-    wrong = min(max(1.0 - confidence, 0.0), 1.0)
-    if neighbour_disagreement is None or neighbours < 1 or n_labels < 2:
-        return wrong
-    against = min(max(neighbour_disagreement, 0.0), 1.0) * neighbours
-    for_label = (neighbours - against + 1.0) / (neighbours + n_labels)
-    per_other = (against + n_labels - 1.0) / ((n_labels - 1.0) * (neighbours + n_labels))
-    odds_right, odds_wrong = (1.0 - wrong) * for_label, wrong * per_other
-    return odds_wrong / (odds_right + odds_wrong) if odds_right + odds_wrong > 0 else wrong
+    p = np.asarray(probs, dtype=np.float64)
+    rows, labels = np.arange(p.shape[0]), np.asarray(predicted, dtype=np.int64)
+    if support is not None:
+        p = p * np.asarray(support, dtype=np.float64)
+        p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-300, None)
+    result: FloatArray = np.clip(1.0 - p[rows, labels], 0.0, 1.0)
+    return result
 
 
 def review_priority(
@@ -79,8 +77,8 @@ def explain_priority(
         )
     typical = "typical of many items" if density >= 0.5 else "unlike most items"
     return (
-        f"Machine label has a {wrong_chance:.0%} chance of being wrong (by its confidence and its nearest "
-        f"labeled items) and the item is {typical} (density {density:.2f}); "
+        f"Machine label has a {wrong_chance:.0%} chance of being wrong (by its confidence and a probe on the "
+        f"labeled items' embeddings) and the item is {typical} (density {density:.2f}); "
         f"priority {review_priority(wrong_chance=wrong_chance, density=density):.3f}."
     )
 

@@ -101,6 +101,38 @@ def recalibrate(scores: Sequence[ItemScore], prior: FloatArray, task: TaskDef) -
     ]
 
 
+def score_leave_one_out(
+    teacher: Teacher,
+    task: TaskDef,
+    pool: FloatArray,
+    pool_examples: Sequence[Example],
+    *,
+    shots: int,
+    template_name: str,
+    prompts_dir: Path,
+    max_text_tokens: int | None,
+    limit: int | None = None,
+) -> list[ItemScore]:
+    """Raw scores of the first ``limit`` labeled items (all by default), each prompted as a new item would be,
+    with its ``few_shot_examples`` drawn from the rest of the pool: what the teacher would have said of them.
+    ``pool`` holds their embeddings (n, d). Costs one teacher call per item scored."""
+    count = len(pool_examples) if limit is None else min(limit, len(pool_examples))
+    examples = []
+    for i in range(count):
+        others = [j for j in range(len(pool_examples)) if j != i]
+        examples.append(few_shot_examples(pool[i], pool[others], [pool_examples[j] for j in others], shots))
+    return score_items(
+        teacher,
+        task,
+        [example.text for example in pool_examples[:count]],
+        examples,
+        template_name=template_name,
+        prompts_dir=prompts_dir,
+        prior=None,
+        max_text_tokens=max_text_tokens,
+    )
+
+
 def pool_prior(
     teacher: Teacher,
     task: TaskDef,
@@ -115,27 +147,22 @@ def pool_prior(
 ) -> FloatArray:
     """A (k,) prior fitted on labeled items, for prompts whose examples come from `few_shot_examples`.
 
-    Up to `limit` pool items are scored as new items would be, each with examples from the rest of the
-    pool (leave-one-out), and `fitted_prior` finds the prior that best explains their known labels.
-    Costs one teacher call per item scored; refit when the pool has grown, not per chunk.
+    Up to `limit` pool items are scored leave-one-out (`score_leave_one_out`) and `fitted_prior` finds the
+    prior that best explains their known labels. Refit when the pool has grown, not per chunk.
     """
-    count = min(limit, len(pool_examples))
-    names = task.label_names
-    examples = []
-    for i in range(count):
-        others = [j for j in range(len(pool_examples)) if j != i]
-        examples.append(few_shot_examples(pool[i], pool[others], [pool_examples[j] for j in others], shots))
-    scores = score_items(
+    scores = score_leave_one_out(
         teacher,
         task,
-        [example.text for example in pool_examples[:count]],
-        examples,
+        pool,
+        pool_examples,
+        shots=shots,
         template_name=template_name,
         prompts_dir=prompts_dir,
-        prior=None,
         max_text_tokens=max_text_tokens,
+        limit=limit,
     )
-    gold = [names.index(example.label) for example in pool_examples[:count]]
+    names = task.label_names
+    gold = [names.index(example.label) for example in pool_examples[: len(scores)]]
     return fitted_prior(np.asarray([s.raw_probs for s in scores], dtype=np.float64), np.asarray(gold))
 
 

@@ -163,7 +163,7 @@ def test_table_has_a_row_per_method_and_dataset() -> None:
     assert table.count("| d |") == 4 and table.count("| e |") == 4 and "99.0%" in table
 
 
-def test_the_filter_reviews_first_the_labels_its_labeled_neighbours_contradict() -> None:
+def test_the_filter_reviews_first_the_labels_the_probe_on_the_labeled_pool_contradicts() -> None:
     rng = np.random.default_rng(5)
     gold = np.repeat([0, 1], 100)
     embeddings = np.eye(8)[gold] + 0.05 * rng.normal(size=(200, 8))
@@ -199,3 +199,29 @@ def test_the_filter_reviews_first_the_labels_its_labeled_neighbours_contradict()
         replace(with_pool, labeled_embeddings=None, labeled_labels=None), config, np.random.default_rng(0), gold
     )
     assert (without.final == gold).mean() < 0.95
+
+
+def test_labeled_items_with_teacher_scores_calibrate_and_certify_without_spending_the_budget(tmp_path: Path) -> None:
+    gold = write_dataset(tmp_path / "data.jsonl", 1200, 2, seed=6)
+    teacher = SyntheticTeacher(gold, 2, seed=7)
+    texts = list(gold)
+    labeled = [(text, f"topic-{gold[text]}") for text in texts[600:]]
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(json.dumps({"body": t, "topic": f"topic-{gold[t]}"}) + "\n" for t in texts[:600])
+    )
+    result = run_quality_bench(
+        tmp_path / "eval.jsonl",
+        "body",
+        "topic",
+        teacher_scores=teacher.scores,
+        embed=teacher.embed,
+        labeled=labeled,
+        labeled_scores=lambda names: teacher.scores([t for t, _ in labeled], names),
+        review_budget=50,
+        seeds=10,
+    )
+    # 50 reviews alone certify nothing (see the cold-start test); 300 scored labeled items do.
+    assert result["certified_share"] >= 0.9 and result["coverage"] > 0.5
+    assert result["share_within_epsilon"] >= 1 - result["delta"]
+    assert result["error_bound"] <= result["epsilon"]
+    assert result["final_accuracy"] > result["max_prob_threshold"]["final_accuracy"]

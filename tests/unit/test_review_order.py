@@ -63,35 +63,33 @@ def test_density_is_high_inside_clusters_and_low_for_outliers() -> None:
     assert density(embeddings=np.ones((1, 3))).tolist() == [0.0]
 
 
-def test_wrong_chance_is_one_minus_confidence_without_neighbours() -> None:
-    assert wrong_chance(confidence=0.8, neighbour_disagreement=None, n_labels=2, neighbours=5) == pytest.approx(0.2)
-    assert wrong_chance(confidence=0.8, neighbour_disagreement=0.4, n_labels=2, neighbours=0) == pytest.approx(0.2)
+def test_wrong_chance_is_one_minus_confidence_without_a_second_opinion() -> None:
+    probs = np.array([[0.8, 0.2], [0.3, 0.7]])
+    assert wrong_chance(probs=probs, predicted=[0, 1], support=None) == pytest.approx([0.2, 0.3])
 
 
-def test_disagreeing_neighbours_raise_the_chance_of_error_and_agreeing_ones_lower_it() -> None:
-    alone = wrong_chance(confidence=0.9, neighbour_disagreement=None, n_labels=2, neighbours=5)
-    against = wrong_chance(confidence=0.9, neighbour_disagreement=1.0, n_labels=2, neighbours=5)
-    split = wrong_chance(confidence=0.9, neighbour_disagreement=0.4, n_labels=2, neighbours=5)
-    agree = wrong_chance(confidence=0.9, neighbour_disagreement=0.0, n_labels=2, neighbours=5)
-    assert agree < alone < against and agree < split < against
-    # Binary, all five against: odds 9:1 for the teacher times 1:6 from the votes (add-one smoothed) -> 0.4.
-    assert against == pytest.approx(0.4)
-    assert agree == pytest.approx(1 / 55)
+def test_a_disagreeing_probe_raises_the_chance_of_error_and_an_agreeing_one_lowers_it() -> None:
+    probs = np.array([[0.9, 0.1]] * 3)
+    support = np.array([[0.2, 0.8], [0.5, 0.5], [0.8, 0.2]])
+    against, neutral, agree = wrong_chance(probs=probs, predicted=[0, 0, 0], support=support)
+    assert agree < neutral < against and neutral == pytest.approx(0.1)
+    # Odds 9:1 for the teacher times 1:4 from the probe: 9:4 -> wrong with chance 4/13, and past 0.5 at 1:9.
+    assert against == pytest.approx(4 / 13)
+    assert wrong_chance(probs=probs[:1], predicted=[0], support=[[0.05, 0.95]])[0] > 0.5
 
 
-def test_wrong_chance_spreads_disagreeing_votes_over_the_other_labels() -> None:
-    # Six labels: five votes against, spread over five other labels, are weaker evidence than in a binary task.
-    binary = wrong_chance(confidence=0.9, neighbour_disagreement=1.0, n_labels=2, neighbours=5)
-    six = wrong_chance(confidence=0.9, neighbour_disagreement=1.0, n_labels=6, neighbours=5)
-    assert 0.1 < six < binary
-    for nd in np.linspace(0, 1, 6):
-        assert 0.0 <= wrong_chance(confidence=0.5, neighbour_disagreement=float(nd), n_labels=6, neighbours=5) <= 1.0
+def test_wrong_chance_uses_every_label_of_both_opinions() -> None:
+    probs = np.array([[0.5, 0.3, 0.2]])
+    # The probe backs the runner-up: the teacher's top label is now more likely wrong than right.
+    assert wrong_chance(probs=probs, predicted=[0], support=[[0.1, 0.8, 0.1]])[0] > 0.5
+    assert wrong_chance(probs=probs, predicted=[0], support=[[1 / 3] * 3])[0] == pytest.approx(0.5)
 
 
-def test_a_label_its_neighbours_contradict_is_reviewed_before_a_less_confident_one_they_support() -> None:
-    contradicted = wrong_chance(confidence=0.9, neighbour_disagreement=1.0, n_labels=2, neighbours=5)
-    supported = wrong_chance(confidence=0.7, neighbour_disagreement=0.0, n_labels=2, neighbours=5)
+def test_a_label_the_probe_contradicts_is_reviewed_before_a_less_confident_one_it_supports() -> None:
+    contradicted, supported = wrong_chance(
+        probs=np.array([[0.9, 0.1], [0.7, 0.3]]), predicted=[0, 0], support=np.array([[0.1, 0.9], [0.9, 0.1]])
+    )
     assert review_priority(wrong_chance=contradicted, density=0.5) > review_priority(
         wrong_chance=supported, density=0.5
     )
-    assert "40% chance of being wrong" in explain_priority(wrong_chance=contradicted, density=0.5)
+    assert "50% chance of being wrong" in explain_priority(wrong_chance=contradicted, density=0.5)
