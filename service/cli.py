@@ -339,6 +339,7 @@ def bench_quality(
             labeled=pool_pairs,
             labeled_scores=pool_scores,
             limit=limit,
+            name=str(data),
             json_out=json_out,
             plot_out=plot,
         )

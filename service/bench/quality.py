@@ -106,6 +106,7 @@ def run_quality_bench(
     labeled: Sequence[tuple[str, str]] = (),
     labeled_scores: LabeledScores | None = None,
     limit: int | None = None,
+    name: str | None = None,
     json_out: Path | None = None,
     plot_out: Path | None = None,
 ) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def run_quality_bench(
     signals and density; ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot
     pool), the service's labeled items from the start, and ``labeled_scores`` the teacher's scores of them: with
     both, the filter calibrates on one half of them and certifies on the other. ``limit`` keeps a seeded random
-    subset of that many items.
+    subset of that many items; ``name`` is the dataset's name in the report (default: the file's).
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]
@@ -185,7 +186,7 @@ def run_quality_bench(
             curves[method].append(outcome.accuracy_curve(gold, review_budget))
 
     result: dict[str, Any] = {
-        "dataset": data.name,
+        "dataset": name or data.name,
         "n_items": len(texts),
         "labels": list(names),
         "epsilon": epsilon,
