@@ -90,22 +90,25 @@ def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy
 def calibration_data(
     session: Session, *, task_id: int, labels: tuple[str, ...], limit: int = 2000
 ) -> tuple[list[list[float]], list[int]]:
-    """Raw teacher distributions of the most recent human-reviewed items and the human label's index, for
-    fitting the task's calibration on reviewed data."""
+    """Raw teacher distributions of the most recent items a human reviewed after a uniform random draw (cold start
+    or audit) and the human label's index, for fitting the task's calibration. Items reviewed because they looked
+    wrong are left out: fitted on them, a calibration learns that sample's errors (on 20 items the teacher had
+    wrong, it labeled everything else as one label, accuracy 0.5)."""
     humans: dict[int, str] = {}
     for label in session.scalars(
         select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id.desc()).limit(limit)
     ):
         humans.setdefault(label.item_id, label.label)
     rows = session.execute(
-        select(Prediction, Decision.signals)
+        select(Prediction, Decision.signals, Decision.reasons)
         .join(Decision, Decision.prediction_id == Prediction.id)
         .where(Prediction.item_id.in_(list(humans)), Prediction.source == "teacher")
         .order_by(Prediction.id)
     ).all()
     raw: dict[int, list[float]] = {}
-    for (prediction, _), current in zip(rows, in_current_regime([signals for _, signals in rows]), strict=True):
-        if current:
+    regimes = in_current_regime([signals for _, signals, _ in rows])
+    for (prediction, _, reasons), current in zip(rows, regimes, strict=True):
+        if current and {str(reason) for reason in reasons} & UNBIASED_REASONS:
             raw[prediction.item_id] = [float(p) for p in prediction.raw_probs]
     index = {name: i for i, name in enumerate(labels)}
     keep = [item for item in raw if humans[item] in index and len(raw[item]) == len(labels)]
