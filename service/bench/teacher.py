@@ -9,8 +9,8 @@ with a prior fitted on the pool scored leave-one-out (pool_prior).
 Label order: the zero-shot run again with the labels listed in reverse; the share of items whose label
 flips, and the accuracy of the two orders averaged.
 Speed: items per second of our batched scoring ("prefix" mode) against the naive way (one request per
-item per label) on the same vLLM server and the same prompts, kNN and zero-shot; batched runs first on a
-cold prefix cache, and naive requests cannot read the cache, so neither borrows from the other.
+item per label) on the same vLLM server and the same kNN prompts; batched runs first on a cold prefix
+cache, and naive requests cannot read the cache, so neither borrows from the other.
 """
 
 from __future__ import annotations
@@ -61,13 +61,12 @@ def _three_ways(raw: FloatArray, free: FloatArray, gold: Sequence[str], labels: 
 
 
 def _throughput(
-    model_dir: Path, cache_dir: Path, vllm_url: str | None, prompt_sets: dict[str, list[ScoreRequest]]
-) -> dict[str, dict[str, float]]:
-    """Batched against naive items/s for each named set of prompts, on one server."""
+    model_dir: Path, cache_dir: Path, vllm_url: str | None, requests: list[ScoreRequest]
+) -> dict[str, float]:
     from service.backends.teacher_vllm_server import VLLMServerTeacher
     from service.backends.vllm_env import running_server
 
-    def measure(url: str, model: str, requests: list[ScoreRequest]) -> dict[str, float]:
+    def measure(url: str, model: str) -> dict[str, float]:
         out: dict[str, float] = {}
         warm, timed = requests[:8], requests[8:]
         for mode in ("prefix", "naive"):
@@ -84,9 +83,9 @@ def _throughput(
         return out
 
     if vllm_url is not None:
-        return {name: measure(vllm_url, str(model_dir), requests) for name, requests in prompt_sets.items()}
+        return measure(vllm_url, str(model_dir))
     with running_server(model_dir, cache_dir) as server:
-        return {name: measure(server.base_url, server.model, requests) for name, requests in prompt_sets.items()}
+        return measure(server.base_url, server.model)
 
 
 def run_teacher_bench(
@@ -199,19 +198,14 @@ def run_teacher_bench(
     }
     if throughput:
         count = min(throughput_items + 8, len(texts))
-
-        def requests(examples: Sequence[Sequence[Example]]) -> list[ScoreRequest]:
-            return [
-                ScoreRequest(
-                    fit_prompt(teacher, task, text, ex, template, default_prompts_dir(), max_text_tokens)[0].prompt,
-                    label_continuations(task),
-                )
-                for text, ex in zip(texts[:count], examples[:count], strict=True)
-            ]
-
-        # kNN prompts share only the instructions; zero-shot prompts share everything before the text.
-        prompt_sets = {"knn": requests(few_shot), "zero_shot": requests(no_shot)}
-        results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, prompt_sets)
+        requests = [
+            ScoreRequest(
+                fit_prompt(teacher, task, text, ex, template, default_prompts_dir(), max_text_tokens)[0].prompt,
+                label_continuations(task),
+            )
+            for text, ex in zip(texts[:count], few_shot[:count], strict=True)
+        ]
+        results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, requests)
     results["table"] = markdown_table(results)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,17 +242,12 @@ def markdown_table(results: dict[str, Any]) -> str:
     )
     speed = results.get("vllm_throughput")
     if speed:
-        names = {"knn": f"kNN {shots}-shot prompts", "zero_shot": "zero-shot prompts"}
         lines += [
             "",
-            "| vLLM server, same prompts for both | batched items/s | naive items/s | ratio |",
-            "| --- | --- | --- | --- |",
+            "| vLLM server, same kNN prompts | items/s |",
+            "| --- | --- |",
+            f"| batched (prefix-cached label scoring) | {speed['prefix_items_per_s']:.2f} |",
+            f"| naive (one request per item per label) | {speed['naive_items_per_s']:.2f} |",
+            f"| ratio | {speed['ratio']:.1f}x |",
         ]
-        for key, run in speed.items():
-            lines.append(
-                f"| {names.get(key, key)} | {run['prefix_items_per_s']:.2f} | {run['naive_items_per_s']:.2f} "
-                f"| {run['ratio']:.1f}x |"
-            )
-        note = "Batched: prefix-cached label scoring, many items per request. Naive: a request per item and label."
-        lines += ["", note]
     return "\n".join(lines)
