@@ -11,6 +11,12 @@ import numpy as np
 from service.pipeline.probe import Probe, fit_probe
 from service.ports import Example, FloatArray
 
+PROBE_REFIT_GROWTH = 0.1
+"""The probe is refitted once the pool has grown by this share since the last fit: a fit on 20,000 labels of six
+labels took 3 s here, too long to repeat for every chunk, and a few new labels barely move it."""
+PROBE_MAX_ITEMS = 5000
+"""Larger pools fit the probe on a fixed random subset of this many entries."""
+
 
 @dataclass(frozen=True)
 class PoolEntry:
@@ -26,7 +32,7 @@ class LabeledPool:
         self._entries: dict[int, PoolEntry] = {}
         self.last_label_id = 0
         self._arrays: tuple[FloatArray, list[Example], list[str]] | None = None
-        self._probe: tuple[tuple[str, ...], Probe | None] | None = None
+        self._probe: tuple[tuple[str, ...], int, Probe | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -36,7 +42,6 @@ class LabeledPool:
         for entry in entries:
             self._entries[entry.item_id] = entry
             self._arrays = None
-            self._probe = None
         self.last_label_id = max(self.last_label_id, last_label_id)
 
     def arrays(self) -> tuple[FloatArray, list[Example], list[str]]:
@@ -56,13 +61,18 @@ class LabeledPool:
         return self._arrays
 
     def probe(self, label_names: tuple[str, ...]) -> Probe | None:
-        """The embedding probe fitted on the pool's labels (see service.pipeline.probe), refitted only after the
-        pool changes; None while the pool is too small for one."""
-        if self._probe is None or self._probe[0] != label_names:
-            embeddings, _, labels = self.arrays()
-            index = {name: i for i, name in enumerate(label_names)}
-            fitted = fit_probe(
-                embeddings=embeddings, labels=[index.get(label, -1) for label in labels], n_labels=len(label_names)
-            )
-            self._probe = (label_names, fitted)
-        return self._probe[1]
+        """The embedding probe fitted on the pool's labels (see service.pipeline.probe), refitted when the task's
+        labels differ or the pool has grown by PROBE_REFIT_GROWTH; None while the pool is too small for one."""
+        size = len(self)
+        cached = self._probe
+        if cached is not None and cached[0] == label_names and size <= cached[1] * (1 + PROBE_REFIT_GROWTH):
+            return cached[2]
+        embeddings, _, labels = self.arrays()
+        index = {name: i for i, name in enumerate(label_names)}
+        targets = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
+        if size > PROBE_MAX_ITEMS:
+            keep = np.random.default_rng(0).choice(size, PROBE_MAX_ITEMS, replace=False)
+            embeddings, targets = embeddings[keep], targets[keep]
+        fitted = fit_probe(embeddings=embeddings, labels=targets, n_labels=len(label_names))
+        self._probe = (label_names, size, fitted)
+        return fitted

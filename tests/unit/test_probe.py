@@ -41,22 +41,25 @@ def test_labels_outside_the_task_are_left_out() -> None:
     assert probe is not None and probe.predict(np.eye(16)[:2]).shape == (2, 2)
 
 
-def test_the_pool_refits_its_probe_only_after_it_changes() -> None:
+def test_the_pool_refits_its_probe_once_it_has_grown_by_a_tenth() -> None:
     rng = np.random.default_rng(3)
-    labels = rng.integers(0, 2, 40)
+    labels = rng.integers(0, 2, 60)
     vectors = directions(rng, labels)
     names = ("ham", "spam")
     pool = LabeledPool()
-    pool.add(
-        [PoolEntry(i, f"t{i}", names[label], "human", vectors[i]) for i, label in enumerate(labels[:5])],
-        last_label_id=5,
-    )
+
+    def add(start: int, stop: int) -> None:
+        entries = [PoolEntry(i, f"t{i}", names[labels[i]], "human", vectors[i]) for i in range(start, stop)]
+        pool.add(entries, last_label_id=stop)
+
+    add(0, 5)
     assert pool.probe(names) is None
-    pool.add(
-        [PoolEntry(i, f"t{i}", names[label], "human", vectors[i]) for i, label in enumerate(labels) if i >= 5],
-        last_label_id=40,
-    )
+    add(5, 40)
     first = pool.probe(names)
     assert first is not None and pool.probe(names) is first
-    pool.add([PoolEntry(0, "t0", "spam", "human", vectors[0])], last_label_id=41)
-    assert pool.probe(names) is not first
+    add(40, 44)
+    assert pool.probe(names) is first
+    add(44, 45)
+    second = pool.probe(names)
+    assert second is not None and second is not first
+    assert pool.probe(("ham", "spam", "other")) is not second
