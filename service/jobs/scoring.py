@@ -141,7 +141,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 decision=decision,
                 signals=recorded,
                 priority=review_priority(**order),
-                priority_explanation=explain_priority(**order),
+                priority_explanation=explain_priority(**order, probed=support is not None),
             )
         )
     return results

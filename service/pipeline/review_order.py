@@ -62,9 +62,15 @@ def review_priority(
 
 
 def explain_priority(
-    *, wrong_chance: float, density: float, audit: bool = False, cold_start_draw: float | None = None
+    *,
+    wrong_chance: float,
+    density: float,
+    audit: bool = False,
+    cold_start_draw: float | None = None,
+    probed: bool = False,
 ) -> str:
-    """One sentence saying why the item sits where it does in the review queue."""
+    """One sentence saying why the item sits where it does in the review queue; ``probed`` says whether the
+    embedding probe was part of ``wrong_chance``."""
     if cold_start_draw is not None:
         return (
             "Cold start: picked at random, because nothing is auto-accepted until enough randomly chosen "
@@ -76,9 +82,10 @@ def explain_priority(
             f"ranked after labels likely wrong, before those probably right (priority {AUDIT_PRIORITY:.3f})."
         )
     typical = "typical of many items" if density >= 0.5 else "unlike most items"
+    source = "its confidence and a probe on the labeled items' embeddings" if probed else "its confidence"
     return (
-        f"Machine label has a {wrong_chance:.0%} chance of being wrong (by its confidence and a probe on the "
-        f"labeled items' embeddings) and the item is {typical} (density {density:.2f}); "
+        f"Machine label has a {wrong_chance:.0%} chance of being wrong (by {source}) and the item is {typical} "
+        f"(density {density:.2f}); "
         f"priority {review_priority(wrong_chance=wrong_chance, density=density):.3f}."
     )
 

@@ -92,4 +92,6 @@ def test_a_label_the_probe_contradicts_is_reviewed_before_a_less_confident_one_i
     assert review_priority(wrong_chance=contradicted, density=0.5) > review_priority(
         wrong_chance=supported, density=0.5
     )
-    assert "50% chance of being wrong" in explain_priority(wrong_chance=contradicted, density=0.5)
+    probed = explain_priority(wrong_chance=contradicted, density=0.5, probed=True)
+    assert "50% chance of being wrong (by its confidence and a probe" in probed
+    assert "(by its confidence)" in explain_priority(wrong_chance=contradicted, density=0.5)
