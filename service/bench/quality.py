@@ -118,8 +118,8 @@ def run_quality_bench(
     object per baseline (``accept_all``, ``random_review``, ``max_prob_threshold``), ``per_seed`` rows,
     the accuracy-vs-reviews ``curve`` and a markdown ``table``. ``plot_out`` gets the curve as a PNG.
 
-    The filter spends ``seed_reviews`` on the head of its review queue (the labels most likely wrong; the
-    calibration is fitted on them), ``calibration_share`` of the rest
+    The filter spends ``seed_reviews`` on the head of its review queue (the labels most likely wrong; without
+    scored labeled items, the calibration is fitted on them), ``calibration_share`` of the rest
     on uniform cold-start reviews among items that could ever be accepted (the policy's sample), and the
     remainder on the review queue (priority order, audits included). Unreviewed items keep the machine
     label in ``final_accuracy``. ``embed`` (optional) enables the neighbour and out-of-distribution

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.confidence import fit_calibration
-from service.pipeline.policy import DEFAULT_GRID, candidate_floor, fit_policy, min_certifiable
+from service.pipeline.policy import DEFAULT_GRID, Policy, candidate_floor, fit_policy, min_certifiable
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority, wrong_chance
 from service.pipeline.route import Signals, route, veto_reasons
@@ -131,11 +131,10 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
     # The seed is the head of the review queue before any review: the labels most likely wrong by the
     # teacher's raw confidence and the embedding probe on the labeled pool, so these reviews fix errors. Its
     # choice uses no review outcome, so the uniform sample drawn after it stays valid.
-    raw_machine = pool.probs.argmax(axis=1).astype(np.int64)
-    no_reviews = np.zeros(0, dtype=np.int64)
-    first = _priorities(pool, pool.probs, raw_machine, no_reviews, reviewer, np.zeros(n, dtype=bool))
-    seed_idx = np.lexsort((rng.random(n), -first))[:n_seed].astype(np.int64)
     known_emb, known_labels = _labeled_pool(pool)
+    raw_machine = pool.probs.argmax(axis=1).astype(np.int64)
+    first = _priorities(pool, pool.probs, raw_machine, known_emb, known_labels, np.zeros(n, dtype=bool))
+    seed_idx = np.lexsort((rng.random(n), -first))[:n_seed].astype(np.int64)
     scored = pool.labeled_probs is not None and known_labels.size >= 2 * min_certifiable(
         epsilon=config.epsilon, delta=config.delta
     )
@@ -175,7 +174,7 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
     signals = _signals(pool.embeddings, probs, machine, labeled_emb, labeled_labels, self_index)
     # The thresholds on neighbours and distance are fixed; only the confidence threshold is fitted.
     limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
-    vetoed = np.array([bool(veto_reasons(signals=s, policy=limits)) for s in signals])
+    vetoed = _vetoed(signals, limits)
     grid = tuple(t for t in DEFAULT_GRID if t >= floor)
     certify = partial(fit_policy, epsilon=config.epsilon, delta=config.delta, audit_share=config.audit_share, grid=grid)
     if scored:
@@ -189,7 +188,7 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
             labeled_labels,
             test.astype(np.int64),
         )
-        test_vetoed = np.array([bool(veto_reasons(signals=s, policy=limits)) for s in test_signals])
+        test_vetoed = _vetoed(test_signals, limits)
         # Labeled items and cold-start reviews are both uniform draws of the items to route (the cold-start ones
         # among those above the floor, the only ones tested), so they certify together, binomially.
         policy = certify(
@@ -215,7 +214,7 @@ def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer
         accepted[i] = decision.accept
         audit[i] = decision.reasons == ("audit_sample",)
     waiting = np.flatnonzero(~reviewed & ~accepted)
-    priority = _priorities(pool, probs, machine, reviewed_idx, reviewer, audit)[waiting]
+    priority = _priorities(pool, probs, machine, labeled_emb, labeled_labels, audit)[waiting]
     # Ties (for example equal audit priority) are broken at random, not by position in the file.
     queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
     spent = queue[: budget - n_seed - n_cal].astype(np.int64)
@@ -278,24 +277,24 @@ def _labeled_pool(pool: Pool) -> tuple[FloatArray, IntArray]:
     return pool.labeled_embeddings, pool.labeled_labels
 
 
+def _vetoed(signals: list[Signals], limits: Policy) -> npt.NDArray[np.bool_]:
+    """Whether a signal other than confidence sends each item to review under ``limits``."""
+    return np.array([bool(veto_reasons(signals=s, policy=limits)) for s in signals], dtype=bool)
+
+
 def _priorities(
     pool: Pool,
     probs: FloatArray,
     machine: IntArray,
-    labeled_idx: IntArray,
-    reviewer: IntArray,
+    labeled_emb: FloatArray | None,
+    labeled_labels: IntArray,
     audit: npt.NDArray[np.bool_],
 ) -> FloatArray:
     """Review priority of every item, as the service's review queue orders them: the chance of being wrong from
-    ``probs`` and the embedding probe on the labeled pool and the reviewed items, weighted by density."""
+    ``probs`` and the embedding probe on the labeled items, weighted by density."""
     support = None
-    if pool.embeddings is not None:
-        known = _labeled_pool(pool)
-        probe = fit_probe(
-            embeddings=np.vstack([known[0], pool.embeddings[labeled_idx]]),
-            labels=np.concatenate([known[1], reviewer[labeled_idx]]),
-            n_labels=int(probs.shape[1]),
-        )
+    if pool.embeddings is not None and labeled_emb is not None:
+        probe = fit_probe(embeddings=labeled_emb, labels=labeled_labels, n_labels=int(probs.shape[1]))
         support = None if probe is None else probe.predict(pool.embeddings)
     wrong = wrong_chance(probs=probs, predicted=machine, support=support)
     return np.array(

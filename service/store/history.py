@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,13 @@ from service.tables import Decision, Item, Label, Prediction, Task
 
 UNBIASED_REASONS = frozenset({"cold_start", "audit_sample"})
 """Reviews drawn uniformly at random; only these may certify a threshold (see pipeline.policy.fit_policy)."""
+
+
+def drawn_at_random(reasons: Iterable[object]) -> bool:
+    """Whether a decision with these reasons sent its item to review by a uniform random draw."""
+    return bool({str(reason) for reason in reasons} & UNBIASED_REASONS)
+
+
 VETO_REASONS = frozenset(
     {"ensemble_disagreement", "neighbour_disagreement", "student_disagreement", "out_of_distribution"}
 )
@@ -60,7 +68,7 @@ def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher"
     outcomes: dict[int, ReviewedOutcome] = {}
     for decision, prediction in rows:
         reasons = {str(reason) for reason in decision.reasons}
-        if decision.item_id in humans and reasons & UNBIASED_REASONS:
+        if decision.item_id in humans and drawn_at_random(reasons):
             outcomes[decision.item_id] = ReviewedOutcome(
                 confidence=prediction.confidence,
                 correct=prediction.label == humans[decision.item_id],
@@ -108,7 +116,7 @@ def calibration_data(
     raw: dict[int, list[float]] = {}
     regimes = in_current_regime([signals for _, signals, _ in rows])
     for (prediction, _, reasons), current in zip(rows, regimes, strict=True):
-        if current and {str(reason) for reason in reasons} & UNBIASED_REASONS:
+        if current and drawn_at_random(reasons):
             raw[prediction.item_id] = [float(p) for p in prediction.raw_probs]
     index = {name: i for i, name in enumerate(labels)}
     keep = [item for item in raw if humans[item] in index and len(raw[item]) == len(labels)]
