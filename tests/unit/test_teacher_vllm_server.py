@@ -14,13 +14,14 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from service.backends.cpu import BF16_CPU_FLAGS, cpu_flags
 from service.backends.teacher_vllm_server import (
     MAX_LOGPROB_TOKEN_IDS,
     ScoringMode,
     TeacherRequestError,
     VLLMServerTeacher,
 )
-from service.backends.vllm_env import CPU_BLOCK_SIZE, ServerOptions, VLLMServer, cpu_has_bf16, parse_counters
+from service.backends.vllm_env import CPU_BLOCK_SIZE, ServerOptions, VLLMServer, parse_counters
 from service.ports import ScoreRequest, TeacherUnavailable
 
 WORDS = ["[UNK]", "Label", ":", "spam", "ham", "not", "very", "hello", "world", "Text"]
@@ -196,6 +197,7 @@ def test_the_server_runs_in_bfloat16_where_the_hardware_computes_it(tmp_path: Pa
     with_bf16, without = tmp_path / "with", tmp_path / "without"
     with_bf16.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
     without.write_text("processor : 0\nflags : fpu avx2 avx512f\n")
-    assert cpu_has_bf16(with_bf16) and not cpu_has_bf16(without) and not cpu_has_bf16(tmp_path / "absent")
+    assert cpu_flags(with_bf16) & BF16_CPU_FLAGS and not cpu_flags(without) & BF16_CPU_FLAGS
+    assert cpu_flags(tmp_path / "absent") == frozenset()
     assert VLLMServer(Path("python"), Path("model"), ServerOptions(), Path("log"), gpu=True).dtype == "bfloat16"
     assert VLLMServer(Path("python"), Path("model"), ServerOptions(dtype="float32"), Path("log")).dtype == "float32"
