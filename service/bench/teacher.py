@@ -88,10 +88,11 @@ def _throughput(
                 after = server_counters(url)
             finally:
                 teacher.close()
-            tokens, queries, hits = (after[name] - before[name] for name in after)
+            delta = {name.removeprefix("vllm:"): after[name] - before[name] for name in after}
+            queries = delta["prefix_cache_queries_total"]
             out[f"{mode}_items_per_s"] = len(timed) / elapsed
-            out[f"{mode}_prompt_tokens_per_s"] = tokens / elapsed
-            out[f"{mode}_prefix_cache_hit_rate"] = hits / queries if queries else 0.0
+            out[f"{mode}_prompt_tokens_per_s"] = delta["prompt_tokens_total"] / elapsed
+            out[f"{mode}_prefix_cache_hit_rate"] = delta["prefix_cache_hits_total"] / queries if queries else 0.0
             if mode == "prefix":
                 probs = normalize(np.asarray(scores, dtype=np.float64))
                 gap = np.abs(probs - reference[len(warm) :])
