@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from service.backends.cpu import BF16_CPU_FLAGS, cpu_flags
+from service.backends.cpu import cpu_has_bf16
 from service.backends.models import minilm_path
 from service.ports import Precision
 
@@ -49,7 +49,7 @@ def resolve_precision(precision: Precision) -> Precision:
     int8."""
     if precision != "auto":
         return precision
-    return "bfloat16" if cpu_flags() & BF16_CPU_FLAGS else "int8"
+    return "bfloat16" if cpu_has_bf16() else "int8"
 
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)

@@ -94,10 +94,10 @@ def _throughput(
             out[f"{mode}_prompt_tokens_per_s"] = delta["prompt_tokens_total"] / elapsed
             out[f"{mode}_prefix_cache_hit_rate"] = delta["prefix_cache_hits_total"] / queries if queries else 0.0
             if mode == "prefix":
-                probs = normalize(np.asarray(scores, dtype=np.float64))
-                gap = np.abs(probs - reference[len(warm) :])
+                probs, expected = normalize(np.asarray(scores, dtype=np.float64)), reference[len(warm) :]
+                gap = np.abs(probs - expected)
                 out["vs_transformers"] = {
-                    "top_label_agreement": float(np.mean(probs.argmax(1) == reference[len(warm) :].argmax(1))),
+                    "top_label_agreement": float(np.mean(probs.argmax(1) == expected.argmax(1))),
                     "max_prob_difference": float(gap.max()),
                     "mean_prob_difference": float(gap.mean()),
                 }

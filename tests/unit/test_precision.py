@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.backends import minilm
+from service.backends import cpu, minilm
 from service.ports import Precision
 
 
@@ -20,11 +20,11 @@ from service.ports import Precision
 def test_auto_picks_bfloat16_only_where_the_cpu_multiplies_it(
     monkeypatch: pytest.MonkeyPatch, flags: set[str], expected: str
 ) -> None:
-    monkeypatch.setattr(minilm, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
     assert minilm.resolve_precision("auto") == expected
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
 def test_an_explicit_precision_is_kept(monkeypatch: pytest.MonkeyPatch, precision: Precision) -> None:
-    monkeypatch.setattr(minilm, "cpu_flags", lambda: frozenset())
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset())
     assert minilm.resolve_precision(precision) == precision
