@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.pipeline.render import default_prompts_dir
 from service.ports import Precision
 
+CHECKOUT_ADAPTERS = Path(__file__).resolve().parent.parent / "adapters"
+
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "understudy"
@@ -51,8 +53,8 @@ class Settings(BaseSettings):
     """Empty means SQLite at <data_dir>/understudy.db."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     prompts_dir: Path = Field(default_factory=default_prompts_dir)
-    adapters_dir: Path = Path("adapters")
-    """The student registry: adapters/<task>/<version>/ with meta.json."""
+    adapters_dir: Path | None = None
+    """The student registry, <adapters_dir>/<task>/<version>/ with meta.json (see resolved_adapters_dir)."""
 
     max_text_chars: int = 1_000_000
     """Longer texts are rejected with 422; shorter ones are cut token-aware to the teacher's context (flagged)."""
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     teacher: TeacherSettings = TeacherSettings()
     student: StudentSettings = StudentSettings()
     policy: PolicySettings = PolicySettings()
+
+    @property
+    def resolved_adapters_dir(self) -> Path:
+        """Where students are saved: a relative ``adapters_dir`` lies under the data directory (not the working
+        directory, so the API and workers started from different folders agree); unset, the checkout's
+        top-level adapters/, or <data_dir>/adapters for an installed package."""
+        if self.adapters_dir is None:
+            return CHECKOUT_ADAPTERS if CHECKOUT_ADAPTERS.is_dir() else self.data_dir / "adapters"
+        return self.adapters_dir if self.adapters_dir.is_absolute() else self.data_dir / self.adapters_dir
 
     @property
     def resolved_database_url(self) -> str:

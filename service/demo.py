@@ -135,9 +135,7 @@ def run_demo(
         admin_key=DEMO_ADMIN_KEY,
         policy=PolicySettings(seed_reviews=60),
     )
-    from service.cli import worker_context
-
-    ctx = worker_context(settings)
+    ctx = WorkerContext.from_settings(settings)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from service import db
 from service.api.limits import BodySizeLimit
 from service.api.routes import (
     batches,
@@ -18,19 +19,17 @@ from service.api.routes import (
     students,
     tasks,
 )
+from service.api.schemas.problem import PROBLEM_RESPONSES, problem_media_type
 from service.config import Settings, get_settings
-from service.db import make_engine, migrate, session_factory, transaction
 from service.errors import install_handlers
 from service.store import keys as key_store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    sessions = session_factory(engine)
+    sessions = db.open(settings)
     if settings.admin_key:
-        with transaction(sessions) as session:
+        with db.transaction(sessions) as session:
             key_store.ensure_key(session, name="admin", role="admin", plain=settings.admin_key)
 
     app = FastAPI(
@@ -39,11 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="LLM-assisted auto-labeling: teacher, confidence filter, human review, LoRA student.",
     )
     app.state.settings = settings
-    app.state.engine = engine
+    app.state.engine = db.engine_of(sessions)
     app.state.sessions = sessions
     app.state.key_cache = {}
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, tasks, batches, jobs, review, review_admin, review_page, students, quality, keys, exports):
-        app.include_router(module.router)
+    for module in (health, tasks, batches, jobs, review, review_admin, students, quality, keys, exports):
+        app.include_router(module.router, responses=PROBLEM_RESPONSES)
+    app.include_router(review_page.router)  # HTML pages: their failures are pages or redirects, not problems
+    generate = app.openapi
+    app.openapi = lambda: problem_media_type(generate())  # type: ignore[method-assign]
     return app

@@ -30,6 +30,11 @@ class Example:
     label: str
 
 
+TaskKind = Literal["single_label"]
+"""What one item's label is. single_label: exactly one of the task's labels. Each stage decides what a kind means in
+one place (pipeline.kinds for the machine's label and confidence)."""
+
+
 @dataclass(frozen=True)
 class TaskDef:
     name: str
@@ -37,6 +42,7 @@ class TaskDef:
     instructions: str
     examples: tuple[Example, ...] = ()
     template: str = "classify/chatml"
+    kind: TaskKind = "single_label"
 
     @property
     def label_names(self) -> tuple[str, ...]:

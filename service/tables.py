@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.pipeline.route import stored_reasons
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -50,6 +52,7 @@ class Task(Base):
     epsilon: Mapped[float] = mapped_column(Float)
     delta: Mapped[float] = mapped_column(Float)
     audit_share: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(20), default="single_label", server_default="single_label")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -101,7 +104,7 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Decision(Base):
+class DecisionRecord(Base):
     __tablename__ = "decisions"
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
@@ -110,6 +113,11 @@ class Decision(Base):
     reasons: Mapped[list[Any]] = mapped_column()
     signals: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def reason_names(self) -> list[str]:
+        """The reasons under their current names (see pipeline.route.RENAMED_REASONS)."""
+        return stored_reasons(self.reasons)
 
 
 class Label(Base):

@@ -5,7 +5,6 @@ A trained student is a folder: peft's adapter/ (LoRA weights), head.safetensors 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,12 @@ import torch
 from peft import PeftModel
 
 from service.backends.minilm import for_inference, length_sorted_batches, load_encoder, load_tokenizer, minilm_path
-from service.backends.student_model import ADAPTER_DIR, HEAD_FILE, META_FILE, MiniLMClassifier, load_head
+from service.backends.student_meta import StudentMeta
+from service.backends.student_model import ADAPTER_DIR, HEAD_FILE, MiniLMClassifier, load_head
 from service.backends.student_train import LoraTrainer
 from service.ports import FloatArray, Precision
 
-__all__ = ["LoraStudent", "LoraTrainer", "read_meta"]
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """The meta.json of a saved student folder."""
-    meta: dict[str, Any] = json.loads((path / META_FILE).read_text())
-    return meta
+__all__ = ["LoraStudent", "LoraTrainer"]
 
 
 class LoraStudent:
@@ -36,45 +30,43 @@ class LoraStudent:
         self,
         model: torch.nn.Module,
         tokenizer: Any,
-        meta: dict[str, Any],
+        meta: StudentMeta,
         *,
         batch_size: int = 64,
     ) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self.meta = meta
-        self._labels = tuple(str(label) for label in meta["labels"])
         self._batch_size = batch_size
-        self._max_length = int(meta["max_length"])
 
     @classmethod
     def load(
         cls, path: Path, *, precision: Precision = "float32", batch_size: int = 64, model_path: Path | None = None
     ) -> LoraStudent:
         """Load a saved student folder; `model_path` is the base MiniLM folder (default: the packaged one)."""
-        meta = read_meta(path)
+        meta = StudentMeta.from_pretrained(path)
         base_path = model_path or minilm_path()
         encoder = load_encoder(base_path)
         # Merging folds the low-rank update into the base weights: inference costs what plain MiniLM costs.
         merged = PeftModel.from_pretrained(encoder, str(path / ADAPTER_DIR)).merge_and_unload()
-        model = MiniLMClassifier(merged, encoder.config.hidden_size, len(meta["labels"]))
+        model = MiniLMClassifier(merged, encoder.config.hidden_size, len(meta.labels))
         load_head(model.head, str(path / HEAD_FILE))
         return cls(for_inference(model, precision), load_tokenizer(base_path), meta, batch_size=batch_size)
 
     @property
     def version(self) -> str:
-        return str(self.meta["version"])
+        return self.meta.version
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self._labels
+        return self.meta.labels
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
-        probs = np.zeros((len(texts), len(self._labels)), dtype=np.float64)
+        probs = np.zeros((len(texts), len(self.meta.labels)), dtype=np.float64)
         if not texts:
             return probs
         batches = length_sorted_batches(
-            self._tokenizer, texts, batch_size=self._batch_size, max_length=self._max_length
+            self._tokenizer, texts, batch_size=self._batch_size, max_length=self.meta.max_length
         )
         with torch.inference_mode():
             for batch in batches:

@@ -10,7 +10,6 @@ from service.backends.minilm import mean_pool
 ADAPTER_DIR = "adapter"
 """peft's adapter folder (adapter_config.json, adapter_model.safetensors)."""
 HEAD_FILE = "head.safetensors"
-META_FILE = "meta.json"
 MAX_LENGTH = 128
 """Tokens kept per text; short texts (SMS, questions, reviews' first lines) fit."""
 LORA_TARGET_MODULES = ("query", "value")

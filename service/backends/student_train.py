@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import peft
 import torch
@@ -25,12 +23,12 @@ from service.backends.student_data import (
     validate_examples,
     weighted_loss_sum,
 )
+from service.backends.student_meta import StudentMeta
 from service.backends.student_model import (
     ADAPTER_DIR,
     HEAD_FILE,
     LORA_TARGET_MODULES,
     MAX_LENGTH,
-    META_FILE,
     MiniLMClassifier,
     save_head,
 )
@@ -115,7 +113,7 @@ class LoraTrainer:
         peft_encoder.save_pretrained(str(out_dir / ADAPTER_DIR))
         save_head(model.head, str(out_dir / HEAD_FILE))
         meta = self._meta(out_dir, examples, labels, config, prompt_versions, metrics, run.epochs_run)
-        (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        meta.save_pretrained(out_dir)
         return TrainResult(path=out_dir, metrics=metrics, epochs_run=run.epochs_run)
 
     def _meta(
@@ -127,27 +125,26 @@ class LoraTrainer:
         prompt_versions: Sequence[str],
         metrics: dict[str, float],
         epochs_run: int,
-    ) -> dict[str, Any]:
-        return {
-            "version": out_dir.name,
-            "base_model": self._base_model_name,
-            "labels": list(labels),
-            "label_map": {label: i for i, label in enumerate(labels)},
-            "data_sha256": training_data_sha256(examples, labels),
-            "n_examples": len(examples),
-            "prompt_versions": sorted(set(prompt_versions)),
-            "metrics": metrics,
-            "epochs_run": epochs_run,
-            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "train_config": asdict(config),
-            "max_length": MAX_LENGTH,
-            "lora_target_modules": list(LORA_TARGET_MODULES),
-            "library_versions": {
+    ) -> StudentMeta:
+        return StudentMeta(
+            version=out_dir.name,
+            base_model=self._base_model_name,
+            labels=labels,
+            data_sha256=training_data_sha256(examples, labels),
+            n_examples=len(examples),
+            prompt_versions=tuple(sorted(set(prompt_versions))),
+            metrics=metrics,
+            epochs_run=epochs_run,
+            created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            train_config=asdict(config),
+            max_length=MAX_LENGTH,
+            lora_target_modules=LORA_TARGET_MODULES,
+            library_versions={
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
                 "peft": peft.__version__,
             },
-        }
+        )
 
 
 def _pooled(model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_size: int) -> torch.Tensor:

@@ -25,6 +25,8 @@ from typing import Any
 
 from service.config import Settings
 from service.datasets import read_labeled
+from service.jobs.context import WorkerContext
+from service.jobs.train_student import TrainStudentResult, train_now
 
 TASK_NAME = "bulk"
 TRAIN_EPOCHS = 5
@@ -34,22 +36,20 @@ def _environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "UNDERSTUDY_DATA_DIR": str(settings.data_dir),
-        "UNDERSTUDY_ADAPTERS_DIR": str(settings.adapters_dir),
+        "UNDERSTUDY_ADAPTERS_DIR": str(settings.resolved_adapters_dir),
         "UNDERSTUDY_DATABASE_URL": settings.resolved_database_url,
     }
 
 
 def _prepare(
     settings: Settings, train: list[tuple[str, str]], labels: list[str], *, epsilon: float, seed: int
-) -> dict[str, Any]:
+) -> TrainStudentResult:
     """Task, imported human labels, a trained and promoted student; returns the training job's result."""
-    from service.cli import worker_context
+    from service.api.schemas.tasks import TaskCreate, TaskLabel
     from service.db import transaction
-    from service.jobs.train_student import train_now
-    from service.schemas import LabelIn, TaskCreate
     from service.store import exports, students, tasks
 
-    ctx = worker_context(settings)
+    ctx = WorkerContext.from_settings(settings)
     export = [
         {"id": i, "data": {"text": text}, "annotations": [{"result": [{"value": {"choices": [label]}}]}]}
         for i, (text, label) in enumerate(train)
@@ -59,7 +59,7 @@ def _prepare(
     with transaction(ctx.sessions) as session:
         spec = TaskCreate(
             name=TASK_NAME,
-            labels=[LabelIn(name=label, description=label) for label in labels],
+            labels=[TaskLabel(name=label, description=label) for label in labels],
             instructions="Classify the text.",
             epsilon=epsilon,
         )

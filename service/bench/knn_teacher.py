@@ -16,7 +16,7 @@ from tqdm import tqdm
 from service.bench.quality import LabeledScores, TeacherScores, cached_scores, content_key
 from service.config import Settings
 from service.datasets import read_labeled, write_jsonl
-from service.pipeline.calibrate import batch_calibrate, batch_prior
+from service.pipeline.calibration import batch_calibrate, batch_prior
 from service.pipeline.render import few_shot_examples
 from service.pipeline.teacher_scoring import score_items, score_leave_one_out
 from service.ports import Embedder, Example, FloatArray, LabelDef, TaskDef, Teacher

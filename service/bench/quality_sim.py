@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.confidence import fit_calibration
+from service.pipeline.calibration import fit_calibration
 from service.pipeline.policy import DEFAULT_GRID, Policy, candidate_floor, fit_policy, min_certifiable
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority, wrong_chance

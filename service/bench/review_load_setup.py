@@ -14,14 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
 
-from service.db import make_engine, migrate, session_factory, transaction
-from service.schemas import LabelIn, TaskCreate
-from service.store import keys, tasks
-from service.tables import Batch, Decision, Item, Prediction, ReviewAssignment, ReviewEntry
+from service.db import engine_of, open_database, transaction
+from service.store.review_seed import seed_review_queue
 
 LABELS = ("ham", "spam")
 ADMIN_KEY = "review-load-admin"
@@ -29,82 +24,16 @@ ADMIN_KEY = "review-load-admin"
 
 def seed(database_url: str, *, items: int, reviewers: int) -> tuple[str, list[str]]:
     """A task with `items` items waiting for review; returns its name and one assigned reviewer key per reviewer."""
-    engine = make_engine(database_url)
-    migrate(engine)
-    with transaction(session_factory(engine)) as session:
-        task = tasks.create_task(
-            session,
-            TaskCreate(
-                name=f"load-{uuid.uuid4().hex[:8]}", labels=[LabelIn(name=label) for label in LABELS], epsilon=0.05
-            ),
-        )
-        batch = Batch(task_id=task.id, idempotency_key=None, request_sha="0" * 64, item_count=items)
-        session.add(batch)
-        session.flush()
-        session.execute(
-            insert(Item),
-            [
-                {
-                    "task_id": task.id,
-                    "batch_id": batch.id,
-                    "external_id": f"i{i}",
-                    "text": f"message {i}",
-                    "state": "review",
-                }
-                for i in range(items)
-            ],
-        )
-        _seed_predictions(session, task_id=task.id)
-        plain = []
-        for index in range(reviewers):
-            name = f"{task.name}-reviewer-{index}"
-            plain.append(keys.create_key(session, name=name, role="reviewer")[1])
-            session.add(ReviewAssignment(task_id=task.id, reviewer=name, assigned_by="bench"))
-        task_name = task.name
+    sessions = open_database(database_url)
+    with transaction(sessions) as session:
+        task_name, plain = seed_review_queue(session, labels=LABELS, items=items, reviewers=reviewers)
+    engine = engine_of(sessions)
     with engine.connect() as connection:
         # Fresh statistics, as a database in use would have, so the planner sees the seeded queue's real size.
         connection.exec_driver_sql("ANALYZE")
         connection.commit()
     engine.dispose()
     return task_name, plain
-
-
-def _seed_predictions(session: Session, *, task_id: int) -> None:
-    rng = np.random.default_rng(0)
-    ids = list(session.scalars(select(Item.id).where(Item.task_id == task_id).order_by(Item.id)))
-    confidence = rng.uniform(0.5, 0.99, size=len(ids))
-    session.execute(
-        insert(Prediction),
-        [
-            {
-                "item_id": item_id,
-                "source": "teacher",
-                "model": "bench",
-                "raw_probs": [float(c), float(1 - c)],
-                "probs": [float(c), float(1 - c)],
-                "label": "ham",
-                "confidence": float(c),
-            }
-            for item_id, c in zip(ids, confidence, strict=True)
-        ],
-    )
-    predictions = dict(
-        session.execute(select(Prediction.item_id, Prediction.id).where(Prediction.item_id.in_(ids))).all()
-    )
-    session.execute(
-        insert(Decision),
-        [
-            {"item_id": item_id, "prediction_id": predictions[item_id], "accept": False, "reasons": ["low_confidence"]}
-            for item_id in ids
-        ],
-    )
-    session.execute(
-        insert(ReviewEntry),
-        [
-            {"item_id": item_id, "task_id": task_id, "priority": float(1 - c), "explanation": "bench"}
-            for item_id, c in zip(ids, confidence, strict=True)
-        ],
-    )
 
 
 def _free_port() -> int:

@@ -26,13 +26,7 @@ from typing import Any
 import numpy as np
 
 from service.datasets import read_labeled
-from service.pipeline.calibrate import (
-    CONTENT_FREE_TEXTS,
-    batch_calibrate,
-    batch_prior,
-    content_free_prior,
-    normalize,
-)
+from service.pipeline.calibration import batch_calibrate, batch_prior, normalize
 from service.pipeline.metrics import classification_report
 from service.pipeline.render import (
     default_prompts_dir,
@@ -44,6 +38,15 @@ from service.pipeline.teacher_scoring import fit_prompt, pool_prior, score_items
 from service.ports import Example, FloatArray, LabelDef, ScoreRequest, TaskDef, Teacher
 
 DEFAULT_INSTRUCTIONS = "Classify the text with one of the labels."
+
+CONTENT_FREE_TEXTS: tuple[str, ...] = ("N/A", "", "[MASK]")
+"""Placeholder inputs whose predictions estimate the content-free prior (Zhao et al. 2021), a baseline this bench
+reports beside batch calibration; the service does not use it (with kNN prompts it lost to the fitted prior)."""
+
+
+def content_free_prior(content_free_logliks: FloatArray) -> FloatArray:
+    """The (k,) mean distribution the teacher gives placeholder inputs (one row per CONTENT_FREE_TEXTS entry)."""
+    return batch_prior(normalize(content_free_logliks))
 
 
 def _quality(probs: FloatArray, gold: Sequence[str], labels: tuple[str, ...]) -> dict[str, float]:

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service.api.schemas.batches import ItemCreate, item_create
 from service.errors import Invalid
-from service.schemas import ItemIn, item_in
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -55,7 +55,7 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ImportedTask:
-    item: ItemIn
+    item: ItemCreate
     label: str | None
     """The latest annotation's choice, if the task has one; it becomes a human label."""
 
@@ -83,7 +83,7 @@ def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTas
             raise Invalid(
                 f"task {index} is annotated {label!r}, not one of {list(labels)}", field=f"{index}.annotations"
             )
-        imported.append(ImportedTask(item_in(ident=str(ident), text=text, meta=meta, field=str(index)), label))
+        imported.append(ImportedTask(item_create(ident=str(ident), text=text, meta=meta, field=str(index)), label))
     return imported
 
 

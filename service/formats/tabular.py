@@ -1,18 +1,20 @@
 """Final labels with provenance out to JSONL, CSV, Parquet or a Hugging Face `datasets` folder (save_to_disk), and
-raw items in from the same file types. A row is a plain dict; nested fields (reasons, votes, meta) stay nested in
-JSONL and become JSON strings in the columnar formats, so every column has one scalar type."""
+rows in from the same file types: the one reader of tabular files, for imports, bulk labeling and benchmarks. A row
+is a plain dict; nested fields (reasons, votes, meta) stay nested in JSONL and become JSON strings in the columnar
+formats, so every column has one scalar type."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from service.api.schemas.batches import ItemCreate, item_create
 from service.errors import Invalid
-from service.schemas import ItemIn, item_in
 
 TableFormat = Literal["jsonl", "csv", "parquet", "hf"]
 TABLE_FORMATS: tuple[TableFormat, ...] = ("jsonl", "csv", "parquet", "hf")
@@ -56,43 +58,80 @@ def write_file(rows: Sequence[Mapping[str, Any]], fmt: TableFormat, path: Path) 
         path.write_bytes(to_bytes(rows, fmt))
 
 
-def read_rows(source: bytes | Path, fmt: TableFormat) -> list[dict[str, Any]]:
-    """The rows of a file (bytes for jsonl, csv, parquet; a folder for hf)."""
+def format_of(path: Path) -> TableFormat:
+    """The table format of a file by its suffix (a folder is a `datasets` folder)."""
+    if path.is_dir():
+        return "hf"
+    formats: dict[str, TableFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+    suffix = path.suffix.lower()
+    if suffix not in formats:
+        raise Invalid(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet", field="path")
+    return formats[suffix]
+
+
+def iter_rows(source: bytes | Path, fmt: TableFormat) -> Iterator[dict[str, Any]]:
+    """The rows of a file, streamed from a path (memory stays flat for millions of rows) or read from bytes (an
+    upload); a folder for hf. Unreadable input is an Invalid naming the file (for a path) and the line."""
+    where = f"{source}: " if isinstance(source, Path) else ""
+    if isinstance(source, Path) and not source.exists():
+        raise Invalid(f"no such file: {source}", field="path")
     if fmt == "hf":
         from datasets import load_from_disk
 
         if not isinstance(source, Path):
             raise Invalid("a datasets folder is read from a path, not from an upload", field="format")
-        return [dict(row) for row in load_from_disk(str(source))]
-    data = source.read_bytes() if isinstance(source, Path) else source
-    if fmt == "parquet":
+        yield from (dict(row) for row in load_from_disk(str(source)))
+    elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            return [dict(row) for row in pq.read_table(io.BytesIO(data)).to_pylist()]
+            parquet = pq.ParquetFile(source if isinstance(source, Path) else io.BytesIO(source))
+            for batch in parquet.iter_batches(batch_size=10_000):
+                yield from batch.to_pylist()
         except pa.ArrowInvalid as exc:
-            raise Invalid(f"not a Parquet file: {exc}", field="body") from exc
+            raise Invalid(f"{where}not a Parquet file: {exc}", field="body") from exc
+    else:
+        with _text_lines(source, where) as lines:
+            if fmt == "csv":
+                yield from (dict(row) for row in csv.DictReader(lines))
+            else:
+                yield from _json_lines(lines, where)
+
+
+@contextmanager
+def _text_lines(source: bytes | Path, where: str) -> Iterator[Iterator[str]]:
+    """The lines of UTF-8 text (a leading BOM dropped); an Invalid when the bytes are not UTF-8."""
+    handle = (
+        source.open(encoding="utf-8-sig", newline="")
+        if isinstance(source, Path)
+        else io.TextIOWrapper(io.BytesIO(source), encoding="utf-8-sig", newline="")
+    )
     try:
-        text = data.decode("utf-8-sig")
+        with handle:
+            yield iter(handle)
     except UnicodeDecodeError as exc:
-        raise Invalid("the file is not UTF-8 text", field="body") from exc
-    if fmt == "csv":
-        return [dict(row) for row in csv.DictReader(io.StringIO(text))]
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+        raise Invalid(f"{where}the file is not UTF-8 text", field="body") from exc
+
+
+def _json_lines(lines: Iterator[str], where: str) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise Invalid(f"line {number} is not JSON: {exc.msg}", field=f"line {number}") from exc
+                raise Invalid(f"{where}line {number} is not valid JSON: {exc.msg}", field=f"line {number}") from exc
             if not isinstance(row, dict):
-                raise Invalid(f"line {number} is not a JSON object", field=f"line {number}")
-            rows.append(row)
-    return rows
+                raise Invalid(f"{where}line {number} is not a JSON object", field=f"line {number}")
+            yield row
 
 
-def items_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[ItemIn]:
+def read_rows(source: bytes | Path, fmt: TableFormat) -> list[dict[str, Any]]:
+    """Every row of a file at once (see iter_rows)."""
+    return list(iter_rows(source, fmt))
+
+
+def items_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[ItemCreate]:
     """Raw items: `text` is required, `id` (or `external_id`) names the item (else its row number), every other
     column goes into the item's meta."""
     items = []
@@ -102,7 +141,7 @@ def items_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[ItemIn]:
             raise Invalid(f"row {index} has no text", field=f"rows.{index}.text")
         ident = next((row[key] for key in ID_COLUMNS if row.get(key) not in (None, "")), f"row-{index}")
         meta = {key: _plain(value) for key, value in row.items() if key != "text" and key not in ID_COLUMNS}
-        items.append(item_in(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"))
+        items.append(item_create(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"))
     return items
 
 

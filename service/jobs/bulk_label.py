@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from service.datasets import DataError, iter_records
 from service.db import transaction
-from service.errors import Conflict
+from service.errors import Conflict, Invalid
+from service.formats import tabular
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
-from service.store import history, students, tasks
+from service.store import students, tasks
+from service.task_policy import fit_task_policy
 
 CHUNK_ROWS = 256
 
@@ -36,12 +37,12 @@ def completed_rows(out: Path) -> int:
 
 
 def _rows(path: Path, text_field: str, id_field: str | None, skip: int) -> Iterator[tuple[str, str]]:
-    for number, row in enumerate(itertools.islice(iter_records(path), skip, None), skip):
+    for number, row in enumerate(itertools.islice(tabular.iter_rows(path, tabular.format_of(path)), skip, None), skip):
         if text_field not in row:
-            raise DataError(f"{path}: row {number + 1} has no field {text_field!r}")
+            raise Invalid(f"{path}: row {number + 1} has no field {text_field!r}", field="text_field")
         text = row[text_field]
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{path}: row {number + 1}: {text_field!r} must be a non-empty string")
+            raise Invalid(f"{path}: row {number + 1}: {text_field!r} must be a non-empty string", field="text_field")
         yield (str(row[id_field]) if id_field and id_field in row else str(number)), text
 
 
@@ -64,7 +65,7 @@ def label_file(
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
         task_def = tasks.task_def(task)
-        policy = history.fit_task_policy(session, task, min_reviews=ctx.settings.policy.min_reviews)
+        policy = fit_task_policy(session, task, min_reviews=ctx.settings.policy.min_reviews)
         student = students.promoted(session, task_id=task.id)
         student_path = student.path if student else None
         chosen = student_policy(policy, student.metrics) if student else None

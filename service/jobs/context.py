@@ -50,10 +50,22 @@ class WorkerContext:
     _students: dict[str, Student] = field(default_factory=dict)
     pools: dict[int, LabeledPool] = field(default_factory=dict)
     recent_raw: dict[int, deque[FloatArray]] = field(default_factory=dict)
-    on_progress: Callable[[int, int], None] | None = None
-    """Extra progress hook (the CLI's progress bar), called beside the job row's progress."""
     teacher_speed: Throughput = field(default_factory=Throughput)
     student_speed: Throughput = field(default_factory=Throughput)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerContext:
+        """A worker on the configured database (migrated) with the configured teacher, embedder and students."""
+        from service import db
+        from service.backends.factory import load_student, make_embedder, make_teacher
+
+        return cls(
+            settings=settings,
+            sessions=db.open(settings),
+            teacher_factory=lambda: make_teacher(settings),
+            embedder_factory=lambda: make_embedder(settings),
+            student_loader=lambda path: load_student(settings, path),
+        )
 
     @property
     def teacher(self) -> Teacher:

@@ -13,16 +13,18 @@ import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
 from service.pipeline import signals as sig
+from service.pipeline.calibration import Calibration
 from service.pipeline.cascade import split_by_confidence
-from service.pipeline.confidence import Calibration
+from service.pipeline.kinds import machine_labels
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority, wrong_chance
-from service.pipeline.route import STUDENT_UNSURE, Decision, Signals, route
+from service.pipeline.route import STUDENT_UNSURE, Signals, route
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
+from service.store.items import ItemOutcome, RecordedSignals
 
 MIN_PRIOR_ITEMS = 16
 NEIGHBOURS = 5
@@ -45,25 +47,6 @@ class ChunkPlan:
 
 
 @dataclass(frozen=True)
-class ChunkResult:
-    item_id: int
-    embedding: FloatArray
-    truncated: bool
-    source: str
-    model: str
-    template_sha: str
-    prompt_sha: str
-    raw_probs: tuple[float, ...]
-    probs: tuple[float, ...]
-    label: str
-    confidence: float
-    decision: Decision
-    signals: dict[str, Any]
-    priority: float
-    priority_explanation: str
-
-
-@dataclass(frozen=True)
 class _Machine:
     source: str
     model: str
@@ -79,18 +62,18 @@ class _Machine:
     """Few-shot examples in the teacher's prompt; None for the student."""
 
 
-def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ChunkResult]:
+def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ItemOutcome]:
     embeddings = ctx.embedder.embed(plan.texts)
     machine = _cascade(ctx, task, plan, pool, embeddings)
     probs = np.asarray([scored.probs for scored in machine], dtype=np.float64)
-    predicted = probs.argmax(axis=1)
-    confidence = probs.max(axis=1)
+    predicted, confidence = machine_labels(probs=probs, kind=task.kind)
     margins = sig.margin(probs=probs)
     neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
     density = item_density(embeddings=embeddings)
     probe = pool.probe(task.label_names)
     support = None if probe is None else probe.predict(embeddings)
     wrong = wrong_chance(probs=probs, predicted=predicted, support=support)
+    disagrees = _student_disagreement(machine, probs)
     results = []
     for index, item_id in enumerate(plan.item_ids):
         scored = machine[index]
@@ -98,11 +81,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             confidence=float(confidence[index]),
             margin=float(margins[index]),
             neighbour_disagreement=None if neighbours is None else float(neighbours[index]),
-            student_disagreement=(
-                int(np.argmax(scored.student_probs)) != int(predicted[index])
-                if scored.student_probs is not None and scored.source == "teacher"
-                else None
-            ),
+            student_disagreement=disagrees[index],
             ood_distance=None if ood is None else float(ood[index]),
         )
         uniform = audit_draw(item_id)
@@ -117,16 +96,25 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             "audit": audit,
             "cold_start_draw": draw,
         }
-        recorded: dict[str, Any] = {k: v for k, v in vars(signals).items() if v is not None}
+        recorded = RecordedSignals(
+            confidence=signals.confidence,
+            margin=signals.margin,
+            wrong_chance=float(wrong[index]),
+            # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
+            sampled_above=0.0 if policy.threshold is None else policy.threshold,
+        )
+        if signals.neighbour_disagreement is not None:
+            recorded["neighbour_disagreement"] = signals.neighbour_disagreement
+        if signals.student_disagreement is not None:
+            recorded["student_disagreement"] = signals.student_disagreement
+        if signals.ood_distance is not None:
+            recorded["ood_distance"] = signals.ood_distance
         if support is not None:
             recorded["probe_support"] = float(support[index, predicted[index]])
-        recorded["wrong_chance"] = float(wrong[index])
         if scored.shots is not None:
             recorded["shots"] = scored.shots
-        # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
-        recorded["sampled_above"] = 0.0 if policy.threshold is None else policy.threshold
         results.append(
-            ChunkResult(
+            ItemOutcome(
                 item_id=item_id,
                 embedding=embeddings[index],
                 truncated=scored.truncated,
@@ -145,6 +133,21 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             )
         )
     return results
+
+
+def _student_disagreement(machine: list[_Machine], probs: FloatArray) -> list[bool | None]:
+    """Whether the promoted student's top label differs from the teacher's, for items the teacher labeled after
+    the student escalated them; None elsewhere."""
+    compared = [
+        i for i, scored in enumerate(machine) if scored.student_probs is not None and scored.source == "teacher"
+    ]
+    result: list[bool | None] = [None] * len(machine)
+    if compared:
+        student_probs = np.asarray([machine[i].student_probs for i in compared], dtype=np.float64)
+        flags = sig.student_disagreement(student_probs=student_probs, teacher_probs=probs[compared])
+        for i, flag in zip(compared, flags, strict=True):
+            result[i] = bool(flag)
+    return result
 
 
 def _neighbour_signals(
@@ -182,21 +185,29 @@ def _cascade(
             if index in sure or not plan.escalate_to_teacher:
                 values = tuple(float(p) for p in row)
                 machine[index] = _Machine(
-                    "student", model, "", "", values, values, False, None, deferred=index not in sure
+                    source="student",
+                    model=model,
+                    template_sha="",
+                    prompt_sha="",
+                    raw_probs=values,
+                    probs=values,
+                    truncated=False,
+                    student_probs=None,
+                    deferred=index not in sure,
                 )
     escalated = [index for index, scored in enumerate(machine) if scored is None]
     if escalated:
         teacher_scores, shots = _teacher(ctx, task, plan, pool, embeddings, escalated)
         for index, score, count in zip(escalated, teacher_scores, shots, strict=True):
             machine[index] = _Machine(
-                "teacher",
-                ctx.teacher.model_name,
-                score.template_sha,
-                score.prompt_sha,
-                score.raw_probs,
-                score.probs,
-                score.truncated,
-                tuple(float(p) for p in student_probs[index]) if student_probs is not None else None,
+                source="teacher",
+                model=ctx.teacher.model_name,
+                template_sha=score.template_sha,
+                prompt_sha=score.prompt_sha,
+                raw_probs=score.raw_probs,
+                probs=score.probs,
+                truncated=score.truncated,
+                student_probs=tuple(float(p) for p in student_probs[index]) if student_probs is not None else None,
                 shots=count,
             )
     return [scored for scored in machine if scored is not None]

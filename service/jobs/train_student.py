@@ -4,25 +4,64 @@ human gold, fit its cascade threshold and register it under adapters/<task>/<ver
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypedDict
 
 from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, promotion_gate
-from service.pipeline.metrics import classification_report, expected_calibration_error
+from service.pipeline.metrics import ClassificationReport, classification_report, expected_calibration_error
 from service.pipeline.train_plan import plan_training
-from service.ports import TrainConfig
+from service.ports import FloatArray, TrainConfig
 from service.store import history, students, tasks
 from service.store import jobs as job_store
+from service.store.history import TrainingRow
 from service.tables import Job
 
 PROGRESS_EVERY_S = 2.0
 
+Progress = Callable[[int, int], None]
+"""Called with (steps done, steps in all) as training runs."""
 
-def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
+
+class StudentReport(ClassificationReport):
+    ece: float
+    """Expected calibration error of the student's probabilities on the gold set."""
+
+
+class StudentMetrics(TypedDict):
+    """Stored with a student version: its gold report beside the teacher's, its cascade threshold and the gate."""
+
+    student: StudentReport
+    teacher: ClassificationReport
+    threshold: float
+    """Lowest student confidence it labels alone (above 1 when none was certified: it labels nothing alone)."""
+    threshold_error_bound: float | None
+    gold_examples: int
+    gate_passed: bool
+
+
+class TrainStudentResult(StudentMetrics):
+    version: str
+    path: str
+    train_examples: int
+    epochs_run: int
+
+
+@dataclass(frozen=True)
+class GoldEvaluation:
+    student: StudentReport
+    teacher: ClassificationReport
+    confidences: list[float]
+    """The student's top probability on each gold item."""
+    correct: list[bool]
+    """Whether its top label was right on each."""
+
+
+def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None = None) -> TrainStudentResult:
+    """Train, evaluate and register a student; ``on_progress`` (the CLI's progress bar) is called beside the job
+    row's progress."""
     from service.backends.student_train import LoraTrainer
 
     with transaction(ctx.sessions) as session:
@@ -37,12 +76,12 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
         raise ValueError(
             f"only {len(plan.train)} accepted labels to train on; need {ctx.settings.student.min_train_labels}"
         )
-    out_dir = ctx.settings.adapters_dir / task.name / version
+    out_dir = ctx.settings.resolved_adapters_dir / task.name / version
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
-        if ctx.on_progress is not None:
-            ctx.on_progress(done, total)
+        if on_progress is not None:
+            on_progress(done, total)
         if time.monotonic() - last[0] >= PROGRESS_EVERY_S or done == total:
             last[0] = time.monotonic()
             with transaction(ctx.sessions) as session:
@@ -59,32 +98,35 @@ def run_train_student(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
     config = TrainConfig(seed=seed, epochs=int(job.payload.get("epochs", TrainConfig.epochs)))
     result = LoraTrainer().train(plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions)
     student = ctx.student(str(out_dir))
-    metrics = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
+    gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
     certified = fit_student_threshold(
-        confidences=metrics.pop("confidences"), correct=metrics.pop("correct"), epsilon=task.epsilon, delta=task.delta
+        confidences=gold.confidences, correct=gold.correct, epsilon=task.epsilon, delta=task.delta
     )
-    # No certified threshold means the student handles nothing on its own: every item still goes to the teacher.
-    metrics["threshold"] = certified.threshold if certified.threshold is not None else UNCERTIFIED_THRESHOLD
-    metrics["threshold_error_bound"] = certified.error_bound
-    metrics["gold_examples"] = len(plan.gold)
-    metrics["gate_passed"] = promotion_gate(
-        metrics["student"]["macro_f1"], metrics["teacher"]["macro_f1"], ctx.settings.student.promotion_margin
+    metrics = StudentMetrics(
+        student=gold.student,
+        teacher=gold.teacher,
+        # No certified threshold means the student handles nothing on its own: every item still goes to the teacher.
+        threshold=certified.threshold if certified.threshold is not None else UNCERTIFIED_THRESHOLD,
+        threshold_error_bound=certified.error_bound,
+        gold_examples=len(plan.gold),
+        gate_passed=promotion_gate(
+            gold.student["macro_f1"], gold.teacher["macro_f1"], ctx.settings.student.promotion_margin
+        ),
     )
     with transaction(ctx.sessions) as session:
-        students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=metrics)
-    return {
-        "version": version,
-        "path": str(out_dir),
-        "train_examples": len(plan.train),
-        "gold_examples": len(plan.gold),
-        "epochs_run": result.epochs_run,
+        students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=dict(metrics))
+    return TrainStudentResult(
         **metrics,
-    }
+        version=version,
+        path=str(out_dir),
+        train_examples=len(plan.train),
+        epochs_run=result.epochs_run,
+    )
 
 
 def train_now(
-    ctx: WorkerContext, *, task_name: str, seed: int, epochs: int, on_progress: Callable[[int, int], None] | None
-) -> dict[str, Any]:
+    ctx: WorkerContext, *, task_name: str, seed: int, epochs: int, on_progress: Progress | None
+) -> TrainStudentResult:
     """Run a train_student job in this process (enqueued, claimed and finished like any job), for the CLI."""
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
@@ -95,25 +137,27 @@ def train_now(
             session, worker=ctx.worker_id, lease_s=ctx.settings.job_lease_s, kinds=["train_student"]
         )
     assert claimed is not None and claimed.id == job.id
-    ctx.on_progress = on_progress
-    result = run_train_student(ctx, claimed) or {}
+    result = run_train_student(ctx, claimed, on_progress)
     with transaction(ctx.sessions) as session:
         job_store.finish(session, claimed.id, worker=ctx.worker_id, result=result)
     return result
 
 
-def _evaluate(probs: np.ndarray, gold: list[Any], labels: tuple[str, ...]) -> dict[str, Any]:
+def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], labels: tuple[str, ...]) -> GoldEvaluation:
     truth = [row.label for row in gold]
     predicted = [labels[int(row.argmax())] for row in probs]
-    student_report = classification_report(y_true=truth, y_pred=predicted, labels=labels)
     with_teacher = [row for row in gold if row.teacher_label is not None]
-    teacher_report = classification_report(
-        y_true=[row.label for row in with_teacher], y_pred=[row.teacher_label for row in with_teacher], labels=labels
-    )
     index = {label: i for i, label in enumerate(labels)}
-    return {
-        "student": {**student_report, "ece": expected_calibration_error(probs=probs, y_true=[index[t] for t in truth])},
-        "teacher": teacher_report,
-        "confidences": [float(row.max()) for row in probs],
-        "correct": [p == t for p, t in zip(predicted, truth, strict=True)],
-    }
+    return GoldEvaluation(
+        student=StudentReport(
+            **classification_report(y_true=truth, y_pred=predicted, labels=labels),
+            ece=expected_calibration_error(probs=probs, y_true=[index[t] for t in truth]),
+        ),
+        teacher=classification_report(
+            y_true=[row.label for row in with_teacher],
+            y_pred=[str(row.teacher_label) for row in with_teacher],
+            labels=labels,
+        ),
+        confidences=[float(row.max()) for row in probs],
+        correct=[p == t for p, t in zip(predicted, truth, strict=True)],
+    )

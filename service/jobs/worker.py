@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
 
 from service.db import transaction
 from service.jobs.context import WorkerContext
@@ -18,7 +17,7 @@ from service.tables import Job, utcnow
 
 log = logging.getLogger("understudy.worker")
 
-Handler = Callable[[WorkerContext, Job], dict[str, Any] | None]
+Handler = Callable[[WorkerContext, Job], Mapping[str, object] | None]
 HANDLERS: dict[str, Handler] = {"label_batch": run_label_batch, "train_student": run_train_student}
 MAX_ATTEMPTS = 5
 TEACHER_RETRY_S = 15.0

@@ -42,8 +42,6 @@ class Policy:
     """Reviewed items the threshold was fitted on."""
     error_bound: float | None
     """Clopper-Pearson upper bound (level 1 - delta) on the error of items accepted at ``threshold``."""
-    ensemble_max: float = 1 / 3
-    """Largest share of prompt variants disagreeing with the ensemble that may still be accepted."""
 
     @property
     def cold_start(self) -> bool:
@@ -137,7 +135,6 @@ def fit_policy(
     vetoed: npt.ArrayLike | None = None,
     ood_max: float = 0.75,
     neighbour_max: float = 0.8,
-    ensemble_max: float = 1 / 3,
     grid: tuple[float, ...] = DEFAULT_GRID,
     pool_confidences: npt.ArrayLike | None = None,
     pool_vetoed: npt.ArrayLike | None = None,
@@ -147,7 +144,7 @@ def fit_policy(
 
     ``confidences`` are the calibrated top-label confidences of reviewed items, ``correct`` whether the
     machine label matched the human one, ``vetoed`` whether another signal (neighbours, out of distribution,
-    ensemble, student) would send the item to review regardless; vetoed items count as not accepted, so the
+    student) would send the item to review regardless; vetoed items count as not accepted, so the
     certified rule is the one ``route`` applies.
 
     Procedure (Learn-then-Test, Angelopoulos et al. 2021, with fixed-sequence testing): for each threshold t
@@ -199,7 +196,6 @@ def fit_policy(
             neighbour_max=neighbour_max,
             fitted_on=int(conf.size),
             error_bound=bound,
-            ensemble_max=ensemble_max,
         )
 
     if conf.size < min_reviews:

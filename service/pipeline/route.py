@@ -8,16 +8,25 @@ from service.pipeline.policy import Policy
 
 REASONS: tuple[str, ...] = (
     "cold_start",
-    "low_margin",
-    "ensemble_disagreement",
+    "below_threshold",
     "neighbour_disagreement",
     "student_disagreement",
     "out_of_distribution",
     "audit_sample",
     "student_unsure",
 )
-"""``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling with escalation
-deferred); the student's label is kept, not accepted."""
+"""``below_threshold``: the calibrated confidence is below the certified threshold (stored as ``low_margin``
+before it was renamed). ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
+with escalation deferred); the student's label is kept, not accepted."""
+
+
+RENAMED_REASONS = {"low_margin": "below_threshold"}
+"""Reasons stored under an older name: history keeps what was written, readers see the current name."""
+
+
+def stored_reasons(reasons: list[object]) -> list[str]:
+    """Reasons as read back from a stored decision, under their current names."""
+    return [RENAMED_REASONS.get(str(reason), str(reason)) for reason in reasons]
 
 
 @dataclass(frozen=True)
@@ -28,8 +37,6 @@ class Signals:
     """Calibrated probability of the machine label."""
     margin: float
     """Calibrated probability of the machine label minus that of the runner-up."""
-    ensemble_disagreement: float | None = None
-    """Share of prompt variants whose top label differs from the ensemble's."""
     neighbour_disagreement: float | None = None
     """Share of the nearest accepted neighbours whose label differs from the machine label."""
     student_disagreement: bool | None = None
@@ -52,8 +59,6 @@ STUDENT_UNSURE = Decision(accept=False, reasons=("student_unsure",))
 def veto_reasons(*, signals: Signals, policy: Policy) -> tuple[str, ...]:
     """The reasons, other than confidence, that send an item to review under ``policy``."""
     reasons: list[str] = []
-    if signals.ensemble_disagreement is not None and signals.ensemble_disagreement > policy.ensemble_max:
-        reasons.append("ensemble_disagreement")
     if signals.neighbour_disagreement is not None and signals.neighbour_disagreement > policy.neighbour_max:
         reasons.append("neighbour_disagreement")
     if signals.student_disagreement:
@@ -74,7 +79,7 @@ def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
     if policy.threshold is None:
         reasons.append("cold_start")
     elif signals.confidence < policy.threshold:
-        reasons.append("low_margin")
+        reasons.append("below_threshold")
     reasons.extend(veto_reasons(signals=signals, policy=policy))
     if reasons:
         return Decision(accept=False, reasons=tuple(reasons))

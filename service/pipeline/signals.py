@@ -42,28 +42,6 @@ def margin(*, probs: npt.ArrayLike) -> FloatArray:
     return result
 
 
-def entropy(*, probs: npt.ArrayLike) -> FloatArray:
-    """Shannon entropy of each row divided by log k: (n,) in [0, 1], 0 for a certain label, 1 for uniform."""
-    p = _probs(probs)
-    terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    result: FloatArray = terms.sum(axis=1) / np.log(p.shape[1])
-    return result
-
-
-def ensemble_disagreement(*, probs_per_prompt: npt.ArrayLike) -> FloatArray:
-    """Share of prompt variants whose top label differs from the ensemble's: (n,) in [0, 1].
-
-    ``probs_per_prompt`` is (m, n, k): m prompt variants scoring the same n items. The ensemble's label is
-    the top label of the mean probabilities over variants.
-    """
-    p = np.asarray(probs_per_prompt, dtype=np.float64)
-    if p.ndim != 3 or p.shape[0] == 0:
-        raise ValueError(f"probs_per_prompt must be (m, n, k) with m >= 1, got {p.shape}")
-    ensemble_label = p.mean(axis=0).argmax(axis=1)
-    result: FloatArray = (p.argmax(axis=2) != ensemble_label[None, :]).mean(axis=0)
-    return result
-
-
 def _usable(labeled: FloatArray, skip: IntArray | None) -> int:
     """Labeled rows every query can use as neighbours: one fewer when queries skip their own row."""
     return int(labeled.shape[0]) - int(skip is not None and bool((skip >= 0).any()))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.calibrate import batch_calibrate, batch_prior, fitted_prior, normalize
+from service.pipeline.calibration import batch_calibrate, batch_prior, fitted_prior, normalize
 from service.pipeline.render import RenderedPrompt, few_shot_examples, label_continuations, render_prompt
 from service.ports import Example, FloatArray, ScoreRequest, TaskDef, Teacher
 

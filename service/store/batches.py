@@ -6,20 +6,20 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from service.api.schemas.batches import ItemCreate
 from service.errors import Conflict, Invalid, NotFound
-from service.schemas import ItemIn
 from service.store import jobs
-from service.tables import Batch, Decision, Item, Job, Label, Prediction, Task
+from service.store.items import latest_rows
+from service.tables import Batch, DecisionRecord, Item, Job, Label, Prediction, Task
 
 ITEM_STATES = ("queued", "accepted", "review", "resolved")
 
 
-def request_sha(items: Sequence[ItemIn]) -> str:
+def request_sha(items: Sequence[ItemCreate]) -> str:
     digest = hashlib.sha256()
     for item in items:
         digest.update(json.dumps([item.id, item.text, item.meta], sort_keys=True).encode())
@@ -27,7 +27,7 @@ def request_sha(items: Sequence[ItemIn]) -> str:
 
 
 def create_batch(
-    session: Session, task: Task, items: Sequence[ItemIn], *, idempotency_key: str | None
+    session: Session, task: Task, items: Sequence[ItemCreate], *, idempotency_key: str | None
 ) -> tuple[Batch, bool]:
     """The new batch and True, or the batch an earlier request with the same Idempotency-Key made and False."""
     sha = request_sha(items)
@@ -81,7 +81,7 @@ class LabeledItem:
     item: Item
     label: Label | None
     prediction: Prediction | None
-    decision: Decision | None
+    decision: DecisionRecord | None
 
 
 def labeled_items(session: Session, batch: Batch, *, after_id: int, limit: int) -> list[LabeledItem]:
@@ -94,18 +94,7 @@ def labeled_items(session: Session, batch: Batch, *, after_id: int, limit: int) 
         )
     )
     ids = [item.id for item in items]
-    labels = _latest(session, Label, ids)
-    predictions = _latest(session, Prediction, ids)
-    decisions = _latest(session, Decision, ids)
+    labels = latest_rows(session, Label, ids)
+    predictions = latest_rows(session, Prediction, ids)
+    decisions = latest_rows(session, DecisionRecord, ids)
     return [LabeledItem(item, labels.get(item.id), predictions.get(item.id), decisions.get(item.id)) for item in items]
-
-
-Row = TypeVar("Row", Label, Prediction, Decision)
-
-
-def _latest(session: Session, table: type[Row], ids: list[int]) -> dict[int, Row]:
-    latest: dict[int, Row] = {}
-    if ids:
-        for row in session.scalars(select(table).where(table.item_id.in_(ids)).order_by(table.id)):
-            latest[row.item_id] = row
-    return latest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from service.formats import labelstudio, tabular
 from service.formats.labelstudio import ImportedTask
 from service.store import batches, tasks
-from service.tables import Batch, Decision, Item, Label, Prediction, ReviewVote, Task
+from service.store.items import latest_rows
+from service.tables import Batch, DecisionRecord, Item, Label, Prediction, ReviewVote, Task
 
 FINAL_STATES = ("accepted", "resolved")
 PAGE = 1000
@@ -32,9 +33,9 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
         if not items:
             return
         ids = [item.id for item in items]
-        labels = _latest(session, Label, ids)
-        predictions = _latest(session, Prediction, ids)
-        decisions = _latest(session, Decision, ids)
+        labels = latest_rows(session, Label, ids)
+        predictions = latest_rows(session, Prediction, ids)
+        decisions = latest_rows(session, DecisionRecord, ids)
         votes: dict[int, dict[str, str]] = {}
         for vote in session.scalars(
             select(ReviewVote)
@@ -61,21 +62,11 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
                 "prompt_version": prediction.template_sha if prediction else None,
                 "prediction": prediction.label if prediction else None,
                 "prediction_confidence": prediction.confidence if prediction else None,
-                "reasons": [str(reason) for reason in decision.reasons] if decision else [],
+                "reasons": decision.reason_names if decision else [],
                 "votes": votes.get(item.id, {}),
                 "meta": item.meta,
             }
         after = ids[-1]
-
-
-Row = TypeVar("Row", Label, Prediction, Decision)
-
-
-def _latest(session: Session, table: type[Row], ids: list[int]) -> dict[int, Row]:
-    latest: dict[int, Row] = {}
-    for row in session.scalars(select(table).where(table.item_id.in_(ids)).order_by(table.id)):
-        latest[row.item_id] = row
-    return latest
 
 
 def import_tasks(

@@ -9,8 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.pipeline.policy import Policy, fit_policy
-from service.tables import Decision, Item, Label, Prediction, Task
+from service.tables import DecisionRecord, Item, Label, Prediction
 
 UNBIASED_REASONS = frozenset({"cold_start", "audit_sample"})
 """Reviews drawn uniformly at random; only these may certify a threshold (see pipeline.policy.fit_policy)."""
@@ -59,15 +58,15 @@ def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher"
     if not humans:
         return []
     rows = session.execute(
-        select(Decision, Prediction)
-        .join(Prediction, Prediction.id == Decision.prediction_id)
-        .join(Item, Item.id == Decision.item_id)
+        select(DecisionRecord, Prediction)
+        .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
+        .join(Item, Item.id == DecisionRecord.item_id)
         .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == source)
-        .order_by(Decision.id)
+        .order_by(DecisionRecord.id)
     ).all()
     outcomes: dict[int, ReviewedOutcome] = {}
     for decision, prediction in rows:
-        reasons = {str(reason) for reason in decision.reasons}
+        reasons = set(decision.reason_names)
         if decision.item_id in humans and drawn_at_random(reasons):
             outcomes[decision.item_id] = ReviewedOutcome(
                 confidence=prediction.confidence,
@@ -78,21 +77,6 @@ def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher"
                 source=prediction.source,
             )
     return list(outcomes.values())
-
-
-def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy:
-    """The task's routing policy, certified on its unbiased human reviews so far."""
-    outcomes = reviewed_outcomes(session, task_id=task.id)
-    return fit_policy(
-        confidences=[o.confidence for o in outcomes],
-        correct=[o.correct for o in outcomes],
-        vetoed=[o.vetoed for o in outcomes],
-        sampled_above=[o.sampled_above for o in outcomes],
-        epsilon=task.epsilon,
-        delta=task.delta,
-        audit_share=task.audit_share,
-        min_reviews=min_reviews,
-    )
 
 
 def calibration_data(
@@ -108,8 +92,8 @@ def calibration_data(
     ):
         humans.setdefault(label.item_id, label.label)
     rows = session.execute(
-        select(Prediction, Decision.signals, Decision.reasons)
-        .join(Decision, Decision.prediction_id == Prediction.id)
+        select(Prediction, DecisionRecord.signals, DecisionRecord.reasons)
+        .join(DecisionRecord, DecisionRecord.prediction_id == Prediction.id)
         .where(Prediction.item_id.in_(list(humans)), Prediction.source == "teacher")
         .order_by(Prediction.id)
     ).all()

@@ -4,7 +4,7 @@ on SQLite every transaction starts with BEGIN IMMEDIATE, which serializes claims
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,8 +88,8 @@ def renew(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def finish(session: Session, job_id: int, *, worker: str, result: dict[str, Any] | None = None) -> bool:
-    return _end(session, job_id, worker=worker, state="done", result=result or {}, error=None)
+def finish(session: Session, job_id: int, *, worker: str, result: Mapping[str, object] | None = None) -> bool:
+    return _end(session, job_id, worker=worker, state="done", result=dict(result or {}), error=None)
 
 
 def fail(session: Session, job_id: int, *, worker: str, error: str) -> bool:

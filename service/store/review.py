@@ -18,7 +18,7 @@ from service.store.review_team import required_votes
 from service.store.tasks import check_label
 from service.tables import (
     AdjudicationEntry,
-    Decision,
+    DecisionRecord,
     Item,
     Label,
     Prediction,
@@ -86,7 +86,7 @@ def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, l
     found = _item_with_latest(session, entry.item_id)
     assert found is not None, "a queue entry's item exists (foreign key)"
     item, prediction, decision = found
-    reasons = [str(reason) for reason in decision.reasons] if decision is not None else []
+    reasons = decision.reason_names if decision is not None else []
     kind = item_kind(item, reasons)
     if kind == "review":  # one answer makes it final, so none is pending: spare the queries
         return Leased(entry, item, prediction, reasons, kind, 0, 1)
@@ -94,15 +94,15 @@ def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, l
     return Leased(entry, item, prediction, reasons, kind, votes, required_votes(session, task_id=task.id, kind=kind))
 
 
-def _item_with_latest(session: Session, item_id: int) -> tuple[Item, Prediction | None, Decision | None] | None:
+def _item_with_latest(session: Session, item_id: int) -> tuple[Item, Prediction | None, DecisionRecord | None] | None:
     """The item with its latest prediction and routing decision, in one query; None if there is no such item."""
     latest_prediction = select(func.max(Prediction.id)).where(Prediction.item_id == item_id).scalar_subquery()
-    latest_decision = select(func.max(Decision.id)).where(Decision.item_id == item_id).scalar_subquery()
+    latest_decision = select(func.max(DecisionRecord.id)).where(DecisionRecord.item_id == item_id).scalar_subquery()
     row = session.execute(
-        select(Item, Prediction, Decision)
+        select(Item, Prediction, DecisionRecord)
         .select_from(Item)
         .outerjoin(Prediction, Prediction.id == latest_prediction)
-        .outerjoin(Decision, Decision.id == latest_decision)
+        .outerjoin(DecisionRecord, DecisionRecord.id == latest_decision)
         .where(Item.id == item_id)
     ).first()
     return (row[0], row[1], row[2]) if row is not None else None
@@ -126,7 +126,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     item, _, decision = found
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
-    kind = item_kind(item, [str(reason) for reason in decision.reasons] if decision is not None else [])
+    kind = item_kind(item, decision.reason_names if decision is not None else [])
     required = 1 if kind == "review" else required_votes(session, task_id=task.id, kind=kind)
     own = [vote for vote in votes if vote.reviewer == reviewer]
     if own:
@@ -255,8 +255,10 @@ def human_count(session: Session, *, task_id: int) -> int:
 
 
 def latest_reasons(session: Session, item_id: int) -> list[str]:
-    decision = session.scalar(select(Decision).where(Decision.item_id == item_id).order_by(Decision.id.desc()).limit(1))
-    return [str(reason) for reason in decision.reasons] if decision is not None else []
+    decision = session.scalar(
+        select(DecisionRecord).where(DecisionRecord.item_id == item_id).order_by(DecisionRecord.id.desc()).limit(1)
+    )
+    return decision.reason_names if decision is not None else []
 
 
 def _expired(expires: datetime | None) -> bool:

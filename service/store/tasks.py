@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.api.schemas.tasks import TaskCreate
 from service.errors import Conflict, Invalid, NotFound
-from service.ports import Example, LabelDef, TaskDef
-from service.schemas import TaskCreate
+from service.ports import Example, LabelDef, TaskDef, TaskKind
 from service.tables import Task
 
 
@@ -22,6 +22,7 @@ def create_task(session: Session, spec: TaskCreate) -> Task:
         epsilon=spec.epsilon,
         delta=spec.delta,
         audit_share=spec.audit_share,
+        kind=spec.kind,
     )
     session.add(task)
     try:
@@ -58,6 +59,13 @@ def check_label(task: Task, label: str, *, field: str = "label") -> None:
         raise Invalid(f"{label!r} is not a label of task {task.name!r}; labels: {label_names(task)}", field=field)
 
 
+def task_kind(stored: str) -> TaskKind:
+    """The stored kind, checked against the kinds this version knows."""
+    if stored != "single_label":
+        raise Invalid(f"task kind {stored!r} is not supported by this version", field="kind")
+    return "single_label"
+
+
 def task_def(task: Task) -> TaskDef:
     return TaskDef(
         name=task.name,
@@ -65,4 +73,5 @@ def task_def(task: Task) -> TaskDef:
         instructions=task.instructions,
         examples=tuple(Example(str(e["text"]), str(e["label"])) for e in task.examples),
         template=task.template,
+        kind=task_kind(task.kind),
     )

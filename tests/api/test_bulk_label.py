@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.datasets import DataError
 from service.db import transaction
-from service.errors import Conflict
+from service.errors import Conflict, Invalid
 from service.jobs.bulk_label import completed_rows, label_file
 from service.jobs.context import WorkerContext
 from service.store import students, tasks
@@ -76,11 +75,11 @@ def test_bad_file_gives_one_line_error(
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": ""}\n')
-    with pytest.raises(DataError, match="row 2"):
+    with pytest.raises(Invalid, match="row 2"):
         _label(fake_worker, bad, tmp_path / "o.jsonl", id_field=None)
     text_file = tmp_path / "items.txt"
     text_file.write_text("hello\n")
-    with pytest.raises(DataError, match="unsupported"):
+    with pytest.raises(Invalid, match="unsupported"):
         _label(fake_worker, text_file, tmp_path / "x.jsonl", id_field=None)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from service.api.schemas.tasks import TaskCreate
 from service.config import Settings
 from service.db import make_engine, migrate, session_factory, transaction
-from service.schemas import TaskCreate
 from service.store import history, tasks
-from service.tables import Batch, Decision, Item, Label, Prediction
+from service.tables import Batch, DecisionRecord, Item, Label, Prediction
 
 
 def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Settings) -> None:
@@ -32,7 +32,9 @@ def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Setting
             session.add(prediction)
             session.flush()
             session.add(
-                Decision(item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why, signals={"shots": 4})
+                DecisionRecord(
+                    item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why, signals={"shots": 4}
+                )
             )
             session.add(Label(item_id=item.id, task_id=task.id, label="a", source="human"))
     with transaction(sessions) as session:

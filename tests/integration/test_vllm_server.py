@@ -19,7 +19,7 @@ from service.backends.teacher_transformers import TransformersTeacher
 from service.backends.teacher_vllm_server import VLLMServerTeacher
 from service.backends.vllm_env import ServerOptions, VLLMServer, running_server, server_counters
 from service.datasets import load_builtin
-from service.pipeline.calibrate import normalize
+from service.pipeline.calibration import normalize
 from service.pipeline.render import default_prompts_dir, label_continuations, render_prompt
 from service.ports import Example, LabelDef, ScoreRequest, TaskDef
 

@@ -8,6 +8,7 @@ import pytest
 
 from service.bench.quality import cached_scores, content_key, quality_table, run_quality_bench
 from service.bench.quality_sim import Pool, RunConfig, run_filter, simulate_reviewer
+from service.errors import Invalid
 
 
 class SyntheticTeacher:
@@ -114,7 +115,7 @@ def test_csv_input_and_bad_fields(tmp_path: Path) -> None:
         review_budget=10,
     )
     assert result["labels"] == ["a", "b"] and result["teacher_accuracy"] == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(Invalid, match="lacks field 'missing'"):
         run_quality_bench(
             path, "missing", "label", teacher_scores=lambda texts, labels: np.zeros((0, 2)), review_budget=5
         )

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.pipeline.calibrate import batch_calibrate, batch_prior, content_free_prior, fitted_prior, normalize
+from service.bench.teacher import content_free_prior
+from service.pipeline.calibration import batch_calibrate, batch_prior, fitted_prior, normalize
 
 
 def test_normalize_is_a_softmax_per_row() -> None:

@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.datasets import DataError, iter_records, load_builtin, read_labeled, write_jsonl
+from service.datasets import load_builtin, read_labeled, write_jsonl
+from service.errors import Invalid
+from service.formats.tabular import iter_rows
 from service.pipeline.pool import LabeledPool, PoolEntry
 
 
@@ -39,12 +41,12 @@ def test_builtin_datasets_are_real(name: str, size: int, labels: set[str]) -> No
 def test_files_roundtrip_and_errors(tmp_path: Path) -> None:
     path = write_jsonl([("hello", "a"), ("bye", "b")], tmp_path / "d.jsonl")
     assert read_labeled(path, text_field="text", label_field="label") == [("hello", "a"), ("bye", "b")]
-    with pytest.raises(DataError, match="lacks field"):
+    with pytest.raises(Invalid, match="lacks field"):
         read_labeled(path, text_field="body", label_field="label")
     (tmp_path / "bad.jsonl").write_text("{nope\n")
-    with pytest.raises(DataError, match="not valid JSON"):
-        list(iter_records(tmp_path / "bad.jsonl"))
-    with pytest.raises(DataError, match="no such file"):
-        list(iter_records(tmp_path / "missing.csv"))
-    with pytest.raises(DataError, match="unknown dataset"):
+    with pytest.raises(Invalid, match="not valid JSON"):
+        list(iter_rows(tmp_path / "bad.jsonl", "jsonl"))
+    with pytest.raises(Invalid, match="no such file"):
+        list(iter_rows(tmp_path / "missing.csv", "csv"))
+    with pytest.raises(Invalid, match="unknown dataset"):
         load_builtin("imagenet")

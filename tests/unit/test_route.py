@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from service.pipeline.policy import Policy
-from service.pipeline.route import REASONS, Decision, Signals, route
+from service.pipeline.route import REASONS, Decision, Signals, route, stored_reasons
 
 POLICY = Policy(
     epsilon=0.05,
@@ -15,7 +15,6 @@ POLICY = Policy(
     neighbour_max=0.5,
     fitted_on=200,
     error_bound=0.04,
-    ensemble_max=1 / 3,
 )
 CONFIDENT = Signals(confidence=0.97, margin=0.95)
 
@@ -30,9 +29,9 @@ def test_cold_start_accepts_nothing() -> None:
     assert decision == Decision(accept=False, reasons=("cold_start",))
 
 
-def test_below_threshold_is_low_margin() -> None:
+def test_below_threshold_is_reported_as_such() -> None:
     decision = route(signals=Signals(confidence=0.89, margin=0.78), policy=POLICY, audit_draw=0.99)
-    assert decision == Decision(accept=False, reasons=("low_margin",))
+    assert decision == Decision(accept=False, reasons=("below_threshold",))
 
 
 def test_threshold_itself_is_accepted() -> None:
@@ -43,15 +42,13 @@ def test_every_reason_that_applied_is_reported_in_order() -> None:
     signals = Signals(
         confidence=0.5,
         margin=0.0,
-        ensemble_disagreement=0.5,
         neighbour_disagreement=0.8,
         student_disagreement=True,
         ood_distance=0.9,
     )
     decision = route(signals=signals, policy=POLICY, audit_draw=0.0)
     assert decision.reasons == (
-        "low_margin",
-        "ensemble_disagreement",
+        "below_threshold",
         "neighbour_disagreement",
         "student_disagreement",
         "out_of_distribution",
@@ -63,7 +60,6 @@ def test_every_reason_that_applied_is_reported_in_order() -> None:
 @pytest.mark.parametrize(
     ("signals", "reason"),
     [
-        (replace(CONFIDENT, ensemble_disagreement=0.5), "ensemble_disagreement"),
         (replace(CONFIDENT, neighbour_disagreement=0.6), "neighbour_disagreement"),
         (replace(CONFIDENT, student_disagreement=True), "student_disagreement"),
         (replace(CONFIDENT, ood_distance=0.61), "out_of_distribution"),
@@ -76,7 +72,6 @@ def test_each_veto_alone_sends_a_confident_item_to_review(signals: Signals, reas
 def test_signals_at_their_limits_or_absent_do_not_veto() -> None:
     at_limits = replace(
         CONFIDENT,
-        ensemble_disagreement=1 / 3,
         neighbour_disagreement=0.5,
         student_disagreement=False,
         ood_distance=0.6,
@@ -93,4 +88,8 @@ def test_audit_draw_below_share_sends_accepted_item_to_review() -> None:
 
 def test_audit_sample_is_only_for_items_that_would_be_accepted() -> None:
     decision = route(signals=Signals(confidence=0.2, margin=0.0), policy=POLICY, audit_draw=0.0)
-    assert decision.reasons == ("low_margin",)
+    assert decision.reasons == ("below_threshold",)
+
+
+def test_reasons_stored_under_an_old_name_read_back_under_the_new_one() -> None:
+    assert stored_reasons(["low_margin", "audit_sample"]) == ["below_threshold", "audit_sample"]

@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 
 from service.pipeline.signals import (
-    ensemble_disagreement,
-    entropy,
     margin,
     neighbour_disagreement,
     ood_distance,
@@ -17,28 +15,9 @@ def test_margin_is_top_minus_runner_up() -> None:
     np.testing.assert_allclose(margin(probs=PROBS), [0.5, 0.0, 1.0, 0.0], atol=1e-12)
 
 
-def test_entropy_is_normalised_to_unit_interval() -> None:
-    result = entropy(probs=PROBS)
-    assert result[2] == 0.0
-    assert result[3] == pytest.approx(1.0)
-    assert 0 < result[0] < result[1] < 1
-
-
 def test_probs_must_be_two_dimensional() -> None:
     with pytest.raises(ValueError):
         margin(probs=[0.5, 0.5])
-
-
-def test_ensemble_disagreement_counts_variants_off_the_ensemble_label() -> None:
-    # Three prompt variants, two items: item 0 all agree; item 1 one variant of three dissents.
-    variants = np.array(
-        [
-            [[0.9, 0.1], [0.8, 0.2]],
-            [[0.8, 0.2], [0.7, 0.3]],
-            [[0.6, 0.4], [0.1, 0.9]],
-        ]
-    )
-    np.testing.assert_allclose(ensemble_disagreement(probs_per_prompt=variants), [0.0, 1 / 3])
 
 
 def test_neighbour_disagreement_uses_the_k_nearest_labeled_items() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from service.pipeline.calibrate import batch_calibrate
+from service.pipeline.calibration import batch_calibrate
 from service.pipeline.render import default_prompts_dir
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, pool_prior, recalibrate, score_items
 from service.ports import Example, LabelDef, ScoreRequest, TaskDef

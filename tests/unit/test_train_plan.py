@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from service.pipeline.train_plan import is_gold, plan_training, should_retrain
+from service.pipeline.train_plan import is_gold, plan_training
 
 LABELS = ("ham", "spam")
 
@@ -64,9 +64,3 @@ def test_unknown_labels_are_left_out_and_weights_must_be_positive() -> None:
     assert plan.train == [] and plan.gold == []
     with pytest.raises(ValueError):
         plan_training([], labels=LABELS, human_weight=0.0)
-
-
-def test_should_retrain_at_threshold() -> None:
-    assert not should_retrain(499, 500)
-    assert should_retrain(500, 500)
-    assert not should_retrain(10_000, 0)

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from service.api.deps import MAX_ROW_ID, ClientDep, RowId, SessionDep, SettingsDep
+from service.api.schemas.batches import BatchCreate, BatchPublic, LabelPage, LabelPublic
 from service.errors import Invalid
-from service.schemas import BatchCreate, BatchPublic, LabelPage, LabelPublic
 from service.store import batches, tasks
 from service.store.batches import LabeledItem
 from service.tables import Batch, Task
@@ -78,7 +78,7 @@ def label_public(row: LabeledItem) -> LabelPublic:
         confidence=label.confidence if label else None,
         source=label.source if label else None,
         state=row.item.state,
-        reasons=[str(reason) for reason in decision.reasons] if decision else [],
+        reasons=decision.reason_names if decision else [],
         prompt_version=prediction.template_sha if prediction and prediction.template_sha else None,
         model=prediction.model if prediction else None,
         truncated=row.item.truncated,

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from service.api.deps import ClientDep, SessionDep, SettingsDep
 from service.api.routes.batches import batch_public
+from service.api.schemas.batches import BatchPublic
 from service.errors import Invalid
 from service.formats import labelstudio, tabular
 from service.formats.labelstudio import ImportedTask
-from service.schemas import BatchPublic
 from service.store import exports, tasks
 
 router = APIRouter(prefix="/v1/tasks/{task}", tags=["import and export"])

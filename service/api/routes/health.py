@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
 from service.api.deps import SessionDep, SettingsDep
-from service.schemas import HealthPublic
+from service.api.schemas.health import HealthPublic
+from service.store.health import ping
 
 router = APIRouter(tags=["health"])
 
@@ -18,5 +18,4 @@ def health() -> HealthPublic:
 
 @router.get("/ready", response_model=HealthPublic)
 def ready(session: SessionDep, settings: SettingsDep) -> HealthPublic:
-    session.execute(text("SELECT 1"))
-    return HealthPublic(status="ok", database=session.get_bind().dialect.name, teacher=settings.teacher.backend)
+    return HealthPublic(status="ok", database=ping(session), teacher=settings.teacher.backend)

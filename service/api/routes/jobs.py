@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import ReaderDep, RowId, SessionDep
-from service.schemas import JobPublic
+from service.api.schemas.jobs import JobPublic
 from service.store import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

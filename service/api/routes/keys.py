@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import AdminDep, SessionDep
-from service.schemas import ApiKeyCreate, ApiKeyPublic
+from service.api.schemas.keys import ApiKeyCreate, ApiKeyPublic
 from service.store import keys
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])

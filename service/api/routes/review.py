@@ -8,9 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.deps import ReviewerDep, RowId, SessionDep, SettingsDep
-from service.api.review_schemas import ProgressPublic, ReviewLeasePublic, TaskCounts, VotePublic
+from service.api.schemas.review import ProgressPublic, ReviewLeasePublic, TaskCounts, VoteCreate, VotePublic
 from service.db import transaction
-from service.schemas import ResolveIn
 from service.store import review, review_team, tasks
 from service.tables import Task
 
@@ -86,7 +85,7 @@ def progress(task: str, session: SessionDep, key: ReviewerDep) -> ProgressPublic
 def resolve(
     task: str,
     item_id: RowId,
-    body: ResolveIn,
+    body: VoteCreate,
     sessions: SessionsDep,
     settings: SettingsDep,
     key: ReviewerDep,

@@ -6,15 +6,16 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import AdminDep, ReviewerDep, RowId, SessionDep
-from service.api.review_schemas import (
+from service.api.schemas.review import (
     AccuracyPublic,
-    AdjudicateIn,
+    AdjudicationCreate,
     AgreementPublic,
     AssignmentPublic,
     DisputedPublic,
     PairPublic,
     ReviewerQualityPublic,
     ReviewSettingsPublic,
+    ReviewSettingsUpdate,
     ReviewTaskPublic,
     VotePublic,
     WhoAmIPublic,
@@ -66,7 +67,7 @@ def read_settings(task: str, session: SessionDep, key: ReviewerDep) -> ReviewSet
 
 
 @router.put("/v1/tasks/{task}/review/settings", response_model=ReviewSettingsPublic)
-def update_settings(task: str, body: ReviewSettingsPublic, session: SessionDep, _key: AdminDep) -> ReviewSettingsPublic:
+def update_settings(task: str, body: ReviewSettingsUpdate, session: SessionDep, _key: AdminDep) -> ReviewSettingsPublic:
     """Reviewers needed per audit sample and per gold item; applies to answers given from now on."""
     row = review_team.update_settings(
         session,
@@ -122,7 +123,7 @@ def adjudication_queue(task: str, session: SessionDep, _key: AdminDep) -> list[D
 
 
 @router.post("/v1/tasks/{task}/adjudication/{item_id}", response_model=VotePublic)
-def adjudicate(task: str, item_id: RowId, body: AdjudicateIn, session: SessionDep, key: AdminDep) -> VotePublic:
+def adjudicate(task: str, item_id: RowId, body: AdjudicationCreate, session: SessionDep, key: AdminDep) -> VotePublic:
     label = review_quality.adjudicate(
         session, task=tasks.get_task(session, task), item_id=item_id, adjudicator=key.name, label=body.label
     )

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, Field
 
 from service.api.deps import AdminDep, ClientDep, ReaderDep, SessionDep, SettingsDep
+from service.api.schemas.students import PromotionCreate, StudentCreate, StudentJobPublic, StudentPublic
 from service.errors import Conflict
-from service.schemas import Strict
 from service.store import jobs, students, tasks
 from service.tables import StudentVersion
 
 router = APIRouter(prefix="/v1/tasks/{task}/students", tags=["students"])
-
-
-class StudentTrainIn(Strict):
-    seed: int = 0
-    epochs: int = Field(10, ge=1, le=100)
-
-
-class StudentJobPublic(BaseModel):
-    job_id: int
-    job_url: str
-
-
-class StudentPublic(BaseModel):
-    version: str
-    path: str
-    promoted: bool
-    metrics: dict[str, Any]
-
-
-class PromoteIn(Strict):
-    force: bool = Field(False, description="Admin override: promote even when the gate fails.")
 
 
 def _public(row: StudentVersion) -> StudentPublic:
@@ -42,7 +18,7 @@ def _public(row: StudentVersion) -> StudentPublic:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=StudentJobPublic)
-def train(task: str, body: StudentTrainIn, request: Request, session: SessionDep, _key: ClientDep) -> StudentJobPublic:
+def train(task: str, body: StudentCreate, request: Request, session: SessionDep, _key: ClientDep) -> StudentJobPublic:
     task_row = tasks.get_task(session, task)
     job = jobs.enqueue(session, kind="train_student", task_id=task_row.id, payload=body.model_dump())
     return StudentJobPublic(job_id=job.id, job_url=str(request.url_for("read_job", job_id=job.id)))
@@ -55,7 +31,7 @@ def list_versions(task: str, session: SessionDep, _key: ReaderDep) -> list[Stude
 
 @router.post("/{version}/promote", response_model=StudentPublic)
 def promote(
-    task: str, version: str, body: PromoteIn, session: SessionDep, settings: SettingsDep, _key: AdminDep
+    task: str, version: str, body: PromotionCreate, session: SessionDep, settings: SettingsDep, _key: AdminDep
 ) -> StudentPublic:
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     if not row.metrics.get("gate_passed") and not body.force:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import ClientDep, ReaderDep, SessionDep, SettingsDep
+from service.api.schemas.tasks import TaskCreate, TaskPublic
 from service.errors import Invalid
 from service.pipeline.render import check_template
-from service.schemas import TaskCreate, TaskPublic
 from service.store import tasks
 from service.tables import Task
 
@@ -18,6 +18,7 @@ def task_public(task: Task) -> TaskPublic:
     return TaskPublic.model_validate(
         {
             "name": task.name,
+            "kind": task.kind,
             "labels": task.labels,
             "instructions": task.instructions,
             "examples": task.examples,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from service.pipeline.confidence import (
+from service.pipeline.calibration import (
     Calibration,
     apply_temperature,
     fit_calibration,

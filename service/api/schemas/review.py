@@ -1,4 +1,4 @@
-"""Request and response models of the review API: leased items, votes, progress, agreement, assignments."""
+"""The review API: leased items, votes, progress, agreement, assignments and adjudication."""
 
 from __future__ import annotations
 
@@ -7,7 +7,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.schemas import ReviewItemPublic, Strict
+from service.api.schemas.common import Strict
+
+
+class ReviewItemPublic(BaseModel):
+    item_id: int
+    external_id: str
+    task: str
+    text: str
+    truncated: bool
+    suggestion: str | None
+    confidence: float | None
+    probs: dict[str, float]
+    reasons: list[str]
+    priority: float
+    priority_explanation: str
+    lease_expires: datetime
+
+
+class VoteCreate(Strict):
+    label: str
 
 
 class ReviewLeasePublic(ReviewItemPublic):
@@ -43,9 +62,13 @@ class ProgressPublic(BaseModel):
     task: TaskCounts
 
 
-class ReviewSettingsPublic(Strict):
+class ReviewSettingsUpdate(Strict):
     audit_reviewers: int = Field(1, ge=1, le=10)
     gold_reviewers: int = Field(1, ge=1, le=10)
+
+
+class ReviewSettingsPublic(ReviewSettingsUpdate):
+    """The task's review settings as stored."""
 
 
 class ReviewTaskPublic(BaseModel):
@@ -97,7 +120,7 @@ class DisputedPublic(BaseModel):
     priority: float
 
 
-class AdjudicateIn(Strict):
+class AdjudicationCreate(Strict):
     label: str
 
 

@@ -1,0 +1,68 @@
+"""Batches of raw items in, and their labels out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
+
+from service.api.schemas.common import Strict
+from service.errors import Invalid
+
+
+class ItemCreate(Strict):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    text: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty")
+        return value
+
+
+def item_create(*, ident: str, text: str, meta: dict[str, Any], field: str) -> ItemCreate:
+    """An ItemCreate from an imported file's row; a row that fails validation is an Invalid naming `field`."""
+    try:
+        return ItemCreate(id=ident, text=text, meta=meta)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise Invalid(f"{field}{'.' + where if where else ''}: {first['msg']}", field=field) from exc
+
+
+class BatchCreate(Strict):
+    items: list[ItemCreate] = Field(min_length=1)
+
+
+class BatchPublic(BaseModel):
+    id: int
+    task: str
+    url: str
+    labels_url: str
+    item_count: int
+    counts: dict[str, int]
+    progress: float = Field(description="Share of items with a machine score or a human label.")
+    done: bool
+    job_url: str | None
+    created_at: datetime
+
+
+class LabelPublic(BaseModel):
+    item_id: str
+    label: str | None
+    confidence: float | None
+    source: Literal["teacher", "student", "human"] | None
+    state: str
+    reasons: list[str]
+    prompt_version: str | None
+    model: str | None
+    truncated: bool
+
+
+class LabelPage(BaseModel):
+    items: list[LabelPublic]
+    next_cursor: str | None

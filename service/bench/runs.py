@@ -1,0 +1,115 @@
+"""The benchmarks that need the configured teacher and embedder: they build both, split the data, score it and hand
+the scores to the simulation. `understudy bench quality` and `bench student` call these and print the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from service.backends.factory import make_embedder, make_teacher
+from service.bench.knn_teacher import knn_pool_scores, knn_teacher_scores, split_pool
+from service.bench.quality import run_quality_bench
+from service.bench.student import run_student_bench
+from service.bench.student_accepted import AcceptedLabels, accepted_labels, split_held_out
+from service.config import Settings
+from service.datasets import read_labeled
+from service.pipeline.render import check_template
+
+
+def quality_run(
+    settings: Settings,
+    *,
+    data: Path,
+    text_field: str,
+    label_field: str,
+    epsilon: float,
+    delta: float,
+    review_budget: int | None,
+    reviewer_noise: float,
+    seed: int,
+    seeds: int,
+    limit: int,
+    pool: int,
+    template: str,
+    json_out: Path | None,
+    plot: Path | None,
+) -> dict[str, Any]:
+    """The confidence filter and its baselines over seeded runs, on the teacher's kNN few-shot scores."""
+    pool_pairs, rest = split_pool(
+        data,
+        text_field=text_field,
+        label_field=label_field,
+        pool_size=pool,
+        seed=seed,
+        out_dir=settings.cache_dir / "bench-data",
+    )
+    check_template(template, settings.prompts_dir)
+    embedder, teacher = make_embedder(settings), make_teacher(settings)
+    return run_quality_bench(
+        rest,
+        "text",
+        "label",
+        teacher_scores=knn_teacher_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template),
+        review_budget=review_budget or max(limit // 10, 50),
+        epsilon=epsilon,
+        delta=delta,
+        reviewer_noise=reviewer_noise,
+        seed=seed,
+        seeds=seeds,
+        embed=embedder.embed,
+        labeled=pool_pairs,
+        labeled_scores=knn_pool_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template),
+        limit=limit,
+        name=str(data),
+        json_out=json_out,
+        plot_out=plot,
+    )
+
+
+def student_run(
+    settings: Settings,
+    *,
+    data: Path,
+    text_field: str,
+    label_field: str,
+    seed: int,
+    with_teacher: bool,
+    test_size: int,
+    pool: int,
+    audit: int,
+    candidates: int,
+    epsilon: float,
+    delta: float,
+    json_out: Path | None,
+    plot: Path | None,
+) -> dict[str, Any]:
+    """The student's learning curve, speed and cost; with the teacher, also trained on what a labeling run with
+    the real teacher accepts (``pool`` reviewed items as few-shot examples, ``audit`` to certify the threshold,
+    ``candidates`` for the filter to accept), beside the teacher's own score."""
+    accepted: AcceptedLabels | None = None
+    if with_teacher:
+        pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+        held_out, rest = split_held_out(pairs, test_size=test_size, seed=seed)
+        reviewed, to_audit = rest[:pool], rest[pool : pool + audit]
+        model, embedder = make_teacher(settings), make_embedder(settings)
+        accepted = accepted_labels(
+            pool=reviewed,
+            audit=to_audit,
+            machine=rest[pool + audit : pool + audit + candidates],
+            held_out=held_out,
+            label_names=tuple(sorted({label for _, label in pairs})),
+            scores=knn_teacher_scores(model, embedder, pool=reviewed, settings=settings),
+            uncached_scores=knn_teacher_scores(model, embedder, pool=reviewed, settings=settings, cache=False),
+            epsilon=epsilon,
+            delta=delta,
+        )
+    return run_student_bench(
+        data,
+        text_field,
+        label_field,
+        seed=seed,
+        test_size=test_size,
+        accepted=accepted,
+        json_out=json_out,
+        plot_out=plot,
+    )

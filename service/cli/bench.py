@@ -1,0 +1,218 @@
+"""`understudy bench ...`: benchmarks on real data. Each command checks its options and calls service.bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.cli.app import bench_app, fail
+from service.config import get_settings
+
+
+@bench_app.command("review-load")
+def bench_review_load(
+    reviewers: int = 20,
+    duration: Annotated[
+        float,
+        typer.Option(
+            help="Seconds per run (30 s gives about 580 paused round trips, so the p99 rests on six samples)."
+        ),
+    ] = 30.0,
+    postgres: Annotated[str | None, typer.Option(help="Admin URL of a PostgreSQL to create scratch DBs in.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    out_dir: Path = Path("bench/results"),
+) -> None:
+    """Concurrent reviewers doing next + resolve against a running server: p50/p99 and items/s per store."""
+    import tempfile
+
+    from service.bench.review_load import review_load_table, run_suite, write_results
+
+    with tempfile.TemporaryDirectory() as work:
+        results = run_suite(work_dir=Path(work), postgres_admin_url=postgres, reviewers=reviewers, duration_s=duration)
+    write_results(results, out_dir)
+    typer.echo(review_load_table(results))
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="JSONL or CSV (or builtin:sms_spam|trec|movie_reviews).")]
+TextFieldOpt = Annotated[str, typer.Option("--text-field")]
+LabelFieldOpt = Annotated[str, typer.Option("--label-field")]
+
+
+def _check_data(data: Path) -> None:
+    if not str(data).startswith("builtin:") and not data.is_file():
+        raise fail(f"no such file: {data}")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    epsilon: float = 0.05,
+    delta: float = 0.1,
+    review_budget: Annotated[int | None, typer.Option(help="Human reviews allowed (default: 10% of items).")] = None,
+    reviewer_noise: float = 0.0,
+    seed: int = 0,
+    seeds: int = 20,
+    limit: Annotated[int, typer.Option(help="Items evaluated (a seeded subset).")] = 1000,
+    pool: Annotated[int, typer.Option(help="Labeled items kept aside for the teacher's few-shot examples.")] = 200,
+    template: Annotated[
+        str, typer.Option(help="Prompt template under prompts/ (classify/plain for base models).")
+    ] = "classify/chatml",
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy against reviews spent.")] = None,
+) -> None:
+    """The confidence filter on real data, with the baselines, over seeded runs (reviewer simulated from gold)."""
+    from service.bench.runs import quality_run
+    from service.errors import ServiceError
+
+    _check_data(data)
+    try:
+        result = quality_run(
+            get_settings(),
+            data=data,
+            text_field=text_field,
+            label_field=label_field,
+            epsilon=epsilon,
+            delta=delta,
+            review_budget=review_budget,
+            reviewer_noise=reviewer_noise,
+            seed=seed,
+            seeds=seeds,
+            limit=limit,
+            pool=pool,
+            template=template,
+            json_out=json_out,
+            plot=plot,
+        )
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("teacher")
+def bench_teacher(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    limit: int = 300,
+    seed: int = 0,
+    vllm_url: Annotated[str | None, typer.Option(help="A running vLLM server (default: start the cached one).")] = None,
+    throughput: bool = True,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Teacher quality (zero-shot, calibrated, kNN few-shot) and batched vs naive scoring speed on vLLM."""
+    from service.bench.teacher import run_teacher_bench
+    from service.errors import ServiceError
+
+    _check_data(data)
+    try:
+        result = run_teacher_bench(
+            data,
+            text_field,
+            label_field,
+            limit=limit,
+            seed=seed,
+            json_out=json_out,
+            vllm_url=vllm_url,
+            throughput=throughput,
+            cache_dir=get_settings().cache_dir,
+        )
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("student")
+def bench_student(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    seed: int = 0,
+    teacher: Annotated[
+        bool, typer.Option(help="Train on what a labeling run with the real teacher accepts, and score the teacher.")
+    ] = True,
+    test_size: Annotated[int, typer.Option(help="Held-out items both models are scored on.")] = 500,
+    pool: Annotated[int, typer.Option(help="Reviewed items: the teacher's few-shot pool.")] = 200,
+    audit: Annotated[int, typer.Option(help="Reviewed uniform sample that certifies the threshold.")] = 100,
+    candidates: Annotated[int, typer.Option(help="Items the teacher labels for the filter to accept.")] = 800,
+    epsilon: float = 0.05,
+    delta: float = 0.1,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG learning curve.")] = None,
+) -> None:
+    """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher."""
+    from service.bench.runs import student_run
+    from service.errors import ServiceError
+
+    _check_data(data)
+    try:
+        result = student_run(
+            get_settings(),
+            data=data,
+            text_field=text_field,
+            label_field=label_field,
+            seed=seed,
+            with_teacher=teacher,
+            test_size=test_size,
+            pool=pool,
+            audit=audit,
+            candidates=candidates,
+            epsilon=epsilon,
+            delta=delta,
+            json_out=json_out,
+            plot=plot,
+        )
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
+@bench_app.command("bulk")
+def bench_bulk(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    rows: Annotated[int, typer.Option(help="Rows in the file to label (held-out texts, repeated).")] = 100_000,
+    train_size: Annotated[int, typer.Option(help="Human labels imported to train the student on.")] = 500,
+    kill_after: Annotated[float, typer.Option(help="Seconds before the first label run is SIGKILLed.")] = 60.0,
+    escalate: Annotated[str, typer.Option(help="'review' (student only) or 'teacher'.")] = "review",
+    epsilon: float = 0.05,
+    seed: int = 0,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder: database, student, input and output.")] = Path(
+        "data/bench-bulk"
+    ),
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Bulk labeling from the CLI on a large file: killed midway, resumed, output checked and scored on gold."""
+    import shutil
+
+    from service.bench.bulk import run_bulk_bench
+    from service.errors import ServiceError
+
+    _check_data(data)
+    if escalate not in ("teacher", "review"):
+        raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
+    if rows < 1 or kill_after <= 0:
+        raise fail("--rows must be at least 1 and --kill-after positive")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    try:
+        result = run_bulk_bench(
+            data,
+            text_field,
+            label_field,
+            work_dir=work_dir,
+            rows=rows,
+            train_size=train_size,
+            kill_after_s=kill_after,
+            escalate=escalate,
+            epsilon=epsilon,
+            seed=seed,
+            json_out=json_out,
+        )
+    except (ServiceError, ValueError, RuntimeError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])

@@ -1,0 +1,164 @@
+"""Labeling from the command line: the demo, bulk labeling of a file, training a student, import and export."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from service.cli.app import app, fail
+from service.config import get_settings
+
+if TYPE_CHECKING:
+    from service.store.exports import FileFormat
+
+
+@app.command()
+def demo(
+    items: Annotated[int, typer.Option(help="SMS Spam messages to label.")] = 600,
+    holdout: Annotated[int, typer.Option(help="Gold messages kept aside to evaluate the student.")] = 400,
+    cascade_items: Annotated[int, typer.Option(help="Messages labeled by the cascade after promotion.")] = 1000,
+    seed: int = 0,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """The main job, end to end on SMS Spam: teacher, filter, simulated reviewer, student, cascade."""
+    from service.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING)
+    run_demo(items=items, holdout=holdout, cascade_items=cascade_items, seed=seed, json_out=json_out)
+
+
+@app.command()
+def label(
+    file: Annotated[Path, typer.Argument(help="A .jsonl, .csv or .parquet file of items.")],
+    task: Annotated[str, typer.Option(help="The task whose labels, prompt, policy and student to use.")],
+    out: Annotated[Path, typer.Option(help="Output JSONL; also the checkpoint a rerun resumes from.")],
+    text_field: str = "text",
+    id_field: Annotated[str | None, typer.Option(help="Field with the item id (default: the row number).")] = None,
+    escalate: Annotated[
+        str,
+        typer.Option(help="Where rows the student is unsure of go: 'teacher', or 'review' (flagged, no teacher)."),
+    ] = "teacher",
+) -> None:
+    """Bulk-label a file through the cascade: the promoted student first, the teacher for the unsure. Resumable."""
+    from tqdm import tqdm
+
+    from service.errors import ServiceError
+    from service.formats import tabular
+    from service.jobs.bulk_label import label_file
+    from service.jobs.context import WorkerContext
+
+    if not file.is_file():
+        raise fail(f"no such file: {file}")
+    if escalate not in ("teacher", "review"):
+        raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
+    ctx = WorkerContext.from_settings(get_settings())
+    try:
+        total = sum(1 for _ in tabular.iter_rows(file, tabular.format_of(file)))
+        with tqdm(total=total, desc=f"labeling {file.name}", unit="row") as bar:
+            counts = label_file(
+                ctx,
+                task_name=task,
+                path=file,
+                out=out,
+                text_field=text_field,
+                id_field=id_field,
+                progress=lambda done: bar.update(done - bar.n),
+                escalate_to_teacher=escalate == "teacher",
+            )
+    except ServiceError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps(counts))
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Option(help="The task whose accepted labels to distil.")],
+    seed: int = 0,
+    epochs: int = 10,
+) -> None:
+    """Train a LoRA student on the task's accepted labels, evaluate it on held-out human gold, register it."""
+    from tqdm import tqdm
+
+    from service.errors import ServiceError
+    from service.jobs.context import WorkerContext
+    from service.jobs.train_student import train_now
+
+    ctx = WorkerContext.from_settings(get_settings())
+    try:
+        with tqdm(desc="training student", unit="step") as bar:
+
+            def on_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            result = train_now(ctx, task_name=task, seed=seed, epochs=epochs, on_progress=on_progress)
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps({k: result[k] for k in ("version", "path", "train_examples", "gate_passed", "threshold")}))
+
+
+def _file_format(fmt: str) -> FileFormat:
+    formats: dict[str, FileFormat] = {
+        "jsonl": "jsonl",
+        "csv": "csv",
+        "parquet": "parquet",
+        "hf": "hf",
+        "labelstudio": "labelstudio",
+    }
+    if fmt not in formats:
+        raise fail(f"unknown format {fmt!r}; use {', '.join(formats)}")
+    return formats[fmt]
+
+
+@app.command("export")
+def export_labels(
+    task: Annotated[str, typer.Option(help="The task whose final labels to export.")],
+    out: Annotated[Path, typer.Option(help="Output file (a folder for --format hf).")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
+) -> None:
+    """Export final labels with provenance (source, confidence, model, prompt version, reviewer)."""
+    from service import db
+    from service.errors import ServiceError
+    from service.store import exports, tasks
+
+    file_format = _file_format(fmt)
+    try:
+        with db.transaction(db.open(get_settings())) as session:
+            rows = exports.export_file(session, task=tasks.get_task(session, task), fmt=file_format, path=out)
+    except (ServiceError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{rows} rows written to {out}")
+
+
+@app.command("import")
+def import_items(
+    file: Annotated[Path, typer.Argument(help="Items (jsonl, csv, parquet, hf folder) or a Label Studio export.")],
+    task: Annotated[str, typer.Option(help="The task to add the items to, as one batch.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
+    reviewer: Annotated[str, typer.Option(help="Who Label Studio annotations are recorded as.")] = "import",
+) -> None:
+    """Import raw items (and, from Label Studio, their annotations as human labels) as a batch to label."""
+    from service import db
+    from service.errors import ServiceError
+    from service.store import exports, tasks
+
+    if not file.exists():
+        raise fail(f"no such file: {file}")
+    file_format = _file_format(fmt)
+    try:
+        with db.transaction(db.open(get_settings())) as session:
+            batch, _, labeled = exports.import_file(
+                session,
+                task=tasks.get_task(session, task),
+                fmt=file_format,
+                path=file,
+                reviewer=reviewer,
+            )
+            summary = f"batch {batch.id}: {batch.item_count} items, {labeled} with human labels"
+    except (ServiceError, OSError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(summary)
