@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service import db
 from service.config import PolicySettings, Settings
-from service.db import make_engine, migrate, session_factory, transaction
 from service.jobs.context import WorkerContext
 from service.main import create_app
 from service.store import keys
@@ -73,11 +73,10 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def make_key(settings: Settings, role: str) -> dict[str, str]:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    with transaction(session_factory(engine)) as session:
+    sessions = db.open(settings)
+    with db.transaction(sessions) as session:
         _, plain = keys.create_key(session, name=f"{role}-{uuid.uuid4().hex[:6]}", role=role)
-    engine.dispose()
+    db.engine_of(sessions).dispose()
     return {"Authorization": f"Bearer {plain}"}
 
 
@@ -99,10 +98,9 @@ def reviewer_headers(settings: Settings, client: TestClient) -> dict[str, str]:
 @pytest.fixture
 def fake_worker(settings: Settings, client: TestClient) -> WorkerContext:
     """A worker on the test database with the keyword teacher and the hash embedder."""
-    engine = make_engine(settings.resolved_database_url)
     return WorkerContext(
         settings=settings,
-        sessions=session_factory(engine),
+        sessions=db.open(settings),
         teacher_factory=KeywordTeacher,
         embedder_factory=HashEmbedder,
         student_loader=lambda path: pytest.fail(f"no student expected, asked for {path}"),

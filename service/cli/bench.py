@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from service.cli.app import bench_app, fail
 from service.config import get_settings
+from service.errors import ServiceError
 
 
 @bench_app.command("review-load")
@@ -41,6 +43,16 @@ TextFieldOpt = Annotated[str, typer.Option("--text-field")]
 LabelFieldOpt = Annotated[str, typer.Option("--label-field")]
 
 
+def _print_table(run: Callable[[], Mapping[str, Any]]) -> None:
+    """Run a benchmark and print its table; a bad file, field or option ends in one line."""
+
+    try:
+        result = run()
+    except (ServiceError, ValueError, RuntimeError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(result["table"])
+
+
 def _check_data(data: Path) -> None:
     if not str(data).startswith("builtin:") and not data.is_file():
         raise fail(f"no such file: {data}")
@@ -67,11 +79,10 @@ def bench_quality(
 ) -> None:
     """The confidence filter on real data, with the baselines, over seeded runs (reviewer simulated from gold)."""
     from service.bench.runs import quality_run
-    from service.errors import ServiceError
 
     _check_data(data)
-    try:
-        result = quality_run(
+    _print_table(
+        lambda: quality_run(
             get_settings(),
             data=data,
             text_field=text_field,
@@ -88,9 +99,7 @@ def bench_quality(
             json_out=json_out,
             plot=plot,
         )
-    except (ServiceError, ValueError) as exc:
-        raise fail(str(exc)) from exc
-    typer.echo(result["table"])
+    )
 
 
 @bench_app.command("teacher")
@@ -106,11 +115,10 @@ def bench_teacher(
 ) -> None:
     """Teacher quality (zero-shot, calibrated, kNN few-shot) and batched vs naive scoring speed on vLLM."""
     from service.bench.teacher import run_teacher_bench
-    from service.errors import ServiceError
 
     _check_data(data)
-    try:
-        result = run_teacher_bench(
+    _print_table(
+        lambda: run_teacher_bench(
             data,
             text_field,
             label_field,
@@ -121,9 +129,7 @@ def bench_teacher(
             throughput=throughput,
             cache_dir=get_settings().cache_dir,
         )
-    except (ServiceError, ValueError) as exc:
-        raise fail(str(exc)) from exc
-    typer.echo(result["table"])
+    )
 
 
 @bench_app.command("student")
@@ -146,11 +152,10 @@ def bench_student(
 ) -> None:
     """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher."""
     from service.bench.runs import student_run
-    from service.errors import ServiceError
 
     _check_data(data)
-    try:
-        result = student_run(
+    _print_table(
+        lambda: student_run(
             get_settings(),
             data=data,
             text_field=text_field,
@@ -166,9 +171,7 @@ def bench_student(
             json_out=json_out,
             plot=plot,
         )
-    except (ServiceError, ValueError) as exc:
-        raise fail(str(exc)) from exc
-    typer.echo(result["table"])
+    )
 
 
 @bench_app.command("bulk")
@@ -191,7 +194,6 @@ def bench_bulk(
     import shutil
 
     from service.bench.bulk import run_bulk_bench
-    from service.errors import ServiceError
 
     _check_data(data)
     if escalate not in ("teacher", "review"):
@@ -199,8 +201,8 @@ def bench_bulk(
     if rows < 1 or kill_after <= 0:
         raise fail("--rows must be at least 1 and --kill-after positive")
     shutil.rmtree(work_dir, ignore_errors=True)
-    try:
-        result = run_bulk_bench(
+    _print_table(
+        lambda: run_bulk_bench(
             data,
             text_field,
             label_field,
@@ -213,6 +215,4 @@ def bench_bulk(
             seed=seed,
             json_out=json_out,
         )
-    except (ServiceError, ValueError, RuntimeError) as exc:
-        raise fail(str(exc)) from exc
-    typer.echo(result["table"])
+    )

@@ -89,18 +89,18 @@ def label_file(
                 escalate_to_teacher=escalate_to_teacher,
             )
             for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):
-                counts[result.source] += 1
+                counts[result.score.source] += 1
                 counts["review"] += not result.decision.accept
                 record = {
                     "id": row_id,
                     "label": result.label,
                     "confidence": round(result.confidence, 6),
-                    "source": result.source,
+                    "source": result.score.source,
                     "accepted": result.decision.accept,
                     "reasons": list(result.decision.reasons),
-                    "model": result.model,
-                    "prompt_version": result.template_sha or None,
-                    "truncated": result.truncated,
+                    "model": result.score.model,
+                    "prompt_version": result.score.template_sha or None,
+                    "truncated": result.score.truncated,
                 }
                 handle.write(json.dumps(record) + "\n")
             handle.flush()

@@ -24,7 +24,7 @@ from service.pipeline.review_order import explain_priority, review_priority, wro
 from service.pipeline.route import STUDENT_UNSURE, Signals, route
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
-from service.store.items import ItemOutcome, RecordedSignals
+from service.store.items import ItemOutcome, MachineScore, RecordedSignals
 
 MIN_PRIOR_ITEMS = 16
 NEIGHBOURS = 5
@@ -48,14 +48,9 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class _Machine:
-    source: str
-    model: str
-    template_sha: str
-    prompt_sha: str
-    raw_probs: tuple[float, ...]
-    probs: tuple[float, ...]
-    truncated: bool
+    score: MachineScore
     student_probs: tuple[float, ...] | None
+    """The student's probabilities of an item it escalated to the teacher."""
     deferred: bool = False
     """The student was unsure and the teacher was not asked."""
     shots: int | None = None
@@ -65,7 +60,7 @@ class _Machine:
 def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ItemOutcome]:
     embeddings = ctx.embedder.embed(plan.texts)
     machine = _cascade(ctx, task, plan, pool, embeddings)
-    probs = np.asarray([scored.probs for scored in machine], dtype=np.float64)
+    probs = np.asarray([scored.score.probs for scored in machine], dtype=np.float64)
     predicted, confidence = machine_labels(probs=probs, kind=task.kind)
     margins = sig.margin(probs=probs)
     neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
@@ -85,7 +80,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             ood_distance=None if ood is None else float(ood[index]),
         )
         uniform = audit_draw(item_id)
-        policy = plan.student_policy if scored.source == "student" and plan.student_policy else plan.policy
+        policy = plan.student_policy if scored.score.source == "student" and plan.student_policy else plan.policy
         decision = STUDENT_UNSURE if scored.deferred else route(signals=signals, policy=policy, audit_draw=uniform)
         audit = "audit_sample" in decision.reasons
         # Cold-start reviews certify the threshold only as a uniform sample: they are queued in random order.
@@ -117,13 +112,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             ItemOutcome(
                 item_id=item_id,
                 embedding=embeddings[index],
-                truncated=scored.truncated,
-                source=scored.source,
-                model=scored.model,
-                template_sha=scored.template_sha,
-                prompt_sha=scored.prompt_sha,
-                raw_probs=scored.raw_probs,
-                probs=scored.probs,
+                score=scored.score,
                 label=task.label_names[int(predicted[index])],
                 confidence=signals.confidence,
                 decision=decision,
@@ -139,7 +128,7 @@ def _student_disagreement(machine: list[_Machine], probs: FloatArray) -> list[bo
     """Whether the promoted student's top label differs from the teacher's, for items the teacher labeled after
     the student escalated them; None elsewhere."""
     compared = [
-        i for i, scored in enumerate(machine) if scored.student_probs is not None and scored.source == "teacher"
+        i for i, scored in enumerate(machine) if scored.student_probs is not None and scored.score.source == "teacher"
     ]
     result: list[bool | None] = [None] * len(machine)
     if compared:
@@ -185,13 +174,15 @@ def _cascade(
             if index in sure or not plan.escalate_to_teacher:
                 values = tuple(float(p) for p in row)
                 machine[index] = _Machine(
-                    source="student",
-                    model=model,
-                    template_sha="",
-                    prompt_sha="",
-                    raw_probs=values,
-                    probs=values,
-                    truncated=False,
+                    score=MachineScore(
+                        source="student",
+                        model=model,
+                        template_sha="",
+                        prompt_sha="",
+                        raw_probs=values,
+                        probs=values,
+                        truncated=False,
+                    ),
                     student_probs=None,
                     deferred=index not in sure,
                 )
@@ -200,13 +191,15 @@ def _cascade(
         teacher_scores, shots = _teacher(ctx, task, plan, pool, embeddings, escalated)
         for index, score, count in zip(escalated, teacher_scores, shots, strict=True):
             machine[index] = _Machine(
-                source="teacher",
-                model=ctx.teacher.model_name,
-                template_sha=score.template_sha,
-                prompt_sha=score.prompt_sha,
-                raw_probs=score.raw_probs,
-                probs=score.probs,
-                truncated=score.truncated,
+                score=MachineScore(
+                    source="teacher",
+                    model=ctx.teacher.model_name,
+                    template_sha=score.template_sha,
+                    prompt_sha=score.prompt_sha,
+                    raw_probs=score.raw_probs,
+                    probs=score.probs,
+                    truncated=score.truncated,
+                ),
                 student_probs=tuple(float(p) for p in student_probs[index]) if student_probs is not None else None,
                 shots=count,
             )

@@ -45,18 +45,29 @@ class RecordedSignals(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
+class MachineScore:
+    """What a model said about one item: which model, with which prompt, and its probabilities over the labels."""
+
+    source: str
+    """teacher or student."""
+    model: str
+    template_sha: str
+    """The prompt template's sha (empty for the student)."""
+    prompt_sha: str
+    raw_probs: tuple[float, ...]
+    probs: tuple[float, ...]
+    """Calibrated probabilities, in the task's label order."""
+    truncated: bool
+    """Whether the text was cut to fit the model's context."""
+
+
+@dataclass(frozen=True)
 class ItemOutcome:
     """One scored item: the machine's prediction, the routing decision and where the item goes next."""
 
     item_id: int
     embedding: FloatArray
-    truncated: bool
-    source: str
-    model: str
-    template_sha: str
-    prompt_sha: str
-    raw_probs: tuple[float, ...]
-    probs: tuple[float, ...]
+    score: MachineScore
     label: str
     confidence: float
     decision: Decision
@@ -102,19 +113,20 @@ def record_outcome(session: Session, *, task_id: int, outcome: ItemOutcome) -> b
         .values(
             state="accepted" if outcome.decision.accept else "review",
             embedding=np.asarray(outcome.embedding, dtype=np.float32).tobytes(),
-            truncated=outcome.truncated,
+            truncated=outcome.score.truncated,
         )
     )
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return False
+    score = outcome.score
     prediction = Prediction(
         item_id=outcome.item_id,
-        source=outcome.source,
-        model=outcome.model,
-        template_sha=outcome.template_sha,
-        prompt_sha=outcome.prompt_sha,
-        raw_probs=list(outcome.raw_probs),
-        probs=list(outcome.probs),
+        source=score.source,
+        model=score.model,
+        template_sha=score.template_sha,
+        prompt_sha=score.prompt_sha,
+        raw_probs=list(score.raw_probs),
+        probs=list(score.probs),
         label=outcome.label,
         confidence=outcome.confidence,
     )
@@ -135,7 +147,7 @@ def record_outcome(session: Session, *, task_id: int, outcome: ItemOutcome) -> b
                 item_id=outcome.item_id,
                 task_id=task_id,
                 label=outcome.label,
-                source=outcome.source,
+                source=score.source,
                 confidence=outcome.confidence,
                 prediction_id=prediction.id,
             )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from service import db
 from service.api.schemas.tasks import TaskCreate
 from service.config import Settings
-from service.db import make_engine, migrate, session_factory, transaction
+from service.db import transaction
 from service.store import history, tasks
 from service.tables import Batch, DecisionRecord, Item, Label, Prediction
 
 
 def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Settings) -> None:
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    sessions = session_factory(engine)
+    sessions = db.open(settings)
     reasons = [["cold_start"], ["low_margin"], ["audit_sample"], ["low_margin", "neighbour_disagreement"]]
     with transaction(sessions) as session:
         task = tasks.create_task(
@@ -41,4 +40,4 @@ def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Setting
         raw_probs, labels = history.calibration_data(session, task_id=task.id, labels=("a", "b"))
     # The cold-start draw and the audit, not the two items queued because they looked wrong.
     assert sorted(round(p[0], 1) for p in raw_probs) == [0.1, 0.3] and labels == [0, 0]
-    engine.dispose()
+    db.engine_of(sessions).dispose()
