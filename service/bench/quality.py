@@ -14,21 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from service.bench.quality_sim import (
-    Outcome,
-    Pool,
-    RunConfig,
-    run_accept_all,
-    run_filter,
-    run_max_prob,
-    run_random_review,
-    simulate_reviewer,
-)
+from service.bench.quality_sim import Outcome, Pool, RunConfig, run_max_prob, run_random_review, simulate_reviewer
+from service.bench.stacked_run import run_active_learning, run_certified
 from service.datasets import read_labeled
 from service.pipeline.review_order import density
 from service.ports import FloatArray
@@ -40,7 +34,24 @@ Embed = Callable[[Sequence[str]], FloatArray]
 LabeledScores = Callable[[tuple[str, ...]], FloatArray]
 """label names -> (m, k) teacher probabilities of the items labeled before the run (``labeled``), in order."""
 
-METHODS = ("filter", "accept_all", "random_review", "max_prob_threshold")
+BUDGET_SHARES = (0.05, 0.1, 0.2)
+"""Review budgets, as shares of the items to label."""
+METHODS = ("stacked", "teacher_alone", "random_review", "max_prob_threshold", "active_learning")
+METHOD_NAMES = {
+    "stacked": "stacked labeler (teacher + probe)",
+    "teacher_alone": "teacher alone, certified",
+    "random_review": "random review",
+    "max_prob_threshold": "max-prob ≥ {threshold}",
+    "active_learning": "active learning, no LLM",
+}
+NEEDS_EMBEDDINGS = frozenset({"stacked", "active_learning"})
+RUNS: dict[str, Callable[[Pool, RunConfig, np.random.Generator, npt.NDArray[np.int64]], Outcome]] = {
+    "stacked": partial(run_certified, sources=("teacher", "probe")),
+    "teacher_alone": partial(run_certified, sources=("teacher",)),
+    "random_review": run_random_review,
+    "max_prob_threshold": run_max_prob,
+    "active_learning": run_active_learning,
+}
 _SUMMARY_KEYS = (
     "accepted_accuracy",
     "coverage",
@@ -48,9 +59,7 @@ _SUMMARY_KEYS = (
     "error_bound",
     "final_accuracy",
     "realised_error",
-    "audit_error",
     "cold_start_reviews",
-    "audit_reviews",
 )
 
 
@@ -92,15 +101,15 @@ def run_quality_bench(
     label_field: str,
     *,
     teacher_scores: TeacherScores,
-    review_budget: int,
+    budget_shares: Sequence[float] = BUDGET_SHARES,
     epsilon: float = 0.05,
     delta: float = 0.1,
     reviewer_noise: float = 0.0,
     seed: int = 0,
     seeds: int = 1,
     audit_share: float = 0.05,
-    seed_reviews: int = 40,
-    calibration_share: float = 0.3,
+    uniform_share: float = 0.5,
+    min_reviews: int = 30,
     baseline_threshold: float = 0.9,
     embed: Embed | None = None,
     labeled: Sequence[tuple[str, str]] = (),
@@ -110,22 +119,20 @@ def run_quality_bench(
     json_out: Path | None = None,
     plot_out: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the filter and the baselines over ``seeds`` seeded runs and report the mean figures.
+    """Run the certified labelers and the baselines at each review budget (a share of the items) over ``seeds``
+    seeded runs and report the mean figures.
 
-    Returns (and writes to ``json_out``) a dict with the filter's ``accepted_accuracy``, ``coverage``,
-    ``human_reviews``, ``error_bound``, ``final_accuracy``, ``realised_error`` (of accepted machine
-    labels against gold), ``share_within_epsilon`` (share of seeds with realised error <= epsilon), one
-    object per baseline (``accept_all``, ``random_review``, ``max_prob_threshold``), ``per_seed`` rows,
-    the accuracy-vs-reviews ``curve`` and a markdown ``table``. ``plot_out`` gets the curve as a PNG.
+    Returns (and writes to ``json_out``) a dict with, per budget (``budgets``, keyed by the share as a percent),
+    one summary per method (see ``METHODS``): ``accepted_accuracy``, ``coverage``, ``human_reviews``,
+    ``error_bound``, ``final_accuracy``, ``realised_error`` (of accepted machine labels against gold),
+    ``share_within_epsilon`` (share of seeds with realised error <= epsilon) and ``certified_share``; every
+    method's per-seed rows (``per_seed``, by budget); and a markdown ``table``. ``plot_out`` gets final accuracy and coverage
+    against the budget as a PNG.
 
-    The filter spends ``seed_reviews`` on the head of its review queue (the labels most likely wrong; without
-    scored labeled items, the calibration is fitted on them), ``calibration_share`` of the rest
-    on uniform cold-start reviews among items that could ever be accepted (the policy's sample), and the
-    remainder on the review queue (priority order, audits included). Unreviewed items keep the machine
-    label in ``final_accuracy``. ``embed`` (optional) enables the neighbour and out-of-distribution
-    signals and density; ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot
-    pool), the service's labeled items from the start, and ``labeled_scores`` the teacher's scores of them: with
-    both, the filter calibrates on one half of them and certifies on the other. ``limit`` keeps a seeded random
+    ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot pool) and
+    ``labeled_scores`` the teacher's (leave-one-out) scores of them: every method gets them as human labels, and
+    the certified labelers split them into a fit half and a certification half (see stacked_run). ``embed``
+    gives the MiniLM embeddings the probe and the active-learning baseline read. ``limit`` keeps a seeded random
     subset of that many items; ``name`` is the dataset's name in the report (default: the file's).
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
@@ -140,6 +147,65 @@ def run_quality_bench(
     probs = np.asarray(teacher_scores(texts, names), dtype=np.float64)
     if probs.shape != (len(texts), len(names)):
         raise ValueError(f"teacher_scores gave shape {probs.shape}, expected {(len(texts), len(names))}")
+    pool = _pool(probs, gold, names, embed, texts, labeled, labeled_scores)
+    methods = [m for m in METHODS if pool.embeddings is not None or m not in NEEDS_EMBEDDINGS]
+    budgets: dict[str, Any] = {}
+    runs: dict[str, dict[str, list[dict[str, float | int | None]]]] = {}
+    for share in budget_shares:
+        config = RunConfig(
+            epsilon=epsilon,
+            delta=delta,
+            review_budget=round(share * len(texts)),
+            reviewer_noise=reviewer_noise,
+            audit_share=audit_share,
+            uniform_share=uniform_share,
+            min_reviews=min_reviews,
+            baseline_threshold=baseline_threshold,
+        )
+        per_seed: dict[str, list[dict[str, float | int | None]]] = {method: [] for method in methods}
+        for run in range(seeds):
+            rng = np.random.default_rng([seed, run])
+            reviewer = simulate_reviewer(gold, len(names), reviewer_noise, rng)
+            for method in methods:
+                outcome = RUNS[method](
+                    pool, config, np.random.default_rng([seed, run, METHODS.index(method)]), reviewer
+                )
+                per_seed[method].append({"seed": run, **outcome.metrics(gold, epsilon)})
+        key = f"{round(100 * share)}%"
+        budgets[key] = {"review_budget": config.review_budget, **{m: _summarise(per_seed[m]) for m in methods}}
+        runs[key] = per_seed
+    result: dict[str, Any] = {
+        "dataset": name or data.name,
+        "n_items": len(texts),
+        "labeled_before": int(0 if pool.labeled_labels is None else pool.labeled_labels.size),
+        "labels": list(names),
+        "epsilon": epsilon,
+        "delta": delta,
+        "reviewer_noise": reviewer_noise,
+        "seeds": seeds,
+        "teacher_accuracy": float((probs.argmax(axis=1) == gold).mean()),
+        "max_prob_threshold": baseline_threshold,
+        "budgets": budgets,
+        "per_seed": runs,
+    }
+    result["table"] = quality_table([result])
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+    if plot_out is not None:
+        plot_budgets(result, plot_out)
+    return result
+
+
+def _pool(
+    probs: FloatArray,
+    gold: npt.NDArray[np.int64],
+    names: tuple[str, ...],
+    embed: Embed | None,
+    texts: list[str],
+    labeled: Sequence[tuple[str, str]],
+    labeled_scores: LabeledScores | None,
+) -> Pool:
     embeddings = None if embed is None else np.asarray(embed(texts), dtype=np.float64)
     in_task = [label in names for _, label in labeled]
     known = [(text, names.index(label)) for (text, label), keep in zip(labeled, in_task, strict=True) if keep]
@@ -149,7 +215,7 @@ def run_quality_bench(
         if labeled_probs.shape != (len(labeled), len(names)):
             raise ValueError(f"labeled_scores gave shape {labeled_probs.shape}, expected {(len(labeled), len(names))}")
         labeled_probs = labeled_probs[np.asarray(in_task)]
-    pool = Pool(
+    return Pool(
         probs=probs,
         gold=gold,
         embeddings=embeddings,
@@ -160,58 +226,6 @@ def run_quality_bench(
         labeled_labels=np.array([label for _, label in known], dtype=np.int64) if known else None,
         labeled_probs=labeled_probs,
     )
-    config = RunConfig(
-        epsilon=epsilon,
-        delta=delta,
-        review_budget=review_budget,
-        reviewer_noise=reviewer_noise,
-        audit_share=audit_share,
-        seed_reviews=seed_reviews,
-        calibration_share=calibration_share,
-        baseline_threshold=baseline_threshold,
-    )
-    per_seed: dict[str, list[dict[str, float | int | None]]] = {method: [] for method in METHODS}
-    curves: dict[str, list[FloatArray]] = {method: [] for method in METHODS}
-    for run in range(seeds):
-        rng = np.random.default_rng([seed, run])
-        reviewer = simulate_reviewer(gold, len(names), reviewer_noise, rng)
-        outcomes: dict[str, Outcome] = {
-            "filter": run_filter(pool, config, rng, reviewer),
-            "accept_all": run_accept_all(pool),
-            "random_review": run_random_review(pool, config, rng, reviewer),
-            "max_prob_threshold": run_max_prob(pool, config, rng, reviewer),
-        }
-        for method, outcome in outcomes.items():
-            per_seed[method].append({"seed": run, **outcome.metrics(gold, epsilon)})
-            curves[method].append(outcome.accuracy_curve(gold, review_budget))
-
-    result: dict[str, Any] = {
-        "dataset": name or data.name,
-        "n_items": len(texts),
-        "labels": list(names),
-        "epsilon": epsilon,
-        "delta": delta,
-        "review_budget": review_budget,
-        "reviewer_noise": reviewer_noise,
-        "seeds": seeds,
-        "teacher_accuracy": float((probs.argmax(axis=1) == gold).mean()),
-        **_summarise(per_seed["filter"]),
-    }
-    for method in METHODS[1:]:
-        result[method] = _summarise(per_seed[method])
-    result["max_prob_threshold"]["threshold"] = baseline_threshold
-    result["per_seed"] = per_seed["filter"]
-    result["curve"] = {
-        "reviews": list(range(review_budget + 1)),
-        **{method: np.mean(curves[method], axis=0).round(5).tolist() for method in METHODS},
-    }
-    result["table"] = quality_table([result])
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
-    if plot_out is not None:
-        plot_accuracy_curve(result, plot_out)
-    return result
 
 
 def _cell(value: Any, percent: bool = True) -> str:
@@ -221,43 +235,54 @@ def _cell(value: Any, percent: bool = True) -> str:
 
 
 def quality_table(results: Sequence[dict[str, Any]]) -> str:
-    """A markdown table: one row per dataset and method, means over seeds."""
+    """A markdown table: one row per dataset, budget and method, means over seeds."""
     lines = [
-        "| dataset | method | accepted acc. | coverage | reviews | error bound | realised error "
-        "| runs within ε | final acc. |",
+        "| dataset | budget | method | coverage | accepted acc. | error bound | realised error | runs within ε "
+        "| final acc. |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        for method in METHODS:
-            row = result if method == "filter" else result[method]
-            label = {"max_prob_threshold": f"max-prob ≥ {result['max_prob_threshold']['threshold']}"}.get(
-                method, method.replace("_", " ")
-            )
-            lines.append(
-                f"| {result['dataset']} | {label} | {_cell(row['accepted_accuracy'])} | {_cell(row['coverage'])} "
-                f"| {_cell(row['human_reviews'], percent=False)} | {_cell(row['error_bound'])} "
-                f"| {_cell(row['realised_error'])} | {_cell(row['share_within_epsilon'])} "
-                f"| {_cell(row['final_accuracy'])} |"
-            )
+        for budget, rows in result["budgets"].items():
+            for method in METHODS:
+                if method not in rows:
+                    continue
+                row = rows[method]
+                label = METHOD_NAMES[method].format(threshold=result["max_prob_threshold"])
+                lines.append(
+                    f"| {result['dataset']} | {budget} ({rows['review_budget']}) | {label} | {_cell(row['coverage'])} "
+                    f"| {_cell(row['accepted_accuracy'])} | {_cell(row['error_bound'])} "
+                    f"| {_cell(row['realised_error'])} | {_cell(row['share_within_epsilon'])} "
+                    f"| {_cell(row['final_accuracy'])} |"
+                )
     return "\n".join(lines)
 
 
-def plot_accuracy_curve(result: dict[str, Any], path: Path) -> None:
-    """Final label accuracy against human reviews spent, one line per method (mean over seeds)."""
+def plot_budgets(result: dict[str, Any], path: Path) -> None:
+    """Final label accuracy and coverage against the review budget, one line per method (mean over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = result["curve"]
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
-    for method in ("filter", "max_prob_threshold", "random_review", "accept_all"):
-        axes.plot(curve["reviews"], curve[method], label=method.replace("_", " "))
-    axes.set_xlabel("human reviews spent")
-    axes.set_ylabel("final label accuracy")
-    axes.set_title(f"{result['dataset']}: ε={result['epsilon']}, δ={result['delta']}, {result['seeds']} seeds")
-    axes.legend()
-    axes.grid(alpha=0.3)
+    budgets = result["budgets"]
+    shares = [float(key.rstrip("%")) for key in budgets]
+    figure, (accuracy, coverage) = plt.subplots(1, 2, figsize=(10, 4))
+    for method in METHODS:
+        if method not in next(iter(budgets.values())):
+            continue
+        label = METHOD_NAMES[method].format(threshold=result["max_prob_threshold"])
+        accuracy.plot(shares, [rows[method]["final_accuracy"] for rows in budgets.values()], marker="o", label=label)
+        coverage.plot(shares, [rows[method]["coverage"] for rows in budgets.values()], marker="o", label=label)
+    accuracy.set_ylabel("final label accuracy")
+    coverage.set_ylabel("coverage (accepted without review)")
+    for axes in (accuracy, coverage):
+        axes.set_xlabel("review budget, % of items")
+        axes.grid(alpha=0.3)
+    accuracy.legend(fontsize=8)
+    figure.suptitle(
+        f"{result['dataset']}: {result['n_items']} items + {result['labeled_before']} labeled, "
+        f"ε={result['epsilon']}, δ={result['delta']}, {result['seeds']} seeds"
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

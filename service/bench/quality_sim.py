@@ -1,4 +1,6 @@
-"""One simulated labeling run of the confidence filter, and the baselines it is compared with.
+"""What a simulated labeling run works on and gives back, the simulated reviewer, and the two plain baselines
+(random review, a max-probability threshold). The certified labeler and the active-learning baseline are in
+stacked_run.py.
 
 Teacher probabilities are fixed for the run (scored once, outside), the reviewer is simulated from gold
 (optionally noisy), and every method spends at most the same review budget. A review order is recorded
@@ -8,17 +10,10 @@ so the final accuracy after any number of reviews can be drawn.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline.calibration import fit_calibration
-from service.pipeline.policy import DEFAULT_GRID, Policy, candidate_floor, fit_policy, min_certifiable
-from service.pipeline.probe import fit_probe
-from service.pipeline.review_order import review_priority, wrong_chance
-from service.pipeline.route import Signals, route, veto_reasons
-from service.pipeline.signals import margin, neighbour_disagreement, ood_distance
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -50,9 +45,10 @@ class RunConfig:
     review_budget: int
     reviewer_noise: float
     audit_share: float
-    seed_reviews: int
-    calibration_share: float
-    """Share of the budget left after the seed spent on cold-start reviews drawn uniformly at random."""
+    uniform_share: float
+    """Share of the budget spent on uniform reviews when the labeled pool alone certifies nothing."""
+    min_reviews: int
+    """Certification items below which nothing is certified (the service's policy.min_reviews)."""
     baseline_threshold: float
 
 
@@ -119,192 +115,6 @@ def _finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: np
     return Outcome(accepted=accepted, final=final, review_order=order, reviewer_labels=reviewer[order], machine=machine)
 
 
-def run_filter(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
-    """The confidence filter: seed reviews of the likeliest errors, calibration (on half the scored labeled items,
-    else on the seed), uniform cold-start sample, certified policy (on the other half and that sample), route, then
-    the review queue in priority order (audits included) until the budget is spent."""
-
-    n = int(pool.probs.shape[0])
-    budget = min(config.review_budget, n)
-    log_probs = np.log(np.clip(pool.probs, 1e-12, 1.0))
-    n_seed = min(config.seed_reviews, budget)
-    # The seed is the head of the review queue before any review: the labels most likely wrong by the
-    # teacher's raw confidence and the embedding probe on the labeled pool, so these reviews fix errors. Its
-    # choice uses no review outcome, so the uniform sample drawn after it stays valid.
-    known_emb, known_labels = _labeled_pool(pool)
-    raw_machine = pool.probs.argmax(axis=1).astype(np.int64)
-    first = _priorities(pool, pool.probs, raw_machine, known_emb, known_labels, np.zeros(n, dtype=bool))
-    seed_idx = np.lexsort((rng.random(n), -first))[:n_seed].astype(np.int64)
-    scored = pool.labeled_probs is not None and known_labels.size >= 2 * min_certifiable(
-        epsilon=config.epsilon, delta=config.delta
-    )
-    if scored:
-        # The labeled items are a uniform sample with teacher scores: one half fits the calibration, the other
-        # half is the certification sample, so neither sees the other's labels. Only a temperature is fitted
-        # (as on the seed below): a per-label bias from 100 items moved labels the wrong way on movie reviews.
-        halves = np.array_split(rng.permutation(known_labels.size), 2)
-        labeled_log_probs = np.log(np.clip(np.asarray(pool.labeled_probs), 1e-12, 1.0))
-        calibration = fit_calibration(
-            logits_or_logprobs=labeled_log_probs[halves[0]], labels=known_labels[halves[0]], fit_bias=False
-        )
-    else:
-        # Fitted on the seed only, so the policy below is tested on reviews the calibration never saw. The seed
-        # is chosen for being likely wrong, so a per-label bias fitted on it would learn that sample's errors and
-        # flip labels the teacher has right: only the temperature is fitted, which keeps every item's label.
-        calibration = fit_calibration(logits_or_logprobs=log_probs[seed_idx], labels=reviewer[seed_idx], fit_bias=False)
-    probs = calibration.apply(log_probs)
-    machine = probs.argmax(axis=1).astype(np.int64)
-    confidence = probs.max(axis=1)
-
-    # Uniform cold-start reviews only among items that could ever be accepted (see candidate_floor).
-    floor = candidate_floor(confidences=np.delete(confidence, seed_idx), epsilon=config.epsilon)
-    rest = np.setdiff1d(np.flatnonzero(confidence >= floor), seed_idx)
-    n_cal = min(round(config.calibration_share * (budget - n_seed)), rest.size)
-    if n_cal < min_certifiable(epsilon=config.epsilon, delta=config.delta) and not scored:
-        n_cal = 0  # too few to certify any threshold: those reviews go to the likeliest errors instead
-    cal_idx = rng.choice(rest, n_cal, replace=False).astype(np.int64)
-    reviewed = np.zeros(n, dtype=bool)
-    reviewed[seed_idx] = reviewed[cal_idx] = True
-    reviewed_idx = np.flatnonzero(reviewed)
-
-    labeled_emb = np.vstack([known_emb, pool.embeddings[reviewed_idx]]) if pool.embeddings is not None else None
-    labeled_labels = np.concatenate([known_labels, reviewer[reviewed_idx]])
-    self_index = np.full(n, -1, dtype=np.int64)
-    self_index[reviewed_idx] = known_labels.size + np.arange(reviewed_idx.size)
-    signals = _signals(pool.embeddings, probs, machine, labeled_emb, labeled_labels, self_index)
-    # The thresholds on neighbours and distance are fixed; only the confidence threshold is fitted.
-    limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
-    vetoed = _vetoed(signals, limits)
-    grid = tuple(t for t in DEFAULT_GRID if t >= floor)
-    certify = partial(fit_policy, epsilon=config.epsilon, delta=config.delta, audit_share=config.audit_share, grid=grid)
-    if scored:
-        test = halves[1]
-        test_probs = calibration.apply(labeled_log_probs[test])
-        test_signals = _signals(
-            None if labeled_emb is None else known_emb[test],
-            test_probs,
-            test_probs.argmax(axis=1).astype(np.int64),
-            labeled_emb,
-            labeled_labels,
-            test.astype(np.int64),
-        )
-        test_vetoed = _vetoed(test_signals, limits)
-        # Labeled items and cold-start reviews are both uniform draws of the items to route (the cold-start ones
-        # among those above the floor, the only ones tested), so they certify together, binomially.
-        policy = certify(
-            confidences=np.concatenate([test_probs.max(axis=1), confidence[cal_idx]]),
-            correct=np.concatenate(
-                [test_probs.argmax(axis=1) == known_labels[test], machine[cal_idx] == reviewer[cal_idx]]
-            ),
-            vetoed=np.concatenate([test_vetoed, vetoed[cal_idx]]),
-        )
-    else:
-        policy = certify(
-            confidences=confidence[cal_idx],
-            correct=machine[cal_idx] == reviewer[cal_idx],
-            vetoed=vetoed[cal_idx],
-            pool_confidences=confidence[~reviewed],
-            pool_vetoed=vetoed[~reviewed],
-        )
-    accepted = np.zeros(n, dtype=bool)
-    audit = np.zeros(n, dtype=bool)
-    draws = rng.random(n)
-    for i in np.flatnonzero(~reviewed):
-        decision = route(signals=signals[i], policy=policy, audit_draw=float(draws[i]))
-        accepted[i] = decision.accept
-        audit[i] = decision.reasons == ("audit_sample",)
-    waiting = np.flatnonzero(~reviewed & ~accepted)
-    priority = _priorities(pool, probs, machine, labeled_emb, labeled_labels, audit)[waiting]
-    # Ties (for example equal audit priority) are broken at random, not by position in the file.
-    queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
-    spent = queue[: budget - n_seed - n_cal].astype(np.int64)
-    order = np.concatenate([seed_idx, cal_idx, spent]).astype(np.int64)
-    # Items still waiting keep the calibrated teacher label.
-    outcome = _finish(machine, order, reviewer, accepted)
-    audited = spent[audit[spent]]
-    return Outcome(
-        accepted=outcome.accepted,
-        final=outcome.final,
-        review_order=order,
-        reviewer_labels=outcome.reviewer_labels,
-        machine=machine,
-        error_bound=policy.error_bound,
-        audit_reviews=int(audited.size),
-        audit_errors=int((machine[audited] != reviewer[audited]).sum()),
-        cold_start_reviews=int(n_seed + n_cal),
-    )
-
-
-def _signals(
-    query_emb: FloatArray | None,
-    probs: FloatArray,
-    machine: IntArray,
-    labeled_emb: FloatArray | None,
-    labeled_labels: IntArray,
-    self_index: IntArray,
-) -> list[Signals]:
-    """Each query item's signals; neighbours and distance are against the labeled items, where ``self_index``
-    gives a query's own row among them (-1 for none), so that no item is its own neighbour."""
-    n = probs.shape[0]
-    confidence, margins = probs.max(axis=1), margin(probs=probs)
-    disagreement = distance = np.full(n, np.nan)
-    if query_emb is not None and labeled_emb is not None and labeled_labels.size >= 2:
-        disagreement = neighbour_disagreement(
-            query_emb=query_emb,
-            labeled_emb=labeled_emb,
-            labeled_labels=labeled_labels,
-            predicted=machine,
-            k=NEIGHBOURS,
-            self_index=self_index,
-        )
-        distance = ood_distance(query_emb=query_emb, labeled_emb=labeled_emb, self_index=self_index)
-    return [
-        Signals(
-            confidence=float(confidence[i]),
-            margin=float(margins[i]),
-            neighbour_disagreement=None if np.isnan(disagreement[i]) else float(disagreement[i]),
-            ood_distance=None if np.isnan(distance[i]) else float(distance[i]),
-        )
-        for i in range(n)
-    ]
-
-
-def _labeled_pool(pool: Pool) -> tuple[FloatArray, IntArray]:
-    """Embeddings and labels of the items labeled before the run (empty arrays when there are none)."""
-    if pool.embeddings is None or pool.labeled_embeddings is None or pool.labeled_labels is None:
-        width = 0 if pool.embeddings is None else pool.embeddings.shape[1]
-        return np.empty((0, width)), np.zeros(0, dtype=np.int64)
-    return pool.labeled_embeddings, pool.labeled_labels
-
-
-def _vetoed(signals: list[Signals], limits: Policy) -> npt.NDArray[np.bool_]:
-    """Whether a signal other than confidence sends each item to review under ``limits``."""
-    return np.array([bool(veto_reasons(signals=s, policy=limits)) for s in signals], dtype=bool)
-
-
-def _priorities(
-    pool: Pool,
-    probs: FloatArray,
-    machine: IntArray,
-    labeled_emb: FloatArray | None,
-    labeled_labels: IntArray,
-    audit: npt.NDArray[np.bool_],
-) -> FloatArray:
-    """Review priority of every item, as the service's review queue orders them: the chance of being wrong from
-    ``probs`` and the embedding probe on the labeled items, weighted by density."""
-    support = None
-    if pool.embeddings is not None and labeled_emb is not None:
-        probe = fit_probe(embeddings=labeled_emb, labels=labeled_labels, n_labels=int(probs.shape[1]))
-        support = None if probe is None else probe.predict(pool.embeddings)
-    wrong = wrong_chance(probs=probs, predicted=machine, support=support)
-    return np.array(
-        [
-            review_priority(wrong_chance=float(wrong[i]), density=float(pool.density[i]), audit=bool(audit[i]))
-            for i in range(probs.shape[0])
-        ]
-    )
-
-
 def run_random_review(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
     """Review a uniform random sample of the budget; accept every other teacher label."""
     n = int(pool.probs.shape[0])
@@ -319,13 +129,3 @@ def run_max_prob(pool: Pool, config: RunConfig, rng: np.random.Generator, review
     accepted = pool.probs.max(axis=1) >= config.baseline_threshold
     below = rng.permutation(np.flatnonzero(~accepted))
     return _finish(machine, below[: config.review_budget].astype(np.int64), reviewer, accepted)
-
-
-def run_accept_all(pool: Pool) -> Outcome:
-    """Accept every teacher label; no reviews."""
-    n = int(pool.probs.shape[0])
-    machine = pool.probs.argmax(axis=1).astype(np.int64)
-    empty = np.zeros(0, dtype=np.int64)
-    return Outcome(
-        accepted=np.ones(n, dtype=bool), final=machine, review_order=empty, reviewer_labels=empty, machine=machine
-    )

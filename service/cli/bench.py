@@ -53,6 +53,16 @@ def _print_table(run: Callable[[], Mapping[str, Any]]) -> None:
     typer.echo(result["table"])
 
 
+def _shares(budgets: str) -> tuple[float, ...]:
+    try:
+        shares = tuple(float(part) / 100 for part in budgets.split(","))
+    except ValueError as exc:
+        raise fail(f"--budgets takes percents separated by commas, e.g. 5,10,20; not {budgets!r}") from exc
+    if not shares or not all(0 < share <= 1 for share in shares):
+        raise fail(f"each budget must be above 0% and at most 100%, not {budgets!r}")
+    return shares
+
+
 def _check_data(data: Path) -> None:
     if not str(data).startswith("builtin:") and not data.is_file():
         raise fail(f"no such file: {data}")
@@ -65,7 +75,7 @@ def bench_quality(
     label_field: LabelFieldOpt = "label",
     epsilon: float = 0.05,
     delta: float = 0.1,
-    review_budget: Annotated[int | None, typer.Option(help="Human reviews allowed (default: 10% of items).")] = None,
+    budgets: Annotated[str, typer.Option(help="Review budgets, in percent of the items, comma-separated.")] = "5,10,20",
     reviewer_noise: float = 0.0,
     seed: int = 0,
     seeds: int = 20,
@@ -89,7 +99,7 @@ def bench_quality(
             label_field=label_field,
             epsilon=epsilon,
             delta=delta,
-            review_budget=review_budget,
+            budget_shares=_shares(budgets),
             reviewer_noise=reviewer_noise,
             seed=seed,
             seeds=seeds,

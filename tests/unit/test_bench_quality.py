@@ -1,13 +1,13 @@
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from service.bench.quality import cached_scores, content_key, quality_table, run_quality_bench
-from service.bench.quality_sim import Pool, RunConfig, run_filter, simulate_reviewer
+from service.bench.quality import METHODS, cached_scores, content_key, quality_table, run_quality_bench
+from service.bench.quality_sim import Pool, RunConfig, simulate_reviewer
+from service.bench.stacked_run import run_active_learning, run_certified
 from service.errors import Invalid
 
 
@@ -45,18 +45,32 @@ def write_dataset(path: Path, n: int, k: int, seed: int) -> dict[str, int]:
     return gold
 
 
+def labeled_split(gold: dict[str, int], teacher: SyntheticTeacher, tmp: Path, n_eval: int) -> dict:
+    """The first n_eval items to label (written to eval.jsonl), the rest labeled before the run, with scores."""
+    texts = list(gold)
+    labeled = [(text, f"topic-{gold[text]}") for text in texts[n_eval:]]
+    (tmp / "eval.jsonl").write_text(
+        "".join(json.dumps({"body": t, "topic": f"topic-{gold[t]}"}) + "\n" for t in texts[:n_eval])
+    )
+    return {
+        "labeled": labeled,
+        "labeled_scores": lambda names: teacher.scores([t for t, _ in labeled], names),
+        "embed": teacher.embed,
+    }
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     tmp = tmp_path_factory.mktemp("bench")
-    gold = write_dataset(tmp / "data.jsonl", 1500, 3, seed=1)
+    gold = write_dataset(tmp / "data.jsonl", 1400, 3, seed=1)
     teacher = SyntheticTeacher(gold, 3, seed=2)
     result = run_quality_bench(
-        tmp / "data.jsonl",
+        tmp / "eval.jsonl",
         "body",
         "topic",
         teacher_scores=teacher.scores,
-        embed=teacher.embed,
-        review_budget=400,
+        **labeled_split(gold, teacher, tmp, 1200),
+        epsilon=0.1,
         seeds=5,
         json_out=tmp / "quality.json",
         plot_out=tmp / "quality.png",
@@ -66,41 +80,43 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 
 def test_report_has_the_promised_keys_and_files(bench: tuple[dict, Path]) -> None:
     result, tmp = bench
-    for key in ("accepted_accuracy", "coverage", "human_reviews", "error_bound", "final_accuracy"):
-        assert key in result
-    for baseline in ("accept_all", "random_review", "max_prob_threshold"):
-        assert {"accepted_accuracy", "coverage", "human_reviews", "final_accuracy"} <= set(result[baseline])
-    assert json.loads((tmp / "quality.json").read_text())["n_items"] == 1500
+    assert list(result["budgets"]) == ["5%", "10%", "20%"]
+    for rows in result["budgets"].values():
+        for method in METHODS:
+            assert {"coverage", "realised_error", "share_within_epsilon", "final_accuracy"} <= set(rows[method])
+    assert json.loads((tmp / "quality.json").read_text())["n_items"] == 1200
     assert (tmp / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert result["table"].count("\n") == 5 and "max-prob ≥ 0.9" in result["table"]
-    assert len(result["per_seed"]) == 5 and len(result["curve"]["filter"]) == 401
+    assert result["table"].count("\n") == 2 + 3 * len(METHODS) - 1 and "max-prob ≥ 0.9" in result["table"]
+    assert len(result["per_seed"]["10%"]["stacked"]) == 5
 
 
 def test_every_method_stays_within_the_review_budget(bench: tuple[dict, Path]) -> None:
     result, _ = bench
-    assert result["human_reviews"] <= 400
-    assert result["random_review"]["human_reviews"] == 400
-    assert result["max_prob_threshold"]["human_reviews"] <= 400
-    assert result["accept_all"]["human_reviews"] == 0
+    for rows in result["budgets"].values():
+        assert all(rows[method]["human_reviews"] <= rows["review_budget"] for method in METHODS)
+        assert rows["random_review"]["human_reviews"] == rows["review_budget"]
+        assert rows["active_learning"]["human_reviews"] == rows["review_budget"]
 
 
-def test_filter_keeps_its_error_bound_and_beats_the_baselines(bench: tuple[dict, Path]) -> None:
+def test_stacked_labeler_keeps_its_bound_and_beats_every_baseline(bench: tuple[dict, Path]) -> None:
     result, _ = bench
-    assert result["share_within_epsilon"] >= 1 - result["delta"]
-    assert result["coverage"] > 0.3
-    assert result["final_accuracy"] > result["random_review"]["final_accuracy"]
-    assert result["final_accuracy"] > result["max_prob_threshold"]["final_accuracy"]
-    assert result["accept_all"]["final_accuracy"] == pytest.approx(result["teacher_accuracy"])
+    for rows in result["budgets"].values():
+        stacked = rows["stacked"]
+        assert stacked["share_within_epsilon"] >= 1 - result["delta"] and stacked["coverage"] > 0.5
+        for method in ("teacher_alone", "random_review", "max_prob_threshold", "active_learning"):
+            assert stacked["final_accuracy"] >= rows[method]["final_accuracy"], method
 
 
-def test_budget_below_the_cold_start_accepts_nothing(tmp_path: Path) -> None:
+def test_without_embeddings_only_the_teacher_methods_run(tmp_path: Path) -> None:
     gold = write_dataset(tmp_path / "data.jsonl", 300, 2, seed=3)
     teacher = SyntheticTeacher(gold, 2, seed=4)
     result = run_quality_bench(
-        tmp_path / "data.jsonl", "body", "topic", teacher_scores=teacher.scores, review_budget=20, seeds=2
+        tmp_path / "data.jsonl", "body", "topic", teacher_scores=teacher.scores, budget_shares=(0.05,), seeds=2
     )
-    assert result["coverage"] == 0.0 and result["error_bound"] is None and result["certified_share"] == 0.0
-    assert result["human_reviews"] == 20
+    rows = result["budgets"]["5%"]
+    assert "stacked" not in rows and "active_learning" not in rows
+    # 15 reviews, half of them to certify: too few to certify anything, so nothing is accepted.
+    assert rows["teacher_alone"]["coverage"] == 0.0 and rows["teacher_alone"]["certified_share"] == 0.0
 
 
 def test_csv_input_and_bad_fields(tmp_path: Path) -> None:
@@ -112,13 +128,11 @@ def test_csv_input_and_bad_fields(tmp_path: Path) -> None:
         "text",
         "label",
         teacher_scores=lambda texts, labels: np.stack([rows[t] for t in texts]),
-        review_budget=10,
+        budget_shares=(0.2,),
     )
     assert result["labels"] == ["a", "b"] and result["teacher_accuracy"] == 1.0
     with pytest.raises(Invalid, match="lacks field 'missing'"):
-        run_quality_bench(
-            path, "missing", "label", teacher_scores=lambda texts, labels: np.zeros((0, 2)), review_budget=5
-        )
+        run_quality_bench(path, "missing", "label", teacher_scores=lambda texts, labels: np.zeros((0, 2)))
 
 
 def test_reviewer_noise_flips_labels_at_the_given_rate() -> None:
@@ -143,86 +157,87 @@ def test_scores_are_cached_by_content(tmp_path: Path) -> None:
     assert len(calls) == 1 and (first == second).all()
 
 
-def test_table_has_a_row_per_method_and_dataset() -> None:
+def test_table_has_a_row_per_budget_method_and_dataset() -> None:
     row = {
         "accepted_accuracy": 0.99,
         "coverage": 0.5,
-        "human_reviews": 100,
         "error_bound": None,
         "realised_error": 0.01,
         "share_within_epsilon": 1.0,
         "final_accuracy": 0.95,
     }
-    result = {
-        "dataset": "d",
-        **row,
-        "accept_all": row,
-        "random_review": row,
-        "max_prob_threshold": {**row, "threshold": 0.9},
-    }
+    budgets = {"10%": {"review_budget": 100, **{method: row for method in METHODS}}}
+    result = {"dataset": "d", "max_prob_threshold": 0.9, "budgets": budgets}
     table = quality_table([result, {**result, "dataset": "e"}])
-    assert table.count("| d |") == 4 and table.count("| e |") == 4 and "99.0%" in table
+    assert table.count("| d | 10% (100) |") == len(METHODS) and table.count("| e |") == len(METHODS)
+    assert "99.0%" in table
 
 
-def test_the_filter_reviews_first_the_labels_the_probe_on_the_labeled_pool_contradicts() -> None:
-    rng = np.random.default_rng(5)
-    gold = np.repeat([0, 1], 100)
-    embeddings = np.eye(8)[gold] + 0.05 * rng.normal(size=(200, 8))
-    wrong = rng.choice(200, 20, replace=False)
-    machine = gold.copy()
-    machine[wrong] = 1 - machine[wrong]
-    # Confidence alone cannot tell the 20 errors apart: it is drawn the same way for every item.
-    confidence = rng.uniform(0.9, 0.99, size=(200, 1))
-    probs = np.where(np.eye(2)[machine] == 1, confidence, 1 - confidence)
-    labeled_gold = np.repeat([0, 1], 25)
-    config = RunConfig(
-        epsilon=0.05,
-        delta=0.1,
-        review_budget=20,
-        reviewer_noise=0.0,
-        audit_share=0.05,
-        seed_reviews=20,
-        calibration_share=0.3,
-        baseline_threshold=0.9,
-    )
-    with_pool = Pool(
-        probs=probs,
+def _pool(teacher_probs: np.ndarray, gold: np.ndarray, rng: np.random.Generator, labeled: int) -> Pool:
+    """Embeddings that carry the label (a probe learns it), and a labeled pool of ``labeled`` items."""
+    embeddings = np.eye(4)[gold] + 0.3 * rng.normal(size=(gold.size, 4))
+    known = rng.integers(0, 2, labeled)
+    known_probs = teacher_probs[rng.integers(0, gold.size, labeled)]  # scored like the items to label
+    return Pool(
+        probs=teacher_probs,
         gold=gold,
         embeddings=embeddings,
-        density=np.full(200, 0.5),
-        labeled_embeddings=np.eye(8)[labeled_gold] + 0.05 * rng.normal(size=(50, 8)),
-        labeled_labels=labeled_gold,
+        density=np.full(gold.size, 0.5),
+        labeled_embeddings=np.eye(4)[known] + 0.3 * rng.normal(size=(labeled, 4)),
+        labeled_labels=known,
+        labeled_probs=known_probs,
     )
-    outcome = run_filter(with_pool, config, np.random.default_rng(0), gold)
-    assert set(outcome.review_order.tolist()) == set(wrong.tolist())
-    assert (outcome.final == gold).all()
-    without = run_filter(
-        replace(with_pool, labeled_embeddings=None, labeled_labels=None), config, np.random.default_rng(0), gold
-    )
-    assert (without.final == gold).mean() < 0.95
 
 
-def test_labeled_items_with_teacher_scores_calibrate_and_certify_without_spending_the_budget(tmp_path: Path) -> None:
-    gold = write_dataset(tmp_path / "data.jsonl", 1200, 2, seed=6)
-    teacher = SyntheticTeacher(gold, 2, seed=7)
-    texts = list(gold)
-    labeled = [(text, f"topic-{gold[text]}") for text in texts[600:]]
-    (tmp_path / "eval.jsonl").write_text(
-        "".join(json.dumps({"body": t, "topic": f"topic-{gold[t]}"}) + "\n" for t in texts[:600])
-    )
-    result = run_quality_bench(
-        tmp_path / "eval.jsonl",
-        "body",
-        "topic",
-        teacher_scores=teacher.scores,
-        embed=teacher.embed,
-        labeled=labeled,
-        labeled_scores=lambda names: teacher.scores([t for t, _ in labeled], names),
-        review_budget=50,
-        seeds=10,
-    )
-    # 50 reviews alone certify nothing (see the cold-start test); 300 scored labeled items do.
-    assert result["certified_share"] >= 0.9 and result["coverage"] > 0.5
-    assert result["share_within_epsilon"] >= 1 - result["delta"]
-    assert result["error_bound"] <= result["epsilon"]
-    assert result["final_accuracy"] > result["max_prob_threshold"]["final_accuracy"]
+CONFIG = RunConfig(
+    epsilon=0.1,
+    delta=0.1,
+    review_budget=40,
+    reviewer_noise=0.0,
+    audit_share=0.05,
+    uniform_share=0.5,
+    min_reviews=30,
+    baseline_threshold=0.9,
+)
+
+
+def test_a_useless_teacher_is_outweighed_by_the_probe() -> None:
+    rng = np.random.default_rng(5)
+    gold = rng.integers(0, 2, 600)
+    coin = rng.dirichlet([1, 1], 600)  # the teacher knows nothing
+    pool = _pool(coin, gold, rng, labeled=200)
+    stacked = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher", "probe"))
+    alone = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher",))
+    assert (stacked.final == gold).mean() > 0.95 > 0.7 > (alone.final == gold).mean()
+    assert stacked.accepted.mean() > 0.5 and stacked.cold_start_reviews == 0, "the labeled pool certifies alone"
+    assert (stacked.machine[stacked.accepted] == gold[stacked.accepted]).mean() >= 0.9
+
+
+def test_the_certification_half_is_never_seen_by_the_labeler_it_certifies() -> None:
+    """Labels of the certification half are scrambled: a labeler that saw them would still look good on them, an
+    honest one finds it fails there and certifies nothing."""
+    rng = np.random.default_rng(6)
+    gold = rng.integers(0, 2, 400)
+    pool = _pool(rng.dirichlet([1, 1], 400), gold, rng, labeled=200)
+    assert pool.labeled_labels is not None
+    order = np.random.default_rng(0).permutation(200)  # the run's order of the labeled pool
+    scrambled = pool.labeled_labels.copy()
+    scrambled[order[1::2]] = 1 - scrambled[order[1::2]]
+    broken = Pool(**{**pool.__dict__, "labeled_labels": scrambled})
+    outcome = run_certified(broken, replace_budget(0), np.random.default_rng(0), gold, sources=("teacher", "probe"))
+    assert outcome.error_bound is None and not outcome.accepted.any()
+
+
+def replace_budget(budget: int) -> RunConfig:
+    return RunConfig(**{**CONFIG.__dict__, "review_budget": budget})
+
+
+def test_active_learning_uses_no_teacher_and_reviews_what_it_is_unsure_of() -> None:
+    rng = np.random.default_rng(7)
+    gold = rng.integers(0, 2, 300)
+    pool = _pool(rng.dirichlet([1, 1], 300), gold, rng, labeled=20)
+    other_teacher = Pool(**{**pool.__dict__, "probs": rng.dirichlet([1, 1], 300)})
+    first = run_active_learning(pool, CONFIG, np.random.default_rng(1), gold)
+    second = run_active_learning(other_teacher, CONFIG, np.random.default_rng(1), gold)
+    assert (first.final == second.final).all() and first.review_order.size == 40
+    assert (first.final == gold).mean() > 0.9

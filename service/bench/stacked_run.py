@@ -1,0 +1,216 @@
+"""One simulated labeling run of the certified labeler as the service runs it, and the active-learning baseline.
+
+The certified run (``run_certified``): labeled items are split in two by a fixed rule, a fit half that trains the
+labeler (the embedding probe, and the stack over the probe and the teacher) and a certification half that is only
+ever scored by a labeler that never saw it. The threshold is certified on the certification half at the first
+look, with delta/2 (the service's alpha spending: look j spends delta / 2^(j+1)); when that certifies nothing,
+uniform reviews are drawn from the budget, split the same way, and a refitted labeler is certified at a second
+look with delta/4. Whatever budget is left goes to the labels likeliest wrong, accepted or not. Items neither
+reviewed nor accepted keep the best machine label there is at the end: the stack with a probe refitted on every
+human label.
+
+The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
+the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
+item it did not review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.bench.quality_sim import Outcome, Pool, RunConfig
+from service.pipeline.policy import Policy, fit_policy, min_certifiable
+from service.pipeline.probe import Probe, fit_probe
+from service.pipeline.review_order import review_priority
+from service.pipeline.stacking import Stack, cross_fitted, fit_stack
+from service.ports import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+AL_ROUNDS = 10
+
+
+@dataclass(frozen=True)
+class Labeler:
+    """A fitted labeler: the stack, and the probe it reads (None when the stack does not use one)."""
+
+    stack: Stack
+    probe: Probe | None
+
+    def predict(self, teacher: FloatArray, embeddings: FloatArray | None) -> FloatArray:
+        inputs = {"teacher": teacher}
+        if self.probe is not None and embeddings is not None:
+            inputs["probe"] = self.probe.predict(embeddings)
+        return self.stack.apply(inputs)
+
+
+def fit_labeler(
+    *,
+    teacher: FloatArray,
+    embeddings: FloatArray | None,
+    labels: IntArray,
+    n_labels: int,
+    sources: Sequence[str],
+) -> Labeler:
+    """The labeler fitted on labeled items: the probe on all of them, the stack on the teacher's scores and the
+    probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
+    inputs: dict[str, FloatArray] = {"teacher": teacher} if "teacher" in sources else {}
+    probe = None
+    if "probe" in sources and embeddings is not None:
+        emb = embeddings
+
+        def fit(rows: IntArray) -> Callable[[IntArray], FloatArray] | None:
+            fitted = fit_probe(embeddings=emb[rows], labels=labels[rows], n_labels=n_labels)
+            return None if fitted is None else (lambda held: fitted.predict(emb[held]))
+
+        probe = fit_probe(embeddings=emb, labels=labels, n_labels=n_labels)
+        if probe is not None:
+            inputs["probe"] = cross_fitted(fit=fit, n=labels.size, k=n_labels)
+    if not inputs:
+        inputs = {"teacher": teacher}
+    stack = fit_stack(inputs=inputs, labels=labels)
+    return Labeler(stack=stack, probe=probe if "probe" in stack.sources else None)
+
+
+def run_certified(
+    pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray, *, sources: Sequence[str]
+) -> Outcome:
+    """The certified labeler over ``sources`` ("teacher", "probe"), as described in the module docstring."""
+    n, k = pool.probs.shape
+    budget = min(config.review_budget, n)
+    known_emb, known_labels, known_probs = _known(pool, rng)
+    fit_side = np.arange(known_labels.size) % 2 == 0
+    # The labeled pool: fit half and certification half (its teacher scores are leave-one-out, as fair as any).
+    fit = _Labeled(known_probs[fit_side], _rows(known_emb, fit_side), known_labels[fit_side])
+    cert = _Labeled(known_probs[~fit_side], _rows(known_emb, ~fit_side), known_labels[~fit_side])
+    uniform = np.zeros(0, dtype=np.int64)
+    labeler, policy = _look(fit, cert, config, k, sources, delta=config.delta / 2)
+    if policy.threshold is None:
+        # Second look: uniform reviews from the budget, alternately to each half, then refit and certify again.
+        uniform = rng.choice(n, min(round(config.uniform_share * budget), budget), replace=False).astype(np.int64)
+        to_fit, to_cert = uniform[0::2], uniform[1::2]
+        fit = fit.plus(pool.probs[to_fit], _rows(pool.embeddings, to_fit), reviewer[to_fit])
+        cert = cert.plus(pool.probs[to_cert], _rows(pool.embeddings, to_cert), reviewer[to_cert])
+        labeler, policy = _look(fit, cert, config, k, sources, delta=config.delta / 4)
+    probs = labeler.predict(pool.probs, pool.embeddings)
+    machine, confidence = probs.argmax(axis=1).astype(np.int64), probs.max(axis=1)
+    reviewed = np.zeros(n, dtype=bool)
+    reviewed[uniform] = True
+    # The rest of the budget goes to the labels likeliest wrong, accepted ones included: a label above the
+    # threshold is safe enough to keep, not too good to check while reviews are left.
+    waiting = np.flatnonzero(~reviewed)
+    priority = np.array(
+        [review_priority(wrong_chance=1.0 - float(confidence[i]), density=float(pool.density[i])) for i in waiting]
+    )
+    queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
+    spent = queue[: budget - uniform.size].astype(np.int64)
+    order = np.concatenate([uniform, spent]).astype(np.int64)
+    reviewed[spent] = True
+    accepted = ~reviewed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
+    # The best label for what is left: the same stack with a probe refitted on every human label.
+    every = fit.plus(pool.probs[spent], _rows(pool.embeddings, spent), reviewer[spent]).plus(
+        cert.teacher, cert.embeddings, cert.labels
+    )
+    refit_probe = (
+        fit_probe(embeddings=every.embeddings, labels=every.labels, n_labels=k)
+        if labeler.probe is not None and every.embeddings is not None
+        else None
+    )
+    best = Labeler(stack=labeler.stack, probe=refit_probe or labeler.probe).predict(pool.probs, pool.embeddings)
+    machine_final = np.where(accepted, machine, best.argmax(axis=1)).astype(np.int64)
+    final = machine_final.copy()
+    final[order] = reviewer[order]
+    return Outcome(
+        accepted=accepted,
+        final=final,
+        review_order=order,
+        reviewer_labels=reviewer[order],
+        machine=machine_final,
+        error_bound=policy.error_bound,
+        cold_start_reviews=int(uniform.size),
+    )
+
+
+@dataclass(frozen=True)
+class _Labeled:
+    teacher: FloatArray
+    embeddings: FloatArray | None
+    labels: IntArray
+
+    def plus(self, teacher: FloatArray, embeddings: FloatArray | None, labels: IntArray) -> _Labeled:
+        stacked = None if self.embeddings is None or embeddings is None else np.vstack([self.embeddings, embeddings])
+        return _Labeled(np.vstack([self.teacher, teacher]), stacked, np.concatenate([self.labels, labels]))
+
+
+def _look(
+    fit: _Labeled, cert: _Labeled, config: RunConfig, k: int, sources: Sequence[str], *, delta: float
+) -> tuple[Labeler, Policy]:
+    """Fit the labeler on ``fit`` and certify its threshold on ``cert``, which it never saw, at level ``delta``."""
+    labeler = fit_labeler(
+        teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
+    )
+    if cert.labels.size < min_certifiable(epsilon=config.epsilon, delta=delta):
+        return labeler, fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
+    probs = labeler.predict(cert.teacher, cert.embeddings)
+    policy = fit_policy(
+        confidences=probs.max(axis=1),
+        correct=probs.argmax(axis=1) == cert.labels,
+        epsilon=config.epsilon,
+        delta=delta,
+        audit_share=config.audit_share,
+        min_reviews=min(config.min_reviews, cert.labels.size),
+    )
+    return labeler, policy
+
+
+def _rows(embeddings: FloatArray | None, rows: npt.NDArray[np.bool_] | IntArray) -> FloatArray | None:
+    return None if embeddings is None else embeddings[rows]
+
+
+def _known(pool: Pool, rng: np.random.Generator) -> tuple[FloatArray | None, IntArray, FloatArray]:
+    """The items labeled before the run (the teacher's few-shot pool) in a seeded random order."""
+    if pool.labeled_labels is None or pool.labeled_probs is None:
+        k = pool.probs.shape[1]
+        width = None if pool.embeddings is None else np.zeros((0, pool.embeddings.shape[1]))
+        return width, np.zeros(0, dtype=np.int64), np.zeros((0, k))
+    order = rng.permutation(pool.labeled_labels.size)
+    emb = None if pool.labeled_embeddings is None else pool.labeled_embeddings[order]
+    return emb, pool.labeled_labels[order], pool.labeled_probs[order]
+
+
+def run_active_learning(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
+    """Logistic regression on the labeled items' embeddings with uncertainty sampling (least confident first) in
+    AL_ROUNDS rounds of the budget; no LLM. Its predictions label every item it did not review."""
+    if pool.embeddings is None:
+        raise ValueError("the active-learning baseline needs embeddings")
+    n, k = pool.probs.shape
+    known_emb, known_labels, _ = _known(pool, rng)
+    emb = np.vstack([known_emb, pool.embeddings]) if known_emb is not None else pool.embeddings
+    labels = np.concatenate([known_labels, np.full(n, -1, dtype=np.int64)])
+    offset, budget = known_labels.size, min(config.review_budget, n)
+    order: list[int] = []
+    rounds = [len(chunk) for chunk in np.array_split(np.arange(budget), AL_ROUNDS) if len(chunk)]
+    predictions = np.zeros((n, k))
+    for size in [*rounds, 0]:
+        probe = fit_probe(embeddings=emb, labels=labels, n_labels=k)
+        predictions = probe.predict(pool.embeddings) if probe is not None else np.full((n, k), 1.0 / k)
+        if size == 0:
+            break
+        unreviewed = np.setdiff1d(np.arange(n), order)
+        # Least confident first; before any probe can be fitted, a uniform draw.
+        uncertainty = 1.0 - predictions[unreviewed].max(axis=1) + 1e-9 * rng.random(unreviewed.size)
+        picked = unreviewed[np.argsort(-uncertainty)[:size]]
+        order.extend(int(i) for i in picked)
+        labels[offset + picked] = reviewer[picked]
+    reviewed = np.asarray(order, dtype=np.int64)
+    machine = predictions.argmax(axis=1).astype(np.int64)
+    accepted = np.ones(n, dtype=bool)
+    accepted[reviewed] = False
+    final = machine.copy()
+    final[reviewed] = reviewer[reviewed]
+    return Outcome(
+        accepted=accepted, final=final, review_order=reviewed, reviewer_labels=reviewer[reviewed], machine=machine
+    )
