@@ -126,8 +126,8 @@ def run_quality_bench(
     one summary per method (see ``METHODS``): ``accepted_accuracy``, ``coverage``, ``human_reviews``,
     ``error_bound``, ``final_accuracy``, ``realised_error`` (of accepted machine labels against gold),
     ``share_within_epsilon`` (share of seeds with realised error <= epsilon) and ``certified_share``; every
-    method's per-seed rows (``per_seed``, by budget); and a markdown ``table``. ``plot_out`` gets final accuracy and coverage
-    against the budget as a PNG.
+    method's per-seed rows (``per_seed``, by budget); and a markdown ``table``. ``plot_out`` gets final accuracy
+    and coverage against the budget as a PNG.
 
     ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot pool) and
     ``labeled_scores`` the teacher's (leave-one-out) scores of them: every method gets them as human labels, and
