@@ -32,7 +32,6 @@ class TeacherSettings(BaseModel):
 
 class StudentSettings(BaseModel):
     min_train_labels: int = 100
-    retrain_after: int = 500
     promotion_margin: float = 0.02
 
 

@@ -53,6 +53,8 @@ class Task(Base):
     delta: Mapped[float] = mapped_column(Float)
     audit_share: Mapped[float] = mapped_column(Float)
     kind: Mapped[str] = mapped_column(String(20), default="single_label", server_default="single_label")
+    review_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    target_coverage: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -188,6 +190,25 @@ class StudentVersion(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelerVersion(Base):
+    """A labeler fitted and tested at one look: the stack and probe it applies, and the threshold certified for it
+    (None when the look certified nothing). Rows are never changed; the newest certified one routes items."""
+
+    __tablename__ = "labelers"
+    __table_args__ = (UniqueConstraint("task_id", "look"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    look: Mapped[int] = mapped_column(Integer)
+    stack: Mapped[dict[str, Any]] = mapped_column()
+    probe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
+    delta_spent: Mapped[float] = mapped_column(Float)
+    fitted_on: Mapped[int] = mapped_column(Integer)
+    certified_on: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

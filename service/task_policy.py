@@ -1,25 +1,85 @@
-"""A task's routing policy and teacher calibration, fitted on its uniform human reviews. The one place the labeling
-job, the bulk path and GET /quality get them from, so all three apply the same rule."""
+"""A task's labeler and its certified threshold: fitted and tested at looks (see pipeline/certification.py), read by
+the labeling job, the bulk path and GET /quality from here, so all three apply the same rule.
+
+Before the first look the teacher's scores are calibrated on the task's uniform reviews (as many as there are);
+from the first look on, the newest labeler routes items, and the newest labeler whose look certified a threshold
+decides what is accepted.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
+from service.pipeline.certification import certifies, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
-from service.store import history, tasks
-from service.tables import Task
+from service.pipeline.pool import LabeledPool
+from service.pipeline.probe import Probe, fit_probe
+from service.pipeline.stacking import Stack, cross_fitted, fit_stack
+from service.ports import FloatArray
+from service.store import history, items, labelers, review, tasks
+from service.store.history import UniformReview
+from service.tables import LabelerVersion, Task
+
+FIT_MIN = 10
+"""Fit-half reviews below which no stack is fitted (the teacher's calibration stands in)."""
 
 
-def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy:
-    """The task's routing policy, certified on its unbiased human reviews so far."""
-    outcomes = history.reviewed_outcomes(session, task_id=task.id)
+@dataclass(frozen=True)
+class TaskLabeler:
+    """What turns the teacher's raw scores (and an item's embedding) into the probabilities items are routed on."""
+
+    stack: Stack | None
+    probe: Probe | None
+    calibration: Calibration | None
+    """Before any stack: the teacher's calibration on the uniform reviews so far (None with too few)."""
+    look: int | None
+    """The look that fitted the stack; None before the first."""
+
+    def probs(self, raw_probs: FloatArray, embeddings: FloatArray) -> FloatArray:
+        """(n, k) probabilities of n items from the teacher's raw (n, k) scores and their (n, d) embeddings."""
+        raw = np.asarray(raw_probs, dtype=np.float64)
+        if self.stack is not None:
+            inputs = {"teacher": raw}
+            if self.probe is not None:
+                inputs["probe"] = self.probe.predict(embeddings)
+            return self.stack.apply(inputs)
+        if self.calibration is not None:
+            return self.calibration.apply(np.log(np.clip(raw, 1e-300, None)))
+        return raw
+
+    @property
+    def reads_probe(self) -> bool:
+        return self.probe is not None
+
+
+@dataclass(frozen=True)
+class Applied:
+    labeler: TaskLabeler
+    policy: Policy
+    """The threshold of ``labeler`` certified at its look (None: cold start); audits stop once the review budget
+    is spent."""
+    budget_spent: bool
+
+
+def _labeler(row: LabelerVersion) -> TaskLabeler:
+    return TaskLabeler(
+        stack=Stack.from_json(row.stack),
+        probe=Probe.from_json(row.probe) if row.probe is not None else None,
+        calibration=None,
+        look=row.look,
+    )
+
+
+def limits(task: Task, *, min_reviews: int) -> Policy:
+    """The task's policy before any threshold: its targets, audit share and veto limits."""
     return fit_policy(
-        confidences=[o.confidence for o in outcomes],
-        correct=[o.correct for o in outcomes],
-        vetoed=[o.vetoed for o in outcomes],
-        sampled_above=[o.sampled_above for o in outcomes],
+        confidences=[],
+        correct=[],
         epsilon=task.epsilon,
         delta=task.delta,
         audit_share=task.audit_share,
@@ -27,9 +87,186 @@ def fit_task_policy(session: Session, task: Task, *, min_reviews: int) -> Policy
     )
 
 
-def fit_task_calibration(session: Session, task: Task, *, min_reviews: int) -> Calibration | None:
-    """The teacher's calibration fitted on the task's uniform reviews; None until there are ``min_reviews``."""
-    raw, reviewed = history.calibration_data(session, task_id=task.id, labels=tuple(tasks.label_names(task)))
-    if len(reviewed) < min_reviews:
+def applied(session: Session, task: Task, *, min_reviews: int) -> Applied:
+    """The labeler and policy that route the task's items now."""
+    spent = task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget
+    policy = limits(task, min_reviews=min_reviews)
+    if spent:
+        policy = replace(policy, audit_share=0.0)
+    certified = labelers.latest(session, task_id=task.id, certified=True)
+    if certified is not None:
+        certified_policy = replace(
+            policy, threshold=certified.threshold, error_bound=certified.error_bound, fitted_on=certified.certified_on
+        )
+        return Applied(labeler=_labeler(certified), policy=certified_policy, budget_spent=spent)
+    newest = labelers.latest(session, task_id=task.id)
+    if newest is not None:
+        return Applied(labeler=_labeler(newest), policy=policy, budget_spent=spent)
+    return Applied(
+        labeler=TaskLabeler(stack=None, probe=None, calibration=_calibration(session, task, min_reviews), look=None),
+        policy=policy,
+        budget_spent=spent,
+    )
+
+
+def _calibration(session: Session, task: Task, min_reviews: int) -> Calibration | None:
+    """The teacher's calibration on the uniform reviews in the current prompt regime; None until ``min_reviews``."""
+    index = {name: i for i, name in enumerate(tasks.label_names(task))}
+    usable = [
+        r
+        for r in history.uniform_reviews(session, task_id=task.id)
+        if r.current_regime and r.human in index and len(r.raw_probs) == len(index)
+    ]
+    if len(usable) < min_reviews:
         return None
-    return fit_calibration(logits_or_logprobs=np.log(np.clip(raw, 1e-300, None)), labels=reviewed)
+    raw = np.asarray([r.raw_probs for r in usable])
+    return fit_calibration(
+        logits_or_logprobs=np.log(np.clip(raw, 1e-300, None)), labels=[index[r.human] for r in usable]
+    )
+
+
+def next_look(session: Session, task: Task) -> int:
+    last = labelers.latest(session, task_id=task.id)
+    return 0 if last is None else last.look + 1
+
+
+def run_look(session: Session, task: Task, *, pool: LabeledPool, min_reviews: int) -> LabelerVersion | None:
+    """Fit a labeler on the fit half and certify it on the certification half when that half has reached the next
+    look's size; None when it has not. The labeler's probe learns from every human label outside the
+    certification half (``pool`` holds them with their embeddings)."""
+    names = tuple(tasks.label_names(task))
+    index = {name: i for i, name in enumerate(names)}
+    reviews = [
+        r
+        for r in history.uniform_reviews(session, task_id=task.id)
+        if r.human in index and r.embedding is not None and len(r.raw_probs) == len(names)
+    ]
+    certifying = [r for r in reviews if certifies(r.item_id)]
+    look = next_look(session, task)
+    if len(certifying) < look_size(look, epsilon=task.epsilon, delta=task.delta, min_reviews=min_reviews):
+        return None
+    fitting = [r for r in reviews if not certifies(r.item_id) and r.current_regime]
+    stack, probe = _fit(fitting, pool, names)
+    labeler = TaskLabeler(stack=stack, probe=probe, calibration=None, look=look)
+    probs = labeler.probs(_raw(certifying), _embeddings(certifying))
+    delta = look_delta(look, delta=task.delta)
+    policy = fit_policy(
+        confidences=probs.max(axis=1),
+        correct=probs.argmax(axis=1) == np.asarray([index[r.human] for r in certifying]),
+        vetoed=[r.vetoed for r in certifying],
+        epsilon=task.epsilon,
+        delta=delta,
+        audit_share=task.audit_share,
+        min_reviews=min(min_reviews, len(certifying)),
+    )
+    return labelers.add(
+        session,
+        task_id=task.id,
+        look=look,
+        stack=stack.to_json(),
+        probe=probe.to_json() if probe is not None else None,
+        threshold=policy.threshold,
+        error_bound=policy.error_bound,
+        delta_spent=delta,
+        fitted_on=len(fitting),
+        certified_on=len(certifying),
+    )
+
+
+def _raw(reviews: Sequence[UniformReview]) -> FloatArray:
+    return np.asarray([r.raw_probs for r in reviews], dtype=np.float64)
+
+
+def _embeddings(reviews: Sequence[UniformReview]) -> FloatArray:
+    return np.asarray([r.embedding for r in reviews], dtype=np.float64)
+
+
+def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> tuple[Stack, Probe | None]:
+    """The stack over the teacher and the probe, fitted on the fit half; the probe on every human label outside
+    the certification half, scoring the fit half cross-fitted (each item by a probe that did not see it)."""
+    index = {name: i for i, name in enumerate(names)}
+    if len(fitting) < FIT_MIN:
+        return Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), None
+    embeddings, _, labels = pool.arrays()
+    provenance = pool.provenance()
+    keep = [
+        i
+        for i, (entry_id, source, label) in enumerate(provenance)
+        if source == "human" and label in index and not certifies(entry_id)
+    ]
+    train_emb = embeddings[keep] if keep else np.zeros((0, 1))
+    train_labels = np.asarray([index[labels[i]] for i in keep], dtype=np.int64)
+    train_ids = [provenance[i][0] for i in keep]
+    probe = fit_probe(embeddings=train_emb, labels=train_labels, n_labels=len(names)) if keep else None
+    inputs = {"teacher": _raw(fitting)}
+    if probe is not None:
+        fit_emb = _embeddings(fitting)
+        fit_ids = [r.item_id for r in fitting]
+
+        def fold_fit(rows: np.ndarray) -> Callable[[np.ndarray], FloatArray] | None:
+            training = set(rows.tolist())
+            held_out = {item_id for i, item_id in enumerate(fit_ids) if i not in training}
+            mask = np.asarray([item_id not in held_out for item_id in train_ids])
+            fitted = fit_probe(embeddings=train_emb[mask], labels=train_labels[mask], n_labels=len(names))
+            return None if fitted is None else (lambda held: fitted.predict(fit_emb[held]))
+
+        inputs["probe"] = cross_fitted(fit=fold_fit, n=len(fitting), k=len(names))
+    stack = fit_stack(inputs=inputs, labels=np.asarray([index[r.human] for r in fitting], dtype=np.int64))
+    return stack, probe if "probe" in stack.sources else None
+
+
+def expected_reviews_to_target(session: Session, task: Task, *, min_reviews: int) -> int | None:
+    """More uniform reviews the task needs before a look can certify a threshold accepting its target coverage,
+    judged with its newest labeler on the certification half so far; None without a target or a labeler, or when
+    that labeler's error above the target's threshold already reaches epsilon."""
+    newest = labelers.latest(session, task_id=task.id)
+    if task.target_coverage is None or newest is None:
+        return None
+    names = tuple(tasks.label_names(task))
+    reviews = [r for r in history.uniform_reviews(session, task_id=task.id) if r.embedding is not None]
+    certifying = [r for r in reviews if certifies(r.item_id) and r.human in names]
+    if not certifying:
+        return None
+    probs = _labeler(newest).probs(_raw(certifying), _embeddings(certifying))
+    needed = expected_reviews(
+        confidences=probs.max(axis=1),
+        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in certifying]),
+        target_coverage=task.target_coverage,
+        epsilon=task.epsilon,
+        delta=task.delta,
+        min_reviews=min_reviews,
+        next_look=newest.look + 1,
+    )
+    return None if needed is None else max(0, needed - len(reviews))
+
+
+def rescore_queue(session: Session, task: Task, now: Applied) -> int:
+    """Accept the items waiting for review that the newly certified labeler is sure of (their stored scores and
+    embeddings recomputed with it, the same rule as for new items); returns how many left the queue. Uniform draws
+    stay: they are the sample that measures and certifies, reviewed whatever their score."""
+    threshold = now.policy.threshold
+    if threshold is None or now.labeler.look is None:
+        return 0
+    names = tasks.label_names(task)
+    waiting = [
+        q
+        for q in items.rescore_candidates(session, task_id=task.id, veto_reasons=history.VETO_REASONS)
+        if not q.vetoed and len(q.prediction.raw_probs) == len(names)
+    ]
+    if not waiting:
+        return 0
+    raw = np.asarray([q.prediction.raw_probs for q in waiting], dtype=np.float64)
+    probs = now.labeler.probs(raw, np.stack([q.embedding for q in waiting]))
+    accepted = 0
+    for queued, row in zip(waiting, probs, strict=True):
+        if float(row.max()) >= threshold:
+            items.accept_rescored(
+                session,
+                task_id=task.id,
+                queued=queued,
+                probs=tuple(float(p) for p in row),
+                label=names[int(row.argmax())],
+                labeler=now.labeler.look,
+            )
+            accepted += 1
+    return accepted

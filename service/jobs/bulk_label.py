@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from service import task_policy
 from service.db import transaction
 from service.errors import Conflict, Invalid
 from service.formats import tabular
@@ -19,7 +20,6 @@ from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
 from service.store import students, tasks
-from service.task_policy import fit_task_policy
 
 CHUNK_ROWS = 256
 
@@ -65,7 +65,8 @@ def label_file(
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
         task_def = tasks.task_def(task)
-        policy = fit_task_policy(session, task, min_reviews=ctx.settings.policy.min_reviews)
+        applied = task_policy.applied(session, task, min_reviews=ctx.settings.policy.min_reviews)
+        policy = applied.policy
         student = students.promoted(session, task_id=task.id)
         student_path = student.path if student else None
         chosen = student_policy(policy, student.metrics) if student else None
@@ -87,6 +88,7 @@ def label_file(
                 student_path=student_path,
                 student_policy=chosen,
                 escalate_to_teacher=escalate_to_teacher,
+                labeler=applied.labeler,
             )
             for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):
                 counts[result.score.source] += 1

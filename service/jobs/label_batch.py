@@ -14,6 +14,7 @@ from typing import TypedDict
 
 from sqlalchemy.orm import Session
 
+from service import task_policy
 from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
@@ -21,7 +22,6 @@ from service.pipeline.cascade import student_policy
 from service.store import items, review, students, tasks
 from service.store import jobs as job_store
 from service.tables import Job, utcnow
-from service.task_policy import fit_task_calibration, fit_task_policy
 
 COLD_START_WAIT_S = 2.0
 
@@ -39,10 +39,14 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     """The next chunk to score; a message when the job must wait for reviewers; None when the batch is done."""
     task = tasks.get_task_by_id(session, job.task_id or 0)
     min_reviews = ctx.settings.policy.min_reviews
-    policy = fit_task_policy(session, task, min_reviews=min_reviews)
+    looked = task_policy.run_look(session, task, pool=ctx.pool(session, task.id), min_reviews=min_reviews)
+    applied = task_policy.applied(session, task, min_reviews=min_reviews)
+    if looked is not None and looked.threshold is not None:
+        task_policy.rescore_queue(session, task, applied)
+    policy = applied.policy
     batch_id = job.batch_id or 0
     limit = ctx.settings.teacher.chunk_size
-    if policy.threshold is None:
+    if policy.threshold is None and not applied.budget_spent:
         room = ctx.settings.policy.seed_reviews - review.waiting_count(session, task=task)
         if not items.count_in_batch(session, batch_id=batch_id, queued=True):
             return None
@@ -63,7 +67,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         policy=policy,
         student_path=student.path if student else None,
         student_policy=student_policy(policy, student.metrics) if student else None,
-        calibration=fit_task_calibration(session, task, min_reviews=min_reviews),
+        labeler=applied.labeler,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,6 @@ import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
 from service.pipeline import signals as sig
-from service.pipeline.calibration import Calibration
 from service.pipeline.cascade import split_by_confidence
 from service.pipeline.kinds import machine_labels
 from service.pipeline.policy import Policy
@@ -25,6 +24,7 @@ from service.pipeline.route import STUDENT_UNSURE, Signals, route
 from service.pipeline.teacher_scoring import ItemScore, batch_prior_of, recalibrate, score_items
 from service.ports import Example, FloatArray, TaskDef
 from service.store.items import ItemOutcome, MachineScore, RecordedSignals
+from service.task_policy import TaskLabeler
 
 MIN_PRIOR_ITEMS = 16
 NEIGHBOURS = 5
@@ -40,8 +40,11 @@ class ChunkPlan:
     student_policy: Policy | None
     """Routes the promoted student's labels (see cascade.student_policy); its threshold also decides which items
     the student keeps. None without a promoted student."""
-    calibration: Calibration | None = None
-    """Fitted on the task's reviewed items; until there are enough, batch calibration stands in."""
+    labeler: TaskLabeler = field(
+        default_factory=lambda: TaskLabeler(stack=None, probe=None, calibration=None, look=None)
+    )
+    """Turns the teacher's raw scores into the probabilities items are routed on (see task_policy); with neither a
+    stack nor a calibration yet, batch calibration stands in for zero-shot prompts."""
     escalate_to_teacher: bool = True
     """False defers what the student is unsure of: its label is kept, not accepted, with reason student_unsure."""
 
@@ -66,7 +69,8 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
     neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
     density = item_density(embeddings=embeddings)
     probe = pool.probe(task.label_names)
-    support = None if probe is None else probe.predict(embeddings)
+    # A labeler that reads the probe has it in its probabilities already; count it once.
+    support = None if probe is None or plan.labeler.reads_probe else probe.predict(embeddings)
     wrong = wrong_chance(probs=probs, predicted=predicted, support=support)
     disagrees = _student_disagreement(machine, probs)
     results = []
@@ -95,9 +99,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             confidence=signals.confidence,
             margin=signals.margin,
             wrong_chance=float(wrong[index]),
-            # The threshold in force at the draw: an audit is a uniform sample only of the items above it.
-            sampled_above=0.0 if policy.threshold is None else policy.threshold,
         )
+        if scored.score.source == "teacher" and plan.labeler.look is not None:
+            recorded["labeler"] = plan.labeler.look
         if signals.neighbour_disagreement is not None:
             recorded["neighbour_disagreement"] = signals.neighbour_disagreement
         if signals.student_disagreement is not None:
@@ -118,7 +122,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 decision=decision,
                 signals=recorded,
                 priority=review_priority(**order),
-                priority_explanation=explain_priority(**order, probed=support is not None),
+                priority_explanation=explain_priority(**order, probed=support is not None or plan.labeler.reads_probe),
             )
         )
     return results
@@ -239,8 +243,8 @@ def _teacher(
         if prior is None:
             scores = recalibrate(scores, batch_prior_of(scores), task)
         recent.extend(np.asarray(score.raw_probs) for score in scores)
-    if plan.calibration is not None:
-        fitted = plan.calibration.apply(np.log(np.clip([score.raw_probs for score in scores], 1e-300, None)))
+    if plan.labeler.stack is not None or plan.labeler.calibration is not None:
+        fitted = plan.labeler.probs(np.asarray([score.raw_probs for score in scores]), embeddings[indices])
         scores = [
             replace(
                 score,

@@ -102,28 +102,6 @@ def hypergeometric_upper(*, errors: int, n: int, n_pool: int, delta: float) -> f
     return float(plausible.max()) / n_pool if plausible.size else 0.0
 
 
-def candidate_floor(*, confidences: npt.ArrayLike, epsilon: float, grid: tuple[float, ...] = DEFAULT_GRID) -> float:
-    """The lowest grid threshold worth certifying: where the calibrated confidences of the items to be
-    routed themselves predict an accepted error of at most 2 * epsilon (the highest grid value if none).
-
-    It uses no review outcome, so drawing the uniform cold-start reviews only from items at or above it,
-    and testing only thresholds at or above it, keeps ``fit_policy`` valid while no review is spent on
-    items that could never be accepted.
-    """
-    conf = np.sort(np.asarray(confidences, dtype=np.float64))[::-1]
-    thresholds = sorted(set(grid), reverse=True)
-    if conf.size == 0:
-        return thresholds[0]
-    predicted_error = np.cumsum(1.0 - conf) / np.arange(1, conf.size + 1)
-    floor = thresholds[0]
-    for threshold in thresholds:
-        count = int(np.searchsorted(-conf, -threshold, side="right"))
-        if count and predicted_error[count - 1] > 2 * epsilon:
-            break
-        floor = threshold
-    return floor
-
-
 def fit_policy(
     *,
     confidences: npt.ArrayLike,
@@ -138,7 +116,6 @@ def fit_policy(
     grid: tuple[float, ...] = DEFAULT_GRID,
     pool_confidences: npt.ArrayLike | None = None,
     pool_vetoed: npt.ArrayLike | None = None,
-    sampled_above: npt.ArrayLike | None = None,
 ) -> Policy:
     """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
 
@@ -165,10 +142,8 @@ def fit_policy(
 
     Validity needs the reviewed items to be a uniform random sample of the items the policy will route
     (for example cold-start random reviews and audit samples), not items chosen for review by uncertainty.
-    An audit sample is uniform only among items accepted when it was drawn: give ``sampled_above``, per
-    item, the threshold in force at its draw (0 for cold-start random reviews), and a threshold t is
-    tested only on items with ``sampled_above <= t``; otherwise audits from above the old threshold would
-    make any lower threshold look safer than it is.
+    The service's audits are drawn among all routed items, not only accepted ones, so every uniform review tests
+    every threshold (and every later labeler, see pipeline/certification.py).
 
     Returns a ``Policy``; its ``threshold`` is None (cold start) with fewer than ``min_reviews`` items or
     when no threshold is certified, and ``error_bound`` is the upper confidence bound (level 1 - delta)
@@ -177,11 +152,8 @@ def fit_policy(
     conf = np.asarray(confidences, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     veto = np.zeros(conf.shape, dtype=bool) if vetoed is None else np.asarray(vetoed, dtype=bool)
-    frame = np.zeros(conf.shape) if sampled_above is None else np.asarray(sampled_above, dtype=np.float64)
-    if conf.ndim != 1 or ok.shape != conf.shape or veto.shape != conf.shape or frame.shape != conf.shape:
-        raise ValueError(
-            f"confidences, correct, vetoed and sampled_above must be 1-D of one length: {conf.shape}, {ok.shape}"
-        )
+    if conf.ndim != 1 or ok.shape != conf.shape or veto.shape != conf.shape:
+        raise ValueError(f"confidences, correct and vetoed must be 1-D of one length: {conf.shape}, {ok.shape}")
     if not (0 < epsilon < 1 and 0 < delta < 1 and 0 <= audit_share <= 1):
         raise ValueError("epsilon and delta must lie in (0, 1) and audit_share in [0, 1]")
 
@@ -210,7 +182,7 @@ def fit_policy(
     n_start = max(n_min, min(3 * n_min, int(eligible.sum()) // 2))
     certified: tuple[float, float] | None = None
     for threshold in sorted(set(grid), reverse=True):
-        accepted = eligible & (conf >= threshold) & (frame <= threshold)
+        accepted = eligible & (conf >= threshold)
         n = int(accepted.sum())
         if certified is None and n < n_start:
             continue

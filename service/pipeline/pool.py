@@ -60,6 +60,10 @@ class LabeledPool:
             )
         return self._arrays
 
+    def provenance(self) -> list[tuple[int, str, str]]:
+        """(item id, source, label) of each entry, in the order of ``arrays``."""
+        return [(entry.item_id, entry.source, entry.label) for entry in self._entries.values()]
+
     def probe(self, label_names: tuple[str, ...]) -> Probe | None:
         """The embedding probe fitted on the pool's labels (see service.pipeline.probe), refitted when the task's
         labels differ or the pool has grown by PROBE_REFIT_GROWTH; None while the pool is too small for one."""

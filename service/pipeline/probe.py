@@ -9,6 +9,7 @@ review of movie reviews ahead of the max-probability threshold where the neighbo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,15 @@ class Probe:
     """(d, k) weights on unit-length embeddings."""
     bias: FloatArray
     """(k,) per-label intercepts."""
+
+    def to_json(self) -> dict[str, list[list[float]] | list[float]]:
+        return {"weights": self.weights.tolist(), "bias": self.bias.tolist()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Probe:
+        return cls(
+            weights=np.asarray(data["weights"], dtype=np.float64), bias=np.asarray(data["bias"], dtype=np.float64)
+        )
 
     def predict(self, embeddings: npt.ArrayLike) -> FloatArray:
         """(n, k) label probabilities of the embeddings, each at least the smoothing floor."""

@@ -78,7 +78,8 @@ def explain_priority(
         )
     if audit:
         return (
-            "Random audit of an accepted label: measures the error of accepted labels without bias; "
+            "Random audit, shown without the machine's answer: a uniform draw among labeled items that measures and "
+            "certifies the error of machine labels without bias; "
             f"ranked after labels likely wrong, before those probably right (priority {AUDIT_PRIORITY:.3f})."
         )
     typical = "typical of many items" if density >= 0.5 else "unlike most items"

@@ -14,10 +14,13 @@ REASONS: tuple[str, ...] = (
     "out_of_distribution",
     "audit_sample",
     "student_unsure",
+    "rescored",
 )
 """``below_threshold``: the calibrated confidence is below the certified threshold (stored as ``low_margin``
-before it was renamed). ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
-with escalation deferred); the student's label is kept, not accepted."""
+before it was renamed). ``audit_sample``: drawn at random among all routed items for a blind review that measures
+and certifies the error. ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
+with escalation deferred); the student's label is kept, not accepted. ``rescored``: the one reason an accepted
+label carries: it waited for review until a newer certified labeler was sure of it."""
 
 
 RENAMED_REASONS = {"low_margin": "below_threshold"}
@@ -71,10 +74,14 @@ def veto_reasons(*, signals: Signals, policy: Policy) -> tuple[str, ...]:
 def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
     """Accept the machine label, or send the item to review with every reason that applied.
 
-    ``audit_draw`` is a uniform draw in [0, 1); an item that would be accepted goes to review as an
-    ``audit_sample`` when ``audit_draw < policy.audit_share``, so accepted labels are checked at random.
-    A policy without a threshold (too few reviews to certify one) accepts nothing: ``cold_start``.
+    ``audit_draw`` is a uniform draw in [0, 1); once a threshold is certified, any item goes to review as an
+    ``audit_sample`` when ``audit_draw < policy.audit_share``, whatever its confidence: audits are a uniform
+    sample of all routed items, so they can test any later labeler and threshold, not only the one in force.
+    A policy without a threshold (too few reviews to certify one) accepts nothing: ``cold_start``, and those
+    reviews are the uniform sample.
     """
+    if policy.threshold is not None and audit_draw < policy.audit_share:
+        return Decision(accept=False, reasons=("audit_sample",))
     reasons: list[str] = []
     if policy.threshold is None:
         reasons.append("cold_start")
@@ -83,6 +90,4 @@ def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
     reasons.extend(veto_reasons(signals=signals, policy=policy))
     if reasons:
         return Decision(accept=False, reasons=tuple(reasons))
-    if audit_draw < policy.audit_share:
-        return Decision(accept=False, reasons=("audit_sample",))
     return Decision(accept=True, reasons=())

@@ -59,9 +59,35 @@ class Stack:
         probs: FloatArray = special.softmax(scores, axis=-1)
         return probs
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "sources": list(self.sources),
+            "weights": list(self.weights),
+            "bias": list(self.bias),
+            "fitted_on": self.fitted_on,
+            "cv_log_loss": self.cv_log_loss,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Stack:
+        loss = data.get("cv_log_loss")
+        return cls(
+            sources=tuple(str(s) for s in _listed(data["sources"])),
+            weights=tuple(float(str(w)) for w in _listed(data["weights"])),
+            bias=tuple(float(str(b)) for b in _listed(data["bias"])),
+            fitted_on=int(str(data.get("fitted_on", 0))),
+            cv_log_loss=None if loss is None else float(str(loss)),
+        )
+
     def describe(self) -> str:
         """The weights as a reader would say them, e.g. ``teacher 0.42 + probe 1.31``."""
         return " + ".join(f"{source} {weight:.2f}" for source, weight in zip(self.sources, self.weights, strict=True))
+
+
+def _listed(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list, got {type(value).__name__}")
+    return value
 
 
 def _features(inputs: Mapping[str, npt.ArrayLike], sources: Sequence[str]) -> FloatArray:

@@ -90,8 +90,3 @@ def plan_training(
         if row.template_sha is not None:
             prompt_versions.add(row.template_sha)
     return TrainingPlan(train=train, gold=gold, prompt_versions=sorted(prompt_versions))
-
-
-def should_retrain(new_accepted_since_last: int, threshold: int) -> bool:
-    """Retrain once at least ``threshold`` labels have been accepted since the last student was trained."""
-    return threshold > 0 and new_accepted_since_last >= threshold

@@ -1,4 +1,5 @@
-"""Read models over the append-only history: reviewed items for fitting the policy, labeled items for kNN."""
+"""Read models over the append-only history: uniform reviews for fitting and certifying the labeler, labeled items
+for kNN and the probe, final labels for training the student."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,9 +22,7 @@ def drawn_at_random(reasons: Iterable[object]) -> bool:
     return bool({str(reason) for reason in reasons} & UNBIASED_REASONS)
 
 
-VETO_REASONS = frozenset(
-    {"ensemble_disagreement", "neighbour_disagreement", "student_disagreement", "out_of_distribution"}
-)
+VETO_REASONS = frozenset({"neighbour_disagreement", "student_disagreement", "out_of_distribution"})
 
 
 def in_current_regime(signals: list[dict[str, object]]) -> list[bool]:
@@ -37,19 +37,28 @@ def in_current_regime(signals: list[dict[str, object]]) -> list[bool]:
 
 
 @dataclass(frozen=True)
-class ReviewedOutcome:
-    confidence: float
-    correct: bool
+class UniformReview:
+    """An item a human reviewed after a uniform random draw (cold start or audit), with what the machine had."""
+
+    item_id: int
+    text: str
+    raw_probs: tuple[float, ...]
+    """The teacher's distribution when the item was routed (the input a labeler recomputes its confidence from)."""
+    embedding: npt.NDArray[np.float32] | None
+    human: str
+    """The latest human label: the truth."""
+    machine: str
+    """The label the machine gave it when it was routed."""
     vetoed: bool
+    """A signal other than confidence (neighbours, distance, student) would have sent it to review anyway."""
     audit: bool
-    sampled_above: float
-    """The threshold in force when the item was drawn for review (0 for cold-start draws)."""
-    source: str
+    current_regime: bool
+    """Scored with the prompts the teacher uses now (see in_current_regime)."""
 
 
-def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher") -> list[ReviewedOutcome]:
-    """Machine predictions of `source` on items a human reviewed after a uniform random draw, with whether the
-    machine was right. The latest human label of an item is the truth."""
+def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
+    """The task's uniform reviews with the teacher's scores, oldest first; items the student labeled alone are
+    left out (the student's labels are routed by its own threshold, certified on gold at training time)."""
     humans: dict[int, str] = {}
     for label in session.scalars(
         select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id)
@@ -58,53 +67,29 @@ def reviewed_outcomes(session: Session, *, task_id: int, source: str = "teacher"
     if not humans:
         return []
     rows = session.execute(
-        select(DecisionRecord, Prediction)
+        select(DecisionRecord, Prediction, Item.text, Item.embedding)
         .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
         .join(Item, Item.id == DecisionRecord.item_id)
-        .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == source)
+        .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == "teacher")
         .order_by(DecisionRecord.id)
     ).all()
-    outcomes: dict[int, ReviewedOutcome] = {}
-    for decision, prediction in rows:
+    regimes = in_current_regime([decision.signals for decision, _, _, _ in rows])
+    found: dict[int, UniformReview] = {}
+    for (decision, prediction, text, embedding), current in zip(rows, regimes, strict=True):
         reasons = set(decision.reason_names)
-        if decision.item_id in humans and drawn_at_random(reasons):
-            outcomes[decision.item_id] = ReviewedOutcome(
-                confidence=prediction.confidence,
-                correct=prediction.label == humans[decision.item_id],
+        if decision.item_id in humans and drawn_at_random(reasons) and decision.item_id not in found:
+            found[decision.item_id] = UniformReview(
+                item_id=decision.item_id,
+                text=text,
+                raw_probs=tuple(float(p) for p in prediction.raw_probs),
+                embedding=np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None,
+                human=humans[decision.item_id],
+                machine=prediction.label,
                 vetoed=bool(reasons & VETO_REASONS),
                 audit="audit_sample" in reasons,
-                sampled_above=float(decision.signals.get("sampled_above", 0.0)),
-                source=prediction.source,
+                current_regime=current,
             )
-    return list(outcomes.values())
-
-
-def calibration_data(
-    session: Session, *, task_id: int, labels: tuple[str, ...], limit: int = 2000
-) -> tuple[list[list[float]], list[int]]:
-    """Raw teacher distributions of the most recent items a human reviewed after a uniform random draw (cold start
-    or audit) and the human label's index, for fitting the task's calibration. Items reviewed because they looked
-    wrong are left out: fitted on them, a calibration learns that sample's errors (on 20 items the teacher had
-    wrong, it labeled everything else as one label, accuracy 0.5)."""
-    humans: dict[int, str] = {}
-    for label in session.scalars(
-        select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id.desc()).limit(limit)
-    ):
-        humans.setdefault(label.item_id, label.label)
-    rows = session.execute(
-        select(Prediction, DecisionRecord.signals, DecisionRecord.reasons)
-        .join(DecisionRecord, DecisionRecord.prediction_id == Prediction.id)
-        .where(Prediction.item_id.in_(list(humans)), Prediction.source == "teacher")
-        .order_by(Prediction.id)
-    ).all()
-    raw: dict[int, list[float]] = {}
-    regimes = in_current_regime([signals for _, signals, _ in rows])
-    for (prediction, _, reasons), current in zip(rows, regimes, strict=True):
-        if current and drawn_at_random(reasons):
-            raw[prediction.item_id] = [float(p) for p in prediction.raw_probs]
-    index = {name: i for i, name in enumerate(labels)}
-    keep = [item for item in raw if humans[item] in index and len(raw[item]) == len(labels)]
-    return [raw[item] for item in keep], [index[humans[item]] for item in keep]
+    return list(found.values())
 
 
 @dataclass(frozen=True)

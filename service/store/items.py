@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import TypedDict, TypeVar
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.pipeline.route import Decision
 from service.ports import FloatArray
 from service.store import review
-from service.tables import DecisionRecord, Item, Label, Prediction
+from service.tables import DecisionRecord, Item, Label, Prediction, ReviewEntry, ReviewVote, utcnow
 
 Row = TypeVar("Row", Label, Prediction, DecisionRecord)
 
@@ -40,8 +40,8 @@ class RecordedSignals(TypedDict, total=False):
     """The chance the machine label is wrong, which orders the review queue."""
     shots: int
     """Few-shot examples in the teacher's prompt (absent for the student)."""
-    sampled_above: float
-    """The threshold in force when the item was routed (0 in cold start): audits are uniform only above it."""
+    labeler: int
+    """The look whose labeler scored the item (absent before the first look, and for the student)."""
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,89 @@ def record_outcome(session: Session, *, task_id: int, outcome: ItemOutcome) -> b
         item = session.get_one(Item, outcome.item_id)
         review.enqueue(session, item=item, priority=outcome.priority, explanation=outcome.priority_explanation)
     return True
+
+
+@dataclass(frozen=True)
+class QueuedForReview:
+    """An item waiting in the review queue because it looked doubtful (not a uniform draw), with no answer yet."""
+
+    item_id: int
+    prediction: Prediction
+    """Its latest teacher prediction: the raw scores a newer labeler recomputes from."""
+    embedding: FloatArray
+    vetoed: bool
+
+
+def rescore_candidates(session: Session, *, task_id: int, veto_reasons: frozenset[str]) -> list[QueuedForReview]:
+    """Items of the task waiting for review that no reviewer holds or has answered and that were not drawn at
+    random (those are the uniform sample, and must be reviewed whatever their score)."""
+    waiting = session.scalars(
+        select(ReviewEntry).where(
+            ReviewEntry.task_id == task_id,
+            or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()),
+            ~exists().where(ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.undone_at.is_(None)),
+        )
+    ).all()
+    ids = [entry.item_id for entry in waiting]
+    predictions = latest_rows(session, Prediction, ids)
+    decisions = latest_rows(session, DecisionRecord, ids)
+    embeddings = dict(session.execute(select(Item.id, Item.embedding).where(Item.id.in_(ids))).all()) if ids else {}
+    found = []
+    for item_id in ids:
+        prediction, decision, embedding = predictions.get(item_id), decisions.get(item_id), embeddings.get(item_id)
+        if prediction is None or decision is None or embedding is None or prediction.source != "teacher":
+            continue
+        reasons = set(decision.reason_names)
+        if reasons & {"cold_start", "audit_sample"}:
+            continue
+        found.append(
+            QueuedForReview(
+                item_id=item_id,
+                prediction=prediction,
+                embedding=np.frombuffer(embedding, dtype=np.float32).astype(np.float64),
+                vetoed=bool(reasons & veto_reasons),
+            )
+        )
+    return found
+
+
+def accept_rescored(
+    session: Session, *, task_id: int, queued: QueuedForReview, probs: tuple[float, ...], label: str, labeler: int
+) -> None:
+    """Accept a queued item's machine label on re-scoring by a newer certified labeler: a new prediction, a decision
+    with the reason ``rescored``, the label, and the item leaves the review queue."""
+    old = queued.prediction
+    prediction = Prediction(
+        item_id=queued.item_id,
+        source=old.source,
+        model=old.model,
+        template_sha=old.template_sha,
+        prompt_sha=old.prompt_sha,
+        raw_probs=list(old.raw_probs),
+        probs=list(probs),
+        label=label,
+        confidence=max(probs),
+    )
+    session.add(prediction)
+    session.flush()
+    session.add(
+        DecisionRecord(
+            item_id=queued.item_id,
+            prediction_id=prediction.id,
+            accept=True,
+            reasons=["rescored"],
+            signals={"confidence": max(probs), "labeler": labeler},
+        )
+    )
+    session.add(
+        Label(
+            item_id=queued.item_id,
+            task_id=task_id,
+            label=label,
+            source=old.source,
+            confidence=max(probs),
+            prediction_id=prediction.id,
+        )
+    )
+    session.execute(delete(ReviewEntry).where(ReviewEntry.item_id == queued.item_id))
+    session.execute(update(Item).where(Item.id == queued.item_id).values(state="accepted"))

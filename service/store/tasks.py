@@ -23,6 +23,8 @@ def create_task(session: Session, spec: TaskCreate) -> Task:
         delta=spec.delta,
         audit_share=spec.audit_share,
         kind=spec.kind,
+        review_budget=spec.review_budget,
+        target_coverage=spec.target_coverage,
     )
     session.add(task)
     try:

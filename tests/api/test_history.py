@@ -10,7 +10,7 @@ from service.store import history, tasks
 from service.tables import Batch, DecisionRecord, Item, Label, Prediction
 
 
-def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Settings) -> None:
+def test_only_reviews_drawn_at_random_are_uniform_reviews(settings: Settings) -> None:
     sessions = db.open(settings)
     reasons = [["cold_start"], ["low_margin"], ["audit_sample"], ["low_margin", "neighbour_disagreement"]]
     with transaction(sessions) as session:
@@ -37,7 +37,8 @@ def test_calibration_is_fitted_only_on_reviews_drawn_at_random(settings: Setting
             )
             session.add(Label(item_id=item.id, task_id=task.id, label="a", source="human"))
     with transaction(sessions) as session:
-        raw_probs, labels = history.calibration_data(session, task_id=task.id, labels=("a", "b"))
+        uniform = history.uniform_reviews(session, task_id=task.id)
     # The cold-start draw and the audit, not the two items queued because they looked wrong.
-    assert sorted(round(p[0], 1) for p in raw_probs) == [0.1, 0.3] and labels == [0, 0]
+    assert sorted(round(r.raw_probs[0], 1) for r in uniform) == [0.1, 0.3]
+    assert [r.audit for r in uniform] == [False, True] and all(r.human == "a" and r.machine == "b" for r in uniform)
     db.engine_of(sessions).dispose()

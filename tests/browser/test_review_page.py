@@ -1,5 +1,6 @@
 """The review page in Chromium: a reviewer logs in and resolves 20 items from the keyboard alone, one undo included;
-the stored labels are checked and a screenshot is kept (docs/review-page.png)."""
+the items are cold-start draws, so they are served blind (no suggestion on the page, Enter accepts nothing); the
+stored labels are checked and a screenshot is kept (docs/review-page.png)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
+from service import db
 from service.config import PolicySettings, Settings
-from service.db import make_engine, session_factory, transaction
+from service.db import transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.main import create_app
@@ -126,8 +128,8 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
         review = page.locator("#review")
         page.wait_for_function("document.querySelector('#review').dataset.busy === 'false'")
 
-        def current() -> tuple[int, str]:
-            return int(review.get_attribute("data-item-id") or 0), review.get_attribute("data-suggestion") or ""
+        def current() -> int:
+            return int(review.get_attribute("data-item-id") or 0)
 
         def press(key: str) -> None:
             before = review.get_attribute("data-item-id")
@@ -138,20 +140,31 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
                 arg=before,
             )
 
+        # A cold-start draw certifies the machine: the page must not show the machine's answer.
+        assert review.get_attribute("data-blind") == "true"
+        assert review.get_attribute("data-suggestion") == ""
+        assert page.locator("#machine").is_hidden() and page.locator("#blind").is_visible()
+        assert "Suggestion" not in page.inner_text("#item")
+        blind_item = current()
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('Blind review')")
+        assert current() == blind_item, "Enter has no suggestion to accept on a blind item"
+
         expected: dict[int, str] = {}
-        keys_pressed = ["1", "2", "Enter"]
+        keys_pressed = ["1", "2", "2"]
         undone: tuple[int, str] | None = None
         step = 0
         while len(expected) < 20:
-            item_id, suggestion = current()
+            item_id = current()
+            assert review.get_attribute("data-blind") == "true"
             key = keys_pressed[step % 3]
-            label = {"1": "ham", "2": "spam", "Enter": suggestion}[key]
+            label = {"1": "ham", "2": "spam"}[key]
             press(key)
             expected[item_id] = label
             step += 1
             if len(expected) == 10 and undone is None:
                 press("z")
-                assert current()[0] == item_id, "undo brings back the item just answered"
+                assert current() == item_id, "undo brings back the item just answered"
                 undone = (item_id, label)
                 del expected[item_id]
         page.wait_for_function("document.querySelector('#review').dataset.reviewed === '20'")
@@ -159,8 +172,8 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
         page.screenshot(path=str(SCREENSHOT))
         browser.close()
 
-    engine = make_engine(live_server.settings.resolved_database_url)
-    with transaction(session_factory(engine)) as session:
+    sessions = db.open(live_server.settings)
+    with db.transaction(sessions) as session:
         humans = list(session.scalars(select(Label).where(Label.source == "human").order_by(Label.id)))
         final = {label.item_id: label.label for label in humans}
         assert {item_id: final[item_id] for item_id in expected} == expected
@@ -171,4 +184,4 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
         votes = list(session.scalars(select(ReviewVote).where(ReviewVote.item_id == undone[0]).order_by(ReviewVote.id)))
         assert votes[0].undone_at is not None and votes[-1].undone_at is None
         assert all(label.reviewer == "rita" for label in humans)
-    engine.dispose()
+    db.engine_of(sessions).dispose()

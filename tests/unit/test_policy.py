@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 
 from service.pipeline.policy import (
-    DEFAULT_GRID,
-    candidate_floor,
     clopper_pearson_upper,
     fit_policy,
     hypergeometric_upper,
@@ -150,31 +148,3 @@ def test_realised_error_of_a_known_pool_within_epsilon_in_at_least_one_minus_del
         violations += bool(1 - correct[accepted].mean() > epsilon)
     assert violations / runs <= delta
     assert certified / runs >= 0.5
-
-
-def test_audits_only_vouch_for_thresholds_at_or_above_the_one_they_were_drawn_under() -> None:
-    rng = np.random.default_rng(5)
-    # Cold-start random reviews: wrong 20% of the time below 0.9, never above.
-    cold = rng.uniform(0.5, 1.0, 150)
-    cold_correct = (cold >= 0.9) | (rng.random(150) >= 0.2)
-    # Audits drawn while the threshold was 0.9: all above it, all correct.
-    audits = rng.uniform(0.9, 1.0, 400)
-    confidences = np.concatenate([cold, audits])
-    correct = np.concatenate([cold_correct, np.ones(400, bool)])
-    naive = fit_policy(confidences=confidences, correct=correct)
-    framed = fit_policy(
-        confidences=confidences,
-        correct=correct,
-        sampled_above=np.concatenate([np.zeros(150), np.full(400, 0.9)]),
-    )
-    assert naive.threshold is not None and naive.threshold < 0.8
-    assert framed.threshold is not None and framed.threshold >= 0.9
-
-
-def test_candidate_floor_stops_where_confidences_predict_twice_epsilon() -> None:
-    # Half the items at 0.99 (predicted error 1%), half at 0.7 (30%): mixing in the 0.7s predicts 15.5%.
-    confidences = np.concatenate([np.full(100, 0.99), np.full(100, 0.7)])
-    floor = candidate_floor(confidences=confidences, epsilon=0.05)
-    assert 0.7 < floor <= 0.99
-    assert candidate_floor(confidences=np.full(50, 0.999), epsilon=0.05) == min(DEFAULT_GRID)
-    assert candidate_floor(confidences=[], epsilon=0.05) == max(DEFAULT_GRID)

@@ -46,7 +46,7 @@ def test_every_reason_that_applied_is_reported_in_order() -> None:
         student_disagreement=True,
         ood_distance=0.9,
     )
-    decision = route(signals=signals, policy=POLICY, audit_draw=0.0)
+    decision = route(signals=signals, policy=POLICY, audit_draw=0.99)
     assert decision.reasons == (
         "below_threshold",
         "neighbour_disagreement",
@@ -86,9 +86,11 @@ def test_audit_draw_below_share_sends_accepted_item_to_review() -> None:
     assert route(signals=CONFIDENT, policy=POLICY, audit_draw=0.05).accept
 
 
-def test_audit_sample_is_only_for_items_that_would_be_accepted() -> None:
-    decision = route(signals=Signals(confidence=0.2, margin=0.0), policy=POLICY, audit_draw=0.0)
-    assert decision.reasons == ("below_threshold",)
+def test_audits_are_drawn_among_all_routed_items_once_a_threshold_is_certified() -> None:
+    doubtful = Signals(confidence=0.2, margin=0.0, ood_distance=0.9)
+    assert route(signals=doubtful, policy=POLICY, audit_draw=0.0).reasons == ("audit_sample",)
+    cold = replace(POLICY, threshold=None, error_bound=None)
+    assert route(signals=CONFIDENT, policy=cold, audit_draw=0.0).reasons == ("cold_start",)
 
 
 def test_reasons_stored_under_an_old_name_read_back_under_the_new_one() -> None:

@@ -1,4 +1,4 @@
-"""Task quality: the certified error bound, realised audit error, coverage and reviews spent."""
+"""Task quality: the certified error bound, realised audit error, coverage, reviews spent and still needed."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
+from service import task_policy
 from service.api.deps import ReaderDep, SessionDep, SettingsDep
-from service.api.schemas.quality import QualityPublic
+from service.api.schemas.quality import LabelerPublic, QualityPublic
 from service.pipeline.policy import quality_summary
-from service.store import history, items, review, tasks
-from service.task_policy import fit_task_policy
+from service.store import history, items, labelers, review, tasks
 
 router = APIRouter(prefix="/v1/tasks/{task}/quality", tags=["quality"])
 
@@ -18,14 +18,33 @@ router = APIRouter(prefix="/v1/tasks/{task}/quality", tags=["quality"])
 @router.get("", response_model=QualityPublic)
 def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: ReaderDep) -> QualityPublic:
     task_row = tasks.get_task(session, task)
-    policy = fit_task_policy(session, task_row, min_reviews=settings.policy.min_reviews)
-    outcomes = history.reviewed_outcomes(session, task_id=task_row.id)
+    min_reviews = settings.policy.min_reviews
+    applied = task_policy.applied(session, task_row, min_reviews=min_reviews)
+    audits = [r for r in history.uniform_reviews(session, task_id=task_row.id) if r.audit]
     counts = items.counts_by_state(session, task_id=task_row.id)
+    human = review.human_count(session, task_id=task_row.id)
     summary = quality_summary(
-        policy=policy,
-        audit_correct=[o.correct for o in outcomes if o.audit],
+        policy=applied.policy,
+        audit_correct=[r.machine == r.human for r in audits],
         accepted=counts.get("accepted", 0),
         total=sum(count for state, count in counts.items() if state != "queued"),
-        human_reviews=review.human_count(session, task_id=task_row.id),
+        human_reviews=human,
     )
-    return QualityPublic(**asdict(summary), certified_on=policy.fitted_on)
+    newest = labelers.latest(session, task_id=task_row.id)
+    return QualityPublic(
+        **asdict(summary),
+        certified_on=applied.policy.fitted_on,
+        labeler=None
+        if applied.labeler.stack is None or applied.labeler.look is None
+        else LabelerPublic(
+            look=applied.labeler.look,
+            sources=list(applied.labeler.stack.sources),
+            weights=list(applied.labeler.stack.weights),
+            description=applied.labeler.stack.describe(),
+        ),
+        looks=0 if newest is None else newest.look + 1,
+        review_budget=task_row.review_budget,
+        reviews_left=None if task_row.review_budget is None else max(0, task_row.review_budget - human),
+        target_coverage=task_row.target_coverage,
+        expected_reviews_to_target=task_policy.expected_reviews_to_target(session, task_row, min_reviews=min_reviews),
+    )

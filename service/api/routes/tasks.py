@@ -26,6 +26,8 @@ def task_public(task: Task) -> TaskPublic:
             "epsilon": task.epsilon,
             "delta": task.delta,
             "audit_share": task.audit_share,
+            "review_budget": task.review_budget,
+            "target_coverage": task.target_coverage,
             "created_at": task.created_at,
         }
     )

@@ -16,6 +16,9 @@ class ReviewItemPublic(BaseModel):
     task: str
     text: str
     truncated: bool
+    blind: bool = Field(
+        description="A uniform draw (cold start or audit): no suggestion, confidence or probabilities are shown."
+    )
     suggestion: str | None
     confidence: float | None
     probs: dict[str, float]

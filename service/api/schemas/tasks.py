@@ -30,7 +30,15 @@ class TaskCreate(Strict):
     template: str = "classify/chatml"
     epsilon: float = Field(0.05, gt=0, lt=1, description="Target error of accepted machine labels.")
     delta: float = Field(0.1, gt=0, lt=1, description="The bound holds with confidence 1 - delta.")
-    audit_share: float = Field(0.05, ge=0, le=1, description="Share of accepted items also sent to review.")
+    audit_share: float = Field(
+        0.05, ge=0, le=1, description="Share of routed items sent to a blind review once a threshold is certified."
+    )
+    review_budget: int | None = Field(
+        None, ge=1, description="Human reviews the task may spend; past it nothing waits for reviewers."
+    )
+    target_coverage: float | None = Field(
+        None, gt=0, le=1, description="Share of items to auto-accept; GET /quality says how many reviews it needs."
+    )
 
     @model_validator(mode="after")
     def _labels_consistent(self) -> TaskCreate:
@@ -53,4 +61,6 @@ class TaskPublic(BaseModel):
     epsilon: float
     delta: float
     audit_share: float
+    review_budget: int | None
+    target_coverage: float | None
     created_at: datetime

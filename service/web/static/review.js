@@ -1,4 +1,5 @@
-// The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes).
+// The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes). Uniform draws
+// (cold start, audits) come blind: no suggestion is shown, so Enter has nothing to accept.
 // Talks to the JSON API with the session cookie; every text goes into the page through textContent.
 "use strict";
 
@@ -48,6 +49,9 @@ function show(item) {
   $("item-kind").textContent = item.required > 1 ? `${item.kind} · ${item.votes + 1} of ${item.required}` : item.kind;
   $("item-ref").textContent = `#${item.item_id} · ${item.external_id}${item.truncated ? " · truncated for the model" : ""}`;
   $("item-text").textContent = item.text;
+  root.dataset.blind = item.blind ? "true" : "false";
+  $("machine").hidden = item.blind;
+  $("blind").hidden = !item.blind;
   $("suggestion").textContent = item.suggestion || "none";
   $("confidence").textContent = item.confidence === null ? "" : `confidence ${percent(item.confidence)}`;
   $("confidence-bar").style.width = `${Math.round((item.confidence || 0) * 100)}%`;
@@ -148,6 +152,10 @@ document.addEventListener("keydown", (event) => {
     act(() => answer(labels[Number(key) - 1]));
   } else if (key === "enter") {
     event.preventDefault();
+    if (current && current.blind) {
+      say("Blind review: there is no suggestion to accept; answer with a number key.");
+      return;
+    }
     act(() => answer(current && current.suggestion));
   } else if (key === "s") {
     event.preventDefault();

@@ -1,0 +1,91 @@
+"""The guarantee as the running service applies it: a labeler is certified at a look on confidences recomputed with
+that labeler from the stored inputs of reviews it never saw, and uniform draws are served blind. On both stores."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service import db
+from service.jobs.context import WorkerContext
+from service.pipeline.certification import certifies, look_delta, look_size
+from service.pipeline.policy import fit_policy
+from service.pipeline.probe import Probe
+from service.pipeline.stacking import Stack
+from service.store import history, labelers, tasks
+from tests.api.test_loop import _assign, _dataset, _drain_without_waiting, _review_all
+from tests.conftest import SPAM_TASK
+
+TASK = {**SPAM_TASK, "epsilon": 0.1, "delta": 0.1, "audit_share": 0.3}
+
+
+def _certified(ctx: WorkerContext) -> object | None:
+    with db.transaction(ctx.sessions) as session:
+        return labelers.latest(session, task_id=tasks.get_task(session, "sms").id, certified=True)
+
+
+def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
+    client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    _assign(client, reviewer_headers)
+    data = _dataset(500, seed=3)
+    gold = {item_id: label for item_id, _, label in data}
+    batch = client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
+    ).json()
+    fake_worker.settings.worker_poll_s = 0
+    for _ in range(40):
+        _drain_without_waiting(fake_worker)
+        if _certified(fake_worker) is not None:
+            break
+        _review_all(client, reviewer_headers, gold)
+    with db.transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        row = labelers.latest(session, task_id=task.id, certified=True)
+        assert row is not None, "the cold-start reviews certify a threshold"
+        reviews = [r for r in history.uniform_reviews(session, task_id=task.id) if certifies(r.item_id)]
+    assert row.look == 0 and row.delta_spent == look_delta(0, delta=0.1)
+    assert len(reviews) == row.certified_on >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30)
+
+    # Recompute the certifying items' confidences with the stored labeler from their stored inputs.
+    stack = Stack.from_json(row.stack)
+    inputs = {"teacher": np.asarray([r.raw_probs for r in reviews])}
+    if row.probe is not None:
+        inputs["probe"] = Probe.from_json(row.probe).predict(np.asarray([r.embedding for r in reviews]))
+    probs = stack.apply(inputs)
+    assert not np.allclose(probs.max(axis=1), inputs["teacher"].max(axis=1)), "the labeler is not the raw teacher"
+    names = ("ham", "spam")
+    again = fit_policy(
+        confidences=probs.max(axis=1),
+        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in reviews]),
+        vetoed=[r.vetoed for r in reviews],
+        epsilon=0.1,
+        delta=row.delta_spent,
+        min_reviews=30,
+    )
+    assert (again.threshold, again.error_bound) == (row.threshold, row.error_bound)
+
+    # Items routed after the look: a share of them are audits, leased without the machine's answer.
+    _drain_without_waiting(fake_worker)
+    seen = {"audit": 0, "other": 0}
+    while (response := client.post("/v1/tasks/sms/review/next", headers=reviewer_headers)).status_code == 200:
+        item = response.json()
+        uniform = "audit_sample" in item["reasons"] or "cold_start" in item["reasons"]
+        assert item["blind"] is uniform
+        if uniform:
+            assert item["suggestion"] is None and item["confidence"] is None and item["probs"] == {}
+        else:
+            assert item["suggestion"] in names
+        seen["audit" if "audit_sample" in item["reasons"] else "other"] += 1
+        client.post(
+            f"/v1/tasks/sms/review/{item['item_id']}/resolve",
+            json={"label": gold[item["external_id"]]},
+            headers=reviewer_headers,
+        )
+    assert seen["audit"] > 0
+    quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
+    assert quality["labeler"]["look"] == 0 and quality["threshold"] == row.threshold
+    assert quality["audit_reviews"] == seen["audit"] + sum(r.audit for r in reviews)
+    status = client.get(batch["url"], headers=client_headers).json()
+    assert status["counts"]["accepted"] > 0
