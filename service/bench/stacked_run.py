@@ -23,14 +23,18 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig
+from service.pipeline.certification import look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy, min_certifiable
 from service.pipeline.probe import Probe, fit_probe
 from service.pipeline.review_order import review_priority
+from service.pipeline.signals import neighbour_disagreement, ood_distance
 from service.pipeline.stacking import Stack, cross_fitted, fit_stack
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 AL_ROUNDS = 10
+NEIGHBOURS = 5
+"""Nearest labeled items behind the neighbour signal, as in the service (jobs/scoring.py)."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +86,38 @@ def run_certified(
     n, k = pool.probs.shape
     budget = min(config.review_budget, n)
     known_emb, known_labels, known_probs = _known(pool, rng)
+    # Labeled items alternate between the halves, then uniform draws from the budget do, as the service's hash does.
     fit_side = np.arange(known_labels.size) % 2 == 0
-    # The labeled pool: fit half and certification half (its teacher scores are leave-one-out, as fair as any).
     fit = _Labeled(known_probs[fit_side], _rows(known_emb, fit_side), known_labels[fit_side])
     cert = _Labeled(known_probs[~fit_side], _rows(known_emb, ~fit_side), known_labels[~fit_side])
-    uniform = np.zeros(0, dtype=np.int64)
-    labeler, policy = _look(fit, cert, config, k, sources, delta=config.delta / 2)
-    if policy.threshold is None:
-        # Second look: uniform reviews from the budget, alternately to each half, then refit and certify again.
-        uniform = rng.choice(n, min(round(config.uniform_share * budget), budget), replace=False).astype(np.int64)
-        to_fit, to_cert = uniform[0::2], uniform[1::2]
-        fit = fit.plus(pool.probs[to_fit], _rows(pool.embeddings, to_fit), reviewer[to_fit])
-        cert = cert.plus(pool.probs[to_cert], _rows(pool.embeddings, to_cert), reviewer[to_cert])
-        labeler, policy = _look(fit, cert, config, k, sources, delta=config.delta / 4)
+    draws = rng.permutation(n)
+    drawn = 0
+    labeler: Labeler | None = None
+    policy = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
+    look = 0
+    while True:
+        size = look_size(look, epsilon=config.epsilon, delta=config.delta, min_reviews=config.min_reviews)
+        # Cold start: uniform reviews until the certification half reaches the look's size or the budget runs out.
+        while cert.labels.size < size and drawn < budget:
+            i = draws[drawn : drawn + 1]
+            half = cert if drawn % 2 else fit
+            grown = half.plus(pool.probs[i], _rows(pool.embeddings, i), reviewer[i])
+            fit, cert = (fit, grown) if drawn % 2 else (grown, cert)
+            drawn += 1
+        if cert.labels.size < size:
+            break
+        # The look sees the halves as they stood when the certification half reached its size.
+        labeler, policy = _look(
+            fit.head(size), cert.head(size), config, k, sources, delta=look_delta(look, delta=config.delta)
+        )
+        if policy.threshold is not None:
+            break
+        look += 1
+    uniform = draws[:drawn].astype(np.int64)
+    if labeler is None:
+        labeler = fit_labeler(
+            teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
+        )
     probs = labeler.predict(pool.probs, pool.embeddings)
     machine, confidence = probs.argmax(axis=1).astype(np.int64), probs.max(axis=1)
     reviewed = np.zeros(n, dtype=bool)
@@ -109,11 +132,11 @@ def run_certified(
     spent = queue[: budget - uniform.size].astype(np.int64)
     order = np.concatenate([uniform, spent]).astype(np.int64)
     reviewed[spent] = True
-    accepted = ~reviewed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
+    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
+    vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
+    accepted = ~reviewed & ~vetoed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
     # The best label for what is left: the same stack with a probe refitted on every human label.
-    every = fit.plus(pool.probs[spent], _rows(pool.embeddings, spent), reviewer[spent]).plus(
-        cert.teacher, cert.embeddings, cert.labels
-    )
+    every = labeled.plus(pool.probs[spent], _rows(pool.embeddings, spent), reviewer[spent])
     refit_probe = (
         fit_probe(embeddings=every.embeddings, labels=every.labels, n_labels=k)
         if labeler.probe is not None and every.embeddings is not None
@@ -140,6 +163,11 @@ class _Labeled:
     embeddings: FloatArray | None
     labels: IntArray
 
+    def head(self, size: int) -> _Labeled:
+        return _Labeled(
+            self.teacher[:size], None if self.embeddings is None else self.embeddings[:size], self.labels[:size]
+        )
+
     def plus(self, teacher: FloatArray, embeddings: FloatArray | None, labels: IntArray) -> _Labeled:
         stacked = None if self.embeddings is None or embeddings is None else np.vstack([self.embeddings, embeddings])
         return _Labeled(np.vstack([self.teacher, teacher]), stacked, np.concatenate([self.labels, labels]))
@@ -155,15 +183,40 @@ def _look(
     if cert.labels.size < min_certifiable(epsilon=config.epsilon, delta=delta):
         return labeler, fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
     probs = labeler.predict(cert.teacher, cert.embeddings)
+    limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
+    # Neighbours and distance as the service measures them for a routed item: against every human label, the
+    # item's own left out.
+    own_rows = fit.labels.size + np.arange(cert.labels.size, dtype=np.int64)
+    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
     policy = fit_policy(
         confidences=probs.max(axis=1),
         correct=probs.argmax(axis=1) == cert.labels,
+        vetoed=_vetoed(cert.embeddings, probs.argmax(axis=1).astype(np.int64), labeled, own_rows, limits),
         epsilon=config.epsilon,
         delta=delta,
         audit_share=config.audit_share,
         min_reviews=min(config.min_reviews, cert.labels.size),
     )
     return labeler, policy
+
+
+def _vetoed(
+    query: FloatArray | None, predicted: IntArray, labeled: _Labeled, self_index: IntArray, limits: Policy
+) -> npt.NDArray[np.bool_]:
+    """Whether the neighbour or the distance signal sends each item to review under ``limits`` (route's vetoes)."""
+    if query is None or labeled.embeddings is None or labeled.labels.size < 2:
+        return np.zeros(predicted.size, dtype=bool)
+    disagreement = neighbour_disagreement(
+        query_emb=query,
+        labeled_emb=labeled.embeddings,
+        labeled_labels=labeled.labels,
+        predicted=predicted,
+        k=NEIGHBOURS,
+        self_index=self_index,
+    )
+    distance = ood_distance(query_emb=query, labeled_emb=labeled.embeddings, self_index=self_index)
+    vetoed: npt.NDArray[np.bool_] = (disagreement > limits.neighbour_max) | (distance > limits.ood_max)
+    return vetoed
 
 
 def _rows(embeddings: FloatArray | None, rows: npt.NDArray[np.bool_] | IntArray) -> FloatArray | None:

@@ -21,6 +21,10 @@ from service.ports import FloatArray
 
 MIN_LABELED = 10
 """Fewer labeled items than this fit no probe."""
+L2 = 0.1
+"""Penalty on the probe's weights (C = 10 in scikit-learn's terms). Unit-length MiniLM embeddings have small
+coordinates, so the usual 1.0 starves the probe: on SMS Spam with 200 labels it was right on 91.0% of 1,000 other
+messages at 1.0, 95.5% at 0.1, 95.6% at 0.03."""
 _SMOOTHING = 1e-3
 """Floor on every label's probability, so one confident probe cannot rule a label out alone."""
 
@@ -48,7 +52,7 @@ class Probe:
         return smoothed
 
 
-def fit_probe(*, embeddings: npt.ArrayLike, labels: npt.ArrayLike, n_labels: int, l2: float = 1.0) -> Probe | None:
+def fit_probe(*, embeddings: npt.ArrayLike, labels: npt.ArrayLike, n_labels: int, l2: float = L2) -> Probe | None:
     """The probe fitted on labeled embeddings (n, d) with label indices (n,) in [0, n_labels).
 
     Rows with a label outside that range are left out (a label the task no longer has). Returns None with

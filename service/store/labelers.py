@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.tables import LabelerVersion
@@ -30,7 +31,8 @@ def add(
     delta_spent: float,
     fitted_on: int,
     certified_on: int,
-) -> LabelerVersion:
+) -> LabelerVersion | None:
+    """Store the labeler of a look; None when another worker stored that look first (the look is theirs)."""
     row = LabelerVersion(
         task_id=task_id,
         look=look,
@@ -42,6 +44,9 @@ def add(
         fitted_on=fitted_on,
         certified_on=certified_on,
     )
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return None
     return row
