@@ -85,9 +85,10 @@ def bench_quality(
         str, typer.Option(help="Prompt template under prompts/ (classify/plain for base models).")
     ] = "classify/chatml",
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
-    plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy against reviews spent.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy and coverage against the budget.")] = None,
 ) -> None:
-    """The confidence filter on real data, with the baselines, over seeded runs (reviewer simulated from gold)."""
+    """The certified labelers (stacked, teacher alone) against random review, a max-probability threshold and
+    active learning without the LLM, at each review budget, over seeded runs (reviewer simulated from gold)."""
     from service.bench.runs import quality_run
 
     _check_data(data)

@@ -118,41 +118,18 @@ def record_outcome(session: Session, *, task_id: int, outcome: ItemOutcome) -> b
     )
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return False
-    score = outcome.score
-    prediction = Prediction(
+    _append_history(
+        session,
+        task_id=task_id,
         item_id=outcome.item_id,
-        source=score.source,
-        model=score.model,
-        template_sha=score.template_sha,
-        prompt_sha=score.prompt_sha,
-        raw_probs=list(score.raw_probs),
-        probs=list(score.probs),
+        score=outcome.score,
         label=outcome.label,
         confidence=outcome.confidence,
+        accept=outcome.decision.accept,
+        reasons=list(outcome.decision.reasons),
+        signals=dict(outcome.signals),
     )
-    session.add(prediction)
-    session.flush()
-    session.add(
-        DecisionRecord(
-            item_id=outcome.item_id,
-            prediction_id=prediction.id,
-            accept=outcome.decision.accept,
-            reasons=list(outcome.decision.reasons),
-            signals=dict(outcome.signals),
-        )
-    )
-    if outcome.decision.accept:
-        session.add(
-            Label(
-                item_id=outcome.item_id,
-                task_id=task_id,
-                label=outcome.label,
-                source=score.source,
-                confidence=outcome.confidence,
-                prediction_id=prediction.id,
-            )
-        )
-    else:
+    if not outcome.decision.accept:
         item = session.get_one(Item, outcome.item_id)
         review.enqueue(session, item=item, priority=outcome.priority, explanation=outcome.priority_explanation)
     return True
@@ -208,37 +185,69 @@ def accept_rescored(
     """Accept a queued item's machine label on re-scoring by a newer certified labeler: a new prediction, a decision
     with the reason ``rescored``, the label, and the item leaves the review queue."""
     old = queued.prediction
-    prediction = Prediction(
-        item_id=queued.item_id,
+    rescored = MachineScore(
         source=old.source,
         model=old.model,
         template_sha=old.template_sha,
         prompt_sha=old.prompt_sha,
-        raw_probs=list(old.raw_probs),
-        probs=list(probs),
+        raw_probs=tuple(float(p) for p in old.raw_probs),
+        probs=probs,
+        truncated=False,
+    )
+    confidence = max(probs)
+    signals: dict[str, object] = {"confidence": confidence, "labeler": labeler}
+    _append_history(
+        session,
+        task_id=task_id,
+        item_id=queued.item_id,
+        score=rescored,
         label=label,
-        confidence=max(probs),
+        confidence=confidence,
+        accept=True,
+        reasons=["rescored"],
+        signals=signals,
+    )
+    session.execute(delete(ReviewEntry).where(ReviewEntry.item_id == queued.item_id))
+    session.execute(update(Item).where(Item.id == queued.item_id).values(state="accepted"))
+
+
+def _append_history(
+    session: Session,
+    *,
+    task_id: int,
+    item_id: int,
+    score: MachineScore,
+    label: str,
+    confidence: float,
+    accept: bool,
+    reasons: list[str],
+    signals: dict[str, object],
+) -> None:
+    """A prediction, the routing decision on it and, when accepted, the machine label: history only grows."""
+    prediction = Prediction(
+        item_id=item_id,
+        source=score.source,
+        model=score.model,
+        template_sha=score.template_sha,
+        prompt_sha=score.prompt_sha,
+        raw_probs=list(score.raw_probs),
+        probs=list(score.probs),
+        label=label,
+        confidence=confidence,
     )
     session.add(prediction)
     session.flush()
     session.add(
-        DecisionRecord(
-            item_id=queued.item_id,
-            prediction_id=prediction.id,
-            accept=True,
-            reasons=["rescored"],
-            signals={"confidence": max(probs), "labeler": labeler},
-        )
+        DecisionRecord(item_id=item_id, prediction_id=prediction.id, accept=accept, reasons=reasons, signals=signals)
     )
-    session.add(
-        Label(
-            item_id=queued.item_id,
-            task_id=task_id,
-            label=label,
-            source=old.source,
-            confidence=max(probs),
-            prediction_id=prediction.id,
+    if accept:
+        session.add(
+            Label(
+                item_id=item_id,
+                task_id=task_id,
+                label=label,
+                source=score.source,
+                confidence=confidence,
+                prediction_id=prediction.id,
+            )
         )
-    )
-    session.execute(delete(ReviewEntry).where(ReviewEntry.item_id == queued.item_id))
-    session.execute(update(Item).where(Item.id == queued.item_id).values(state="accepted"))
