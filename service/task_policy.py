@@ -62,8 +62,7 @@ class Applied:
     labeler: TaskLabeler
     policy: Policy
     """The threshold of ``labeler`` certified at its look (None: cold start); audits stop once the review budget
-    is spent."""
-    budget_spent: bool
+    is spent, and cold-start draws once no certificate of the target is in reach within it."""
 
 
 def _labeler(row: LabelerVersion) -> TaskLabeler:
@@ -89,24 +88,36 @@ def limits(task: Task, *, min_reviews: int) -> Policy:
 
 def applied(session: Session, task: Task, *, min_reviews: int) -> Applied:
     """The labeler and policy that route the task's items now."""
-    spent = task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget
+    reviews = review.human_count(session, task_id=task.id)
+    spent = task.review_budget is not None and reviews >= task.review_budget
     policy = limits(task, min_reviews=min_reviews)
     if spent:
         policy = replace(policy, audit_share=0.0)
+    if spent or not _target_in_reach(session, task, min_reviews=min_reviews, reviews=reviews):
+        policy = replace(policy, uniform_draws=False)
     certified = labelers.latest(session, task_id=task.id, certified=True)
     if certified is not None:
         certified_policy = replace(
             policy, threshold=certified.threshold, error_bound=certified.error_bound, fitted_on=certified.certified_on
         )
-        return Applied(labeler=_labeler(certified), policy=certified_policy, budget_spent=spent)
+        return Applied(labeler=_labeler(certified), policy=certified_policy)
     newest = labelers.latest(session, task_id=task.id)
     if newest is not None:
-        return Applied(labeler=_labeler(newest), policy=policy, budget_spent=spent)
+        return Applied(labeler=_labeler(newest), policy=policy)
     return Applied(
         labeler=TaskLabeler(stack=None, probe=None, calibration=_calibration(session, task, min_reviews), look=None),
         policy=policy,
-        budget_spent=spent,
     )
+
+
+def _target_in_reach(session: Session, task: Task, *, min_reviews: int, reviews: int) -> bool:
+    """Whether a task with a review budget and a target coverage can still expect a look to certify the target
+    before the budget runs out (True for a task without both, or before its first look): cold-start draws past that
+    point would buy no certificate, so the budget is better spent on the labels likeliest wrong."""
+    if task.review_budget is None or task.target_coverage is None or labelers.latest(session, task_id=task.id) is None:
+        return True
+    needed = expected_reviews_to_target(session, task, min_reviews=min_reviews)
+    return needed is not None and needed <= task.review_budget - reviews
 
 
 def _calibration(session: Session, task: Task, min_reviews: int) -> Calibration | None:

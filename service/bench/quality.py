@@ -108,7 +108,7 @@ def run_quality_bench(
     seed: int = 0,
     seeds: int = 1,
     audit_share: float = 0.05,
-    uniform_share: float = 0.5,
+    target_coverage: float | None = None,
     min_reviews: int = 30,
     baseline_threshold: float = 0.9,
     embed: Embed | None = None,
@@ -158,7 +158,7 @@ def run_quality_bench(
             review_budget=round(share * len(texts)),
             reviewer_noise=reviewer_noise,
             audit_share=audit_share,
-            uniform_share=uniform_share,
+            target_coverage=target_coverage,
             min_reviews=min_reviews,
             baseline_threshold=baseline_threshold,
         )
@@ -185,6 +185,7 @@ def run_quality_bench(
         "seeds": seeds,
         "teacher_accuracy": float((probs.argmax(axis=1) == gold).mean()),
         "max_prob_threshold": baseline_threshold,
+        "target_coverage": target_coverage,
         "budgets": budgets,
         "per_seed": runs,
     }

@@ -45,10 +45,10 @@ class RunConfig:
     review_budget: int
     reviewer_noise: float
     audit_share: float
-    uniform_share: float
-    """Share of the budget spent on uniform reviews when the labeled pool alone certifies nothing."""
     min_reviews: int
     """Certification items below which nothing is certified (the service's policy.min_reviews)."""
+    target_coverage: float | None
+    """The task's target: cold start stops once a look certifying it is out of reach within the budget."""
     baseline_threshold: float
 
 

@@ -31,6 +31,7 @@ def quality_run(
     limit: int,
     pool: int,
     template: str,
+    target_coverage: float | None,
     json_out: Path | None,
     plot: Path | None,
 ) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def quality_run(
         labeled=pool_pairs,
         labeled_scores=knn_pool_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template),
         limit=limit,
+        target_coverage=target_coverage,
         name=str(data),
         json_out=json_out,
         plot_out=plot,

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig
-from service.pipeline.certification import look_delta, look_size
+from service.pipeline.certification import expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy, min_certifiable
 from service.pipeline.probe import Probe, fit_probe
 from service.pipeline.review_order import review_priority
@@ -58,19 +58,30 @@ def fit_labeler(
     labels: IntArray,
     n_labels: int,
     sources: Sequence[str],
+    extra_embeddings: FloatArray | None = None,
+    extra_labels: IntArray | None = None,
 ) -> Labeler:
-    """The labeler fitted on labeled items: the probe on all of them, the stack on the teacher's scores and the
-    probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
+    """The labeler fitted on uniformly drawn labeled items: the probe on all of them (and on ``extra`` human labels,
+    items reviewed for looking wrong, which teach the probe but would bias the stack), the stack on the teacher's
+    scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
     inputs: dict[str, FloatArray] = {"teacher": teacher} if "teacher" in sources else {}
     probe = None
     if "probe" in sources and embeddings is not None:
         emb = embeddings
+        more_emb = np.zeros((0, emb.shape[1])) if extra_embeddings is None else extra_embeddings
+        more_labels = np.zeros(0, dtype=np.int64) if extra_labels is None else extra_labels
 
         def fit(rows: IntArray) -> Callable[[IntArray], FloatArray] | None:
-            fitted = fit_probe(embeddings=emb[rows], labels=labels[rows], n_labels=n_labels)
+            fitted = fit_probe(
+                embeddings=np.vstack([emb[rows], more_emb]),
+                labels=np.concatenate([labels[rows], more_labels]),
+                n_labels=n_labels,
+            )
             return None if fitted is None else (lambda held: fitted.predict(emb[held]))
 
-        probe = fit_probe(embeddings=emb, labels=labels, n_labels=n_labels)
+        probe = fit_probe(
+            embeddings=np.vstack([emb, more_emb]), labels=np.concatenate([labels, more_labels]), n_labels=n_labels
+        )
         if probe is not None:
             inputs["probe"] = cross_fitted(fit=fit, n=labels.size, k=n_labels)
     if not inputs:
@@ -110,7 +121,7 @@ def run_certified(
         labeler, policy = _look(
             fit.head(size), cert.head(size), config, k, sources, delta=look_delta(look, delta=config.delta)
         )
-        if policy.threshold is not None:
+        if policy.threshold is not None or not _in_reach(labeler, cert.head(size), config, look, known_labels.size):
             break
         look += 1
     uniform = draws[:drawn].astype(np.int64)
@@ -122,27 +133,33 @@ def run_certified(
     machine, confidence = probs.argmax(axis=1).astype(np.int64), probs.max(axis=1)
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
-    # The rest of the budget goes to the labels likeliest wrong, accepted ones included: a label above the
-    # threshold is safe enough to keep, not too good to check while reviews are left.
+    # After cold start the queue is ordered by a labeler refitted on every uniform label (the service's newest
+    # labeler; only acceptance waits for a certified one). The rest of the budget goes to the labels likeliest
+    # wrong, accepted ones included: a label above the threshold is safe enough to keep, not too good to check.
+    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
+    newest = fit_labeler(
+        teacher=labeled.teacher, embeddings=labeled.embeddings, labels=labeled.labels, n_labels=k, sources=sources
+    ).predict(pool.probs, pool.embeddings)
     waiting = np.flatnonzero(~reviewed)
     priority = np.array(
-        [review_priority(wrong_chance=1.0 - float(confidence[i]), density=float(pool.density[i])) for i in waiting]
+        [review_priority(wrong_chance=1.0 - float(newest[i].max()), density=float(pool.density[i])) for i in waiting]
     )
     queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
     spent = queue[: budget - uniform.size].astype(np.int64)
     order = np.concatenate([uniform, spent]).astype(np.int64)
     reviewed[spent] = True
-    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
     vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
     accepted = ~reviewed & ~vetoed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
-    # The best label for what is left: the same stack with a probe refitted on every human label.
-    every = labeled.plus(pool.probs[spent], _rows(pool.embeddings, spent), reviewer[spent])
-    refit_probe = (
-        fit_probe(embeddings=every.embeddings, labels=every.labels, n_labels=k)
-        if labeler.probe is not None and every.embeddings is not None
-        else None
-    )
-    best = Labeler(stack=labeler.stack, probe=refit_probe or labeler.probe).predict(pool.probs, pool.embeddings)
+    # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
+    best = fit_labeler(
+        teacher=labeled.teacher,
+        embeddings=labeled.embeddings,
+        labels=labeled.labels,
+        n_labels=k,
+        sources=sources,
+        extra_embeddings=_rows(pool.embeddings, spent),
+        extra_labels=reviewer[spent],
+    ).predict(pool.probs, pool.embeddings)
     machine_final = np.where(accepted, machine, best.argmax(axis=1)).astype(np.int64)
     final = machine_final.copy()
     final[order] = reviewer[order]
@@ -198,6 +215,24 @@ def _look(
         min_reviews=min(config.min_reviews, cert.labels.size),
     )
     return labeler, policy
+
+
+def _in_reach(labeler: Labeler, cert: _Labeled, config: RunConfig, look: int, labeled_before: int) -> bool:
+    """Whether a later look can be expected to certify the target coverage within the budget (the service's
+    task_policy._target_in_reach): if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
+    if config.target_coverage is None:
+        return True
+    probs = labeler.predict(cert.teacher, cert.embeddings)
+    needed = expected_reviews(
+        confidences=probs.max(axis=1),
+        correct=probs.argmax(axis=1) == cert.labels,
+        target_coverage=config.target_coverage,
+        epsilon=config.epsilon,
+        delta=config.delta,
+        min_reviews=config.min_reviews,
+        next_look=look + 1,
+    )
+    return needed is not None and needed <= labeled_before + config.review_budget
 
 
 def _vetoed(

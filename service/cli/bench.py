@@ -76,6 +76,9 @@ def bench_quality(
     epsilon: float = 0.05,
     delta: float = 0.1,
     budgets: Annotated[str, typer.Option(help="Review budgets, in percent of the items, comma-separated.")] = "5,10,20",
+    target_coverage: Annotated[
+        float | None, typer.Option(help="Stop cold start once a look certifying this coverage is out of reach.")
+    ] = None,
     reviewer_noise: float = 0.0,
     seed: int = 0,
     seeds: int = 20,
@@ -101,6 +104,7 @@ def bench_quality(
             epsilon=epsilon,
             delta=delta,
             budget_shares=_shares(budgets),
+            target_coverage=target_coverage,
             reviewer_noise=reviewer_noise,
             seed=seed,
             seeds=seeds,

@@ -46,7 +46,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     policy = applied.policy
     batch_id = job.batch_id or 0
     limit = ctx.settings.teacher.chunk_size
-    if policy.threshold is None and not applied.budget_spent:
+    if policy.threshold is None and policy.uniform_draws:
         room = ctx.settings.policy.seed_reviews - review.waiting_count(session, task=task)
         if not items.count_in_batch(session, batch_id=batch_id, queued=True):
             return None

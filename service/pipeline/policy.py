@@ -42,6 +42,9 @@ class Policy:
     """Reviewed items the threshold was fitted on."""
     error_bound: float | None
     """Clopper-Pearson upper bound (level 1 - delta) on the error of items accepted at ``threshold``."""
+    uniform_draws: bool = True
+    """Without a threshold: whether items go to review as uniform draws (cold start) that can certify one, or, once
+    no certificate is in reach within the review budget, by their chance of being wrong (``no_certificate``)."""
 
     @property
     def cold_start(self) -> bool:

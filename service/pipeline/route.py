@@ -8,6 +8,7 @@ from service.pipeline.policy import Policy
 
 REASONS: tuple[str, ...] = (
     "cold_start",
+    "no_certificate",
     "below_threshold",
     "neighbour_disagreement",
     "student_disagreement",
@@ -16,7 +17,9 @@ REASONS: tuple[str, ...] = (
     "student_unsure",
     "rescored",
 )
-"""``below_threshold``: the calibrated confidence is below the certified threshold (stored as ``low_margin``
+"""``no_certificate``: no threshold is certified and none is expected within the task's review budget, so the item
+waits for review by its chance of being wrong instead of as a uniform draw. ``below_threshold``: the calibrated
+confidence is below the certified threshold (stored as ``low_margin``
 before it was renamed). ``audit_sample``: drawn at random among all routed items for a blind review that measures
 and certifies the error. ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
 with escalation deferred); the student's label is kept, not accepted. ``rescored``: the one reason an accepted
@@ -84,7 +87,7 @@ def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
         return Decision(accept=False, reasons=("audit_sample",))
     reasons: list[str] = []
     if policy.threshold is None:
-        reasons.append("cold_start")
+        reasons.append("cold_start" if policy.uniform_draws else "no_certificate")
     elif signals.confidence < policy.threshold:
         reasons.append("below_threshold")
     reasons.extend(veto_reasons(signals=signals, policy=policy))

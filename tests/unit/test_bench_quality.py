@@ -195,7 +195,7 @@ CONFIG = RunConfig(
     review_budget=40,
     reviewer_noise=0.0,
     audit_share=0.05,
-    uniform_share=0.5,
+    target_coverage=None,
     min_reviews=30,
     baseline_threshold=0.9,
 )
@@ -241,3 +241,15 @@ def test_active_learning_uses_no_teacher_and_reviews_what_it_is_unsure_of() -> N
     second = run_active_learning(other_teacher, CONFIG, np.random.default_rng(1), gold)
     assert (first.final == second.final).all() and first.review_order.size == 40
     assert (first.final == gold).mean() > 0.9
+
+
+def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() -> None:
+    rng = np.random.default_rng(8)
+    gold = rng.integers(0, 2, 500)
+    pool = _pool(rng.dirichlet([1, 1], 500), gold, rng, labeled=200)
+    aiming = RunConfig(**{**CONFIG.__dict__, "target_coverage": 0.9})
+    # The teacher alone knows nothing: the first look fails, and no later one can certify 90% coverage.
+    stopped = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher",))
+    drawing = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher",))
+    assert stopped.cold_start_reviews == 0 and stopped.review_order.size == CONFIG.review_budget
+    assert drawing.cold_start_reviews == CONFIG.review_budget

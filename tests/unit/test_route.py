@@ -95,3 +95,8 @@ def test_audits_are_drawn_among_all_routed_items_once_a_threshold_is_certified()
 
 def test_reasons_stored_under_an_old_name_read_back_under_the_new_one() -> None:
     assert stored_reasons(["low_margin", "audit_sample"]) == ["below_threshold", "audit_sample"]
+
+
+def test_without_a_certificate_in_reach_items_wait_by_their_chance_of_being_wrong() -> None:
+    stopped = replace(POLICY, threshold=None, error_bound=None, uniform_draws=False)
+    assert route(signals=CONFIDENT, policy=stopped, audit_draw=0.0).reasons == ("no_certificate",)
