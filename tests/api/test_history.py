@@ -42,3 +42,68 @@ def test_only_reviews_drawn_at_random_are_uniform_reviews(settings: Settings) ->
     assert sorted(round(r.raw_probs[0], 1) for r in uniform) == [0.1, 0.3]
     assert [r.audit for r in uniform] == [False, True] and all(r.human == "a" and r.machine == "b" for r in uniform)
     db.engine_of(sessions).dispose()
+
+
+def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settings: Settings) -> None:
+    """Re-scoring: items waiting because they looked doubtful leave the queue with the reason ``rescored`` when
+    the certified labeler is sure of them; uniform draws stay, whatever their score."""
+    import numpy as np
+
+    from service import task_policy
+    from service.store import labelers, review
+    from service.tables import ReviewEntry
+
+    sessions = db.open(settings)
+    # The teacher's raw scores: sure of "b" (0.9), unsure (0.55), and a cold-start draw sure of "b".
+    rows = [([0.1, 0.9], ["below_threshold"]), ([0.45, 0.55], ["below_threshold"]), ([0.1, 0.9], ["cold_start"])]
+    with transaction(sessions) as session:
+        task = tasks.create_task(
+            session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]})
+        )
+        batch = Batch(task_id=task.id, request_sha="0" * 64, item_count=len(rows))
+        session.add(batch)
+        session.flush()
+        for index, (raw, why) in enumerate(rows):
+            item = Item(
+                task_id=task.id,
+                batch_id=batch.id,
+                external_id=f"i{index}",
+                text="x",
+                state="review",
+                embedding=np.ones(4, dtype=np.float32).tobytes(),
+            )
+            session.add(item)
+            session.flush()
+            prediction = Prediction(
+                item_id=item.id, source="teacher", model="m", raw_probs=raw, probs=raw, label="b", confidence=raw[1]
+            )
+            session.add(prediction)
+            session.flush()
+            session.add(DecisionRecord(item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why))
+            review.enqueue(session, item=item, priority=0.5, explanation="")
+        labelers.add(
+            session,
+            task_id=task.id,
+            look=0,
+            stack={"sources": ["teacher"], "weights": [1.0], "bias": [0.0, 0.0]},
+            probe=None,
+            threshold=0.8,
+            error_bound=0.04,
+            delta_spent=0.05,
+            fitted_on=40,
+            certified_on=40,
+        )
+    with transaction(sessions) as session:
+        task = tasks.get_task(session, "t")
+        now = task_policy.applied(session, task, min_reviews=30)
+        assert now.policy.threshold == 0.8
+        assert task_policy.rescore_queue(session, task, now) == 1
+    with transaction(sessions) as session:
+        waiting = {entry.item_id for entry in session.query(ReviewEntry)}
+        states = {item.external_id: item.state for item in session.query(Item)}
+        accepted = session.query(Label).one()
+        decision = session.query(DecisionRecord).order_by(DecisionRecord.id.desc()).first()
+    assert states == {"i0": "accepted", "i1": "review", "i2": "review"} and len(waiting) == 2
+    assert accepted.label == "b" and accepted.source == "teacher" and abs(accepted.confidence - 0.9) < 1e-9
+    assert decision is not None and decision.accept and decision.reason_names == ["rescored"]
+    db.engine_of(sessions).dispose()
