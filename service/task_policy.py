@@ -53,6 +53,11 @@ class TaskLabeler:
         return raw
 
     @property
+    def fitted(self) -> bool:
+        """Whether it changes the teacher's raw scores at all (a stack or a calibration)."""
+        return self.stack is not None or self.calibration is not None
+
+    @property
     def reads_probe(self) -> bool:
         return self.probe is not None
 
@@ -86,14 +91,22 @@ def limits(task: Task, *, min_reviews: int) -> Policy:
     )
 
 
-def applied(session: Session, task: Task, *, min_reviews: int) -> Applied:
-    """The labeler and policy that route the task's items now."""
-    reviews = review.human_count(session, task_id=task.id)
-    spent = task.review_budget is not None and reviews >= task.review_budget
+def _usable(reviews: Sequence[UniformReview], names: Sequence[str]) -> list[UniformReview]:
+    """The uniform reviews a labeler can be fitted or tested on: a label the task has, the teacher's score over all
+    its labels, and an embedding."""
+    return [r for r in reviews if r.human in names and len(r.raw_probs) == len(names) and r.embedding is not None]
+
+
+def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], min_reviews: int) -> Applied:
+    """The labeler and policy that route the task's items now; ``reviews`` are its uniform reviews
+    (history.uniform_reviews), read once by the caller."""
+    humans = review.human_count(session, task_id=task.id)
+    spent = task.review_budget is not None and humans >= task.review_budget
     policy = limits(task, min_reviews=min_reviews)
     if spent:
         policy = replace(policy, audit_share=0.0)
-    if spent or not _target_in_reach(session, task, min_reviews=min_reviews, reviews=reviews):
+    newest = labelers.latest(session, task_id=task.id)
+    if spent or not _target_in_reach(task, newest, reviews, min_reviews=min_reviews, humans=humans):
         policy = replace(policy, uniform_draws=False)
     certified = labelers.latest(session, task_id=task.id, certified=True)
     if certified is not None:
@@ -101,69 +114,58 @@ def applied(session: Session, task: Task, *, min_reviews: int) -> Applied:
             policy, threshold=certified.threshold, error_bound=certified.error_bound, fitted_on=certified.certified_on
         )
         return Applied(labeler=_labeler(certified), policy=certified_policy)
-    newest = labelers.latest(session, task_id=task.id)
     if newest is not None:
         return Applied(labeler=_labeler(newest), policy=policy)
     return Applied(
-        labeler=TaskLabeler(stack=None, probe=None, calibration=_calibration(session, task, min_reviews), look=None),
+        labeler=TaskLabeler(stack=None, probe=None, calibration=_calibration(task, reviews, min_reviews), look=None),
         policy=policy,
     )
 
 
-def _target_in_reach(session: Session, task: Task, *, min_reviews: int, reviews: int) -> bool:
+def _target_in_reach(
+    task: Task, newest: LabelerVersion | None, reviews: Sequence[UniformReview], *, min_reviews: int, humans: int
+) -> bool:
     """Whether a task with a review budget and a target coverage can still expect a look to certify the target
     before the budget runs out (True for a task without both, or before its first look): cold-start draws past that
     point would buy no certificate, so the budget is better spent on the labels likeliest wrong."""
-    if task.review_budget is None or task.target_coverage is None or labelers.latest(session, task_id=task.id) is None:
+    if task.review_budget is None or task.target_coverage is None or newest is None:
         return True
-    needed = expected_reviews_to_target(session, task, min_reviews=min_reviews)
-    return needed is not None and needed <= task.review_budget - reviews
+    needed = _expected_reviews(task, newest, reviews, min_reviews=min_reviews)
+    return needed is not None and needed <= task.review_budget - humans
 
 
-def _calibration(session: Session, task: Task, min_reviews: int) -> Calibration | None:
+def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int) -> Calibration | None:
     """The teacher's calibration on the uniform reviews in the current prompt regime; None until ``min_reviews``."""
-    index = {name: i for i, name in enumerate(tasks.label_names(task))}
-    usable = [
-        r
-        for r in history.uniform_reviews(session, task_id=task.id)
-        if r.current_regime and r.human in index and len(r.raw_probs) == len(index)
-    ]
+    names = tasks.label_names(task)
+    usable = [r for r in _usable(reviews, names) if r.current_regime]
     if len(usable) < min_reviews:
         return None
-    raw = np.asarray([r.raw_probs for r in usable])
     return fit_calibration(
-        logits_or_logprobs=np.log(np.clip(raw, 1e-300, None)), labels=[index[r.human] for r in usable]
+        logits_or_logprobs=np.log(np.clip(_raw(usable), 1e-300, None)), labels=[names.index(r.human) for r in usable]
     )
 
 
-def next_look(session: Session, task: Task) -> int:
-    last = labelers.latest(session, task_id=task.id)
-    return 0 if last is None else last.look + 1
-
-
-def run_look(session: Session, task: Task, *, pool: LabeledPool, min_reviews: int) -> LabelerVersion | None:
-    """Fit a labeler on the fit half and certify it on the certification half when that half has reached the next
-    look's size; None when it has not. The labeler's probe learns from every human label outside the
-    certification half (``pool`` holds them with their embeddings)."""
+def run_look(
+    session: Session, task: Task, *, reviews: Sequence[UniformReview], pool: LabeledPool, min_reviews: int
+) -> LabelerVersion | None:
+    """Fit a labeler on the fit half of ``reviews`` and certify it on the certification half when that half has
+    reached the next look's size; None when it has not. The labeler's probe learns from every human label outside
+    the certification half (``pool`` holds them with their embeddings)."""
     names = tuple(tasks.label_names(task))
-    index = {name: i for i, name in enumerate(names)}
-    reviews = [
-        r
-        for r in history.uniform_reviews(session, task_id=task.id)
-        if r.human in index and r.embedding is not None and len(r.raw_probs) == len(names)
-    ]
-    certifying = [r for r in reviews if certifies(r.item_id)]
-    look = next_look(session, task)
+    usable = _usable(reviews, names)
+    certifying = [r for r in usable if certifies(r.item_id)]
+    last = labelers.latest(session, task_id=task.id)
+    look = 0 if last is None else last.look + 1
     if len(certifying) < look_size(look, epsilon=task.epsilon, delta=task.delta, min_reviews=min_reviews):
         return None
-    fitting = [r for r in reviews if not certifies(r.item_id) and r.current_regime]
+    fitting = [r for r in usable if not certifies(r.item_id) and r.current_regime]
     stack, probe = _fit(fitting, pool, names)
     labeler = TaskLabeler(stack=stack, probe=probe, calibration=None, look=look)
     probs = labeler.probs(_raw(certifying), _embeddings(certifying))
     delta = look_delta(look, delta=task.delta)
     policy = fit_policy(
         confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == np.asarray([index[r.human] for r in certifying]),
+        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in certifying]),
         vetoed=[r.vetoed for r in certifying],
         epsilon=task.epsilon,
         delta=delta,
@@ -226,16 +228,23 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
     return stack, probe if "probe" in stack.sources else None
 
 
-def expected_reviews_to_target(session: Session, task: Task, *, min_reviews: int) -> int | None:
+def expected_reviews_to_target(
+    session: Session, task: Task, *, reviews: Sequence[UniformReview], min_reviews: int
+) -> int | None:
     """More uniform reviews the task needs before a look can certify a threshold accepting its target coverage,
     judged with its newest labeler on the certification half so far; None without a target or a labeler, or when
     that labeler's error above the target's threshold already reaches epsilon."""
-    newest = labelers.latest(session, task_id=task.id)
+    return _expected_reviews(task, labelers.latest(session, task_id=task.id), reviews, min_reviews=min_reviews)
+
+
+def _expected_reviews(
+    task: Task, newest: LabelerVersion | None, reviews: Sequence[UniformReview], *, min_reviews: int
+) -> int | None:
     if task.target_coverage is None or newest is None:
         return None
-    names = tuple(tasks.label_names(task))
-    reviews = [r for r in history.uniform_reviews(session, task_id=task.id) if r.embedding is not None]
-    certifying = [r for r in reviews if certifies(r.item_id) and r.human in names]
+    names = tasks.label_names(task)
+    usable = _usable(reviews, names)
+    certifying = [r for r in usable if certifies(r.item_id)]
     if not certifying:
         return None
     probs = _labeler(newest).probs(_raw(certifying), _embeddings(certifying))
@@ -248,7 +257,7 @@ def expected_reviews_to_target(session: Session, task: Task, *, min_reviews: int
         min_reviews=min_reviews,
         next_look=newest.look + 1,
     )
-    return None if needed is None else max(0, needed - len(reviews))
+    return None if needed is None else max(0, needed - len(usable))
 
 
 def rescore_queue(session: Session, task: Task, now: Applied) -> int:

@@ -19,7 +19,7 @@ from service.formats import tabular
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
-from service.store import students, tasks
+from service.store import history, students, tasks
 
 CHUNK_ROWS = 256
 
@@ -65,7 +65,8 @@ def label_file(
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
         task_def = tasks.task_def(task)
-        applied = task_policy.applied(session, task, min_reviews=ctx.settings.policy.min_reviews)
+        reviews = history.uniform_reviews(session, task_id=task.id)
+        applied = task_policy.applied(session, task, reviews=reviews, min_reviews=ctx.settings.policy.min_reviews)
         policy = applied.policy
         student = students.promoted(session, task_id=task.id)
         student_path = student.path if student else None

@@ -19,7 +19,7 @@ from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
-from service.store import items, review, students, tasks
+from service.store import history, items, review, students, tasks
 from service.store import jobs as job_store
 from service.tables import Job, utcnow
 
@@ -39,8 +39,11 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     """The next chunk to score; a message when the job must wait for reviewers; None when the batch is done."""
     task = tasks.get_task_by_id(session, job.task_id or 0)
     min_reviews = ctx.settings.policy.min_reviews
-    looked = task_policy.run_look(session, task, pool=ctx.pool(session, task.id), min_reviews=min_reviews)
-    applied = task_policy.applied(session, task, min_reviews=min_reviews)
+    # One read of the uniform reviews serves the look, the policy and the stopping rule.
+    uniform = history.uniform_reviews(session, task_id=task.id)
+    pool = ctx.pool(session, task.id)
+    looked = task_policy.run_look(session, task, reviews=uniform, pool=pool, min_reviews=min_reviews)
+    applied = task_policy.applied(session, task, reviews=uniform, min_reviews=min_reviews)
     if looked is not None and looked.threshold is not None:
         task_policy.rescore_queue(session, task, applied)
     policy = applied.policy

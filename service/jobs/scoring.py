@@ -243,7 +243,7 @@ def _teacher(
         if prior is None:
             scores = recalibrate(scores, batch_prior_of(scores), task)
         recent.extend(np.asarray(score.raw_probs) for score in scores)
-    if plan.labeler.stack is not None or plan.labeler.calibration is not None:
+    if plan.labeler.fitted:
         fitted = plan.labeler.probs(np.asarray([score.raw_probs for score in scores]), embeddings[indices])
         scores = [
             replace(

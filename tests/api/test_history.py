@@ -95,7 +95,9 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
         )
     with transaction(sessions) as session:
         task = tasks.get_task(session, "t")
-        now = task_policy.applied(session, task, min_reviews=30)
+        now = task_policy.applied(
+            session, task, reviews=history.uniform_reviews(session, task_id=task.id), min_reviews=30
+        )
         assert now.policy.threshold == 0.8
         assert task_policy.rescore_queue(session, task, now) == 1
     with transaction(sessions) as session:

@@ -19,8 +19,9 @@ router = APIRouter(prefix="/v1/tasks/{task}/quality", tags=["quality"])
 def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: ReaderDep) -> QualityPublic:
     task_row = tasks.get_task(session, task)
     min_reviews = settings.policy.min_reviews
-    applied = task_policy.applied(session, task_row, min_reviews=min_reviews)
-    audits = [r for r in history.uniform_reviews(session, task_id=task_row.id) if r.audit]
+    reviews = history.uniform_reviews(session, task_id=task_row.id)
+    applied = task_policy.applied(session, task_row, reviews=reviews, min_reviews=min_reviews)
+    audits = [r for r in reviews if r.audit]
     counts = items.counts_by_state(session, task_id=task_row.id)
     human = review.human_count(session, task_id=task_row.id)
     summary = quality_summary(
@@ -46,5 +47,7 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
         review_budget=task_row.review_budget,
         reviews_left=None if task_row.review_budget is None else max(0, task_row.review_budget - human),
         target_coverage=task_row.target_coverage,
-        expected_reviews_to_target=task_policy.expected_reviews_to_target(session, task_row, min_reviews=min_reviews),
+        expected_reviews_to_target=task_policy.expected_reviews_to_target(
+            session, task_row, reviews=reviews, min_reviews=min_reviews
+        ),
     )
