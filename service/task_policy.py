@@ -8,7 +8,7 @@ decides what is accepted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,8 +18,8 @@ from service.pipeline.calibration import Calibration, fit_calibration
 from service.pipeline.certification import certifies, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
-from service.pipeline.probe import Probe, fit_probe
-from service.pipeline.stacking import Stack, cross_fitted, fit_stack
+from service.pipeline.probe import Probe
+from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray
 from service.store import history, items, labelers, review, tasks
 from service.store.history import UniformReview
@@ -44,10 +44,7 @@ class TaskLabeler:
         """(n, k) probabilities of n items from the teacher's raw (n, k) scores and their (n, d) embeddings."""
         raw = np.asarray(raw_probs, dtype=np.float64)
         if self.stack is not None:
-            inputs = {"teacher": raw}
-            if self.probe is not None:
-                inputs["probe"] = self.probe.predict(embeddings)
-            return self.stack.apply(inputs)
+            return StackedLabeler(stack=self.stack, probe=self.probe).predict(raw, embeddings)
         if self.calibration is not None:
             return self.calibration.apply(np.log(np.clip(raw, 1e-300, None)))
         return raw
@@ -195,37 +192,28 @@ def _embeddings(reviews: Sequence[UniformReview]) -> FloatArray:
 
 
 def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> tuple[Stack, Probe | None]:
-    """The stack over the teacher and the probe, fitted on the fit half; the probe on every human label outside
-    the certification half, scoring the fit half cross-fitted (each item by a probe that did not see it)."""
-    index = {name: i for i, name in enumerate(names)}
+    """The stack over the teacher and the probe, fitted on the fit half; the probe also learns from every other
+    human label outside the certification half (items reviewed for looking wrong teach the probe, but would bias
+    the stack)."""
     if len(fitting) < FIT_MIN:
         return Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), None
     embeddings, _, labels = pool.arrays()
-    provenance = pool.provenance()
-    keep = [
+    fit_ids = {r.item_id for r in fitting}
+    extra = [
         i
-        for i, (entry_id, source, label) in enumerate(provenance)
-        if source == "human" and label in index and not certifies(entry_id)
+        for i, (item_id, source, label) in enumerate(pool.provenance())
+        if source == "human" and label in names and not certifies(item_id) and item_id not in fit_ids
     ]
-    train_emb = embeddings[keep] if keep else np.zeros((0, 1))
-    train_labels = np.asarray([index[labels[i]] for i in keep], dtype=np.int64)
-    train_ids = [provenance[i][0] for i in keep]
-    probe = fit_probe(embeddings=train_emb, labels=train_labels, n_labels=len(names)) if keep else None
-    inputs = {"teacher": _raw(fitting)}
-    if probe is not None:
-        fit_emb = _embeddings(fitting)
-        fit_ids = [r.item_id for r in fitting]
-
-        def fold_fit(rows: np.ndarray) -> Callable[[np.ndarray], FloatArray] | None:
-            training = set(rows.tolist())
-            held_out = {item_id for i, item_id in enumerate(fit_ids) if i not in training}
-            mask = np.asarray([item_id not in held_out for item_id in train_ids])
-            fitted = fit_probe(embeddings=train_emb[mask], labels=train_labels[mask], n_labels=len(names))
-            return None if fitted is None else (lambda held: fitted.predict(fit_emb[held]))
-
-        inputs["probe"] = cross_fitted(fit=fold_fit, n=len(fitting), k=len(names))
-    stack = fit_stack(inputs=inputs, labels=np.asarray([index[r.human] for r in fitting], dtype=np.int64))
-    return stack, probe if "probe" in stack.sources else None
+    fitted = fit_stacked(
+        teacher=_raw(fitting),
+        embeddings=_embeddings(fitting),
+        labels=np.asarray([names.index(r.human) for r in fitting], dtype=np.int64),
+        n_labels=len(names),
+        sources=("teacher", "probe"),
+        extra_embeddings=embeddings[extra] if extra else None,
+        extra_labels=np.asarray([names.index(labels[i]) for i in extra], dtype=np.int64) if extra else None,
+    )
+    return fitted.stack, fitted.probe
 
 
 def expected_reviews_to_target(

@@ -1,13 +1,12 @@
 """One simulated labeling run of the certified labeler as the service runs it, and the active-learning baseline.
 
 The certified run (``run_certified``): labeled items are split in two by a fixed rule, a fit half that trains the
-labeler (the embedding probe, and the stack over the probe and the teacher) and a certification half that is only
-ever scored by a labeler that never saw it. The threshold is certified on the certification half at the first
-look, with delta/2 (the service's alpha spending: look j spends delta / 2^(j+1)); when that certifies nothing,
-uniform reviews are drawn from the budget, split the same way, and a refitted labeler is certified at a second
-look with delta/4. Whatever budget is left goes to the labels likeliest wrong, accepted or not. Items neither
-reviewed nor accepted keep the best machine label there is at the end: the stack with a probe refitted on every
-human label.
+labeler (the embedding probe, and the stack over the probe and the teacher, pipeline/stacking.fit_stacked) and a
+certification half that is only ever scored by a labeler that never saw it. Looks happen as in the service: when
+the certification half reaches m, 2m, 4m, ... items (uniform draws from the budget grow both halves in turn), look
+j certifying at delta / 2^(j+1). Cold start ends at a certified look, when the budget is spent, or when the target
+coverage is out of reach; what budget is left goes to the labels likeliest wrong, accepted or not. Items neither
+reviewed nor accepted get the label of the labeler refitted on every human label.
 
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
@@ -16,7 +15,7 @@ item it did not review.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,69 +24,16 @@ import numpy.typing as npt
 from service.bench.quality_sim import Outcome, Pool, RunConfig
 from service.pipeline.certification import expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy, min_certifiable
-from service.pipeline.probe import Probe, fit_probe
+from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
-from service.pipeline.stacking import Stack, cross_fitted, fit_stack
+from service.pipeline.stacking import StackedLabeler, fit_stacked
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 AL_ROUNDS = 10
 NEIGHBOURS = 5
 """Nearest labeled items behind the neighbour signal, as in the service (jobs/scoring.py)."""
-
-
-@dataclass(frozen=True)
-class Labeler:
-    """A fitted labeler: the stack, and the probe it reads (None when the stack does not use one)."""
-
-    stack: Stack
-    probe: Probe | None
-
-    def predict(self, teacher: FloatArray, embeddings: FloatArray | None) -> FloatArray:
-        inputs = {"teacher": teacher}
-        if self.probe is not None and embeddings is not None:
-            inputs["probe"] = self.probe.predict(embeddings)
-        return self.stack.apply(inputs)
-
-
-def fit_labeler(
-    *,
-    teacher: FloatArray,
-    embeddings: FloatArray | None,
-    labels: IntArray,
-    n_labels: int,
-    sources: Sequence[str],
-    extra_embeddings: FloatArray | None = None,
-    extra_labels: IntArray | None = None,
-) -> Labeler:
-    """The labeler fitted on uniformly drawn labeled items: the probe on all of them (and on ``extra`` human labels,
-    items reviewed for looking wrong, which teach the probe but would bias the stack), the stack on the teacher's
-    scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
-    inputs: dict[str, FloatArray] = {"teacher": teacher} if "teacher" in sources else {}
-    probe = None
-    if "probe" in sources and embeddings is not None:
-        emb = embeddings
-        more_emb = np.zeros((0, emb.shape[1])) if extra_embeddings is None else extra_embeddings
-        more_labels = np.zeros(0, dtype=np.int64) if extra_labels is None else extra_labels
-
-        def fit(rows: IntArray) -> Callable[[IntArray], FloatArray] | None:
-            fitted = fit_probe(
-                embeddings=np.vstack([emb[rows], more_emb]),
-                labels=np.concatenate([labels[rows], more_labels]),
-                n_labels=n_labels,
-            )
-            return None if fitted is None else (lambda held: fitted.predict(emb[held]))
-
-        probe = fit_probe(
-            embeddings=np.vstack([emb, more_emb]), labels=np.concatenate([labels, more_labels]), n_labels=n_labels
-        )
-        if probe is not None:
-            inputs["probe"] = cross_fitted(fit=fit, n=labels.size, k=n_labels)
-    if not inputs:
-        inputs = {"teacher": teacher}
-    stack = fit_stack(inputs=inputs, labels=labels)
-    return Labeler(stack=stack, probe=probe if "probe" in stack.sources else None)
 
 
 def run_certified(
@@ -103,7 +49,7 @@ def run_certified(
     cert = _Labeled(known_probs[~fit_side], _rows(known_emb, ~fit_side), known_labels[~fit_side])
     draws = rng.permutation(n)
     drawn = 0
-    labeler: Labeler | None = None
+    labeler: StackedLabeler | None = None
     policy = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
     look = 0
     while True:
@@ -126,7 +72,7 @@ def run_certified(
         look += 1
     uniform = draws[:drawn].astype(np.int64)
     if labeler is None:
-        labeler = fit_labeler(
+        labeler = fit_stacked(
             teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
         )
     probs = labeler.predict(pool.probs, pool.embeddings)
@@ -137,7 +83,7 @@ def run_certified(
     # labeler; only acceptance waits for a certified one). The rest of the budget goes to the labels likeliest
     # wrong, accepted ones included: a label above the threshold is safe enough to keep, not too good to check.
     labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
-    newest = fit_labeler(
+    newest = fit_stacked(
         teacher=labeled.teacher, embeddings=labeled.embeddings, labels=labeled.labels, n_labels=k, sources=sources
     ).predict(pool.probs, pool.embeddings)
     waiting = np.flatnonzero(~reviewed)
@@ -151,7 +97,7 @@ def run_certified(
     vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
     accepted = ~reviewed & ~vetoed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
     # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
-    best = fit_labeler(
+    best = fit_stacked(
         teacher=labeled.teacher,
         embeddings=labeled.embeddings,
         labels=labeled.labels,
@@ -192,9 +138,9 @@ class _Labeled:
 
 def _look(
     fit: _Labeled, cert: _Labeled, config: RunConfig, k: int, sources: Sequence[str], *, delta: float
-) -> tuple[Labeler, Policy]:
+) -> tuple[StackedLabeler, Policy]:
     """Fit the labeler on ``fit`` and certify its threshold on ``cert``, which it never saw, at level ``delta``."""
-    labeler = fit_labeler(
+    labeler = fit_stacked(
         teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
     )
     if cert.labels.size < min_certifiable(epsilon=config.epsilon, delta=delta):
@@ -217,7 +163,7 @@ def _look(
     return labeler, policy
 
 
-def _in_reach(labeler: Labeler, cert: _Labeled, config: RunConfig, look: int, labeled_before: int) -> bool:
+def _in_reach(labeler: StackedLabeler, cert: _Labeled, config: RunConfig, look: int, labeled_before: int) -> bool:
     """Whether a later look can be expected to certify the target coverage within the budget (the service's
     task_policy._target_in_reach): if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
     if config.target_coverage is None:
