@@ -21,7 +21,7 @@ from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray
-from service.store import history, items, labelers, review, tasks
+from service.store import items, labelers, review, tasks
 from service.store.history import UniformReview
 from service.tables import LabelerVersion, Task
 
@@ -258,7 +258,7 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
     names = tasks.label_names(task)
     waiting = [
         q
-        for q in items.rescore_candidates(session, task_id=task.id, veto_reasons=history.VETO_REASONS)
+        for q in items.rescore_candidates(session, task_id=task.id)
         if not q.vetoed and len(q.prediction.raw_probs) == len(names)
     ]
     if not waiting:

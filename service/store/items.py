@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.pipeline.route import Decision
 from service.ports import FloatArray
 from service.store import review
+from service.store.history import VETO_REASONS, drawn_at_random
 from service.tables import DecisionRecord, Item, Label, Prediction, ReviewEntry, ReviewVote, utcnow
 
 Row = TypeVar("Row", Label, Prediction, DecisionRecord)
@@ -146,7 +147,7 @@ class QueuedForReview:
     vetoed: bool
 
 
-def rescore_candidates(session: Session, *, task_id: int, veto_reasons: frozenset[str]) -> list[QueuedForReview]:
+def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForReview]:
     """Items of the task waiting for review that no reviewer holds or has answered and that were not drawn at
     random (those are the uniform sample, and must be reviewed whatever their score)."""
     waiting = session.scalars(
@@ -166,14 +167,14 @@ def rescore_candidates(session: Session, *, task_id: int, veto_reasons: frozense
         if prediction is None or decision is None or embedding is None or prediction.source != "teacher":
             continue
         reasons = set(decision.reason_names)
-        if reasons & {"cold_start", "audit_sample"}:
+        if drawn_at_random(reasons):
             continue
         found.append(
             QueuedForReview(
                 item_id=item_id,
                 prediction=prediction,
                 embedding=np.frombuffer(embedding, dtype=np.float32).astype(np.float64),
-                vetoed=bool(reasons & veto_reasons),
+                vetoed=bool(reasons & VETO_REASONS),
             )
         )
     return found
