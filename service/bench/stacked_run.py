@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig
 from service.pipeline.certification import expected_reviews, look_delta, look_size
-from service.pipeline.policy import Policy, fit_policy, min_certifiable
+from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
@@ -143,8 +143,6 @@ def _look(
     labeler = fit_stacked(
         teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
     )
-    if cert.labels.size < min_certifiable(epsilon=config.epsilon, delta=delta):
-        return labeler, fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
     probs = labeler.predict(cert.teacher, cert.embeddings)
     limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
     # Neighbours and distance as the service measures them for a routed item: against every human label, the
