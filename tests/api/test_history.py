@@ -2,39 +2,57 @@
 
 from __future__ import annotations
 
+import numpy as np
+from sqlalchemy.orm import Session
+
 from service import db
 from service.api.schemas.tasks import TaskCreate
 from service.config import Settings
 from service.db import transaction
 from service.store import history, tasks
-from service.tables import Batch, DecisionRecord, Item, Label, Prediction
+from service.tables import Batch, DecisionRecord, Item, Label, Prediction, Task
+
+
+def _scored_items(
+    session: Session, rows: list[tuple[list[float], list[str]]], *, state: str
+) -> tuple[Task, list[Item]]:
+    """Task "t" (labels a, b) with one item per (teacher raw scores, routing reasons) row, each scored "b" by the
+    teacher and routed to review for those reasons."""
+    task = tasks.create_task(
+        session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]})
+    )
+    batch = Batch(task_id=task.id, request_sha="0" * 64, item_count=len(rows))
+    session.add(batch)
+    session.flush()
+    created = []
+    for index, (raw, why) in enumerate(rows):
+        embedding = np.ones(4, dtype=np.float32).tobytes()
+        item = Item(
+            task_id=task.id, batch_id=batch.id, external_id=f"i{index}", text="x", state=state, embedding=embedding
+        )
+        session.add(item)
+        session.flush()
+        prediction = Prediction(
+            item_id=item.id, source="teacher", model="m", raw_probs=raw, probs=raw, label="b", confidence=raw[1]
+        )
+        session.add(prediction)
+        session.flush()
+        session.add(
+            DecisionRecord(
+                item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why, signals={"shots": 4}
+            )
+        )
+        created.append(item)
+    return task, created
 
 
 def test_only_reviews_drawn_at_random_are_uniform_reviews(settings: Settings) -> None:
     sessions = db.open(settings)
     reasons = [["cold_start"], ["low_margin"], ["audit_sample"], ["low_margin", "neighbour_disagreement"]]
+    rows = [([0.1 * (i + 1), 1 - 0.1 * (i + 1)], why) for i, why in enumerate(reasons)]
     with transaction(sessions) as session:
-        task = tasks.create_task(
-            session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]})
-        )
-        batch = Batch(task_id=task.id, request_sha="0" * 64, item_count=len(reasons))
-        session.add(batch)
-        session.flush()
-        for index, why in enumerate(reasons):
-            item = Item(task_id=task.id, batch_id=batch.id, external_id=f"i{index}", text="x", state="resolved")
-            session.add(item)
-            session.flush()
-            raw = [0.1 * (index + 1), 1 - 0.1 * (index + 1)]
-            prediction = Prediction(
-                item_id=item.id, source="teacher", model="m", raw_probs=raw, probs=raw, label="b", confidence=raw[1]
-            )
-            session.add(prediction)
-            session.flush()
-            session.add(
-                DecisionRecord(
-                    item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why, signals={"shots": 4}
-                )
-            )
+        task, created = _scored_items(session, rows, state="resolved")
+        for item in created:
             session.add(Label(item_id=item.id, task_id=task.id, label="a", source="human"))
     with transaction(sessions) as session:
         uniform = history.uniform_reviews(session, task_id=task.id)
@@ -47,8 +65,6 @@ def test_only_reviews_drawn_at_random_are_uniform_reviews(settings: Settings) ->
 def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settings: Settings) -> None:
     """Re-scoring: items waiting because they looked doubtful leave the queue with the reason ``rescored`` when
     the certified labeler is sure of them; uniform draws stay, whatever their score."""
-    import numpy as np
-
     from service import task_policy
     from service.store import labelers, review
     from service.tables import ReviewEntry
@@ -57,29 +73,8 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
     # The teacher's raw scores: sure of "b" (0.9), unsure (0.55), and a cold-start draw sure of "b".
     rows = [([0.1, 0.9], ["below_threshold"]), ([0.45, 0.55], ["below_threshold"]), ([0.1, 0.9], ["cold_start"])]
     with transaction(sessions) as session:
-        task = tasks.create_task(
-            session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]})
-        )
-        batch = Batch(task_id=task.id, request_sha="0" * 64, item_count=len(rows))
-        session.add(batch)
-        session.flush()
-        for index, (raw, why) in enumerate(rows):
-            item = Item(
-                task_id=task.id,
-                batch_id=batch.id,
-                external_id=f"i{index}",
-                text="x",
-                state="review",
-                embedding=np.ones(4, dtype=np.float32).tobytes(),
-            )
-            session.add(item)
-            session.flush()
-            prediction = Prediction(
-                item_id=item.id, source="teacher", model="m", raw_probs=raw, probs=raw, label="b", confidence=raw[1]
-            )
-            session.add(prediction)
-            session.flush()
-            session.add(DecisionRecord(item_id=item.id, prediction_id=prediction.id, accept=False, reasons=why))
+        task, created = _scored_items(session, rows, state="review")
+        for item in created:
             review.enqueue(session, item=item, priority=0.5, explanation="")
         labelers.add(
             session,
