@@ -194,8 +194,10 @@ class StudentVersion(Base):
 
 
 class LabelerVersion(Base):
-    """A labeler fitted and tested at one look: the stack and probe it applies, and the threshold certified for it
-    (None when the look certified nothing). Rows are never changed; the newest certified one routes items."""
+    """A labeler candidate: the stack and probe fitted on every human label up to ``fitted_through``, then tested
+    once, at its look, on the uniform reviews labeled after it (pipeline/certification.py). The look fills in
+    ``looked_at``, the threshold it certified (None: nothing) and ``certified_on``; nothing else ever changes. The
+    newest certified one accepts items."""
 
     __tablename__ = "labelers"
     __table_args__ = (UniqueConstraint("task_id", "look"),)
@@ -207,8 +209,12 @@ class LabelerVersion(Base):
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     error_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
     delta_spent: Mapped[float] = mapped_column(Float)
+    """The level its look tests at, fixed by the look's number."""
     fitted_on: Mapped[int] = mapped_column(Integer)
     certified_on: Mapped[int] = mapped_column(Integer)
+    fitted_through: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The newest human label (labels.id) it was fitted with; None for labelers from before fresh slices."""
+    looked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

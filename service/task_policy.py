@@ -1,8 +1,9 @@
-"""A task's labeler and its certified threshold: fitted and tested at looks (see pipeline/certification.py), read by
-the labeling job, the bulk path and GET /quality from here, so all three apply the same rule.
+"""A task's labeler and its certified threshold: candidates fitted and tested at looks on their fresh slices (see
+pipeline/certification.py), read by the labeling job, the bulk path and GET /quality from here, so all three apply
+the same rule.
 
-Before the first look the teacher's scores are calibrated on the task's uniform reviews (as many as there are);
-from the first look on, the newest labeler routes items, and the newest labeler whose look certified a threshold
+Before the first candidate the teacher's scores are calibrated on the task's uniform reviews (as many as there
+are); from then on the newest candidate routes items, and the newest labeler whose look certified a threshold
 decides what is accepted.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
-from service.pipeline.certification import certifies, expected_reviews, look_delta, look_size
+from service.pipeline.certification import DEFAULT_COVERAGE, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
@@ -26,7 +27,7 @@ from service.store.history import UniformReview
 from service.tables import LabelerVersion, Task
 
 FIT_MIN = 10
-"""Fit-half reviews below which no stack is fitted (the teacher's calibration stands in)."""
+"""Uniform reviews below which a candidate's stack is the teacher alone."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], m
     if spent:
         policy = replace(policy, audit_share=0.0)
     newest = labelers.latest(session, task_id=task.id)
-    if spent or not _target_in_reach(task, newest, reviews, min_reviews=min_reviews, humans=humans):
+    if spent or not _target_in_reach(session, task, newest, reviews, min_reviews=min_reviews, humans=humans):
         policy = replace(policy, uniform_draws=False)
     certified = labelers.latest(session, task_id=task.id, certified=True)
     if certified is not None:
@@ -119,16 +120,36 @@ def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], m
     )
 
 
+def _look_size(task: Task, look: int, min_reviews: int) -> int:
+    return look_size(
+        look, epsilon=task.epsilon, delta=task.delta, min_reviews=min_reviews, target_coverage=task.target_coverage
+    )
+
+
 def _target_in_reach(
-    task: Task, newest: LabelerVersion | None, reviews: Sequence[UniformReview], *, min_reviews: int, humans: int
+    session: Session,
+    task: Task,
+    newest: LabelerVersion | None,
+    reviews: Sequence[UniformReview],
+    *,
+    min_reviews: int,
+    humans: int,
 ) -> bool:
-    """Whether a task with a review budget and a target coverage can still expect a look to certify the target
-    before the budget runs out (True for a task without both, or before its first look): cold-start draws past that
-    point would buy no certificate, so the budget is better spent on the labels likeliest wrong."""
-    if task.review_budget is None or task.target_coverage is None or newest is None:
+    """Whether a task with a review budget can still expect a look to certify (its target coverage, when it has
+    one) before the budget runs out (True for a task without a budget): cold-start draws past that point would buy
+    no certificate, so the budget is better spent on the labels likeliest wrong."""
+    if task.review_budget is None:
         return True
-    needed = _expected_reviews(task, newest, reviews, min_reviews=min_reviews)
-    return needed is not None and needed <= task.review_budget - humans
+    left = task.review_budget - humans
+    usable = _usable(reviews, tasks.label_names(task))
+    # The next look needs its slice (and, before the first candidate, a look's worth of labels to fit on).
+    have = len(usable) if newest is None else len(_fresh(newest, usable))
+    if _look_size(task, 0 if newest is None else newest.look, min_reviews) - have > left:
+        return False
+    if task.target_coverage is None or labelers.latest(session, task_id=task.id, looked=True) is None:
+        return True
+    needed = _expected_reviews(session, task, reviews, min_reviews=min_reviews)
+    return needed is not None and needed - have <= left
 
 
 def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int) -> Calibration | None:
@@ -145,41 +166,71 @@ def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int)
 def run_look(
     session: Session, task: Task, *, reviews: Sequence[UniformReview], pool: LabeledPool, min_reviews: int
 ) -> LabelerVersion | None:
-    """Fit a labeler on the fit half of ``reviews`` and certify it on the certification half when that half has
-    reached the next look's size; None when it has not. The labeler's probe learns from every human label outside
-    the certification half (``pool`` holds them with their embeddings)."""
+    """Take the newest candidate's look once its fresh slice (uniform reviews labeled after it was fitted) has
+    reached the look's size, and fit the next candidate after every look (the first once there are a look's worth
+    of uniform reviews to fit on). Returns the candidate whose look was taken now, else None. A candidate's probe
+    also learns from every other human label it could see (``pool`` holds them with their embeddings)."""
     names = tuple(tasks.label_names(task))
     usable = _usable(reviews, names)
-    certifying = [r for r in usable if certifies(r.item_id)]
-    last = labelers.latest(session, task_id=task.id)
-    look = 0 if last is None else last.look + 1
-    if len(certifying) < look_size(look, epsilon=task.epsilon, delta=task.delta, min_reviews=min_reviews):
+    newest = labelers.latest(session, task_id=task.id)
+    if newest is None:
+        if len(usable) >= _look_size(task, 0, min_reviews):
+            _add_candidate(session, task, 0, usable, pool, names)
         return None
-    fitting = [r for r in usable if not certifies(r.item_id) and r.current_regime]
-    stack, probe = _fit(fitting, pool, names)
-    labeler = TaskLabeler(stack=stack, probe=probe, calibration=None, look=look)
-    probs = labeler.probs(_raw(certifying), _embeddings(certifying))
-    delta = look_delta(look, delta=task.delta)
+    if newest.looked_at is not None:
+        _add_candidate(session, task, newest.look + 1, usable, pool, names)
+        return None
+    fresh = _fresh(newest, usable)
+    if len(fresh) < _look_size(task, newest.look, min_reviews):
+        return None
+    probs = _labeler(newest).probs(_raw(fresh), _embeddings(fresh))
     policy = fit_policy(
         confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in certifying]),
-        vetoed=[r.vetoed for r in certifying],
+        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fresh]),
+        vetoed=[r.vetoed for r in fresh],
         epsilon=task.epsilon,
-        delta=delta,
+        delta=newest.delta_spent,
         audit_share=task.audit_share,
-        min_reviews=min(min_reviews, len(certifying)),
+        min_reviews=min(min_reviews, len(fresh)),
+        start_share=task.target_coverage if task.target_coverage is not None else DEFAULT_COVERAGE,
     )
-    return labelers.add(
+    if not labelers.record_look(
+        session, newest, threshold=policy.threshold, error_bound=policy.error_bound, certified_on=len(fresh)
+    ):
+        return None
+    _add_candidate(session, task, newest.look + 1, usable, pool, names)
+    return newest
+
+
+def _fresh(candidate: LabelerVersion, usable: Sequence[UniformReview]) -> list[UniformReview]:
+    """The uniform reviews labeled after ``candidate`` was fitted: its fresh slice (none for a labeler from
+    before fresh slices, whose labels cannot be told apart)."""
+    if candidate.fitted_through is None:
+        return []
+    return [r for r in usable if r.label_id > candidate.fitted_through]
+
+
+def _add_candidate(
+    session: Session,
+    task: Task,
+    look: int,
+    usable: Sequence[UniformReview],
+    pool: LabeledPool,
+    names: tuple[str, ...],
+) -> None:
+    """Fit the candidate look ``look`` will test, on every label there is now."""
+    through = labelers.newest_human_label(session, task_id=task.id)
+    fitting = [r for r in usable if r.current_regime and r.label_id <= through]
+    stack, probe = _fit(fitting, pool, names)
+    labelers.add_candidate(
         session,
         task_id=task.id,
         look=look,
         stack=stack.to_json(),
         probe=probe.to_json() if probe is not None else None,
-        threshold=policy.threshold,
-        error_bound=policy.error_bound,
-        delta_spent=delta,
+        delta_spent=look_delta(look, delta=task.delta),
         fitted_on=len(fitting),
-        certified_on=len(certifying),
+        fitted_through=through,
     )
 
 
@@ -192,9 +243,8 @@ def _embeddings(reviews: Sequence[UniformReview]) -> FloatArray:
 
 
 def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> tuple[Stack, Probe | None]:
-    """The stack over the teacher and the probe, fitted on the fit half; the probe also learns from every other
-    human label outside the certification half (items reviewed for looking wrong teach the probe, but would bias
-    the stack)."""
+    """The stack over the teacher and the probe, fitted on the uniform reviews; the probe also learns from every
+    other human label (items reviewed for looking wrong teach the probe, but would bias the stack)."""
     if len(fitting) < FIT_MIN:
         return Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), None
     embeddings, _, labels = pool.arrays()
@@ -202,7 +252,7 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
     extra = [
         i
         for i, (item_id, source, label) in enumerate(pool.provenance())
-        if source == "human" and label in names and not certifies(item_id) and item_id not in fit_ids
+        if source == "human" and label in names and item_id not in fit_ids
     ]
     fitted = fit_stacked(
         teacher=_raw(fitting),
@@ -220,32 +270,36 @@ def expected_reviews_to_target(
     session: Session, task: Task, *, reviews: Sequence[UniformReview], min_reviews: int
 ) -> int | None:
     """More uniform reviews the task needs before a look can certify a threshold accepting its target coverage,
-    judged with its newest labeler on the certification half so far; None without a target or a labeler, or when
+    judged with its last looked labeler on the reviews it never saw; None without a target or a look, or when
     that labeler's error above the target's threshold already reaches epsilon."""
-    return _expected_reviews(task, labelers.latest(session, task_id=task.id), reviews, min_reviews=min_reviews)
+    needed = _expected_reviews(session, task, reviews, min_reviews=min_reviews)
+    newest = labelers.latest(session, task_id=task.id)
+    if needed is None or newest is None:
+        return needed
+    return max(0, needed - len(_fresh(newest, _usable(reviews, tasks.label_names(task)))))
 
 
 def _expected_reviews(
-    task: Task, newest: LabelerVersion | None, reviews: Sequence[UniformReview], *, min_reviews: int
+    session: Session, task: Task, reviews: Sequence[UniformReview], *, min_reviews: int
 ) -> int | None:
-    if task.target_coverage is None or newest is None:
+    """The fresh slice the next look needs to certify the target, judged from the last looked labeler."""
+    looked = labelers.latest(session, task_id=task.id, looked=True)
+    if task.target_coverage is None or looked is None:
         return None
     names = tasks.label_names(task)
-    usable = _usable(reviews, names)
-    certifying = [r for r in usable if certifies(r.item_id)]
-    if not certifying:
+    fresh = _fresh(looked, _usable(reviews, names))
+    if not fresh:
         return None
-    probs = _labeler(newest).probs(_raw(certifying), _embeddings(certifying))
-    needed = expected_reviews(
+    probs = _labeler(looked).probs(_raw(fresh), _embeddings(fresh))
+    return expected_reviews(
         confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in certifying]),
+        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fresh]),
         target_coverage=task.target_coverage,
         epsilon=task.epsilon,
         delta=task.delta,
         min_reviews=min_reviews,
-        next_look=newest.look + 1,
+        next_look=looked.look + 1,
     )
-    return None if needed is None else max(0, needed - len(usable))
 
 
 def rescore_queue(session: Session, task: Task, now: Applied) -> int:

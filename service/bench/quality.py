@@ -131,7 +131,7 @@ def run_quality_bench(
 
     ``labeled`` are (text, label) pairs labeled before the run (the teacher's few-shot pool) and
     ``labeled_scores`` the teacher's (leave-one-out) scores of them: every method gets them as human labels, and
-    the certified labelers split them into a fit half and a certification half (see stacked_run). ``embed``
+    the certified labelers fit their first candidate on them (see stacked_run). ``embed``
     gives the MiniLM embeddings the probe and the active-learning baseline read. ``limit`` keeps a seeded random
     subset of that many items; ``name`` is the dataset's name in the report (default: the file's).
     """

@@ -1,12 +1,12 @@
 """One simulated labeling run of the certified labeler as the service runs it, and the active-learning baseline.
 
-The certified run (``run_certified``): labeled items are split in two by a fixed rule, a fit half that trains the
-labeler (the embedding probe, and the stack over the probe and the teacher, pipeline/stacking.fit_stacked) and a
-certification half that is only ever scored by a labeler that never saw it. Looks happen as in the service: when
-the certification half reaches m, 2m, 4m, ... items (uniform draws from the budget grow both halves in turn), look
-j certifying at delta / 2^(j+1). Cold start ends at a certified look, when the budget is spent, or when the target
-coverage is out of reach; what budget is left goes to the labels likeliest wrong, accepted or not. Items neither
-reviewed nor accepted get the label of the labeler refitted on every human label.
+The certified run (``run_certified``) runs the looks as the service does (pipeline/certification.py): a candidate
+labeler (the embedding probe, and the stack over the probe and the teacher, pipeline/stacking.fit_stacked) is
+fitted on every label there is, the items labeled before the run included, then tested at look j on the m * 2^j
+uniform reviews drawn after it (its fresh slice), at level delta / 2^(j+1); a failed look fits the next candidate
+on everything, the slice included. Cold start ends at a certified look, when the next look is beyond the budget,
+or when the target coverage is out of reach; what budget is left goes to the labels likeliest wrong, accepted or
+not. Items neither reviewed nor accepted get the label of the labeler refitted on every human label.
 
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig
-from service.pipeline.certification import expected_reviews, look_delta, look_size
+from service.pipeline.certification import DEFAULT_COVERAGE, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
@@ -43,49 +43,49 @@ def run_certified(
     n, k = pool.probs.shape
     budget = min(config.review_budget, n)
     known_emb, known_labels, known_probs = _known(pool, rng)
-    # Labeled items alternate between the halves, then uniform draws from the budget do, as the service's hash does.
-    fit_side = np.arange(known_labels.size) % 2 == 0
-    fit = _Labeled(known_probs[fit_side], _rows(known_emb, fit_side), known_labels[fit_side])
-    cert = _Labeled(known_probs[~fit_side], _rows(known_emb, ~fit_side), known_labels[~fit_side])
+    labeled = _Labeled(known_probs, known_emb, known_labels)
     draws = rng.permutation(n)
     drawn = 0
-    labeler: StackedLabeler | None = None
+    candidate: StackedLabeler | None = None
+    through = 0
+    """Labels the candidate was fitted on: its fresh slice is every label after them."""
     policy = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
     look = 0
     while True:
-        size = look_size(look, epsilon=config.epsilon, delta=config.delta, min_reviews=config.min_reviews)
-        # Cold start: uniform reviews until the certification half reaches the look's size or the budget runs out.
-        while cert.labels.size < size and drawn < budget:
-            i = draws[drawn : drawn + 1]
-            half = cert if drawn % 2 else fit
-            grown = half.plus(pool.probs[i], _rows(pool.embeddings, i), reviewer[i])
-            fit, cert = (fit, grown) if drawn % 2 else (grown, cert)
-            drawn += 1
-        if cert.labels.size < size:
-            break
-        # The look sees the halves as they stood when the certification half reached its size.
-        labeler, policy = _look(
-            fit.head(size), cert.head(size), config, k, sources, delta=look_delta(look, delta=config.delta)
+        size = look_size(
+            look,
+            epsilon=config.epsilon,
+            delta=config.delta,
+            min_reviews=config.min_reviews,
+            target_coverage=config.target_coverage,
         )
-        if policy.threshold is not None or not _in_reach(labeler, cert.head(size), config, look, known_labels.size):
-            break
-        look += 1
+        # Candidate 0 waits for a look's worth of labels to fit on; candidate j for a fresh slice of its size.
+        want = size if candidate is None else through + size
+        if labeled.labels.size >= want:
+            if candidate is None:
+                candidate, through = _fit(labeled, k, sources), labeled.labels.size
+                continue
+            policy = _look(candidate, labeled.head(want), through, config, delta=look_delta(look, delta=config.delta))
+            if policy.threshold is not None or not _in_reach(
+                candidate, labeled, through, want, config, look, budget - drawn
+            ):
+                break
+            candidate, through, look = _fit(labeled.head(want), k, sources), want, look + 1
+            continue
+        if want - labeled.labels.size > budget - drawn:
+            break  # the look is out of the budget's reach: cold-start draws would buy no certificate
+        # Cold start: a uniform review.
+        i = draws[drawn : drawn + 1]
+        labeled = labeled.plus(pool.probs[i], _rows(pool.embeddings, i), reviewer[i])
+        drawn += 1
     uniform = draws[:drawn].astype(np.int64)
-    if labeler is None:
-        labeler = fit_stacked(
-            teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
-        )
-    probs = labeler.predict(pool.probs, pool.embeddings)
-    machine, confidence = probs.argmax(axis=1).astype(np.int64), probs.max(axis=1)
+    certified = candidate if candidate is not None and policy.threshold is not None else None
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
     # After cold start the queue is ordered by a labeler refitted on every uniform label (the service's newest
     # labeler; only acceptance waits for a certified one). The rest of the budget goes to the labels likeliest
     # wrong, accepted ones included: a label above the threshold is safe enough to keep, not too good to check.
-    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
-    newest = fit_stacked(
-        teacher=labeled.teacher, embeddings=labeled.embeddings, labels=labeled.labels, n_labels=k, sources=sources
-    ).predict(pool.probs, pool.embeddings)
+    newest = _fit(labeled, k, sources).predict(pool.probs, pool.embeddings)
     waiting = np.flatnonzero(~reviewed)
     priority = np.array(
         [review_priority(wrong_chance=1.0 - float(newest[i].max()), density=float(pool.density[i])) for i in waiting]
@@ -94,8 +94,13 @@ def run_certified(
     spent = queue[: budget - uniform.size].astype(np.int64)
     order = np.concatenate([uniform, spent]).astype(np.int64)
     reviewed[spent] = True
-    vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
-    accepted = ~reviewed & ~vetoed & (confidence >= (policy.threshold if policy.threshold is not None else np.inf))
+    accepted = np.zeros(n, dtype=bool)
+    machine = newest.argmax(axis=1).astype(np.int64)
+    if certified is not None and policy.threshold is not None:
+        probs = certified.predict(pool.probs, pool.embeddings)
+        machine = probs.argmax(axis=1).astype(np.int64)
+        vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
+        accepted = ~reviewed & ~vetoed & (probs.max(axis=1) >= policy.threshold)
     # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
     best = fit_stacked(
         teacher=labeled.teacher,
@@ -120,6 +125,12 @@ def run_certified(
     )
 
 
+def _fit(labeled: _Labeled, k: int, sources: Sequence[str]) -> StackedLabeler:
+    return fit_stacked(
+        teacher=labeled.teacher, embeddings=labeled.embeddings, labels=labeled.labels, n_labels=k, sources=sources
+    )
+
+
 @dataclass(frozen=True)
 class _Labeled:
     teacher: FloatArray
@@ -131,52 +142,57 @@ class _Labeled:
             self.teacher[:size], None if self.embeddings is None else self.embeddings[:size], self.labels[:size]
         )
 
+    def tail(self, start: int) -> _Labeled:
+        return _Labeled(
+            self.teacher[start:], None if self.embeddings is None else self.embeddings[start:], self.labels[start:]
+        )
+
     def plus(self, teacher: FloatArray, embeddings: FloatArray | None, labels: IntArray) -> _Labeled:
         stacked = None if self.embeddings is None or embeddings is None else np.vstack([self.embeddings, embeddings])
         return _Labeled(np.vstack([self.teacher, teacher]), stacked, np.concatenate([self.labels, labels]))
 
 
-def _look(
-    fit: _Labeled, cert: _Labeled, config: RunConfig, k: int, sources: Sequence[str], *, delta: float
-) -> tuple[StackedLabeler, Policy]:
-    """Fit the labeler on ``fit`` and certify its threshold on ``cert``, which it never saw, at level ``delta``."""
-    labeler = fit_stacked(
-        teacher=fit.teacher, embeddings=fit.embeddings, labels=fit.labels, n_labels=k, sources=sources
-    )
-    probs = labeler.predict(cert.teacher, cert.embeddings)
+def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunConfig, *, delta: float) -> Policy:
+    """Certify ``labeler``'s threshold at level ``delta`` on its fresh slice, the labels after the first
+    ``through`` (which it was fitted on)."""
+    fresh = labeled.tail(through)
+    probs = labeler.predict(fresh.teacher, fresh.embeddings)
     limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
     # Neighbours and distance as the service measures them for a routed item: against every human label, the
     # item's own left out.
-    own_rows = fit.labels.size + np.arange(cert.labels.size, dtype=np.int64)
-    labeled = fit.plus(cert.teacher, cert.embeddings, cert.labels)
-    policy = fit_policy(
+    own_rows = through + np.arange(fresh.labels.size, dtype=np.int64)
+    return fit_policy(
         confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == cert.labels,
-        vetoed=_vetoed(cert.embeddings, probs.argmax(axis=1).astype(np.int64), labeled, own_rows, limits),
+        correct=probs.argmax(axis=1) == fresh.labels,
+        vetoed=_vetoed(fresh.embeddings, probs.argmax(axis=1).astype(np.int64), labeled, own_rows, limits),
         epsilon=config.epsilon,
         delta=delta,
         audit_share=config.audit_share,
-        min_reviews=min(config.min_reviews, cert.labels.size),
+        min_reviews=min(config.min_reviews, fresh.labels.size),
+        start_share=config.target_coverage if config.target_coverage is not None else DEFAULT_COVERAGE,
     )
-    return labeler, policy
 
 
-def _in_reach(labeler: StackedLabeler, cert: _Labeled, config: RunConfig, look: int, labeled_before: int) -> bool:
-    """Whether a later look can be expected to certify the target coverage within the budget (the service's
-    task_policy._target_in_reach): if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
+def _in_reach(
+    labeler: StackedLabeler, labeled: _Labeled, through: int, upto: int, config: RunConfig, look: int, left: int
+) -> bool:
+    """After a look that certified nothing: whether a later look can be expected to certify the target coverage
+    with the ``left`` reviews of the budget (the service's task_policy._target_in_reach), judged from the failed
+    candidate on its slice; if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
     if config.target_coverage is None:
         return True
-    probs = labeler.predict(cert.teacher, cert.embeddings)
+    fresh = labeled.head(upto).tail(through)
+    probs = labeler.predict(fresh.teacher, fresh.embeddings)
     needed = expected_reviews(
         confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == cert.labels,
+        correct=probs.argmax(axis=1) == fresh.labels,
         target_coverage=config.target_coverage,
         epsilon=config.epsilon,
         delta=config.delta,
         min_reviews=config.min_reviews,
         next_look=look + 1,
     )
-    return needed is not None and needed <= labeled_before + config.review_budget
+    return needed is not None and needed <= left
 
 
 def _vetoed(

@@ -1,18 +1,22 @@
-"""How the certificate stays valid while reviews keep arriving: which reviews certify, when a look happens, what
-each look may spend of delta, and how many more reviews a target needs.
+"""How the certificate stays valid while reviews keep arriving: which reviews test a labeler, when a look happens,
+what each look may spend of delta, and how many more reviews a target needs.
 
-Uniform reviews (cold-start draws and audits, both drawn at random among routed items and shown blind) are split
-for good by a hash of the item id: the fit half trains the labeler, the certification half only ever tests it. A
-labeler is fitted on the fit half and tested once, at a look, on a certification half it never saw, so its scores
-there are those of new items. Looks happen when the certification half reaches m, 2m, 4m, ... items, and look j
-tests at level delta / 2^(j+1): the levels sum to delta, so the chance that any look ever certifies a threshold
-whose error exceeds epsilon is at most delta (a union bound over looks, valid whatever the data did between
-them). Between looks the labeler and its threshold are frozen, so what is applied is exactly what was certified.
+A labeler is fitted once (a *candidate*) on every human label there is at that moment, then frozen. It is tested
+only on uniform reviews (cold-start draws and audits, drawn at random among routed items and shown blind) whose
+first human label came after it was fitted: its fresh slice. Those items were drawn independently of it and it
+never saw their labels, so its confidences there are those of new items. Candidate j is tested once, when its
+slice reaches m * 2^j items, at level delta / 2^(j+1); if that look certifies nothing, candidate j+1 is fitted on
+every label, the slice included, and waits for a slice of its own. The levels sum to delta, so the chance that
+any look ever certifies a threshold whose error exceeds epsilon is at most delta (a union bound over looks, valid
+whatever the data did between them). A certified candidate is applied exactly as it was tested.
+
+Every label goes into the next candidate (a hash split would keep half of them out of every fit), and a look
+tests the best labeler there was when its slice began. m is the fewest reviews in which a clean labeler could
+certify the target coverage at the first look's level: fewer could not certify it whatever they showed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -20,11 +24,8 @@ import numpy.typing as npt
 
 from service.pipeline.policy import clopper_pearson_upper, min_certifiable
 
-
-def certifies(item_id: int) -> bool:
-    """Whether a uniform review of this item belongs to the certification half (else to the fit half). Fixed per
-    item, independent of its text, label and scores."""
-    return hashlib.sha256(f"certify:{item_id}".encode()).digest()[0] % 2 == 1
+DEFAULT_COVERAGE = 0.5
+"""The coverage looks are sized for when a task states no target."""
 
 
 def look_delta(look: int, *, delta: float) -> float:
@@ -32,11 +33,13 @@ def look_delta(look: int, *, delta: float) -> float:
     return delta * 0.5 ** (look + 1)
 
 
-def look_size(look: int, *, epsilon: float, delta: float, min_reviews: int) -> int:
-    """Certification-half size at which look ``look`` happens: m * 2^look, where m is the fewest items that could
-    certify epsilon at the first look's level (and at least ``min_reviews``)."""
-    first = max(min_reviews, min_certifiable(epsilon=epsilon, delta=look_delta(0, delta=delta)))
-    return first << look
+def look_size(look: int, *, epsilon: float, delta: float, min_reviews: int, target_coverage: float | None) -> int:
+    """Fresh-slice size at which look ``look`` happens: m * 2^look, where m is the fewest reviews in which
+    ``target_coverage`` of them (DEFAULT_COVERAGE without a target), all correct, certify epsilon at the first
+    look's level, and at least ``min_reviews``."""
+    share = target_coverage if target_coverage is not None else DEFAULT_COVERAGE
+    accepted = min_certifiable(epsilon=epsilon, delta=look_delta(0, delta=delta))
+    return max(min_reviews, math.ceil(accepted / share)) << look
 
 
 def expected_reviews(
@@ -49,14 +52,14 @@ def expected_reviews(
     min_reviews: int,
     next_look: int,
 ) -> int | None:
-    """Uniform reviews in all (both halves) a look needs to certify a threshold that accepts ``target_coverage`` of
-    the items, judged from the certification half so far (``confidences`` of its items under the latest labeler,
-    ``correct`` whether that labeler was right). None when the labeler's error above that threshold already
-    reaches epsilon: more reviews of the same labeler cannot certify it.
+    """Fresh uniform reviews the next look that can certify ``target_coverage`` needs, judged from honest
+    ``confidences`` of a labeler (on items it never saw) and ``correct``, whether it was right there. None when
+    its error above the target's threshold already reaches epsilon: more reviews of such a labeler cannot certify
+    it.
 
     The error rate above the threshold is estimated with one error added (so a clean sample does not promise
-    too much); the certification half must hold enough accepted items for the Clopper-Pearson bound at the
-    look's level to fall under epsilon, and the fit half grows as fast.
+    too much); the look's slice must hold enough accepted items for the Clopper-Pearson bound at its level to
+    fall under epsilon.
     """
     conf = np.asarray(confidences, dtype=np.float64)
     right = np.asarray(correct, dtype=bool)
@@ -67,12 +70,10 @@ def expected_reviews(
     rate = (float((~right[above]).sum()) + 1.0) / (float(above.sum()) + 1.0)
     if rate >= epsilon:
         return None
-    look = next_look
-    while look < 30:
-        size = look_size(look, epsilon=epsilon, delta=delta, min_reviews=min_reviews)
+    for look in range(next_look, 30):
+        size = look_size(look, epsilon=epsilon, delta=delta, min_reviews=min_reviews, target_coverage=target_coverage)
         accepted = max(1, math.floor(size * target_coverage))
         errors = math.floor(rate * accepted)
         if clopper_pearson_upper(errors=errors, n=accepted, delta=look_delta(look, delta=delta)) <= epsilon:
-            return 2 * size
-        look += 1
+            return size
     return None

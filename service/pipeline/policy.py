@@ -119,6 +119,7 @@ def fit_policy(
     grid: tuple[float, ...] = DEFAULT_GRID,
     pool_confidences: npt.ArrayLike | None = None,
     pool_vetoed: npt.ArrayLike | None = None,
+    start_share: float = 0.5,
 ) -> Policy:
     """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
 
@@ -133,9 +134,10 @@ def fit_policy(
     valid (Clopper-Pearson) p-value. Thresholds are tested from the highest down, each at level delta, and
     testing stops at the first one not rejected; this controls the chance of certifying any threshold whose
     risk exceeds epsilon at delta, without assuming the risk is monotone in t. Testing starts at the highest
-    grid threshold accepting at least max(m, min(3m, n/2)) reviewed items, m = ``min_certifiable``: higher
-    ones hold too few items to be rejected, or to survive a single error. The start depends only on the
-    confidences, never on correctness.
+    grid threshold accepting at least max(m, min(3m, s * n)) reviewed items, m = ``min_certifiable`` and s =
+    ``start_share`` (the task's target coverage, or a half): higher ones hold too few items to be rejected, or
+    to survive a single error, and a start below the target would spend the sequence where it is not wanted.
+    The start depends only on the confidences, never on correctness.
 
     When the items to be routed are known (``pool_confidences`` and ``pool_vetoed`` of the unreviewed
     items, as in a batch or the benchmark), the null is instead about the realised error of exactly the
@@ -182,7 +184,7 @@ def fit_policy(
     # Start where a few errors can still be absorbed: the top thresholds hold so few items that a single
     # error there would end the sequence before the well-populated thresholds are reached.
     n_min = min_certifiable(epsilon=epsilon, delta=delta)
-    n_start = max(n_min, min(3 * n_min, int(eligible.sum()) // 2))
+    n_start = max(n_min, min(3 * n_min, int(start_share * int(eligible.sum()))))
     certified: tuple[float, float] | None = None
     for threshold in sorted(set(grid), reverse=True):
         accepted = eligible & (conf >= threshold)

@@ -47,6 +47,8 @@ class UniformReview:
     embedding: npt.NDArray[np.float32] | None
     human: str
     """The latest human label: the truth."""
+    label_id: int
+    """The item's first human label (labels.id): a labeler fitted through an earlier label never saw this one."""
     machine: str
     """The label the machine gave it when it was routed."""
     vetoed: bool
@@ -60,10 +62,12 @@ def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
     """The task's uniform reviews with the teacher's scores, oldest first; items the student labeled alone are
     left out (the student's labels are routed by its own threshold, certified on gold at training time)."""
     humans: dict[int, str] = {}
+    first: dict[int, int] = {}
     for label in session.scalars(
         select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id)
     ):
         humans[label.item_id] = label.label
+        first.setdefault(label.item_id, label.id)
     if not humans:
         return []
     rows = session.execute(
@@ -84,6 +88,7 @@ def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
                 raw_probs=tuple(float(p) for p in prediction.raw_probs),
                 embedding=np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None,
                 human=humans[decision.item_id],
+                label_id=first[decision.item_id],
                 machine=prediction.label,
                 vetoed=bool(reasons & VETO_REASONS),
                 audit="audit_sample" in reasons,

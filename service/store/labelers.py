@@ -1,48 +1,65 @@
-"""Labeler versions: the stack and probe fitted at each look and the threshold certified for them."""
+"""Labeler candidates: the stack and probe fitted before each look, and what the look certified for them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.tables import LabelerVersion
+from service.tables import Label, LabelerVersion, utcnow
 
 
-def latest(session: Session, *, task_id: int, certified: bool = False) -> LabelerVersion | None:
-    """The newest labeler of the task (only those with a certified threshold when ``certified``)."""
+def latest(session: Session, *, task_id: int, certified: bool = False, looked: bool = False) -> LabelerVersion | None:
+    """The newest labeler of the task (only those with a certified threshold when ``certified``, only those whose
+    look has happened when ``looked``)."""
     query = select(LabelerVersion).where(LabelerVersion.task_id == task_id)
     if certified:
         query = query.where(LabelerVersion.threshold.is_not(None))
+    if looked:
+        query = query.where(LabelerVersion.looked_at.is_not(None))
     return session.scalar(query.order_by(LabelerVersion.look.desc()).limit(1))
 
 
-def add(
+def looks_done(session: Session, *, task_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count()).where(LabelerVersion.task_id == task_id, LabelerVersion.looked_at.is_not(None))
+        )
+        or 0
+    )
+
+
+def newest_human_label(session: Session, *, task_id: int) -> int:
+    """The id of the task's newest human label (0 before any): what a labeler fitted now has seen."""
+    return session.scalar(select(func.max(Label.id)).where(Label.task_id == task_id, Label.source == "human")) or 0
+
+
+def add_candidate(
     session: Session,
     *,
     task_id: int,
     look: int,
     stack: dict[str, Any],
     probe: dict[str, Any] | None,
-    threshold: float | None,
-    error_bound: float | None,
     delta_spent: float,
     fitted_on: int,
-    certified_on: int,
+    fitted_through: int,
 ) -> LabelerVersion | None:
-    """Store the labeler of a look; None when another worker stored that look first (the look is theirs)."""
+    """Store the candidate that look ``look`` will test; None when another worker stored it first (theirs
+    stands)."""
     row = LabelerVersion(
         task_id=task_id,
         look=look,
         stack=stack,
         probe=probe,
-        threshold=threshold,
-        error_bound=error_bound,
+        threshold=None,
+        error_bound=None,
         delta_spent=delta_spent,
         fitted_on=fitted_on,
-        certified_on=certified_on,
+        certified_on=0,
+        fitted_through=fitted_through,
     )
     try:
         with session.begin_nested():
@@ -50,3 +67,18 @@ def add(
     except IntegrityError:
         return None
     return row
+
+
+def record_look(
+    session: Session, row: LabelerVersion, *, threshold: float | None, error_bound: float | None, certified_on: int
+) -> bool:
+    """Record the candidate's one look; False when another worker recorded it first (theirs stands: a look is
+    never taken twice)."""
+    done = session.execute(
+        update(LabelerVersion)
+        .where(LabelerVersion.id == row.id, LabelerVersion.looked_at.is_(None))
+        .values(threshold=threshold, error_bound=error_bound, certified_on=certified_on, looked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row)
+    return bool(getattr(done, "rowcount", 0))

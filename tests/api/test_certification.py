@@ -1,5 +1,6 @@
-"""The guarantee as the running service applies it: a labeler is certified at a look on confidences recomputed with
-that labeler from the stored inputs of reviews it never saw, and uniform draws are served blind. On both stores."""
+"""The guarantee as the running service applies it: a labeler fitted before its look is certified on confidences
+recomputed with it from the stored inputs of the uniform reviews labeled after it (its fresh slice), and uniform
+draws are served blind. On both stores."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service import db
 from service.jobs.context import WorkerContext
-from service.pipeline.certification import certifies, look_delta, look_size
+from service.pipeline.certification import look_delta, look_size
 from service.pipeline.policy import fit_policy
 from service.pipeline.probe import Probe
 from service.pipeline.stacking import Stack
@@ -44,9 +45,15 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
         task = tasks.get_task(session, "sms")
         row = labelers.latest(session, task_id=task.id, certified=True)
         assert row is not None, "the cold-start reviews certify a threshold"
-        reviews = [r for r in history.uniform_reviews(session, task_id=task.id) if certifies(r.item_id)]
-    assert row.look == 0 and row.delta_spent == look_delta(0, delta=0.1)
-    assert len(reviews) == row.certified_on >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30)
+        uniform = history.uniform_reviews(session, task_id=task.id)
+    assert row.fitted_through is not None and row.looked_at is not None
+    reviews = [r for r in uniform if r.label_id > row.fitted_through]
+    seen_by_it = [r for r in uniform if r.label_id <= row.fitted_through]
+    assert len(seen_by_it) >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+    assert row.fitted_on == sum(r.current_regime for r in seen_by_it), "fitted on every label there was"
+    assert row.delta_spent == look_delta(row.look, delta=0.1)
+    size = look_size(row.look, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+    assert len(reviews) == row.certified_on >= size, "tested on its whole fresh slice, once it reached the look's size"
 
     # Recompute the certifying items' confidences with the stored labeler from their stored inputs.
     stack = Stack.from_json(row.stack)
@@ -85,7 +92,7 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
         )
     assert seen["audit"] > 0
     quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
-    assert quality["labeler"]["look"] == 0 and quality["threshold"] == row.threshold
+    assert quality["labeler"]["look"] == row.look and quality["threshold"] == row.threshold
     assert quality["audit_reviews"] == seen["audit"] + sum(r.audit for r in reviews)
     status = client.get(batch["url"], headers=client_headers).json()
     assert status["counts"]["accepted"] > 0

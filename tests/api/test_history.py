@@ -76,17 +76,20 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
         task, created = _scored_items(session, rows, state="review")
         for item in created:
             review.enqueue(session, item=item, priority=0.5, explanation="")
-        labelers.add(
+        candidate = labelers.add_candidate(
             session,
             task_id=task.id,
             look=0,
             stack={"sources": ["teacher"], "weights": [1.0], "bias": [0.0, 0.0]},
             probe=None,
-            threshold=0.8,
-            error_bound=0.04,
             delta_spent=0.05,
             fitted_on=40,
-            certified_on=40,
+            fitted_through=0,
+        )
+        assert candidate is not None
+        assert labelers.record_look(session, candidate, threshold=0.8, error_bound=0.04, certified_on=40)
+        assert not labelers.record_look(session, candidate, threshold=0.5, error_bound=0.09, certified_on=80), (
+            "a look is taken once"
         )
     with transaction(sessions) as session:
         task = tasks.get_task(session, "t")

@@ -9,6 +9,7 @@ from service.bench.quality import METHODS, cached_scores, content_key, quality_t
 from service.bench.quality_sim import Pool, RunConfig, simulate_reviewer
 from service.bench.stacked_run import run_active_learning, run_certified
 from service.errors import Invalid
+from service.pipeline.certification import look_size
 
 
 class SyntheticTeacher:
@@ -201,30 +202,32 @@ CONFIG = RunConfig(
 )
 
 
+FIRST_LOOK = look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+
+
 def test_a_useless_teacher_is_outweighed_by_the_probe() -> None:
     rng = np.random.default_rng(5)
     gold = rng.integers(0, 2, 600)
     coin = rng.dirichlet([1, 1], 600)  # the teacher knows nothing
     pool = _pool(coin, gold, rng, labeled=200)
-    stacked = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher", "probe"))
-    alone = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher",))
+    config = replace_budget(FIRST_LOOK + 20)
+    stacked = run_certified(pool, config, np.random.default_rng(0), gold, sources=("teacher", "probe"))
+    alone = run_certified(pool, config, np.random.default_rng(0), gold, sources=("teacher",))
     assert (stacked.final == gold).mean() > 0.95 > 0.7 > (alone.final == gold).mean()
-    assert stacked.accepted.mean() > 0.5 and stacked.cold_start_reviews == 0, "the labeled pool certifies alone"
+    assert stacked.accepted.mean() > 0.5, "the first candidate, fitted on the labeled pool, certifies on its slice"
+    assert stacked.cold_start_reviews == FIRST_LOOK, "cold start ends at the certified look"
     assert (stacked.machine[stacked.accepted] == gold[stacked.accepted]).mean() >= 0.9
 
 
-def test_the_certification_half_is_never_seen_by_the_labeler_it_certifies() -> None:
-    """Labels of the certification half are scrambled: a labeler that saw them would still look good on them, an
-    honest one finds it fails there and certifies nothing."""
+def test_a_look_tests_the_candidate_on_labels_it_never_saw() -> None:
+    """The reviewer contradicts the labeled pool on every item: a candidate fitted on the pool and tested on the
+    reviews labeled after it finds itself wrong there and certifies nothing (one that had seen them would not)."""
     rng = np.random.default_rng(6)
     gold = rng.integers(0, 2, 400)
     pool = _pool(rng.dirichlet([1, 1], 400), gold, rng, labeled=200)
-    assert pool.labeled_labels is not None
-    order = np.random.default_rng(0).permutation(200)  # the run's order of the labeled pool
-    scrambled = pool.labeled_labels.copy()
-    scrambled[order[1::2]] = 1 - scrambled[order[1::2]]
-    broken = Pool(**{**pool.__dict__, "labeled_labels": scrambled})
-    outcome = run_certified(broken, replace_budget(0), np.random.default_rng(0), gold, sources=("teacher", "probe"))
+    config = replace_budget(FIRST_LOOK)
+    outcome = run_certified(pool, config, np.random.default_rng(0), 1 - gold, sources=("teacher", "probe"))
+    assert outcome.cold_start_reviews == FIRST_LOOK, "the look happened"
     assert outcome.error_bound is None and not outcome.accepted.any()
 
 
@@ -247,9 +250,14 @@ def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() ->
     rng = np.random.default_rng(8)
     gold = rng.integers(0, 2, 500)
     pool = _pool(rng.dirichlet([1, 1], 500), gold, rng, labeled=200)
-    aiming = RunConfig(**{**CONFIG.__dict__, "target_coverage": 0.9})
-    # The teacher alone knows nothing: the first look fails, and no later one can certify 90% coverage.
+    budget = 3 * FIRST_LOOK
+    aiming = RunConfig(**{**replace_budget(budget).__dict__, "target_coverage": 0.6})
+    first = look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=0.6)
+    # The teacher alone knows nothing: the first look fails, and no later one can certify 60% coverage.
     stopped = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher",))
-    drawing = run_certified(pool, CONFIG, np.random.default_rng(0), gold, sources=("teacher",))
-    assert stopped.cold_start_reviews == 0 and stopped.review_order.size == CONFIG.review_budget
-    assert drawing.cold_start_reviews == CONFIG.review_budget
+    drawing = run_certified(pool, replace_budget(budget), np.random.default_rng(0), gold, sources=("teacher",))
+    assert stopped.cold_start_reviews == first and stopped.review_order.size == budget
+    assert drawing.cold_start_reviews == budget, "without a target, cold start goes on to the next look (58 + 116)"
+    short = replace_budget(FIRST_LOOK - 1)
+    unaffordable = run_certified(pool, short, np.random.default_rng(0), gold, sources=("teacher",))
+    assert unaffordable.cold_start_reviews == 0, "a look beyond the budget is not worth a single uniform draw"

@@ -1,21 +1,17 @@
 import numpy as np
 
-from service.pipeline.certification import certifies, expected_reviews, look_delta, look_size
+from service.pipeline.certification import expected_reviews, look_delta, look_size
 from service.pipeline.policy import min_certifiable
-
-
-def test_the_split_is_fixed_per_item_and_about_even() -> None:
-    halves = [certifies(item_id) for item_id in range(10_000)]
-    assert 0.47 < np.mean(halves) < 0.53
-    assert halves == [certifies(item_id) for item_id in range(10_000)]
 
 
 def test_looks_spend_at_most_delta_in_all_and_double_in_size() -> None:
     assert sum(look_delta(j, delta=0.1) for j in range(60)) <= 0.1
-    first = look_size(0, epsilon=0.05, delta=0.1, min_reviews=30)
-    assert first == min_certifiable(epsilon=0.05, delta=0.05) == 59
-    assert look_size(3, epsilon=0.05, delta=0.1, min_reviews=30) == 8 * first
-    assert look_size(0, epsilon=0.2, delta=0.1, min_reviews=30) == 30, "never below min_reviews"
+    first = look_size(0, epsilon=0.05, delta=0.1, min_reviews=30, target_coverage=0.6)
+    assert min_certifiable(epsilon=0.05, delta=0.05) == 59
+    assert first == 99, "the fewest reviews whose 60%, all correct, certify 0.05 at the first look's level"
+    assert look_size(3, epsilon=0.05, delta=0.1, min_reviews=30, target_coverage=0.6) == 8 * first
+    assert look_size(0, epsilon=0.05, delta=0.1, min_reviews=30, target_coverage=None) == 118, "half by default"
+    assert look_size(0, epsilon=0.3, delta=0.1, min_reviews=30, target_coverage=1.0) == 30, "never below min_reviews"
 
 
 def test_expected_reviews_grow_with_the_error_and_the_target() -> None:
@@ -30,7 +26,7 @@ def test_expected_reviews_grow_with_the_error_and_the_target() -> None:
     assert low is not None and high is not None and high <= low
     into_errors = expected_reviews(confidences=confidences, correct=clean, target_coverage=0.95, **common)
     assert into_errors is None or into_errors > high
-    assert low % 2 == 0, "both halves grow together"
+    assert low == look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=0.5) or low > 2 * 29
     noisy = clean & (rng.random(400) > 0.05)
     assert (expected_reviews(confidences=confidences, correct=noisy, target_coverage=0.5, **common) or 0) >= low
     hopeless = rng.random(400) > 0.2  # 20% wrong everywhere: no threshold reaches epsilon 0.1

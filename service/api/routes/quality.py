@@ -31,7 +31,6 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
         total=sum(count for state, count in counts.items() if state != "queued"),
         human_reviews=human,
     )
-    newest = labelers.latest(session, task_id=task_row.id)
     return QualityPublic(
         **asdict(summary),
         certified_on=applied.policy.fitted_on,
@@ -43,7 +42,7 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
             weights=list(applied.labeler.stack.weights),
             description=applied.labeler.stack.describe(),
         ),
-        looks=0 if newest is None else newest.look + 1,
+        looks=labelers.looks_done(session, task_id=task_row.id),
         review_budget=task_row.review_budget,
         reviews_left=None if task_row.review_budget is None else max(0, task_row.review_budget - human),
         target_coverage=task_row.target_coverage,

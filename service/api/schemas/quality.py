@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 
 class LabelerPublic(BaseModel):
-    look: int = Field(description="The look that fitted and certified it (0 is the first).")
+    look: int = Field(description="The look that certified it (0 is the first).")
     sources: list[str] = Field(description="What it combines: teacher, probe (on the embeddings), student.")
     weights: list[float] = Field(description="The weight of each source's log-probabilities.")
     description: str
@@ -25,14 +25,18 @@ class QualityPublic(BaseModel):
     total: int = Field(description="Items routed so far (scored, accepted or sent to review).")
     coverage: float = Field(description="Share of routed items whose machine label was accepted.")
     human_reviews: int
-    certified_on: int = Field(description="Uniform reviews (the certification half) the threshold was certified on.")
+    certified_on: int = Field(
+        description="Fresh uniform reviews (labeled after the labeler was fitted) the threshold was certified on."
+    )
     labeler: LabelerPublic | None = Field(description="The certified labeler that accepts items; null in cold start.")
-    looks: int = Field(description="Looks so far: each fits a labeler and tests it on reviews it never saw.")
+    looks: int = Field(
+        description="Looks so far: each tests a labeler fitted earlier on the uniform reviews labeled after it."
+    )
     review_budget: int | None = Field(description="Human reviews the task may spend; null for no limit.")
     reviews_left: int | None
     target_coverage: float | None = Field(description="The coverage the task aims for; null for none.")
     expected_reviews_to_target: int | None = Field(
         description="More uniform reviews expected before a look certifies a threshold that reaches the target "
         "coverage (0 when the reviews in hand should suffice at the next look); null without a target or a "
-        "labeler, or when the labeler's error above that threshold already reaches epsilon."
+        "look yet, or when the labeler's error above that threshold already reaches epsilon."
     )
