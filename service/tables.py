@@ -215,6 +215,9 @@ class LabelerVersion(Base):
     fitted_through: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """The newest human label (labels.id) it was fitted with; None for labelers from before fresh slices."""
     looked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expected_slice: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Fresh reviews its look was expected to need to certify the task's target coverage, from its cross-fitted
+    probabilities at fit time; None without a target, with too few labels to judge, or when out of reach."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -146,10 +146,9 @@ def _target_in_reach(
     have = len(usable) if newest is None else len(_fresh(newest, usable))
     if _look_size(task, 0 if newest is None else newest.look, min_reviews) - have > left:
         return False
-    if task.target_coverage is None or labelers.latest(session, task_id=task.id, looked=True) is None:
-        return True
-    needed = _expected_reviews(session, task, reviews, min_reviews=min_reviews)
-    return needed is not None and needed - have <= left
+    if task.target_coverage is None or newest is None or newest.fitted_on < FIT_MIN:
+        return True  # no target, or nothing yet to judge the labeler by
+    return newest.expected_slice is not None and newest.expected_slice - have <= left
 
 
 def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int) -> Calibration | None:
@@ -175,10 +174,10 @@ def run_look(
     newest = labelers.latest(session, task_id=task.id)
     if newest is None:
         if len(usable) >= _look_size(task, 0, min_reviews):
-            _add_candidate(session, task, 0, usable, pool, names)
+            _add_candidate(session, task, 0, usable, pool, names, min_reviews=min_reviews)
         return None
     if newest.looked_at is not None:
-        _add_candidate(session, task, newest.look + 1, usable, pool, names)
+        _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews)
         return None
     fresh = _fresh(newest, usable)
     if len(fresh) < _look_size(task, newest.look, min_reviews):
@@ -198,7 +197,7 @@ def run_look(
         session, newest, threshold=policy.threshold, error_bound=policy.error_bound, certified_on=len(fresh)
     ):
         return None
-    _add_candidate(session, task, newest.look + 1, usable, pool, names)
+    _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews)
     return newest
 
 
@@ -217,20 +216,47 @@ def _add_candidate(
     usable: Sequence[UniformReview],
     pool: LabeledPool,
     names: tuple[str, ...],
+    *,
+    min_reviews: int,
 ) -> None:
     """Fit the candidate look ``look`` will test, on every label there is now."""
     through = labelers.newest_human_label(session, task_id=task.id)
     fitting = [r for r in usable if r.current_regime and r.label_id <= through]
-    stack, probe = _fit(fitting, pool, names)
+    fitted = _fit(fitting, pool, names)
     labelers.add_candidate(
         session,
         task_id=task.id,
         look=look,
-        stack=stack.to_json(),
-        probe=probe.to_json() if probe is not None else None,
+        stack=fitted.stack.to_json(),
+        probe=fitted.probe.to_json() if fitted.probe is not None else None,
         delta_spent=look_delta(look, delta=task.delta),
         fitted_on=len(fitting),
         fitted_through=through,
+        expected_slice=_expected_slice(task, fitted, fitting, names, look=look, min_reviews=min_reviews),
+    )
+
+
+def _expected_slice(
+    task: Task,
+    fitted: StackedLabeler,
+    fitting: Sequence[UniformReview],
+    names: tuple[str, ...],
+    *,
+    look: int,
+    min_reviews: int,
+) -> int | None:
+    """The fresh slice the candidate's look is expected to need for the target coverage (see ``expected_reviews``),
+    from its cross-fitted probabilities on the reviews it was fitted on."""
+    if task.target_coverage is None or fitted.fit_probs is None:
+        return None
+    return expected_reviews(
+        confidences=fitted.fit_probs.max(axis=1),
+        correct=fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting]),
+        target_coverage=task.target_coverage,
+        epsilon=task.epsilon,
+        delta=task.delta,
+        min_reviews=min_reviews,
+        next_look=look,
     )
 
 
@@ -242,11 +268,11 @@ def _embeddings(reviews: Sequence[UniformReview]) -> FloatArray:
     return np.asarray([r.embedding for r in reviews], dtype=np.float64)
 
 
-def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> tuple[Stack, Probe | None]:
+def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> StackedLabeler:
     """The stack over the teacher and the probe, fitted on the uniform reviews; the probe also learns from every
     other human label (items reviewed for looking wrong teach the probe, but would bias the stack)."""
     if len(fitting) < FIT_MIN:
-        return Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), None
+        return StackedLabeler(stack=Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), probe=None)
     embeddings, _, labels = pool.arrays()
     fit_ids = {r.item_id for r in fitting}
     extra = [
@@ -263,43 +289,17 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
         extra_embeddings=embeddings[extra] if extra else None,
         extra_labels=np.asarray([names.index(labels[i]) for i in extra], dtype=np.int64) if extra else None,
     )
-    return fitted.stack, fitted.probe
+    return fitted
 
 
-def expected_reviews_to_target(
-    session: Session, task: Task, *, reviews: Sequence[UniformReview], min_reviews: int
-) -> int | None:
-    """More uniform reviews the task needs before a look can certify a threshold accepting its target coverage,
-    judged with its last looked labeler on the reviews it never saw; None without a target or a look, or when
-    that labeler's error above the target's threshold already reaches epsilon."""
-    needed = _expected_reviews(session, task, reviews, min_reviews=min_reviews)
+def expected_reviews_to_target(session: Session, task: Task, *, reviews: Sequence[UniformReview]) -> int | None:
+    """More uniform reviews the newest candidate's look is expected to need to certify the task's target coverage
+    (its ``expected_slice`` less the fresh reviews it already has); None without a target or a candidate, or when
+    the target is out of its reach."""
     newest = labelers.latest(session, task_id=task.id)
-    if needed is None or newest is None:
-        return needed
-    return max(0, needed - len(_fresh(newest, _usable(reviews, tasks.label_names(task)))))
-
-
-def _expected_reviews(
-    session: Session, task: Task, reviews: Sequence[UniformReview], *, min_reviews: int
-) -> int | None:
-    """The fresh slice the next look needs to certify the target, judged from the last looked labeler."""
-    looked = labelers.latest(session, task_id=task.id, looked=True)
-    if task.target_coverage is None or looked is None:
+    if task.target_coverage is None or newest is None or newest.expected_slice is None:
         return None
-    names = tasks.label_names(task)
-    fresh = _fresh(looked, _usable(reviews, names))
-    if not fresh:
-        return None
-    probs = _labeler(looked).probs(_raw(fresh), _embeddings(fresh))
-    return expected_reviews(
-        confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fresh]),
-        target_coverage=task.target_coverage,
-        epsilon=task.epsilon,
-        delta=task.delta,
-        min_reviews=min_reviews,
-        next_look=looked.look + 1,
-    )
+    return max(0, newest.expected_slice - len(_fresh(newest, _usable(reviews, tasks.label_names(task)))))
 
 
 def rescore_queue(session: Session, task: Task, now: Applied) -> int:

@@ -62,15 +62,14 @@ def run_certified(
         # Candidate 0 waits for a look's worth of labels to fit on; candidate j for a fresh slice of its size.
         want = size if candidate is None else through + size
         if labeled.labels.size >= want:
-            if candidate is None:
-                candidate, through = _fit(labeled, k, sources), labeled.labels.size
-                continue
-            policy = _look(candidate, labeled.head(want), through, config, delta=look_delta(look, delta=config.delta))
-            if policy.threshold is not None or not _in_reach(
-                candidate, labeled, through, want, config, look, budget - drawn
-            ):
+            if candidate is not None:
+                policy = _look(candidate, labeled, through, config, delta=look_delta(look, delta=config.delta))
+                if policy.threshold is not None:
+                    break
+                look += 1
+            candidate, through = _fit(labeled, k, sources), labeled.labels.size
+            if not _in_reach(candidate, labeled.labels, config, look, budget - drawn):
                 break
-            candidate, through, look = _fit(labeled.head(want), k, sources), want, look + 1
             continue
         if want - labeled.labels.size > budget - drawn:
             break  # the look is out of the budget's reach: cold-start draws would buy no certificate
@@ -173,24 +172,20 @@ def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunC
     )
 
 
-def _in_reach(
-    labeler: StackedLabeler, labeled: _Labeled, through: int, upto: int, config: RunConfig, look: int, left: int
-) -> bool:
-    """After a look that certified nothing: whether a later look can be expected to certify the target coverage
-    with the ``left`` reviews of the budget (the service's task_policy._target_in_reach), judged from the failed
-    candidate on its slice; if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
-    if config.target_coverage is None:
+def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look: int, left: int) -> bool:
+    """Whether the candidate can be expected to certify the target coverage with the ``left`` reviews of the budget
+    (the service's task_policy._target_in_reach), judged from its cross-fitted probabilities on what it was fitted
+    on; if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
+    if config.target_coverage is None or labeler.fit_probs is None:
         return True
-    fresh = labeled.head(upto).tail(through)
-    probs = labeler.predict(fresh.teacher, fresh.embeddings)
     needed = expected_reviews(
-        confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == fresh.labels,
+        confidences=labeler.fit_probs.max(axis=1),
+        correct=labeler.fit_probs.argmax(axis=1) == labels,
         target_coverage=config.target_coverage,
         epsilon=config.epsilon,
         delta=config.delta,
         min_reviews=config.min_reviews,
-        next_look=look + 1,
+        next_look=look,
     )
     return needed is not None and needed <= left
 

@@ -52,10 +52,10 @@ def expected_reviews(
     min_reviews: int,
     next_look: int,
 ) -> int | None:
-    """Fresh uniform reviews the next look that can certify ``target_coverage`` needs, judged from honest
-    ``confidences`` of a labeler (on items it never saw) and ``correct``, whether it was right there. None when
-    its error above the target's threshold already reaches epsilon: more reviews of such a labeler cannot certify
-    it.
+    """Fresh uniform reviews the next look that can certify ``target_coverage`` needs, judged from a labeler's
+    ``confidences`` on items it did not learn from (its cross-fitted ones on what it was fitted on, or a slice it
+    was tested on) and ``correct``, whether it was right there. None when its error above the target's threshold
+    already reaches epsilon: more reviews of such a labeler cannot certify it.
 
     The error rate above the threshold is estimated with one error added (so a clean sample does not promise
     too much); the look's slice must hold enough accepted items for the Clopper-Pearson bound at its level to

@@ -207,6 +207,9 @@ class StackedLabeler:
 
     stack: Stack
     probe: Probe | None
+    fit_probs: FloatArray | None = None
+    """(n, k) probabilities of the items it was fitted on, the probe's cross-fitted (only the stack's few weights
+    saw them): an estimate of how it will do on new items, for planning reviews, never for certifying."""
 
     def predict(self, teacher: FloatArray, embeddings: FloatArray | None) -> FloatArray:
         """(n, k) probabilities from the teacher's (n, k) raw scores and the items' (n, d) embeddings."""
@@ -252,4 +255,4 @@ def fit_stacked(
     if not inputs:
         inputs = {"teacher": teacher}
     stack = fit_stack(inputs=inputs, labels=labels)
-    return StackedLabeler(stack=stack, probe=probe if "probe" in stack.sources else None)
+    return StackedLabeler(stack=stack, probe=probe if "probe" in stack.sources else None, fit_probs=stack.apply(inputs))

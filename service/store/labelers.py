@@ -46,6 +46,7 @@ def add_candidate(
     delta_spent: float,
     fitted_on: int,
     fitted_through: int,
+    expected_slice: int | None,
 ) -> LabelerVersion | None:
     """Store the candidate that look ``look`` will test; None when another worker stored it first (theirs
     stands)."""
@@ -60,6 +61,7 @@ def add_candidate(
         fitted_on=fitted_on,
         certified_on=0,
         fitted_through=fitted_through,
+        expected_slice=expected_slice,
     )
     try:
         with session.begin_nested():

@@ -252,11 +252,12 @@ def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() ->
     pool = _pool(rng.dirichlet([1, 1], 500), gold, rng, labeled=200)
     budget = 3 * FIRST_LOOK
     aiming = RunConfig(**{**replace_budget(budget).__dict__, "target_coverage": 0.6})
-    first = look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=0.6)
-    # The teacher alone knows nothing: the first look fails, and no later one can certify 60% coverage.
+    # The teacher alone knows nothing: judged on the labeled pool, no look can certify 60% coverage.
     stopped = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher",))
     drawing = run_certified(pool, replace_budget(budget), np.random.default_rng(0), gold, sources=("teacher",))
-    assert stopped.cold_start_reviews == first and stopped.review_order.size == budget
+    assert stopped.cold_start_reviews == 0 and stopped.review_order.size == budget
+    reaching = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher", "probe"))
+    assert reaching.cold_start_reviews > 0 and reaching.accepted.mean() >= 0.5, "the probe can reach it: draws go on"
     assert drawing.cold_start_reviews == budget, "without a target, cold start goes on to the next look (58 + 116)"
     short = replace_budget(FIRST_LOOK - 1)
     unaffordable = run_certified(pool, short, np.random.default_rng(0), gold, sources=("teacher",))

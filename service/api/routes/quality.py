@@ -46,7 +46,5 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
         review_budget=task_row.review_budget,
         reviews_left=None if task_row.review_budget is None else max(0, task_row.review_budget - human),
         target_coverage=task_row.target_coverage,
-        expected_reviews_to_target=task_policy.expected_reviews_to_target(
-            session, task_row, reviews=reviews, min_reviews=min_reviews
-        ),
+        expected_reviews_to_target=task_policy.expected_reviews_to_target(session, task_row, reviews=reviews),
     )

@@ -36,7 +36,7 @@ class QualityPublic(BaseModel):
     reviews_left: int | None
     target_coverage: float | None = Field(description="The coverage the task aims for; null for none.")
     expected_reviews_to_target: int | None = Field(
-        description="More uniform reviews expected before a look certifies a threshold that reaches the target "
-        "coverage (0 when the reviews in hand should suffice at the next look); null without a target or a "
-        "look yet, or when the labeler's error above that threshold already reaches epsilon."
+        description="More uniform reviews the newest labeler's look is expected to need to certify a threshold "
+        "that reaches the target coverage (0 when the reviews in hand should suffice), judged from its "
+        "cross-fitted probabilities; null without a target or a labeler, or when the target is out of its reach."
     )
