@@ -85,6 +85,7 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
             delta_spent=0.05,
             fitted_on=40,
             fitted_through=0,
+            expected_slice=None,
         )
         assert candidate is not None
         assert labelers.record_look(session, candidate, threshold=0.8, error_bound=0.04, certified_on=40)

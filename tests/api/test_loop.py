@@ -73,7 +73,8 @@ def test_loop_from_cold_start_to_certified_accepts(
             break
     status = client.get(batch["url"], headers=client_headers).json()
     assert status["done"] and status["counts"]["queued"] == 0
-    assert status["counts"]["accepted"] > 150, status
+    # Cold start costs 2m = 116 reviews here: m to fit the first candidate on, m fresh ones to test it.
+    assert status["counts"]["accepted"] > 120, status
     labels = []
     cursor = None
     while True:
@@ -89,7 +90,7 @@ def test_loop_from_cold_start_to_certified_accepts(
     assert all(row["label"] == gold[row["item_id"]] for row in machine)
     assert all(row["prompt_version"] and row["model"] == "keyword-teacher" for row in machine)
     cold = [row for row in labels if "cold_start" in row["reasons"]]
-    assert 30 <= len(cold) <= 120 and all(row["source"] == "human" for row in cold)
+    assert 30 <= len(cold) <= 180 and all(row["source"] == "human" for row in cold)
     quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
     assert quality["threshold"] is not None and quality["error_bound"] <= 0.1, str(quality)
     assert quality["human_reviews"] == reviews and 0 < quality["coverage"] < 1
