@@ -104,7 +104,7 @@ def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], m
     if spent:
         policy = replace(policy, audit_share=0.0)
     newest = labelers.latest(session, task_id=task.id)
-    if spent or not _target_in_reach(session, task, newest, reviews, min_reviews=min_reviews, humans=humans):
+    if spent or not _target_in_reach(task, newest, reviews, min_reviews=min_reviews, humans=humans):
         policy = replace(policy, uniform_draws=False)
     certified = labelers.latest(session, task_id=task.id, certified=True)
     if certified is not None:
@@ -127,7 +127,6 @@ def _look_size(task: Task, look: int, min_reviews: int) -> int:
 
 
 def _target_in_reach(
-    session: Session,
     task: Task,
     newest: LabelerVersion | None,
     reviews: Sequence[UniformReview],
@@ -148,7 +147,9 @@ def _target_in_reach(
         return False
     if task.target_coverage is None or newest is None or newest.fitted_on < FIT_MIN:
         return True  # no target, or nothing yet to judge the labeler by
-    return newest.expected_slice is not None and newest.expected_slice - have <= left
+    # Out of reach when the candidate's cross-fitted error above the target's threshold already reaches epsilon;
+    # its projected slice is only reported (one error more or less in a few hundred labels moves it a whole look).
+    return newest.expected_slice is not None
 
 
 def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int) -> Calibration | None:

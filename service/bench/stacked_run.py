@@ -68,7 +68,7 @@ def run_certified(
                     break
                 look += 1
             candidate, through = _fit(labeled, k, sources), labeled.labels.size
-            if not _in_reach(candidate, labeled.labels, config, look, budget - drawn):
+            if not _in_reach(candidate, labeled.labels, config, look):
                 break
             continue
         if want - labeled.labels.size > budget - drawn:
@@ -172,10 +172,12 @@ def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunC
     )
 
 
-def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look: int, left: int) -> bool:
-    """Whether the candidate can be expected to certify the target coverage with the ``left`` reviews of the budget
-    (the service's task_policy._target_in_reach), judged from its cross-fitted probabilities on what it was fitted
-    on; if not, cold-start draws stop and the budget goes to the labels likeliest wrong."""
+def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look: int) -> bool:
+    """Whether the candidate's look can certify the target coverage at all (the service's
+    task_policy._target_in_reach): not when its cross-fitted error above the target's threshold, on what it was
+    fitted on, already reaches epsilon; then cold-start draws stop and the budget goes to the labels likeliest
+    wrong. Whether the look fits in the ``left`` reviews is checked before each draw; the projected size is only
+    reported, because on a few hundred labels one or two errors more or less move it by a whole look."""
     if config.target_coverage is None or labeler.fit_probs is None:
         return True
     needed = expected_reviews(
@@ -187,7 +189,7 @@ def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look
         min_reviews=config.min_reviews,
         next_look=look,
     )
-    return needed is not None and needed <= left
+    return needed is not None
 
 
 def _vetoed(
