@@ -35,7 +35,7 @@ class Pool:
     labeled_labels: IntArray | None = None
     labeled_probs: FloatArray | None = None
     """The teacher's probabilities for the labeled items, as the service holds them for reviewed items; with
-    them the filter calibrates on one half of the labeled items and certifies on the other."""
+    them the certified labelers fit their first candidate on the labeled items."""
 
 
 @dataclass(frozen=True)
