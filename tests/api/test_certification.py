@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service import db
+from service import db, task_policy
 from service.jobs.context import WorkerContext
 from service.pipeline.certification import look_delta, look_size
 from service.pipeline.policy import fit_policy
@@ -96,3 +96,21 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
     assert quality["audit_reviews"] == seen["audit"] + sum(r.audit for r in reviews)
     status = client.get(batch["url"], headers=client_headers).json()
     assert status["counts"]["accepted"] > 0
+
+
+def test_cold_start_draws_nothing_for_a_look_beyond_the_review_budget(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    """The first look needs 2m uniform reviews (m to fit a candidate, m fresh ones to test it); a budget below
+    m cannot pay for it, so no item is drawn at random and the budget goes to the likeliest errors."""
+    first = look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+    for name, budget in (("small", first - 1), ("large", 10 * first)):
+        task = {**TASK, "name": name, "review_budget": budget}
+        assert client.post("/v1/tasks", json=task, headers=client_headers).status_code == 201
+    with db.transaction(fake_worker.sessions) as session:
+        policies = {
+            name: task_policy.applied(session, tasks.get_task(session, name), reviews=[], min_reviews=30).policy
+            for name in ("small", "large")
+        }
+    assert not policies["small"].uniform_draws and policies["large"].uniform_draws
+    assert policies["small"].threshold is None and policies["large"].threshold is None
