@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
-from service.pipeline.certification import DEFAULT_COVERAGE, expected_reviews, look_delta, look_size
+from service.pipeline.certification import aimed_coverage, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
@@ -192,7 +192,7 @@ def run_look(
         delta=newest.delta_spent,
         audit_share=task.audit_share,
         min_reviews=min(min_reviews, len(fresh)),
-        start_share=task.target_coverage if task.target_coverage is not None else DEFAULT_COVERAGE,
+        start_share=aimed_coverage(task.target_coverage),
     )
     if not labelers.record_look(
         session, newest, threshold=policy.threshold, error_bound=policy.error_bound, certified_on=len(fresh)
@@ -281,7 +281,7 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
         for i, (item_id, source, label) in enumerate(pool.provenance())
         if source == "human" and label in names and item_id not in fit_ids
     ]
-    fitted = fit_stacked(
+    return fit_stacked(
         teacher=_raw(fitting),
         embeddings=_embeddings(fitting),
         labels=np.asarray([names.index(r.human) for r in fitting], dtype=np.int64),
@@ -290,7 +290,6 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
         extra_embeddings=embeddings[extra] if extra else None,
         extra_labels=np.asarray([names.index(labels[i]) for i in extra], dtype=np.int64) if extra else None,
     )
-    return fitted
 
 
 def expected_reviews_to_target(session: Session, task: Task, *, reviews: Sequence[UniformReview]) -> int | None:

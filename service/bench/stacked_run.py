@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig
-from service.pipeline.certification import DEFAULT_COVERAGE, expected_reviews, look_delta, look_size
+from service.pipeline.certification import aimed_coverage, expected_reviews, look_delta, look_size
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
@@ -78,7 +78,6 @@ def run_certified(
         labeled = labeled.plus(pool.probs[i], _rows(pool.embeddings, i), reviewer[i])
         drawn += 1
     uniform = draws[:drawn].astype(np.int64)
-    certified = candidate if candidate is not None and policy.threshold is not None else None
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
     # After cold start the queue is ordered by a labeler refitted on every uniform label (the service's newest
@@ -95,8 +94,9 @@ def run_certified(
     reviewed[spent] = True
     accepted = np.zeros(n, dtype=bool)
     machine = newest.argmax(axis=1).astype(np.int64)
-    if certified is not None and policy.threshold is not None:
-        probs = certified.predict(pool.probs, pool.embeddings)
+    if candidate is not None and policy.threshold is not None:
+        # A certified look ends cold start, so the candidate is the labeler it certified, applied as tested.
+        probs = candidate.predict(pool.probs, pool.embeddings)
         machine = probs.argmax(axis=1).astype(np.int64)
         vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
         accepted = ~reviewed & ~vetoed & (probs.max(axis=1) >= policy.threshold)
@@ -136,11 +136,6 @@ class _Labeled:
     embeddings: FloatArray | None
     labels: IntArray
 
-    def head(self, size: int) -> _Labeled:
-        return _Labeled(
-            self.teacher[:size], None if self.embeddings is None else self.embeddings[:size], self.labels[:size]
-        )
-
     def tail(self, start: int) -> _Labeled:
         return _Labeled(
             self.teacher[start:], None if self.embeddings is None else self.embeddings[start:], self.labels[start:]
@@ -168,7 +163,7 @@ def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunC
         delta=delta,
         audit_share=config.audit_share,
         min_reviews=min(config.min_reviews, fresh.labels.size),
-        start_share=config.target_coverage if config.target_coverage is not None else DEFAULT_COVERAGE,
+        start_share=aimed_coverage(config.target_coverage),
     )
 
 

@@ -28,6 +28,11 @@ DEFAULT_COVERAGE = 0.5
 """The coverage looks are sized for when a task states no target."""
 
 
+def aimed_coverage(target_coverage: float | None) -> float:
+    """The coverage a look is sized and started for: the task's target, DEFAULT_COVERAGE without one."""
+    return target_coverage if target_coverage is not None else DEFAULT_COVERAGE
+
+
 def look_delta(look: int, *, delta: float) -> float:
     """The level look ``look`` (0, 1, ...) tests at: delta / 2^(look+1)."""
     return delta * 0.5 ** (look + 1)
@@ -37,9 +42,8 @@ def look_size(look: int, *, epsilon: float, delta: float, min_reviews: int, targ
     """Fresh-slice size at which look ``look`` happens: m * 2^look, where m is the fewest reviews in which
     ``target_coverage`` of them (DEFAULT_COVERAGE without a target), all correct, certify epsilon at the first
     look's level, and at least ``min_reviews``."""
-    share = target_coverage if target_coverage is not None else DEFAULT_COVERAGE
     accepted = min_certifiable(epsilon=epsilon, delta=look_delta(0, delta=delta))
-    return max(min_reviews, math.ceil(accepted / share)) << look
+    return max(min_reviews, math.ceil(accepted / aimed_coverage(target_coverage))) << look
 
 
 def expected_reviews(

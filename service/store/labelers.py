@@ -11,14 +11,11 @@ from sqlalchemy.orm import Session
 from service.tables import Label, LabelerVersion, utcnow
 
 
-def latest(session: Session, *, task_id: int, certified: bool = False, looked: bool = False) -> LabelerVersion | None:
-    """The newest labeler of the task (only those with a certified threshold when ``certified``, only those whose
-    look has happened when ``looked``)."""
+def latest(session: Session, *, task_id: int, certified: bool = False) -> LabelerVersion | None:
+    """The newest labeler of the task (only those with a certified threshold when ``certified``)."""
     query = select(LabelerVersion).where(LabelerVersion.task_id == task_id)
     if certified:
         query = query.where(LabelerVersion.threshold.is_not(None))
-    if looked:
-        query = query.where(LabelerVersion.looked_at.is_not(None))
     return session.scalar(query.order_by(LabelerVersion.look.desc()).limit(1))
 
 
