@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, run_max_prob, run_random_review, simulate_reviewer
-from service.bench.stacked_run import run_active_learning, run_certified
+from service.bench.stacked_run import run_active_learning, run_certified, run_certified_lr
 from service.datasets import read_labeled
 from service.pipeline.review_order import density
 from service.ports import FloatArray
@@ -36,21 +36,23 @@ LabeledScores = Callable[[tuple[str, ...]], FloatArray]
 
 BUDGET_SHARES = (0.05, 0.1, 0.2)
 """Review budgets, as shares of the items to label."""
-METHODS = ("stacked", "teacher_alone", "random_review", "max_prob_threshold", "active_learning")
+METHODS = ("stacked", "teacher_alone", "random_review", "max_prob_threshold", "active_learning", "certified_lr")
 METHOD_NAMES = {
     "stacked": "stacked labeler (teacher + probe)",
     "teacher_alone": "teacher alone, certified",
     "random_review": "random review",
     "max_prob_threshold": "max-prob ≥ {threshold}",
     "active_learning": "active learning, no LLM",
+    "certified_lr": "certified LR peer, no LLM (uncorrected)",
 }
-NEEDS_EMBEDDINGS = frozenset({"stacked", "active_learning"})
+NEEDS_EMBEDDINGS = frozenset({"stacked", "active_learning", "certified_lr"})
 RUNS: dict[str, Callable[[Pool, RunConfig, np.random.Generator, npt.NDArray[np.int64]], Outcome]] = {
     "stacked": partial(run_certified, sources=("teacher", "probe")),
     "teacher_alone": partial(run_certified, sources=("teacher",)),
     "random_review": run_random_review,
     "max_prob_threshold": run_max_prob,
     "active_learning": run_active_learning,
+    "certified_lr": run_certified_lr,
 }
 _SUMMARY_KEYS = (
     "accepted_accuracy",

@@ -107,7 +107,8 @@ def simulate_reviewer(gold: IntArray, k: int, noise: float, rng: np.random.Gener
     return labels
 
 
-def _finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: npt.NDArray[np.bool_]) -> Outcome:
+def finish(machine: IntArray, order: IntArray, reviewer: IntArray, accepted: npt.NDArray[np.bool_]) -> Outcome:
+    """The outcome of reviewing ``order`` and keeping ``machine`` elsewhere; reviewed items are never accepted."""
     final = machine.copy()
     final[order] = reviewer[order]
     accepted = accepted.copy()
@@ -120,7 +121,7 @@ def run_random_review(pool: Pool, config: RunConfig, rng: np.random.Generator, r
     n = int(pool.probs.shape[0])
     machine = pool.probs.argmax(axis=1).astype(np.int64)
     order = rng.choice(n, min(config.review_budget, n), replace=False).astype(np.int64)
-    return _finish(machine, order, reviewer, np.ones(n, dtype=bool))
+    return finish(machine, order, reviewer, np.ones(n, dtype=bool))
 
 
 def run_max_prob(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
@@ -128,4 +129,4 @@ def run_max_prob(pool: Pool, config: RunConfig, rng: np.random.Generator, review
     machine = pool.probs.argmax(axis=1).astype(np.int64)
     accepted = pool.probs.max(axis=1) >= config.baseline_threshold
     below = rng.permutation(np.flatnonzero(~accepted))
-    return _finish(machine, below[: config.review_budget].astype(np.int64), reviewer, accepted)
+    return finish(machine, below[: config.review_budget].astype(np.int64), reviewer, accepted)

@@ -11,19 +11,25 @@ not. Items neither reviewed nor accepted get the label of the labeler refitted o
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
 item it did not review.
+
+The certified-LR peer (``run_certified_lr``, ``../shared/peers/certified_lr.py`` inside the simulation) uses no LLM
+either: logistic regression on the embeddings of the labeled items plus the whole budget of uniform reviews, its
+threshold the lowest whose Clopper-Pearson bound on those reviews (scored by the model fitted before them) is within
+epsilon at the full delta, scanning every threshold with no correction for the repeated looks, and applied to the
+model refitted on everything. A generous yardstick: its certificate is not valid as stated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from service.bench.quality_sim import Outcome, Pool, RunConfig
+from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
 from service.pipeline.certification import aimed_coverage, expected_reviews, look_delta, look_size
-from service.pipeline.policy import Policy, fit_policy
+from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
@@ -254,3 +260,40 @@ def run_active_learning(pool: Pool, config: RunConfig, rng: np.random.Generator,
     return Outcome(
         accepted=accepted, final=final, review_order=reviewed, reviewer_labels=reviewer[reviewed], machine=machine
     )
+
+
+PEER_L2 = 0.25
+"""The peer's scikit-learn C = 4."""
+
+
+def run_certified_lr(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
+    """The certified-LR peer described in the module docstring: the whole budget reviewed uniformly first."""
+    if pool.embeddings is None:
+        raise ValueError("the certified-LR peer needs embeddings")
+    n, k = pool.probs.shape
+    known_emb, known_labels, _ = _known(pool, rng)
+    width = pool.embeddings.shape[1]
+    known_emb = np.zeros((0, width)) if known_emb is None else known_emb
+    reviewed = rng.permutation(n)[: min(config.review_budget, n)].astype(np.int64)
+    before = fit_probe(embeddings=known_emb, labels=known_labels, n_labels=k, l2=PEER_L2)
+    full = fit_probe(
+        embeddings=np.vstack([known_emb, pool.embeddings[reviewed]]),
+        labels=np.concatenate([known_labels, reviewer[reviewed]]),
+        n_labels=k,
+        l2=PEER_L2,
+    )
+    threshold: float | None = None
+    bound: float | None = None
+    if before is not None:
+        probs = before.predict(pool.embeddings[reviewed])
+        conf, right = probs.max(axis=1), probs.argmax(axis=1) == reviewer[reviewed]
+        for t in sorted(set(conf.tolist()), reverse=True):
+            above = conf >= t
+            upper = clopper_pearson_upper(errors=int((~right[above]).sum()), n=int(above.sum()), delta=config.delta)
+            if upper <= config.epsilon:
+                threshold, bound = t, upper
+    labels = full.predict(pool.embeddings) if full is not None else np.full((n, k), 1.0 / k)
+    machine = labels.argmax(axis=1).astype(np.int64)
+    accepted = labels.max(axis=1) >= threshold if threshold is not None else np.zeros(n, dtype=bool)
+    outcome = finish(machine, reviewed, reviewer, accepted)
+    return replace(outcome, error_bound=bound, cold_start_reviews=int(reviewed.size))

@@ -62,10 +62,11 @@ def fit_student_threshold(
 ) -> StudentThreshold:
     """The lowest threshold on the student's confidence whose accepted gold error is provably <= ``epsilon``.
 
-    ``confidences`` are the student's top probabilities on held-out human gold and ``correct`` whether its
-    top label was right. Candidates are the observed confidences, tested from the highest down (fixed-sequence
-    testing, so picking among many thresholds keeps the level 1 - ``delta``); the scan stops at the first
-    candidate whose Clopper-Pearson upper bound exceeds ``epsilon``. The scan starts where enough gold is
+    ``confidences`` are the student's top probabilities on held-out human gold that is a sample of what it will
+    label (uniform draws, not items picked for looking wrong) and ``correct`` whether its top label was right.
+    Candidates are the observed confidences, tested from the highest down (fixed-sequence testing, so picking
+    among many thresholds keeps the level 1 - ``delta``); the scan stops at the first candidate whose
+    Clopper-Pearson upper bound exceeds ``epsilon``. The scan starts where enough gold is
     accepted to certify ``epsilon`` at all (and at least ``min_accepted``).
     Returns a `StudentThreshold` (threshold None when none passes).
     """
@@ -99,7 +100,7 @@ def student_policy(teacher: Policy, metrics: Mapping[str, Any]) -> Policy:
         teacher,
         threshold=threshold,
         error_bound=float(bound) if bound is not None else None,
-        fitted_on=int(metrics.get("gold_examples", 0)),
+        fitted_on=int(metrics.get("threshold_certified_on", metrics.get("gold_examples", 0))),
     )
 
 

@@ -137,6 +137,9 @@ class TrainingRow:
     teacher_probs: tuple[float, ...] | None
     teacher_label: str | None
     template_sha: str | None
+    sampled: bool = False
+    """A label the service did not pick for looking wrong: a uniform draw (cold start or audit), or an item it
+    never routed (labels imported with the items). Only such gold may certify a threshold."""
 
 
 def training_rows(session: Session, *, task_id: int) -> list[TrainingRow]:
@@ -154,6 +157,14 @@ def training_rows(session: Session, *, task_id: int) -> list[TrainingRow]:
     ):
         teacher[prediction.item_id] = prediction
     texts = dict(session.execute(select(Item.id, Item.text).where(Item.id.in_(list(final)))).all())
+    routed: set[int] = set()
+    drawn: set[int] = set()
+    for decision in session.scalars(
+        select(DecisionRecord).join(Item, Item.id == DecisionRecord.item_id).where(Item.task_id == task_id)
+    ):
+        routed.add(decision.item_id)
+        if drawn_at_random(decision.reason_names):
+            drawn.add(decision.item_id)
     return [
         TrainingRow(
             item_id=item_id,
@@ -163,6 +174,7 @@ def training_rows(session: Session, *, task_id: int) -> list[TrainingRow]:
             teacher_probs=tuple(float(p) for p in teacher[item_id].probs) if item_id in teacher else None,
             teacher_label=teacher[item_id].label if item_id in teacher else None,
             template_sha=teacher[item_id].template_sha if item_id in teacher else None,
+            sampled=item_id in drawn or item_id not in routed,
         )
         for item_id, label in sorted(final.items())
     ]

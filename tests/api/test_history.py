@@ -62,6 +62,26 @@ def test_only_reviews_drawn_at_random_are_uniform_reviews(settings: Settings) ->
     db.engine_of(sessions).dispose()
 
 
+def test_training_gold_is_sampled_unless_the_service_picked_it_for_looking_wrong(settings: Settings) -> None:
+    """The student's threshold is certified only on sampled gold: uniform draws and labels of items never routed
+    (imported with their labels), not the items queued because they looked wrong."""
+    sessions = db.open(settings)
+    reasons = [["cold_start"], ["below_threshold"], ["audit_sample"], ["low_margin", "neighbour_disagreement"]]
+    with transaction(sessions) as session:
+        task, created = _scored_items(session, [([0.4, 0.6], why) for why in reasons], state="resolved")
+        imported = Item(
+            task_id=task.id, batch_id=created[0].batch_id, external_id="imported", text="y", state="resolved"
+        )
+        session.add(imported)
+        session.flush()
+        for item in [*created, imported]:
+            session.add(Label(item_id=item.id, task_id=task.id, label="a", source="human"))
+    with transaction(sessions) as session:
+        rows = {row.item_id: row.sampled for row in history.training_rows(session, task_id=task.id)}
+    assert [rows[item.id] for item in created] == [True, False, True, False]
+    assert rows[imported.id] is True
+
+
 def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settings: Settings) -> None:
     """Re-scoring: items waiting because they looked doubtful leave the queue with the reason ``rescored`` when
     the certified labeler is sure of them; uniform draws stay, whatever their score."""
