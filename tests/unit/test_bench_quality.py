@@ -7,7 +7,7 @@ import pytest
 
 from service.bench.quality import METHODS, cached_scores, content_key, quality_table, run_quality_bench
 from service.bench.quality_sim import Pool, RunConfig, simulate_reviewer
-from service.bench.stacked_run import run_active_learning, run_certified
+from service.bench.stacked_run import run_active_learning, run_certified, run_certified_lr
 from service.errors import Invalid
 from service.pipeline.certification import look_size
 
@@ -262,3 +262,15 @@ def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() ->
     short = replace_budget(FIRST_LOOK - 1)
     unaffordable = run_certified(pool, short, np.random.default_rng(0), gold, sources=("teacher",))
     assert unaffordable.cold_start_reviews == 0, "a look beyond the budget is not worth a single uniform draw"
+
+
+def test_the_certified_lr_peer_spends_the_budget_uniformly_and_certifies_on_it() -> None:
+    rng = np.random.default_rng(9)
+    gold = rng.integers(0, 2, 500)
+    pool = _pool(rng.dirichlet([1, 1], 500), gold, rng, labeled=100)
+    peer = run_certified_lr(pool, CONFIG, np.random.default_rng(0), gold)
+    assert peer.review_order.size == CONFIG.review_budget == peer.cold_start_reviews
+    assert not peer.accepted[peer.review_order].any(), "a reviewed item is not a machine label"
+    assert peer.error_bound is not None and peer.error_bound <= CONFIG.epsilon and peer.accepted.mean() > 0.8
+    blind = Pool(**{**pool.__dict__, "embeddings": rng.normal(size=(500, 4))})
+    assert not run_certified_lr(blind, CONFIG, np.random.default_rng(0), gold).accepted.any()
