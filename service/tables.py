@@ -209,7 +209,10 @@ class LabelerVersion(Base):
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     error_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
     delta_spent: Mapped[float] = mapped_column(Float)
-    """The level its look tests at, fixed by the look's number."""
+    """The level its look tests at, fixed when it was fitted (certification.plan_look)."""
+    look_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Fresh uniform reviews its look waits for, fixed when it was fitted; None while the review budget pays for
+    no look (planned again if the budget is raised)."""
     fitted_on: Mapped[int] = mapped_column(Integer)
     certified_on: Mapped[int] = mapped_column(Integer)
     fitted_through: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
-from service.pipeline.certification import aimed_coverage, expected_reviews, look_delta, look_size
+from service.pipeline.certification import LookPlan, aimed_coverage, expected_reviews, first_fit, plan_look
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
@@ -120,9 +120,31 @@ def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], m
     )
 
 
-def _look_size(task: Task, look: int, min_reviews: int) -> int:
-    return look_size(
-        look, epsilon=task.epsilon, delta=task.delta, min_reviews=min_reviews, target_coverage=task.target_coverage
+def _reviews_left(task: Task, humans: int) -> int | None:
+    return None if task.review_budget is None else max(0, task.review_budget - humans)
+
+
+def _first_fit(task: Task, *, have: int, humans: int, min_reviews: int) -> int:
+    """Uniform reviews the first candidate waits for (certification.first_fit)."""
+    return first_fit(
+        reviews_left=_reviews_left(task, humans),
+        have=have,
+        epsilon=task.epsilon,
+        delta=task.delta,
+        min_reviews=min_reviews,
+        target_coverage=task.target_coverage,
+    )
+
+
+def _plan(task: Task, look: int, *, spent: float, reviews_left: int | None, min_reviews: int) -> LookPlan | None:
+    return plan_look(
+        look,
+        delta=task.delta,
+        spent=spent,
+        reviews_left=reviews_left,
+        epsilon=task.epsilon,
+        min_reviews=min_reviews,
+        target_coverage=task.target_coverage,
     )
 
 
@@ -137,15 +159,18 @@ def _target_in_reach(
     """Whether a task with a review budget can still expect a look to certify (its target coverage, when it has
     one) before the budget runs out (True for a task without a budget): cold-start draws past that point would buy
     no certificate, so the budget is better spent on the labels likeliest wrong."""
-    if task.review_budget is None:
+    left = _reviews_left(task, humans)
+    if left is None:
         return True
-    left = task.review_budget - humans
     usable = _usable(reviews, tasks.label_names(task))
-    # The next look needs its slice (and, before the first candidate, a look's worth of labels to fit on).
-    have = len(usable) if newest is None else len(_fresh(newest, usable))
-    if _look_size(task, 0 if newest is None else newest.look, min_reviews) - have > left:
-        return False
-    if task.target_coverage is None or newest is None or newest.fitted_on < FIT_MIN:
+    if newest is None:
+        # The first candidate needs its labels to fit on, and then a look the budget left after them can pay for.
+        need = max(0, _first_fit(task, have=len(usable), humans=humans, min_reviews=min_reviews) - len(usable))
+        first = _plan(task, 0, spent=0.0, reviews_left=left - need, min_reviews=min_reviews)
+        return need <= left and first is not None
+    if newest.look_size is None or newest.look_size - len(_fresh(newest, usable)) > left:
+        return False  # no look planned (the budget paid for none), or its slice is beyond the budget
+    if task.target_coverage is None or newest.fitted_on < FIT_MIN:
         return True  # no target, or nothing yet to judge the labeler by
     # Out of reach when the candidate's cross-fitted error above the target's threshold already reaches epsilon;
     # its projected slice is only reported (one error more or less in a few hundred labels moves it a whole look).
@@ -173,15 +198,28 @@ def run_look(
     names = tuple(tasks.label_names(task))
     usable = _usable(reviews, names)
     newest = labelers.latest(session, task_id=task.id)
+    humans = review.human_count(session, task_id=task.id)
     if newest is None:
-        if len(usable) >= _look_size(task, 0, min_reviews):
-            _add_candidate(session, task, 0, usable, pool, names, min_reviews=min_reviews)
+        if len(usable) >= _first_fit(task, have=len(usable), humans=humans, min_reviews=min_reviews):
+            _add_candidate(session, task, 0, usable, pool, names, min_reviews=min_reviews, humans=humans)
         return None
     if newest.looked_at is not None:
-        _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews)
+        _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews, humans=humans)
+        return None
+    if newest.look_size is None:
+        # Its budget paid for no look when it was fitted; a raised budget may pay for one now.
+        plan = _plan(
+            task,
+            newest.look,
+            spent=labelers.delta_spent(session, task_id=task.id),
+            reviews_left=_reviews_left(task, humans),
+            min_reviews=min_reviews,
+        )
+        if plan is not None:
+            labelers.plan_look(session, newest, look_size=plan.size, delta_spent=plan.level)
         return None
     fresh = _fresh(newest, usable)
-    if len(fresh) < _look_size(task, newest.look, min_reviews):
+    if len(fresh) < newest.look_size:
         return None
     probs = _labeler(newest).probs(_raw(fresh), _embeddings(fresh))
     policy = fit_policy(
@@ -198,7 +236,7 @@ def run_look(
         session, newest, threshold=policy.threshold, error_bound=policy.error_bound, certified_on=len(fresh)
     ):
         return None
-    _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews)
+    _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews, humans=humans)
     return newest
 
 
@@ -219,18 +257,28 @@ def _add_candidate(
     names: tuple[str, ...],
     *,
     min_reviews: int,
+    humans: int,
 ) -> None:
-    """Fit the candidate look ``look`` will test, on every label there is now."""
+    """Fit the candidate look ``look`` will test, on every label there is now, and plan its look (none when the
+    review budget pays for none)."""
     through = labelers.newest_human_label(session, task_id=task.id)
     fitting = [r for r in usable if r.current_regime and r.label_id <= through]
     fitted = _fit(fitting, pool, names)
+    plan = _plan(
+        task,
+        look,
+        spent=labelers.delta_spent(session, task_id=task.id),
+        reviews_left=_reviews_left(task, humans),
+        min_reviews=min_reviews,
+    )
     labelers.add_candidate(
         session,
         task_id=task.id,
         look=look,
         stack=fitted.stack.to_json(),
         probe=fitted.probe.to_json() if fitted.probe is not None else None,
-        delta_spent=look_delta(look, delta=task.delta),
+        delta_spent=0.0 if plan is None else plan.level,
+        look_size=None if plan is None else plan.size,
         fitted_on=len(fitting),
         fitted_through=through,
         expected_slice=_expected_slice(task, fitted, fitting, names, look=look, min_reviews=min_reviews),

@@ -3,10 +3,11 @@
 The certified run (``run_certified``) runs the looks as the service does (pipeline/certification.py): a candidate
 labeler (the embedding probe, and the stack over the probe and the teacher, pipeline/stacking.fit_stacked) is
 fitted on every label there is, the items labeled before the run included, then tested at look j on the m * 2^j
-uniform reviews drawn after it (its fresh slice), at level delta / 2^(j+1); a failed look fits the next candidate
-on everything, the slice included. Cold start ends at a certified look, when the next look is beyond the budget,
-or when the target coverage is out of reach; what budget is left goes to the labels likeliest wrong, accepted or
-not. Items neither reviewed nor accepted get the label of the labeler refitted on every human label.
+uniform reviews drawn after it (its fresh slice), at level delta / 2^(j+1), or, at the last look the budget pays
+for, on what the budget has left at all of delta that is left (certification.plan_look); a failed look fits the
+next candidate on everything, the slice included. Cold start ends at a certified look, when the budget pays for no
+further look, or when the target coverage is out of reach; what budget is left goes to the labels likeliest wrong,
+accepted or not. Items neither reviewed nor accepted get the label of the labeler refitted on every human label.
 
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
-from service.pipeline.certification import aimed_coverage, expected_reviews, look_delta, look_size
+from service.pipeline.certification import LookPlan, aimed_coverage, expected_reviews, plan_look
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
@@ -56,25 +57,21 @@ def run_certified(
     through = 0
     """Labels the candidate was fitted on: its fresh slice is every label after them."""
     policy = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
-    look = 0
-    while True:
-        size = look_size(
-            look,
-            epsilon=config.epsilon,
-            delta=config.delta,
-            min_reviews=config.min_reviews,
-            target_coverage=config.target_coverage,
-        )
+    look, used = 0, 0.0
+    """Looks taken, and what they spent of delta."""
+    plan = _plan(config, 0, used=used, reviews_left=budget)
+    while plan is not None:
         # Candidate 0 waits for a look's worth of labels to fit on; candidate j for a fresh slice of its size.
-        want = size if candidate is None else through + size
+        want = plan.size if candidate is None else through + plan.size
         if labeled.labels.size >= want:
             if candidate is not None:
-                policy = _look(candidate, labeled, through, config, delta=look_delta(look, delta=config.delta))
+                policy = _look(candidate, labeled, through, config, delta=plan.level)
                 if policy.threshold is not None:
                     break
-                look += 1
+                used, look = used + plan.level, look + 1
+            plan = _plan(config, look, used=used, reviews_left=budget - drawn)
             candidate, through = _fit(labeled, k, sources), labeled.labels.size
-            if not _in_reach(candidate, labeled.labels, config, look):
+            if plan is None or not _in_reach(candidate, labeled.labels, config, look):
                 break
             continue
         if want - labeled.labels.size > budget - drawn:
@@ -127,6 +124,18 @@ def run_certified(
         machine=machine_final,
         error_bound=policy.error_bound,
         cold_start_reviews=int(uniform.size),
+    )
+
+
+def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int) -> LookPlan | None:
+    return plan_look(
+        look,
+        delta=config.delta,
+        spent=used,
+        reviews_left=reviews_left,
+        epsilon=config.epsilon,
+        min_reviews=config.min_reviews,
+        target_coverage=config.target_coverage,
     )
 
 

@@ -8,7 +8,9 @@ never saw their labels, so its confidences there are those of new items. Candida
 slice reaches m * 2^j items, at level delta / 2^(j+1); if that look certifies nothing, candidate j+1 is fitted on
 every label, the slice included, and waits for a slice of its own. The levels sum to delta, so the chance that
 any look ever certifies a threshold whose error exceeds epsilon is at most delta (a union bound over looks, valid
-whatever the data did between them). A certified candidate is applied exactly as it was tested.
+whatever the data did between them). A certified candidate is applied exactly as it was tested. A task with a
+review budget knows which look is its last (the budget pays for no look after it): that look takes all of delta
+that is left, on at most the reviews the budget has left (``plan_look``).
 
 Every label goes into the next candidate (a hash split would keep half of them out of every fit), and a look
 tests the best labeler there was when its slice began. m is the fewest reviews in which a clean labeler could
@@ -18,6 +20,7 @@ certify the target coverage at the first look's level: fewer could not certify i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +39,67 @@ def aimed_coverage(target_coverage: float | None) -> float:
 def look_delta(look: int, *, delta: float) -> float:
     """The level look ``look`` (0, 1, ...) tests at: delta / 2^(look+1)."""
     return delta * 0.5 ** (look + 1)
+
+
+@dataclass(frozen=True)
+class LookPlan:
+    """When a candidate's look happens and what it may spend, fixed when the candidate is fitted."""
+
+    size: int
+    """Fresh uniform reviews the look waits for."""
+    level: float
+    """The delta it tests at."""
+
+
+def plan_look(
+    look: int,
+    *,
+    delta: float,
+    spent: float,
+    reviews_left: int | None,
+    epsilon: float,
+    min_reviews: int,
+    target_coverage: float | None,
+) -> LookPlan | None:
+    """Look ``look``'s size and level, from what earlier looks spent of delta (``spent``) and the review budget's
+    reviews not yet spent (``reviews_left``; None without a budget).
+
+    Without a budget, or while the budget pays for another look after this one: ``look_size`` reviews at half of
+    what is left of delta (delta / 2^(look+1) when every look took its half). When it does not, this is the last
+    look, so it takes all of delta that is left, and waits for at most the reviews the budget has left (a smaller
+    look rather than none). None when that is too few to certify anything. Everything is decided before the slice
+    is drawn, so the levels still sum to at most delta whatever the budget does later (a budget raised after its
+    last look leaves later looks nothing to certify with)."""
+    left = max(0.0, delta - spent)
+
+    def sized(j: int) -> int:
+        return look_size(j, epsilon=epsilon, delta=delta, min_reviews=min_reviews, target_coverage=target_coverage)
+
+    planned = sized(look)
+    if reviews_left is None or planned + sized(look + 1) <= reviews_left:
+        return LookPlan(size=planned, level=left / 2)
+    size = min(planned, reviews_left)
+    if left <= 0 or size < max(min_reviews, min_certifiable(epsilon=epsilon, delta=left)):
+        return None
+    return LookPlan(size=size, level=left)
+
+
+def first_fit(
+    *,
+    reviews_left: int | None,
+    have: int,
+    epsilon: float,
+    delta: float,
+    min_reviews: int,
+    target_coverage: float | None,
+) -> int:
+    """Uniform reviews the first candidate is fitted on: a look's worth, or, when the review budget cannot pay
+    for that and a slice after it, half of what the budget can still give to uniform reviews (``have`` already
+    drawn plus ``reviews_left``), so that the other half tests it."""
+    size = look_size(0, epsilon=epsilon, delta=delta, min_reviews=min_reviews, target_coverage=target_coverage)
+    if reviews_left is None or 2 * size <= have + reviews_left:
+        return size
+    return (have + reviews_left + 1) // 2
 
 
 def look_size(look: int, *, epsilon: float, delta: float, min_reviews: int, target_coverage: float | None) -> int:

@@ -28,6 +28,18 @@ def looks_done(session: Session, *, task_id: int) -> int:
     )
 
 
+def delta_spent(session: Session, *, task_id: int) -> float:
+    """What the task's looks taken so far spent of delta."""
+    return float(
+        session.scalar(
+            select(func.sum(LabelerVersion.delta_spent)).where(
+                LabelerVersion.task_id == task_id, LabelerVersion.looked_at.is_not(None)
+            )
+        )
+        or 0.0
+    )
+
+
 def newest_human_label(session: Session, *, task_id: int) -> int:
     """The id of the task's newest human label (0 before any): what a labeler fitted now has seen."""
     return session.scalar(select(func.max(Label.id)).where(Label.task_id == task_id, Label.source == "human")) or 0
@@ -41,6 +53,7 @@ def add_candidate(
     stack: dict[str, Any],
     probe: dict[str, Any] | None,
     delta_spent: float,
+    look_size: int | None,
     fitted_on: int,
     fitted_through: int,
     expected_slice: int | None,
@@ -55,6 +68,7 @@ def add_candidate(
         threshold=None,
         error_bound=None,
         delta_spent=delta_spent,
+        look_size=look_size,
         fitted_on=fitted_on,
         certified_on=0,
         fitted_through=fitted_through,
@@ -77,6 +91,18 @@ def record_look(
         update(LabelerVersion)
         .where(LabelerVersion.id == row.id, LabelerVersion.looked_at.is_(None))
         .values(threshold=threshold, error_bound=error_bound, certified_on=certified_on, looked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row)
+    return bool(getattr(done, "rowcount", 0))
+
+
+def plan_look(session: Session, row: LabelerVersion, *, look_size: int, delta_spent: float) -> bool:
+    """Give a candidate that had no look planned (its budget paid for none) its look, once; False when it had one."""
+    done = session.execute(
+        update(LabelerVersion)
+        .where(LabelerVersion.id == row.id, LabelerVersion.look_size.is_(None), LabelerVersion.looked_at.is_(None))
+        .values(look_size=look_size, delta_spent=delta_spent)
         .execution_options(synchronize_session=False)
     )
     session.refresh(row)

@@ -5,7 +5,9 @@ draws are served blind. On both stores."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service import db, task_policy
 from service.jobs.context import WorkerContext
@@ -13,7 +15,8 @@ from service.pipeline.certification import look_delta, look_size
 from service.pipeline.policy import fit_policy
 from service.pipeline.probe import Probe
 from service.pipeline.stacking import Stack
-from service.store import history, labelers, tasks
+from service.store import history, labelers, review, tasks
+from service.tables import LabelerVersion
 from tests.api.test_loop import _assign, _dataset, _drain_without_waiting, _review_all
 from tests.conftest import SPAM_TASK
 
@@ -51,8 +54,9 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
     seen_by_it = [r for r in uniform if r.label_id <= row.fitted_through]
     assert len(seen_by_it) >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
     assert row.fitted_on == sum(r.current_regime for r in seen_by_it), "fitted on every label there was"
-    assert row.delta_spent == look_delta(row.look, delta=0.1)
+    assert row.delta_spent == pytest.approx(look_delta(row.look, delta=0.1)), "no budget: each look takes half"
     size = look_size(row.look, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+    assert row.look_size == size
     assert len(reviews) == row.certified_on >= size, "tested on its whole fresh slice, once it reached the look's size"
 
     # Recompute the certifying items' confidences with the stored labeler from their stored inputs.
@@ -101,16 +105,55 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
 def test_cold_start_draws_nothing_for_a_look_beyond_the_review_budget(
     client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext
 ) -> None:
-    """The first look needs 2m uniform reviews (m to fit a candidate, m fresh ones to test it); a budget below
-    m cannot pay for it, so no item is drawn at random and the budget goes to the likeliest errors."""
+    """The first look needs uniform reviews to fit a candidate on and fresh ones to test it. A budget that cannot
+    pay for m + m (m = 58 here) splits in two halves, the look at all of delta; one whose half is below
+    min_reviews (30) cannot pay for any look, so no item is drawn at random and the budget goes to the likeliest
+    errors."""
     first = look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
-    for name, budget in (("small", first - 1), ("large", 10 * first)):
+    budgets = {"small": 59, "halved": 60, "large": 10 * first}
+    for name, budget in budgets.items():
         task = {**TASK, "name": name, "review_budget": budget}
         assert client.post("/v1/tasks", json=task, headers=client_headers).status_code == 201
     with db.transaction(fake_worker.sessions) as session:
         policies = {
             name: task_policy.applied(session, tasks.get_task(session, name), reviews=[], min_reviews=30).policy
-            for name in ("small", "large")
+            for name in budgets
         }
-    assert not policies["small"].uniform_draws and policies["large"].uniform_draws
-    assert policies["small"].threshold is None and policies["large"].threshold is None
+    assert not policies["small"].uniform_draws and policies["halved"].uniform_draws and policies["large"].uniform_draws
+    assert all(p.threshold is None for p in policies.values())
+
+
+def test_a_budget_that_pays_for_one_look_takes_it_at_all_of_delta(
+    client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    """A budget of 80 cannot pay for two looks of 58: the first candidate is fitted on 40 uniform reviews and its
+    look waits for the next 40, at all of delta (0.1), not at the 0.05 an unbudgeted first look would take."""
+    assert client.post("/v1/tasks", json={**TASK, "review_budget": 80}, headers=client_headers).status_code == 201
+    _assign(client, reviewer_headers)
+    data = _dataset(500, seed=4)
+    gold = {item_id: label for item_id, _, label in data}
+    client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
+    )
+    fake_worker.settings.worker_poll_s = 0
+    for _ in range(40):
+        _drain_without_waiting(fake_worker)
+        with db.transaction(fake_worker.sessions) as session:
+            looked = labelers.looks_done(session, task_id=tasks.get_task(session, "sms").id)
+        if looked:
+            break
+        _review_all(client, reviewer_headers, gold)
+    with db.transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        row = labelers.latest(session, task_id=task.id)
+        first = session.scalar(
+            select(LabelerVersion).where(LabelerVersion.task_id == task.id, LabelerVersion.look == 0)
+        )
+        humans = review.human_count(session, task_id=task.id)
+        candidates = labelers.looks_done(session, task_id=task.id)
+        spent = labelers.delta_spent(session, task_id=task.id)
+    assert candidates == 1 and row is not None and first is not None
+    assert first.look_size == 40 and first.fitted_on == 40
+    assert first.delta_spent == pytest.approx(0.1) and spent == pytest.approx(0.1)
+    assert first.certified_on >= 40 and humans == 80, "the budget went to the two halves"
+    assert row.look == 1 and row.look_size is None, "the budget pays for no look after it"

@@ -103,6 +103,7 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
             stack={"sources": ["teacher"], "weights": [1.0], "bias": [0.0, 0.0]},
             probe=None,
             delta_spent=0.05,
+            look_size=40,
             fitted_on=40,
             fitted_through=0,
             expected_slice=None,

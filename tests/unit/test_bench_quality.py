@@ -259,9 +259,10 @@ def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() ->
     reaching = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher", "probe"))
     assert reaching.cold_start_reviews > 0 and reaching.accepted.mean() >= 0.5, "the probe can reach it: draws go on"
     assert drawing.cold_start_reviews == budget, "without a target, cold start goes on to the next look (58 + 116)"
-    short = replace_budget(FIRST_LOOK - 1)
-    unaffordable = run_certified(pool, short, np.random.default_rng(0), gold, sources=("teacher",))
-    assert unaffordable.cold_start_reviews == 0, "a look beyond the budget is not worth a single uniform draw"
+    short = run_certified(pool, replace_budget(FIRST_LOOK - 1), np.random.default_rng(0), gold, sources=("teacher",))
+    assert short.cold_start_reviews == FIRST_LOOK - 1, "the only look the budget pays for: a smaller one, all delta"
+    unaffordable = run_certified(pool, replace_budget(29), np.random.default_rng(0), gold, sources=("teacher",))
+    assert unaffordable.cold_start_reviews == 0, "a look below min_reviews is not worth a single uniform draw"
 
 
 def test_the_certified_lr_peer_spends_the_budget_uniformly_and_certifies_on_it() -> None:

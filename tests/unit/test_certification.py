@@ -1,6 +1,6 @@
 import numpy as np
 
-from service.pipeline.certification import expected_reviews, look_delta, look_size
+from service.pipeline.certification import expected_reviews, first_fit, look_delta, look_size, plan_look
 from service.pipeline.policy import min_certifiable
 
 
@@ -31,3 +31,38 @@ def test_expected_reviews_grow_with_the_error_and_the_target() -> None:
     assert (expected_reviews(confidences=confidences, correct=noisy, target_coverage=0.5, **common) or 0) >= low
     hopeless = rng.random(400) > 0.2  # 20% wrong everywhere: no threshold reaches epsilon 0.1
     assert expected_reviews(confidences=confidences, correct=hopeless, target_coverage=0.5, **common) is None
+
+
+SIZED = {"epsilon": 0.1, "delta": 0.1, "min_reviews": 30, "target_coverage": None}
+"""Looks of 58, 116, 232 ... reviews."""
+
+
+def test_a_look_takes_half_of_delta_left_while_the_budget_pays_for_the_next() -> None:
+    spent = 0.0
+    for look in range(5):
+        plan = plan_look(look, spent=spent, reviews_left=None, **SIZED)
+        assert plan is not None and plan.size == look_size(look, **SIZED)
+        assert abs(plan.level - look_delta(look, delta=0.1)) < 1e-12
+        spent += plan.level
+    roomy = plan_look(0, spent=0.0, reviews_left=58 + 116, **SIZED)
+    assert roomy is not None and (roomy.size, roomy.level) == (58, 0.05)
+
+
+def test_the_last_look_the_budget_pays_for_takes_all_delta_left_on_what_the_budget_has() -> None:
+    last = plan_look(0, spent=0.0, reviews_left=58 + 115, **SIZED)
+    assert last is not None and (last.size, last.level) == (58, 0.1), "no look after it: it takes all of delta"
+    smaller = plan_look(1, spent=0.05, reviews_left=70, **SIZED)
+    assert smaller is not None and smaller.size == 70 and abs(smaller.level - 0.05) < 1e-12
+    assert plan_look(1, spent=0.05, reviews_left=29, **SIZED) is None, "below min_reviews: no look"
+    tight = {**SIZED, "min_reviews": 5}
+    assert min_certifiable(epsilon=0.1, delta=0.1) == 22
+    assert plan_look(0, spent=0.0, reviews_left=21, **tight) is None, "too few to certify anything at all of delta"
+    assert plan_look(0, spent=0.0, reviews_left=22, **tight) is not None
+    assert plan_look(3, spent=0.1, reviews_left=500, **tight) is None, "nothing left of delta"
+
+
+def test_the_first_candidate_keeps_half_a_small_budget_to_test_it_on() -> None:
+    assert first_fit(reviews_left=None, have=0, **SIZED) == 58
+    assert first_fit(reviews_left=116, have=0, **SIZED) == 58
+    assert first_fit(reviews_left=70, have=0, **SIZED) == 35
+    assert first_fit(reviews_left=60, have=11, **SIZED) == 36, "what was drawn counts towards its half"
