@@ -139,9 +139,12 @@ def import_items(
     file: Annotated[Path, typer.Argument(help="Items (jsonl, csv, parquet, hf folder) or a Label Studio export.")],
     task: Annotated[str, typer.Option(help="The task to add the items to, as one batch.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
-    reviewer: Annotated[str, typer.Option(help="Who Label Studio annotations are recorded as.")] = "import",
+    reviewer: Annotated[str, typer.Option(help="Who the imported labels are recorded as.")] = "import",
+    label_field: Annotated[
+        str | None, typer.Option(help="A column holding human labels (jsonl, csv, parquet, hf); empty: no label.")
+    ] = None,
 ) -> None:
-    """Import raw items (and, from Label Studio, their annotations as human labels) as a batch to label."""
+    """Import raw items (with human labels from Label Studio annotations or a label column) as a batch to label."""
     from service import db
     from service.errors import ServiceError
     from service.store import exports, tasks
@@ -157,6 +160,7 @@ def import_items(
                 fmt=file_format,
                 path=file,
                 reviewer=reviewer,
+                label_field=label_field,
             )
             summary = f"batch {batch.id}: {batch.item_count} items, {labeled} with human labels"
     except (ServiceError, OSError, ValueError) as exc:

@@ -4,11 +4,11 @@ text classification config: <Choices name="label" toName="text"> over <Text name
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from service.api.schemas.batches import ItemCreate, item_create
+from service.api.schemas.batches import item_create
 from service.errors import Invalid
+from service.formats.tabular import ImportedTask
 
 FROM_NAME = "label"
 TO_NAME = "text"
@@ -51,13 +51,6 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             )
         tasks.append(task)
     return tasks
-
-
-@dataclass(frozen=True)
-class ImportedTask:
-    item: ItemCreate
-    label: str | None
-    """The latest annotation's choice, if the task has one; it becomes a human label."""
 
 
 def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTask]:

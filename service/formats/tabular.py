@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,18 +132,48 @@ def read_rows(source: bytes | Path, fmt: TableFormat) -> list[dict[str, Any]]:
     return list(iter_rows(source, fmt))
 
 
-def items_from_rows(rows: Sequence[Mapping[str, Any]]) -> list[ItemCreate]:
+@dataclass(frozen=True)
+class ImportedTask:
+    item: ItemCreate
+    label: str | None
+    """The label the file gives it, if any; it becomes a human label."""
+
+
+BAD_ROWS_SHOWN = 10
+
+
+def imported_from_rows(
+    rows: Sequence[Mapping[str, Any]], *, label_field: str | None = None, labels: Sequence[str] = ()
+) -> list[ImportedTask]:
     """Raw items: `text` is required, `id` (or `external_id`) names the item (else its row number), every other
-    column goes into the item's meta."""
-    items = []
+    column goes into the item's meta. With ``label_field``, that column (empty in a row: no label) is the item's
+    human label and must be one of ``labels``; a file with any other value is refused whole, naming its rows."""
+    imported, bad = [], []
     for index, row in enumerate(rows):
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             raise Invalid(f"row {index} has no text", field=f"rows.{index}.text")
         ident = next((row[key] for key in ID_COLUMNS if row.get(key) not in (None, "")), f"row-{index}")
-        meta = {key: _plain(value) for key, value in row.items() if key != "text" and key not in ID_COLUMNS}
-        items.append(item_create(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"))
-    return items
+        skip = {"text", *ID_COLUMNS, *([label_field] if label_field else [])}
+        meta = {key: _plain(value) for key, value in row.items() if key not in skip}
+        label = None
+        if label_field is not None and row.get(label_field) not in (None, ""):
+            label = str(row[label_field]).strip()
+            if label not in labels:
+                bad.append(index)
+        imported.append(ImportedTask(item_create(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"), label))
+    if label_field is not None and rows and not any(label_field in row for row in rows):
+        raise Invalid(f"no column {label_field!r} in the file", field="label_field")
+    if bad:
+        shown = ", ".join(str(i) for i in bad[:BAD_ROWS_SHOWN]) + (
+            f" and {len(bad) - BAD_ROWS_SHOWN} more" if len(bad) > BAD_ROWS_SHOWN else ""
+        )
+        raise Invalid(
+            f"column {label_field!r} has values that are not labels of the task ({', '.join(labels)}) "
+            f"in rows {shown}; nothing was imported",
+            field="label_field",
+        )
+    return imported
 
 
 def _plain(value: Any) -> Any:

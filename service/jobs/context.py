@@ -87,17 +87,23 @@ class WorkerContext:
     def pool(self, session: Session, task_id: int) -> LabeledPool:
         """The task's labeled pool, brought up to date with labels written since the last call."""
         pool = self.pools.setdefault(task_id, LabeledPool())
+        if pool.unembedded:
+            waiting = history.labels_by_id(session, task_id=task_id, label_ids=pool.unembedded)
+            pool.add_embedded((row.label_id, entry) for row in waiting if (entry := _entry(row)) is not None)
         rows = history.labels_since(session, task_id=task_id, after_label_id=pool.last_label_id)
         if rows:
             pool.add(
-                (
-                    PoolEntry(row.item_id, row.text, row.label, row.source, row.embedding.astype(np.float64))
-                    for row in rows
-                    if row.embedding is not None
-                ),
+                (entry for row in rows if (entry := _entry(row)) is not None),
                 last_label_id=rows[-1].label_id,
+                unembedded=[row.label_id for row in rows if row.embedding is None],
             )
         return pool
 
     def recent(self, task_id: int) -> deque[FloatArray]:
         return self.recent_raw.setdefault(task_id, deque(maxlen=RECENT_FOR_PRIOR))
+
+
+def _entry(row: history.LabeledRow) -> PoolEntry | None:
+    if row.embedding is None:
+        return None
+    return PoolEntry(row.item_id, row.text, row.label, row.source, row.embedding.astype(np.float64))

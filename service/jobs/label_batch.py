@@ -1,4 +1,5 @@
-"""The label_batch job: score a batch's queued items chunk by chunk and route each to accept or review.
+"""The label_batch job: score a batch's queued items chunk by chunk and route each to accept or review (items
+imported with a human label are only embedded, to join the labeled pool).
 
 Each chunk is read in one short transaction, scored outside any transaction, and written in one transaction that
 only touches items still queued, so a retried job (after a crash or a lost lease) labels every item exactly once.
@@ -76,6 +77,8 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
 
 def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
     """Returns the job's result when the batch is done, None when the job was postponed or lost its lease."""
+    if not _embed_imported_labels(ctx, job):
+        return None
     while True:
         with transaction(ctx.sessions) as session:
             plan = _plan(session, ctx, job)
@@ -107,6 +110,31 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
             )
         if not still_ours:
             return None
+
+
+def _embed_imported_labels(ctx: WorkerContext, job: Job) -> bool:
+    """Embed the batch's items that came with human labels, so that they join the labeled pool (few-shot
+    examples, neighbours, the probe) like reviewed items. False when the job lost its lease."""
+    batch_id = job.batch_id or 0
+    while True:
+        with transaction(ctx.sessions) as session:
+            waiting = items.unembedded_labeled(session, batch_id=batch_id, limit=ctx.settings.teacher.chunk_size)
+        if not waiting:
+            return True
+        embeddings = ctx.embedder.embed([text for _, text in waiting])
+        with transaction(ctx.sessions) as session:
+            items.store_embeddings(
+                session, {item_id: row for (item_id, _), row in zip(waiting, embeddings, strict=True)}
+            )
+            if not job_store.renew(
+                session,
+                job.id,
+                worker=ctx.worker_id,
+                lease_s=ctx.settings.job_lease_s,
+                done=items.count_in_batch(session, batch_id=batch_id, queued=False),
+                message=f"embedded {len(waiting)} imported labels",
+            ):
+                return False
 
 
 def _result(ctx: WorkerContext) -> LabelBatchResult:

@@ -31,18 +31,31 @@ class LabeledPool:
     def __init__(self) -> None:
         self._entries: dict[int, PoolEntry] = {}
         self.last_label_id = 0
+        self.unembedded: set[int] = set()
         self._arrays: tuple[FloatArray, list[Example], list[str]] | None = None
         self._probe: tuple[tuple[str, ...], int, Probe | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, entries: Iterable[PoolEntry], *, last_label_id: int) -> None:
-        """Later entries of an item replace earlier ones (a human resolution supersedes a machine label)."""
+    def add(self, entries: Iterable[PoolEntry], *, last_label_id: int, unembedded: Iterable[int] = ()) -> None:
+        """Later entries of an item replace earlier ones (a human resolution supersedes a machine label).
+        ``unembedded`` are label ids read without their item's embedding (labels imported with the items, before
+        the worker embeds them): they join once it is there (``add_embedded``)."""
         for entry in entries:
             self._entries[entry.item_id] = entry
             self._arrays = None
         self.last_label_id = max(self.last_label_id, last_label_id)
+        self.unembedded.update(unembedded)
+
+    def add_embedded(self, entries: Iterable[tuple[int, PoolEntry]]) -> None:
+        """(label id, entry) of labels that were waiting for their embedding; an item that has a later label
+        keeps it."""
+        for label_id, entry in entries:
+            self.unembedded.discard(label_id)
+            if entry.item_id not in self._entries:
+                self._entries[entry.item_id] = entry
+                self._arrays = None
 
     def arrays(self) -> tuple[FloatArray, list[Example], list[str]]:
         """(embeddings (n, d), examples, labels) in a stable order."""

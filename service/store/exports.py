@@ -11,8 +11,9 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.errors import Invalid
 from service.formats import labelstudio, tabular
-from service.formats.labelstudio import ImportedTask
+from service.formats.tabular import ImportedTask
 from service.store import batches, tasks
 from service.store.items import latest_rows
 from service.tables import Batch, DecisionRecord, Item, Label, Prediction, ReviewVote, Task
@@ -102,12 +103,35 @@ def export_file(session: Session, *, task: Task, fmt: FileFormat, path: Path) ->
     return len(rows)
 
 
+def read_import(
+    source: bytes | Path, fmt: FileFormat, *, labels: Sequence[str], label_field: str | None = None
+) -> list[ImportedTask]:
+    """The items of an import (a path, or an upload's bytes), with the human labels it carries: Label Studio's
+    annotations, or the ``label_field`` column of a table."""
+    if fmt == "labelstudio":
+        if label_field is not None:
+            raise Invalid(
+                "a Label Studio export carries its labels in its annotations: drop label_field", field="label_field"
+            )
+        text = source.read_text() if isinstance(source, Path) else source.decode("utf-8", errors="replace")
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Invalid(f"the file is not JSON: {exc.msg}", field="body") from exc
+        return labelstudio.from_labelstudio(payload, labels=labels)
+    return tabular.imported_from_rows(tabular.read_rows(source, fmt), label_field=label_field, labels=labels)
+
+
 def import_file(
-    session: Session, *, task: Task, fmt: FileFormat, path: Path, reviewer: str, idempotency_key: str | None = None
+    session: Session,
+    *,
+    task: Task,
+    fmt: FileFormat,
+    path: Path,
+    reviewer: str,
+    label_field: str | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[Batch, bool, int]:
     """A batch of the items in the file (a folder for "hf"); see import_tasks."""
-    if fmt == "labelstudio":
-        imported = labelstudio.from_labelstudio(json.loads(path.read_text()), labels=tasks.label_names(task))
-    else:
-        imported = [ImportedTask(item, None) for item in tabular.items_from_rows(tabular.read_rows(path, fmt))]
+    imported = read_import(path, fmt, labels=tasks.label_names(task), label_field=label_field)
     return import_tasks(session, task=task, imported=imported, reviewer=reviewer, idempotency_key=idempotency_key)

@@ -3,12 +3,12 @@ for kNN and the probe, final labels for training the student."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from service.tables import DecisionRecord, Item, Label, Prediction
@@ -109,11 +109,17 @@ class LabeledRow:
 
 def labels_since(session: Session, *, task_id: int, after_label_id: int) -> list[LabeledRow]:
     """Label rows newer than `after_label_id` with their item's text and embedding, oldest first."""
+    return _labeled_rows(session, Label.task_id == task_id, Label.id > after_label_id)
+
+
+def labels_by_id(session: Session, *, task_id: int, label_ids: Collection[int]) -> list[LabeledRow]:
+    """The given label rows of the task with their item's text and embedding, oldest first."""
+    return _labeled_rows(session, Label.task_id == task_id, Label.id.in_(list(label_ids)))
+
+
+def _labeled_rows(session: Session, *where: ColumnElement[bool]) -> list[LabeledRow]:
     rows = session.execute(
-        select(Label, Item.text, Item.embedding)
-        .join(Item, Item.id == Label.item_id)
-        .where(Label.task_id == task_id, Label.id > after_label_id)
-        .order_by(Label.id)
+        select(Label, Item.text, Item.embedding).join(Item, Item.id == Label.item_id).where(*where).order_by(Label.id)
     ).all()
     return [
         LabeledRow(

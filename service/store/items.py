@@ -105,6 +105,28 @@ def latest_rows(session: Session, table: type[Row], ids: list[int]) -> dict[int,
     return latest
 
 
+def unembedded_labeled(session: Session, *, batch_id: int, limit: int) -> list[tuple[int, str]]:
+    """(id, text) of the batch's items that came with a human label (resolved on import, never scored) and have
+    no embedding yet."""
+    rows = session.execute(
+        select(Item.id, Item.text)
+        .where(Item.batch_id == batch_id, Item.state == "resolved", Item.embedding.is_(None))
+        .order_by(Item.id)
+        .limit(limit)
+    ).all()
+    return [(item_id, text) for item_id, text in rows]
+
+
+def store_embeddings(session: Session, embeddings: dict[int, FloatArray]) -> None:
+    for item_id, embedding in embeddings.items():
+        session.execute(
+            update(Item)
+            .where(Item.id == item_id, Item.embedding.is_(None))
+            .values(embedding=np.asarray(embedding, dtype=np.float32).tobytes())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def record_outcome(session: Session, *, task_id: int, outcome: ItemOutcome) -> bool:
     """Write a scored item's history if it is still queued: False when another worker wrote it first, so a
     retried chunk labels every item exactly once."""

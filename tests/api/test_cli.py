@@ -55,3 +55,21 @@ def test_bench_quality_refuses_an_unknown_template(
     result = runner.invoke(app, ["bench", "quality", "--data", str(data), "--pool", "4", "--template", "classify/nope"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "no prompt template 'classify/nope'" in result.output and "classify/chatml" in result.output
+
+
+def test_import_takes_a_label_column_and_refuses_a_bad_label_in_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    from service import db
+    from service.api.schemas.tasks import TaskCreate
+    from service.store import tasks
+
+    with db.transaction(db.open(get_settings())) as session:
+        tasks.create_task(session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]}))
+    good = tmp_path / "good.csv"
+    good.write_text("text,y\nfirst,a\nsecond,\nthird,b\n")
+    done = runner.invoke(app, ["import", str(good), "--task", "t", "--format", "csv", "--label-field", "y"])
+    assert done.exit_code == 0 and "3 items, 2 with human labels" in done.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,y\nfirst,a\nsecond,c\n")
+    refused = runner.invoke(app, ["import", str(bad), "--task", "t", "--format", "csv", "--label-field", "y"])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "not labels of the task (a, b) in rows 1" in refused.output and len(refused.output.strip().splitlines()) == 1

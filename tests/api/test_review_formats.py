@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
@@ -129,6 +130,11 @@ def test_files_both_ways_including_a_datasets_folder(
             )
             assert created and batch.item_count == written[fmt]
             assert labeled == (resolved if fmt == "labelstudio" else 0)
+            if fmt != "labelstudio":
+                again = exports.import_file(
+                    session, task=task, fmt=fmt, path=tmp_path / fmt, reviewer="me", label_field="label"
+                )
+                assert again[2] == resolved, f"{fmt}: an export's label column comes back as human labels"
         first = exports.import_file(
             session, task=task, fmt="hf", path=tmp_path / "hf", reviewer="me", idempotency_key="k"
         )
@@ -137,3 +143,57 @@ def test_files_both_ways_including_a_datasets_folder(
         )
         assert repeat[0].id == first[0].id and not repeat[1]
     engine.dispose()
+
+
+def test_a_label_column_imports_human_labels_that_join_the_labeled_pool(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    from service.db import transaction
+    from service.store import tasks
+
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+
+    def post(body: bytes, **params: str) -> httpx.Response:
+        return client.post(
+            "/v1/tasks/sms/import", params={"format": "csv", **params}, content=body, headers=client_headers
+        )
+
+    good = b"id,text,gold,lang\na,win a free prize,spam,en\nb,see you at lunch,ham,en\nc,call me later,,en\n"
+    batch = post(good, label_field="gold")
+    assert batch.status_code == 202, batch.text
+    assert batch.json()["counts"] == {"queued": 1, "accepted": 0, "review": 0, "resolved": 2}
+    bad = post(b"id,text,gold\nx,hello,spam\ny,bye,eggs\nz,hey,Spam\n", label_field="gold")
+    assert bad.status_code == 422
+    problem = bad.json()
+    assert (
+        problem["field"] == "label_field"
+        and "rows 1, 2" in problem["detail"]
+        and "nothing was imported" in problem["detail"]
+    )
+    missing = post(good, label_field="label")
+    assert missing.status_code == 422 and "no column 'label'" in missing.json()["detail"]
+    studio = client.post(
+        "/v1/tasks/sms/import",
+        params={"format": "labelstudio", "label_field": "gold"},
+        content=b"[]",
+        headers=client_headers,
+    )
+    assert studio.status_code == 422 and studio.json()["field"] == "label_field"
+    listed = client.get("/v1/tasks/sms/export", params={"format": "jsonl"}, headers=client_headers).content
+    rows = [json.loads(line) for line in listed.splitlines()]
+    assert sorted((r["external_id"], r["label"], r["source"]) for r in rows) == [
+        ("a", "spam", "human"),
+        ("b", "ham", "human"),
+    ], "the refused file left nothing behind; the label column is not meta"
+    assert all(r["meta"] == {"lang": "en"} for r in rows)
+
+    with transaction(fake_worker.sessions) as session:
+        early = fake_worker.pool(session, tasks.get_task(session, "sms").id)
+    assert len(early.unembedded) == 2 and not len(early), "read before the worker embedded them: they wait"
+    while worker.run_once(fake_worker):
+        pass
+    with transaction(fake_worker.sessions) as session:
+        pool = fake_worker.pool(session, tasks.get_task(session, "sms").id)
+        joined = {(source, label) for _, source, label in pool.provenance()}
+    assert {("human", "spam"), ("human", "ham")} <= joined, "embedded by the worker, they join the labeled pool"
+    assert not pool.unembedded

@@ -16,7 +16,6 @@ from service.api.routes.batches import batch_public
 from service.api.schemas.batches import BatchPublic
 from service.errors import Invalid
 from service.formats import labelstudio, tabular
-from service.formats.labelstudio import ImportedTask
 from service.store import exports, tasks
 
 router = APIRouter(prefix="/v1/tasks/{task}", tags=["import and export"])
@@ -71,20 +70,14 @@ def import_items(
     settings: SettingsDep,
     key: ClientDep,
     format: Annotated[ImportFormat, Query()],
+    label_field: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> BatchPublic:
     """The file is the request body. Rows need a `text` column (Label Studio: data.text); `id` names the item and
-    other columns go to its meta. Label Studio annotations become human labels; other items are labeled as usual."""
+    other columns go to its meta. Label Studio annotations, or the `label_field` column of a table, become human
+    labels (a value that is not a label of the task refuses the whole file); other items are labeled as usual."""
     task_row = tasks.get_task(session, task)
-    if format == "labelstudio":
-        try:
-            payload = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise Invalid(f"the body is not JSON: {exc.msg}", field="body") from exc
-        imported = labelstudio.from_labelstudio(payload, labels=tasks.label_names(task_row))
-    else:
-        items = tabular.items_from_rows(tabular.read_rows(body, format))
-        imported = [ImportedTask(item, None) for item in items]
+    imported = exports.read_import(body, format, labels=tasks.label_names(task_row), label_field=label_field)
     if not imported:
         raise Invalid("the file has no items", field="body")
     if len(imported) > settings.max_batch_items:
