@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     worker_poll_s: float = 0.5
     embedded_worker: bool = True
     """`understudy serve` also runs one in-process worker (the embedded default)."""
+    log_format: Literal["json", "text"] = "json"
+    """Logs of `serve` and `worker`: one JSON object a line (with the request id), or plain text."""
 
     encoder_precision: Precision = "auto"
     """How the MiniLM encoders (student and embedder) run; see service.ports.Precision."""

@@ -6,12 +6,14 @@ from fastapi import FastAPI
 
 from service import db
 from service.api.limits import BodySizeLimit
+from service.api.observability import RequestObservation
 from service.api.routes import (
     batches,
     exports,
     health,
     jobs,
     keys,
+    metrics,
     quality,
     review,
     review_admin,
@@ -43,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_cache = {}
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, tasks, batches, jobs, review, review_admin, students, quality, keys, exports):
+    app.add_middleware(RequestObservation)  # added last: outermost, so it times and tags every response
+    for module in (health, metrics, tasks, batches, jobs, review, review_admin, students, quality, keys, exports):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
     app.include_router(review_page.router)  # HTML pages: their failures are pages or redirects, not problems
     generate = app.openapi

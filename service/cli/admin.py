@@ -17,21 +17,24 @@ def serve(
     port: int = 8080,
     worker: Annotated[bool, typer.Option(help="Run one in-process worker (the embedded default).")] = True,
 ) -> None:
-    """Run the HTTP API (and, by default, one in-process worker)."""
+    """Run the HTTP API (and, by default, one in-process worker); /metrics has both."""
     import uvicorn
 
+    from service import logs
     from service.jobs import worker as worker_loop
     from service.jobs.context import WorkerContext
     from service.main import create_app
 
     settings = get_settings()
+    logs.configure(settings.log_format)
     api = create_app(settings)
     stop = threading.Event()
     if worker and settings.embedded_worker:
         ctx = WorkerContext.from_settings(settings)
         threading.Thread(target=worker_loop.run, args=(ctx,), kwargs={"stop": stop}, daemon=True).start()
     try:
-        uvicorn.run(api, host=host, port=port, log_level="info")
+        # Access lines come from the app (with the request id and route), so uvicorn's own are off.
+        uvicorn.run(api, host=host, port=port, log_config=None, access_log=False)
     finally:
         stop.set()
 
@@ -39,12 +42,24 @@ def serve(
 @app.command()
 def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="Stop when no job is left (batch runs, tests).")] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus counters on this port.", min=1, max=65535)
+    ] = None,
 ) -> None:
     """Run a worker: claim jobs under a lease and run them until stopped."""
+    from service import logs
+    from service.jobs import metrics
     from service.jobs import worker as worker_loop
     from service.jobs.context import WorkerContext
 
-    ctx = WorkerContext.from_settings(get_settings())
+    settings = get_settings()
+    logs.configure(settings.log_format)
+    if metrics_port is not None:
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            raise fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from exc
+    ctx = WorkerContext.from_settings(settings)
     typer.echo(f"worker {ctx.worker_id} started")
     worker_loop.run(ctx, stop=threading.Event(), exit_when_idle=exit_when_idle)
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from service import task_policy
 from service.db import transaction
+from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
@@ -95,11 +96,10 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
                 return _result(ctx)
             task_def = tasks.task_def(tasks.get_task_by_id(session, plan.task_id))
             pool = ctx.pool(session, plan.task_id)
-        started = time.perf_counter()
+        started, before = time.perf_counter(), metrics.model_seconds(ctx)
         outcomes = score_chunk(ctx, task_def, plan, pool)
         with transaction(ctx.sessions) as session:
-            for outcome in outcomes:
-                items.record_outcome(session, task_id=plan.task_id, outcome=outcome)
+            written = [o for o in outcomes if items.record_outcome(session, task_id=plan.task_id, outcome=o)]
             still_ours = job_store.renew(
                 session,
                 job.id,
@@ -108,6 +108,7 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
                 done=items.count_in_batch(session, batch_id=job.batch_id or 0, queued=False),
                 message=f"{len(outcomes)} items in {time.perf_counter() - started:.1f} s",
             )
+        metrics.record_chunk(ctx, task_def.name, written, before)
         if not still_ours:
             return None
 

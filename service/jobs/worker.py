@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from service.db import transaction
+from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.label_batch import run_label_batch
 from service.jobs.train_student import run_train_student
@@ -41,20 +42,26 @@ def run_once(ctx: WorkerContext) -> bool:
                 session, job.id, worker=ctx.worker_id, until=until, message=f"teacher unavailable: {exc}"
             )
             job_store.forgive_attempt(session, job.id)
+        metrics.JOBS_ENDED.labels(kind=job.kind, outcome="postponed").inc()
         return True
     except Exception as exc:
         log.exception("job %s failed on attempt %s", job.id, job.attempts)
         with transaction(ctx.sessions) as session:
             message = f"{type(exc).__name__}: {exc}"
-            if job.attempts >= MAX_ATTEMPTS:
+            failed = job.attempts >= MAX_ATTEMPTS
+            if failed:
                 job_store.fail(session, job.id, worker=ctx.worker_id, error=message)
             else:
                 backoff = timedelta(seconds=min(60.0, 2.0**job.attempts))
                 job_store.postpone(session, job.id, worker=ctx.worker_id, until=utcnow() + backoff, message=message)
+        metrics.JOBS_ENDED.labels(kind=job.kind, outcome="failed" if failed else "retried").inc()
         return True
-    if result is not None:
+    if result is None:
+        metrics.JOBS_ENDED.labels(kind=job.kind, outcome="postponed").inc()
+    else:
         with transaction(ctx.sessions) as session:
             job_store.finish(session, job.id, worker=ctx.worker_id, result=result)
+        metrics.JOBS_ENDED.labels(kind=job.kind, outcome="done").inc()
         log.info("job %s done", job.id)
     return True
 
