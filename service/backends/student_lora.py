@@ -54,6 +54,15 @@ class LoraStudent:
         return cls(for_inference(model, precision), load_tokenizer(base_path), meta, batch_size=batch_size)
 
     @property
+    def network(self) -> torch.nn.Module:
+        """The merged classifier (encoder, mean pooling, head), for export."""
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
     def version(self) -> str:
         return self.meta.version
 

@@ -39,6 +39,8 @@ from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 AL_ROUNDS = 10
+PRIORITY_ROUNDS = 1
+"""Rounds in which the certified run spends its budget after cold start, refitting its labeler before each."""
 NEIGHBOURS = 5
 """Nearest labeled items behind the neighbour signal, as in the service (jobs/scoring.py)."""
 
@@ -83,36 +85,34 @@ def run_certified(
     uniform = draws[:drawn].astype(np.int64)
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
-    # After cold start the queue is ordered by a labeler refitted on every uniform label (the service's newest
-    # labeler; only acceptance waits for a certified one). The rest of the budget goes to the labels likeliest
-    # wrong, accepted ones included: a label above the threshold is safe enough to keep, not too good to check.
-    newest = _fit(labeled, k, sources).predict(pool.probs, pool.embeddings)
-    waiting = np.flatnonzero(~reviewed)
-    priority = np.array(
-        [review_priority(wrong_chance=1.0 - float(newest[i].max()), density=float(pool.density[i])) for i in waiting]
-    )
-    queue = waiting[np.lexsort((rng.random(waiting.size), -priority))] if waiting.size else waiting
-    spent = queue[: budget - uniform.size].astype(np.int64)
+    # After cold start the rest of the budget goes to the labels likeliest wrong, accepted ones included (a label
+    # above the threshold is safe enough to keep, not too good to check), in PRIORITY_ROUNDS rounds: before each,
+    # the labeler is refitted on every human label so far (the service's pool grows and its probe is refitted as
+    # reviews come in) and the waiting items are ranked again.
+    spent = np.zeros(0, dtype=np.int64)
+    for size in _round_sizes(budget - uniform.size, PRIORITY_ROUNDS):
+        ranker = _refit(labeled, pool, spent, reviewer, k, sources)
+        waiting = np.flatnonzero(~reviewed)
+        priority = np.array(
+            [
+                review_priority(wrong_chance=1.0 - float(ranker[i].max()), density=float(pool.density[i]))
+                for i in waiting
+            ]
+        )
+        picked = waiting[np.lexsort((rng.random(waiting.size), -priority))][:size].astype(np.int64)
+        reviewed[picked] = True
+        spent = np.concatenate([spent, picked])
     order = np.concatenate([uniform, spent]).astype(np.int64)
-    reviewed[spent] = True
+    # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
+    best = _refit(labeled, pool, spent, reviewer, k, sources)
     accepted = np.zeros(n, dtype=bool)
-    machine = newest.argmax(axis=1).astype(np.int64)
+    machine = best.argmax(axis=1).astype(np.int64)
     if candidate is not None and policy.threshold is not None:
         # A certified look ends cold start, so the candidate is the labeler it certified, applied as tested.
         probs = candidate.predict(pool.probs, pool.embeddings)
         machine = probs.argmax(axis=1).astype(np.int64)
         vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
         accepted = ~reviewed & ~vetoed & (probs.max(axis=1) >= policy.threshold)
-    # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
-    best = fit_stacked(
-        teacher=labeled.teacher,
-        embeddings=labeled.embeddings,
-        labels=labeled.labels,
-        n_labels=k,
-        sources=sources,
-        extra_embeddings=_rows(pool.embeddings, spent),
-        extra_labels=reviewer[spent],
-    ).predict(pool.probs, pool.embeddings)
     machine_final = np.where(accepted, machine, best.argmax(axis=1)).astype(np.int64)
     final = machine_final.copy()
     final[order] = reviewer[order]
@@ -137,6 +137,25 @@ def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int) -> Lo
         min_reviews=config.min_reviews,
         target_coverage=config.target_coverage,
     )
+
+
+def _round_sizes(total: int, rounds: int) -> list[int]:
+    return [len(chunk) for chunk in np.array_split(np.arange(max(0, total)), rounds) if len(chunk)]
+
+
+def _refit(
+    labeled: _Labeled, pool: Pool, spent: IntArray, reviewer: IntArray, k: int, sources: Sequence[str]
+) -> FloatArray:
+    """Every item's probabilities from the labeler fitted on the uniform labels, its probe also on ``spent``."""
+    return fit_stacked(
+        teacher=labeled.teacher,
+        embeddings=labeled.embeddings,
+        labels=labeled.labels,
+        n_labels=k,
+        sources=sources,
+        extra_embeddings=_rows(pool.embeddings, spent),
+        extra_labels=reviewer[spent],
+    ).predict(pool.probs, pool.embeddings)
 
 
 def _fit(labeled: _Labeled, k: int, sources: Sequence[str]) -> StackedLabeler:

@@ -114,6 +114,31 @@ def _file_format(fmt: str) -> FileFormat:
     return formats[fmt]
 
 
+@app.command("export-student")
+def export_student(
+    task: Annotated[str, typer.Option(help="The task whose student to export.")],
+    out: Annotated[Path, typer.Option(help="Folder to write (created; must be empty).")],
+    version: Annotated[str | None, typer.Option(help="Student version (default: the promoted one).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="hf (transformers) or onnx (onnxruntime)")] = "hf",
+) -> None:
+    """Export a student as a standard model folder with its model card; it runs without Understudy."""
+    from service import db, student_export
+    from service.errors import ServiceError
+    from service.store import tasks
+
+    if fmt not in student_export.FORMATS:
+        raise fail(f"unknown format {fmt!r}; use {' or '.join(student_export.FORMATS)}")
+    try:
+        with db.transaction(db.open(get_settings())) as session:
+            task_row = tasks.get_task(session, task)
+            row = student_export.student_row(session, task_row, version)
+            student_export.write_folder(session, task_row, row, fmt, out)
+            summary = f"student {row.version} of {task} written to {out} ({fmt}); see {out / 'README.md'}"
+    except (ServiceError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(summary)
+
+
 @app.command("export")
 def export_labels(
     task: Annotated[str, typer.Option(help="The task whose final labels to export.")],

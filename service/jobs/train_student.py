@@ -42,6 +42,10 @@ class StudentMetrics(TypedDict):
     threshold_certified_on: int
     """Sampled gold items (uniform draws, imported labels) the threshold was certified on."""
     gate_passed: bool
+    train_sources: dict[str, int]
+    """Training examples by the source of their label (human, teacher, student)."""
+    teacher_model: str
+    """The teacher the service ran when the student was trained."""
 
 
 class TrainStudentResult(StudentMetrics):
@@ -122,6 +126,8 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         gate_passed=promotion_gate(
             gold.student["macro_f1"], gold.teacher["macro_f1"], ctx.settings.student.promotion_margin
         ),
+        train_sources=plan.sources,
+        teacher_model=ctx.settings.teacher.model,
     )
     with transaction(ctx.sessions) as session:
         students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=dict(metrics))

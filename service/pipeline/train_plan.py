@@ -42,6 +42,8 @@ class TrainingPlan(Generic[RowT]):
     """Human-labeled rows held out of training, to evaluate the student and the teacher on."""
     prompt_versions: list[str]
     """Template shas behind the teacher's labels and soft targets used in training, sorted."""
+    sources: dict[str, int]
+    """Training examples by the source of their label (human, teacher, student)."""
 
 
 def is_gold(item_id: int, *, seed: int, gold_share: float) -> bool:
@@ -76,6 +78,7 @@ def plan_training(
     train: list[TrainExample] = []
     gold: list[RowT] = []
     prompt_versions: set[str] = set()
+    sources: dict[str, int] = {}
     for row in rows:
         if row.label not in known:
             continue
@@ -84,9 +87,11 @@ def plan_training(
                 gold.append(row)
             else:
                 train.append(TrainExample(row.text, row.label, weight=human_weight))
+                sources[HUMAN] = sources.get(HUMAN, 0) + 1
             continue
+        sources[row.source] = sources.get(row.source, 0) + 1
         soft = row.teacher_probs if row.teacher_probs is not None and len(row.teacher_probs) == len(labels) else None
         train.append(TrainExample(row.text, row.label, weight=machine_weight, soft_target=soft))
         if row.template_sha is not None:
             prompt_versions.add(row.template_sha)
-    return TrainingPlan(train=train, gold=gold, prompt_versions=sorted(prompt_versions))
+    return TrainingPlan(train=train, gold=gold, prompt_versions=sorted(prompt_versions), sources=sources)

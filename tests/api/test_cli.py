@@ -73,3 +73,19 @@ def test_import_takes_a_label_column_and_refuses_a_bad_label_in_one_line(runner:
     refused = runner.invoke(app, ["import", str(bad), "--task", "t", "--format", "csv", "--label-field", "y"])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "not labels of the task (a, b) in rows 1" in refused.output and len(refused.output.strip().splitlines()) == 1
+
+
+def test_export_student_refuses_bad_input_in_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    from service import db
+    from service.api.schemas.tasks import TaskCreate
+    from service.store import tasks
+
+    with db.transaction(db.open(get_settings())) as session:
+        tasks.create_task(session, TaskCreate.model_validate({"name": "t", "labels": [{"name": "a"}, {"name": "b"}]}))
+    out = str(tmp_path / "model")
+    bad = runner.invoke(app, ["export-student", "--task", "t", "--out", out, "--format", "pickle"])
+    assert bad.exit_code == 2 and "unknown format 'pickle'; use hf or onnx" in bad.output
+    none = runner.invoke(app, ["export-student", "--task", "t", "--out", out])
+    assert none.exit_code == 2 and "no promoted student: name a version" in none.output
+    missing = runner.invoke(app, ["export-student", "--task", "t", "--out", out, "--version", "v3"])
+    assert missing.exit_code == 2 and "has no student 'v3'" in missing.output and "Traceback" not in missing.output

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
 from service.backends.student_lora import LoraStudent, LoraTrainer
+from service.config import Settings
 from service.datasets import load_builtin
 from service.pipeline.metrics import classification_report
 from service.ports import Precision, TrainConfig, TrainExample
+from tests.conftest import SPAM_TASK
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +126,102 @@ def test_same_data_and_seed_give_the_same_adapter(
     np.testing.assert_array_equal(outputs[0], outputs[1])
     other = LoraTrainer().train(examples + soft, LABELS, tmp_path / "c", TrainConfig(epochs=1, seed=4))
     assert not np.array_equal(LoraStudent.load(other.path).predict_proba(texts), outputs[0])
+
+
+EXPORT_CHECK = """
+import json, sys
+import numpy as np
+texts = json.loads(sys.argv[3])
+if sys.argv[1] == "hf":
+    from transformers import pipeline
+    classify = pipeline("text-classification", model=sys.argv[2], top_k=None)
+    id2label = classify.model.config.id2label
+    labels = [id2label[i] for i in range(len(id2label))]
+    answers = [classify(text) for text in texts]
+    rows = [{d["label"]: d["score"] for d in (a[0] if isinstance(a[0], list) else a)} for a in answers]
+    probs = [[row[label] for label in labels] for row in rows]
+else:
+    import onnxruntime
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
+    session = onnxruntime.InferenceSession(sys.argv[2] + "/model.onnx")
+    labels = json.load(open(sys.argv[2] + "/onnx_config.json"))["labels"]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
+    logits = session.run(["logits"], {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})[0]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (exp / exp.sum(axis=1, keepdims=True)).tolist()
+assert not any(name == "service" or name.startswith("service.") for name in sys.modules), "imported Understudy"
+print(json.dumps({"labels": labels, "probs": probs}))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["hf", "onnx"])
+def test_exported_student_runs_without_understudy_and_agrees_with_it(
+    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]], tmp_path: Path, fmt: str
+) -> None:
+    """The export loads in plain transformers (hf) or onnxruntime (onnx), in a fresh process that imports nothing
+    from this project, and gives the service's probabilities on held-out messages."""
+    import subprocess
+    import sys
+
+    from service.backends.student_export import export_student
+
+    texts = [text for text, _ in sms[1][:40]]
+    expected = LoraStudent.load(trained).predict_proba(texts)
+    export_student(trained, tmp_path / fmt, fmt=fmt, card="# card\n")  # type: ignore[arg-type]
+    assert (tmp_path / fmt / "README.md").read_text() == "# card\n"
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_CHECK, fmt, str(tmp_path / fmt), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["labels"] == list(LABELS)
+    probs = np.asarray(answer["probs"])
+    assert (probs.argmax(axis=1) == expected.argmax(axis=1)).all(), "the same top label on every message"
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
+
+
+def test_a_registered_student_downloads_as_a_tarball_with_its_model_card(
+    trained: Path, client: TestClient, client_headers: dict[str, str], settings: Settings
+) -> None:
+    """GET .../students/v1/download?format=onnx on both stores: a tar.gz of the folder, made once, with a model
+    card from the stored gold evaluation and certified threshold."""
+    import io
+    import tarfile
+
+    from service import db
+    from service.store import students, tasks
+
+    assert client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers).status_code == 201
+    report = {"per_class": {"ham": {"precision": 0.99, "recall": 1.0, "f1": 0.995, "support": 80}}, "n": 100}
+    metrics = {
+        "student": {**report, "macro_f1": 0.97, "accuracy": 0.98, "ece": 0.02},
+        "teacher": {**report, "macro_f1": 0.8, "accuracy": 0.85},
+        "threshold": 0.9,
+        "threshold_error_bound": 0.04,
+        "threshold_certified_on": 90,
+        "train_sources": {"human": 40, "teacher": 260},
+        "teacher_model": "smollm2-135m-instruct",
+    }
+    with db.transaction(db.open(settings)) as session:
+        students.add(
+            session, task_id=tasks.get_task(session, "sms").id, version="v1", path=str(trained), metrics=metrics
+        )
+    url = "/v1/tasks/sms/students/v1/download"
+    response = client.get(url, params={"format": "onnx"}, headers=client_headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
+        names = set(archive.getnames())
+        card = archive.extractfile("sms-v1-onnx/README.md").read().decode()  # type: ignore[union-attr]
+    assert {"sms-v1-onnx/model.onnx", "sms-v1-onnx/onnx_config.json", "sms-v1-onnx/tokenizer.json"} <= names
+    assert "40 human, 260 teacher" in card and "smollm2-135m-instruct" in card and "| ham | 0.990 |" in card
+    assert "at least 0.9000" in card and "4.0%" in card and "onnxruntime" in card
+    assert client.get(url, params={"format": "onnx"}, headers=client_headers).content == response.content, "cached"
+    missing = client.get("/v1/tasks/sms/students/v9/download", headers=client_headers)
+    assert missing.status_code == 404 and missing.json()["field"] == "version"
+    assert client.get(url, params={"format": "pickle"}, headers=client_headers).status_code == 422

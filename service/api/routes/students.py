@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import FileResponse
+
+from service import student_export
 from service.api.deps import AdminDep, ClientDep, ReaderDep, SessionDep, SettingsDep
 from service.api.schemas.students import PromotionCreate, StudentCreate, StudentJobPublic, StudentPublic
 from service.errors import Conflict
@@ -50,3 +54,24 @@ def demote(task: str, version: str, session: SessionDep, _key: AdminDep) -> Stud
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     students.set_promoted(session, row=row, promoted_flag=False)
     return _public(row)
+
+
+@router.get(
+    "/{version}/download",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/gzip": {}}, "description": "a tar.gz of the model folder"}},
+)
+def download(
+    task: str,
+    version: str,
+    session: SessionDep,
+    _key: ClientDep,
+    format: Annotated[student_export.ExportFormat, Query()] = "hf",
+) -> FileResponse:
+    """The student as a standard model folder with its model card, in a tar.gz: `hf` loads in
+    transformers.pipeline("text-classification"), `onnx` runs in onnxruntime. Made on the first request (seconds),
+    then served from the student's folder."""
+    task_row = tasks.get_task(session, task)
+    row = students.get(session, task=task_row, version=version)
+    path = student_export.archive(session, task_row, row, format)
+    return FileResponse(path, media_type="application/gzip", filename=path.name)

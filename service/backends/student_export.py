@@ -1,0 +1,152 @@
+"""A trained student as a standard model folder that needs no code from this project.
+
+- ``hf``: a transformers folder that ``pipeline("text-classification", model=DIR)`` loads. MiniLM is a BERT
+  encoder, but BERT's sequence-classification head reads the [CLS] token through a pooler, while the student
+  averages every token (as sentence-transformers does). XLM's encoder has BERT's layout (post-norm attention and
+  feed-forward blocks, exact GELU) and its classification head can average the tokens (``summary_type="mean"``),
+  so the merged weights are copied into an ``XLMForSequenceClassification``: BERT's token-type embedding (always
+  type 0) is folded into the position embeddings, and the [PAD] embedding is zeroed because XLM adds the word
+  embedding of the token-type id (0, [PAD]) to every token. XLM averages over the padded length, so it is exact
+  one text at a time (the pipeline's default); in padded batches the probabilities move a little.
+- ``onnx``: the same network exported with ``torch.onnx``: inputs ``input_ids`` and ``attention_mask`` (int64),
+  output ``logits``; the mean is over the real tokens, so it is exact in batches too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import PreTrainedModel, XLMConfig, XLMForSequenceClassification
+
+from service.backends.student_lora import LoraStudent
+from service.backends.student_model import MiniLMClassifier
+
+ExportFormat = Literal["hf", "onnx"]
+ONNX_FILE = "model.onnx"
+ONNX_CONFIG = "onnx_config.json"
+OPSET = 17
+
+
+def export_student(student_dir: Path, out: Path, *, fmt: ExportFormat, card: str) -> None:
+    """Write the student saved in ``student_dir`` to the folder ``out`` in ``fmt``, with ``card`` as README.md."""
+    student = LoraStudent.load(student_dir, precision="float32")
+    network = student.network
+    if not isinstance(network, MiniLMClassifier):
+        raise TypeError(f"{student_dir}: not a MiniLM student")
+    out.mkdir(parents=True, exist_ok=True)
+    labels = student.labels
+    tokenizer = student.tokenizer
+    if fmt == "hf":
+        _as_xlm(network, labels, pad_id=int(tokenizer.pad_token_id)).save_pretrained(str(out))
+    else:
+        _to_onnx(network, tokenizer, out / ONNX_FILE)
+        config = {
+            "labels": list(labels),
+            "inputs": ["input_ids", "attention_mask"],
+            "output": "logits",
+            "max_length": student.meta.max_length,
+        }
+        (out / ONNX_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    tokenizer.save_pretrained(str(out))
+    (out / "README.md").write_text(card)
+
+
+def _as_xlm(network: MiniLMClassifier, labels: tuple[str, ...], *, pad_id: int) -> PreTrainedModel:
+    bert: Any = network.encoder
+    source = bert.config
+    config = XLMConfig(
+        vocab_size=source.vocab_size,
+        emb_dim=source.hidden_size,
+        n_layers=source.num_hidden_layers,
+        n_heads=source.num_attention_heads,
+        dropout=0.0,
+        attention_dropout=0.0,
+        gelu_activation=True,
+        sinusoidal_embeddings=False,
+        causal=False,
+        asm=False,
+        n_langs=1,
+        use_lang_emb=False,
+        max_position_embeddings=source.max_position_embeddings,
+        layer_norm_eps=source.layer_norm_eps,
+        summary_type="mean",
+        summary_use_proj=True,
+        summary_activation=None,
+        summary_proj_to_labels=True,
+        summary_first_dropout=0.0,
+        is_encoder=True,
+        **_untyped(labels, pad_id),
+    )
+    if source.intermediate_size != 4 * source.hidden_size or source.hidden_act != "gelu":
+        raise ValueError("only encoders with XLM's feed-forward (4 x hidden, exact GELU) can be exported as hf")
+    model: Any = XLMForSequenceClassification(config)  # type: ignore[no-untyped-call]
+    model.eval()
+    weights = {name: tensor.detach().float() for name, tensor in bert.state_dict().items()}
+    xlm = model.transformer
+    with torch.no_grad():
+        xlm.embeddings.weight.copy_(weights["embeddings.word_embeddings.weight"])
+        xlm.embeddings.weight[pad_id].zero_()
+        xlm.position_embeddings.weight.copy_(
+            weights["embeddings.position_embeddings.weight"] + weights["embeddings.token_type_embeddings.weight"][0]
+        )
+        _copy_norm(xlm.layer_norm_emb, weights, "embeddings.LayerNorm")
+        for i in range(source.num_hidden_layers):
+            layer = f"encoder.layer.{i}."
+            attention = xlm.attentions[i]
+            for mine, theirs in (
+                ("q_lin", "attention.self.query"),
+                ("k_lin", "attention.self.key"),
+                ("v_lin", "attention.self.value"),
+                ("out_lin", "attention.output.dense"),
+            ):
+                _copy_linear(getattr(attention, mine), weights, layer + theirs)
+            _copy_norm(xlm.layer_norm1[i], weights, layer + "attention.output.LayerNorm")
+            _copy_linear(xlm.ffns[i].lin1, weights, layer + "intermediate.dense")
+            _copy_linear(xlm.ffns[i].lin2, weights, layer + "output.dense")
+            _copy_norm(xlm.layer_norm2[i], weights, layer + "output.LayerNorm")
+        model.sequence_summary.summary.weight.copy_(network.head.weight)
+        model.sequence_summary.summary.bias.copy_(network.head.bias)
+    result: PreTrainedModel = model
+    return result
+
+
+def _untyped(labels: tuple[str, ...], pad_id: int) -> dict[str, Any]:
+    """XLMConfig settings its stubs do not declare: the padding id, and the label names the pipeline answers
+    with (instead of LABEL_0, LABEL_1, ...)."""
+    return {
+        "pad_index": pad_id,
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
+def _copy_linear(target: torch.nn.Linear, weights: dict[str, torch.Tensor], prefix: str) -> None:
+    target.weight.copy_(weights[prefix + ".weight"])
+    target.bias.copy_(weights[prefix + ".bias"])
+
+
+def _copy_norm(target: torch.nn.LayerNorm, weights: dict[str, torch.Tensor], prefix: str) -> None:
+    target.weight.copy_(weights[prefix + ".weight"])
+    target.bias.copy_(weights[prefix + ".bias"])
+
+
+def _to_onnx(network: MiniLMClassifier, tokenizer: Any, path: Path) -> None:
+    sample = tokenizer(["an example", "a longer example text"], return_tensors="pt", padding=True)
+    torch.onnx.export(
+        network.eval(),
+        (sample["input_ids"], sample["attention_mask"]),
+        str(path),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "logits": {0: "batch"},
+        },
+        opset_version=OPSET,
+        dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, which nothing else here does
+    )

@@ -1,0 +1,116 @@
+"""The model card (README.md) of an exported student: what it labels, what it learned from, how it did on held-out
+human gold beside the teacher, its certified confidence threshold, and how to run it without this project."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+USAGE = {
+    "hf": """```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="{folder}")
+print(classify("{example}"))  # [{{'label': ..., 'score': ...}}]
+```
+
+Exact one text at a time (the pipeline's default, shown); in padded batches the scores move a little (the head
+averages over the padded length), so use the ONNX export for large batches.""",
+    "onnx": """```python
+import json, numpy as np, onnxruntime
+from transformers import AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{folder}")
+session = onnxruntime.InferenceSession("{folder}/model.onnx")
+labels = json.load(open("{folder}/onnx_config.json"))["labels"]
+batch = tokenizer(["{example}"], padding=True, truncation=True, max_length={max_length}, return_tensors="np")
+logits = session.run(["logits"], {{"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}})[0]
+print(labels[int(logits[0].argmax())])
+```""",
+}
+
+
+def model_card(
+    *,
+    task: str,
+    version: str,
+    fmt: str,
+    labels: Sequence[str],
+    metrics: Mapping[str, Any],
+    n_examples: int,
+    trained_utc: str,
+    exported_utc: str,
+    epsilon: float,
+    delta: float,
+    max_length: int,
+) -> str:
+    """Markdown; figures the student was registered without (older versions) are said to be unrecorded."""
+    sources = metrics.get("train_sources")
+    made_of = (
+        ", ".join(f"{count} {source}" for source, count in sorted(sources.items()))
+        if isinstance(sources, Mapping)
+        else "sources not recorded"
+    )
+    lines = [
+        f"# {task}: student {version}",
+        "",
+        "A text classifier distilled by Understudy: all-MiniLM-L6-v2 with its LoRA adapter merged, mean pooling over",
+        "the tokens, and a linear head. It needs nothing from Understudy to run.",
+        "",
+        f"- Labels: {', '.join(f'`{label}`' for label in labels)}",
+        f"- Trained on {n_examples} labeled texts ({made_of} labels), {trained_utc}",
+        f"- Teacher it was distilled from: {metrics.get('teacher_model', 'not recorded')}",
+        f"- Exported {exported_utc} as `{fmt}`; texts are cut to {max_length} tokens",
+        "",
+        "## Use",
+        "",
+        USAGE[fmt].format(folder="path/to/this/folder", example="your text here", max_length=max_length),
+        "",
+        *_evaluation(metrics),
+        "",
+        *_threshold(metrics, epsilon=epsilon, delta=delta),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _evaluation(metrics: Mapping[str, Any]) -> list[str]:
+    student, teacher = metrics.get("student"), metrics.get("teacher")
+    if not isinstance(student, Mapping):
+        return ["## Evaluation", "", "No gold evaluation was recorded."]
+    lines = [
+        f"## Evaluation on {student.get('n', 0)} held-out human labels",
+        "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label, scores in student.get("per_class", {}).items():
+        figures = " | ".join(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1"))
+        lines.append(f"| {label} | {figures} | {scores['support']} |")
+    lines += ["", f"Accuracy {student['accuracy']:.3f}, macro-F1 {student['macro_f1']:.3f}"]
+    if "ece" in student:
+        lines[-1] += f", expected calibration error {student['ece']:.3f}"
+    if isinstance(teacher, Mapping):
+        lines[-1] += (
+            f"; the teacher on the same items: accuracy {teacher['accuracy']:.3f}, macro-F1 {teacher['macro_f1']:.3f}"
+        )
+    lines[-1] += "."
+    return lines
+
+
+def _threshold(metrics: Mapping[str, Any], *, epsilon: float, delta: float) -> list[str]:
+    bound = metrics.get("threshold_error_bound")
+    lines = ["## Confidence threshold", ""]
+    if bound is None:
+        lines.append(
+            f"No threshold was certified at epsilon {epsilon} (too few sampled gold labels, or too many errors): "
+            "in the service every text it labels goes on to the teacher."
+        )
+    else:
+        lines.append(
+            f"Labels with a top probability of at least {metrics['threshold']:.4f} were certified to be wrong at most "
+            f"{bound:.1%} of the time (epsilon {epsilon}, with probability at least {1 - delta:.0%}), on "
+            f"{metrics.get('threshold_certified_on', 'an unrecorded number of')} sampled gold labels (Clopper-Pearson, "
+            "Learn-then-Test). Below it, send the text to a person or a larger model."
+        )
+    return lines
