@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from service import db
@@ -14,6 +16,7 @@ from service.api.routes import (
     jobs,
     keys,
     metrics,
+    predict,
     quality,
     review,
     review_admin,
@@ -24,6 +27,7 @@ from service.api.routes import (
 from service.api.schemas.problem import PROBLEM_RESPONSES, problem_media_type
 from service.config import Settings, get_settings
 from service.errors import install_handlers
+from service.ports import Student
 from service.store import keys as key_store
 
 
@@ -43,12 +47,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = db.engine_of(sessions)
     app.state.sessions = sessions
     app.state.key_cache = {}
+    app.state.predictors = {}
+    app.state.student_loader = lambda path: _load_student(settings, path)
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObservation)  # added last: outermost, so it times and tags every response
-    for module in (health, metrics, tasks, batches, jobs, review, review_admin, students, quality, keys, exports):
+    for module in (
+        health,
+        metrics,
+        tasks,
+        batches,
+        jobs,
+        review,
+        review_admin,
+        students,
+        predict,
+        quality,
+        keys,
+        exports,
+    ):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
     app.include_router(review_page.router)  # HTML pages: their failures are pages or redirects, not problems
     generate = app.openapi
     app.openapi = lambda: problem_media_type(generate())  # type: ignore[method-assign]
     return app
+
+
+def _load_student(settings: Settings, path: Path) -> Student:
+    from service.backends.factory import load_student
+
+    return load_student(settings, path)

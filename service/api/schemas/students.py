@@ -28,3 +28,28 @@ class StudentPublic(BaseModel):
 
 class PromotionCreate(Strict):
     force: bool = Field(False, description="Admin override: promote even when the gate fails.")
+
+
+MAX_PREDICT_TEXTS = 1000
+
+
+class PredictCreate(Strict):
+    texts: list[str] = Field(min_length=1, max_length=MAX_PREDICT_TEXTS)
+
+
+class PredictionPublic(BaseModel):
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    above_threshold: bool = Field(
+        description="Whether the confidence reaches the student's certified threshold, the rule the task applies to "
+        "its labels (before the neighbour and out-of-distribution vetoes, which need the task's labeled pool)."
+    )
+
+
+class PredictPublic(BaseModel):
+    student: str
+    """The promoted student version that answered."""
+    threshold: float | None
+    """Its certified threshold; None when none was certified (then nothing is above it)."""
+    predictions: list[PredictionPublic]

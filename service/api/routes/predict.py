@@ -1,0 +1,90 @@
+"""Online prediction: the promoted student labels up to 1,000 texts synchronously; nothing is stored. Concurrent
+requests are scored together (api/batcher.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.batcher import MicroBatcher
+from service.api.deps import ClientDep, SettingsDep
+from service.api.schemas.students import PredictCreate, PredictionPublic, PredictPublic
+from service.db import transaction
+from service.errors import Conflict, Invalid
+from service.pipeline.cascade import UNCERTIFIED_THRESHOLD
+from service.ports import Student
+from service.store import students, tasks
+
+router = APIRouter(prefix="/v1/tasks/{task}/predict", tags=["students"])
+
+StudentLoader = Callable[[Path], Student]
+
+
+@dataclass(frozen=True)
+class _Promoted:
+    version: str
+    path: str
+    threshold: float | None
+    labels: tuple[str, ...]
+
+
+@router.post("", response_model=PredictPublic)
+async def predict(
+    task: str, body: PredictCreate, request: Request, settings: SettingsDep, _key: ClientDep
+) -> PredictPublic:
+    """The promoted student's label, probabilities and whether its certified threshold accepts each text."""
+    for index, text in enumerate(body.texts):
+        if len(text) > settings.max_text_chars:
+            raise Invalid(
+                f"text is {len(text)} characters; the limit is {settings.max_text_chars}", field=f"texts.{index}"
+            )
+    # A short read, done before the model call: no connection is held while requests wait to be batched.
+    promoted = await run_in_threadpool(_promoted, request.app.state.sessions, task)
+    batcher = await _batcher(request, promoted.path)
+    probs = await batcher.predict(body.texts)
+    threshold = promoted.threshold
+    return PredictPublic(
+        student=promoted.version,
+        threshold=threshold,
+        predictions=[
+            PredictionPublic(
+                label=promoted.labels[int(p.argmax())],
+                confidence=float(p.max()),
+                probs={name: float(value) for name, value in zip(promoted.labels, p, strict=True)},
+                above_threshold=threshold is not None and float(p.max()) >= threshold,
+            )
+            for p in probs
+        ],
+    )
+
+
+def _promoted(sessions: sessionmaker[Session], task: str) -> _Promoted:
+    with transaction(sessions) as session:
+        task_row = tasks.get_task(session, task)
+        row = students.promoted(session, task_id=task_row.id)
+        if row is None:
+            raise Conflict(f"task {task!r} has no promoted student to predict with", field="task")
+        threshold = float(row.metrics.get("threshold", UNCERTIFIED_THRESHOLD))
+        return _Promoted(
+            version=row.version,
+            path=row.path,
+            threshold=threshold if threshold <= 1.0 else None,
+            labels=tuple(tasks.label_names(task_row)),
+        )
+
+
+async def _batcher(request: Request, path: str) -> MicroBatcher:
+    """One batcher a student folder, its student loaded on first use (off the event loop: it takes seconds)."""
+    state = request.app.state
+    if path not in state.predictors:
+        loader: StudentLoader = state.student_loader
+        student = await asyncio.get_running_loop().run_in_executor(None, loader, Path(path))
+        state.predictors.setdefault(path, MicroBatcher(student.predict_proba))
+    batcher: MicroBatcher = state.predictors[path]
+    return batcher
