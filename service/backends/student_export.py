@@ -15,14 +15,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, XLMConfig, XLMForSequenceClassification
 
 from service.backends.student_lora import LoraStudent
 from service.backends.student_model import MiniLMClassifier
+from service.ports import FloatArray
 
 ExportFormat = Literal["hf", "onnx"]
 ONNX_FILE = "model.onnx"
@@ -150,3 +153,47 @@ def _to_onnx(network: MiniLMClassifier, tokenizer: Any, path: Path) -> None:
         opset_version=OPSET,
         dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, which nothing else here does
     )
+
+
+def exported_scorer(folder: Path, fmt: ExportFormat, *, batch_size: int) -> Callable[[Sequence[str]], FloatArray]:
+    """Probabilities of texts from an exported folder, as a user of the export would get them: onnxruntime with the
+    saved tokenizer, or the transformers pipeline (``batch_size`` 1 is its exact mode). For benchmarks."""
+    from transformers import AutoTokenizer, pipeline
+
+    if fmt == "onnx":
+        import onnxruntime
+
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(folder))
+        session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        max_length = int(json.loads((folder / ONNX_CONFIG).read_text())["max_length"])
+
+        def run_onnx(texts: Sequence[str]) -> FloatArray:
+            rows = []
+            for start in range(0, len(texts), batch_size):
+                encoded = tokenizer(
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="np",
+                )
+                feed = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+                rows.append(_softmax(np.asarray(session.run(["logits"], feed)[0], dtype=np.float64)))
+            return np.vstack(rows) if rows else np.zeros((0, 0))
+
+        return run_onnx
+    classify: Any = pipeline("text-classification", model=str(folder), top_k=None)
+    id2label = classify.model.config.id2label
+    names = [id2label[i] for i in range(len(id2label))]
+
+    def run_hf(texts: Sequence[str]) -> FloatArray:
+        answers = classify(list(texts), batch_size=batch_size)
+        return np.asarray([[{d["label"]: d["score"] for d in a}[n] for n in names] for a in answers], dtype=np.float64)
+
+    return run_hf
+
+
+def _softmax(logits: FloatArray) -> FloatArray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: FloatArray = shifted / shifted.sum(axis=1, keepdims=True)
+    return result

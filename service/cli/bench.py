@@ -38,6 +38,33 @@ def bench_review_load(
     typer.echo(review_load_table(results))
 
 
+@bench_app.command("predict")
+def bench_predict(
+    task: Annotated[str, typer.Option(help="A task with a promoted student, in the configured database.")],
+    data: Annotated[Path, typer.Option("--data", help="Texts to send (JSONL or CSV, or builtin:<name>).")],
+    text_field: Annotated[str, typer.Option("--text-field")] = "text",
+    label_field: Annotated[str, typer.Option("--label-field")] = "label",
+    items: Annotated[int, typer.Option(help="Texts timed for items/s.", min=64)] = 1000,
+    clients: Annotated[int, typer.Option(help="Concurrent clients, one text a request.", min=1)] = 20,
+    duration: Annotated[float, typer.Option(help="Seconds of load.", min=1)] = 20.0,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """The promoted student online (POST /predict latency under concurrent clients, a uvicorn subprocess) and
+    exported (items/s of the service's student, its ONNX and transformers exports, and how far they agree)."""
+    from service.bench.predict import run_predict_bench
+    from service.datasets import read_labeled
+
+    _check_data(data)
+
+    def run() -> Mapping[str, Any]:
+        texts = [text for text, _ in read_labeled(data, text_field=text_field, label_field=label_field)][:items]
+        return run_predict_bench(
+            get_settings(), task=task, texts=texts, clients=clients, duration_s=duration, json_out=json_out
+        )
+
+    _print_table(run)
+
+
 DataOpt = Annotated[Path, typer.Option("--data", help="JSONL or CSV (or builtin:sms_spam|trec|movie_reviews).")]
 TextFieldOpt = Annotated[str, typer.Option("--text-field")]
 LabelFieldOpt = Annotated[str, typer.Option("--label-field")]
