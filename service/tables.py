@@ -213,6 +213,12 @@ class LabelerVersion(Base):
     look_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """Fresh uniform reviews its look waits for, fixed when it was fitted; None while the review budget pays for
     no look (planned again if the budget is raised)."""
+    floor: Mapped[float] = mapped_column(Float, default=0.0)
+    """Its slice floor (pipeline/certification.slice_floor): only uniform reviews it is at least this sure of are
+    in its slice, and its look tests no threshold below it."""
+    floor_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Share of the labels it was fitted on at or above the floor (cross-fitted); None when nothing it could
+    accept was worth a look."""
     fitted_on: Mapped[int] = mapped_column(Integer)
     certified_on: Mapped[int] = mapped_column(Integer)
     fitted_through: Mapped[int | None] = mapped_column(Integer, nullable=True)

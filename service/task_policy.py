@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
-from service.pipeline.certification import LookPlan, aimed_coverage, expected_reviews, first_fit, plan_look
+from service.pipeline.certification import LookPlan, SliceFloor, expected_reviews, first_fit, plan_look, slice_floor
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
@@ -113,7 +113,7 @@ def applied(session: Session, task: Task, *, reviews: Sequence[UniformReview], m
         )
         return Applied(labeler=_labeler(certified), policy=certified_policy)
     if newest is not None:
-        return Applied(labeler=_labeler(newest), policy=policy)
+        return Applied(labeler=_labeler(newest), policy=replace(policy, draw_floor=newest.floor))
     return Applied(
         labeler=TaskLabeler(stack=None, probe=None, calibration=_calibration(task, reviews, min_reviews), look=None),
         policy=policy,
@@ -136,7 +136,17 @@ def _first_fit(task: Task, *, have: int, humans: int, min_reviews: int) -> int:
     )
 
 
-def _plan(task: Task, look: int, *, spent: float, reviews_left: int | None, min_reviews: int) -> LookPlan | None:
+def _plan(
+    task: Task,
+    look: int,
+    *,
+    spent: float,
+    reviews_left: int | None,
+    min_reviews: int,
+    floor: SliceFloor | None = None,
+) -> LookPlan | None:
+    """The look's plan, sized for the share of its slice the aimed coverage accepts (the target's share of the
+    whole stream before a candidate has a floor)."""
     return plan_look(
         look,
         delta=task.delta,
@@ -144,8 +154,12 @@ def _plan(task: Task, look: int, *, spent: float, reviews_left: int | None, min_
         reviews_left=reviews_left,
         epsilon=task.epsilon,
         min_reviews=min_reviews,
-        target_coverage=task.target_coverage,
+        target_coverage=task.target_coverage if floor is None else floor.accepted_share(task.target_coverage),
     )
+
+
+def _floor(row: LabelerVersion) -> SliceFloor | None:
+    return None if row.floor_share is None else SliceFloor(floor=row.floor, share=row.floor_share)
 
 
 def _target_in_reach(
@@ -156,9 +170,10 @@ def _target_in_reach(
     min_reviews: int,
     humans: int,
 ) -> bool:
-    """Whether a task with a review budget can still expect a look to certify (its target coverage, when it has
-    one) before the budget runs out (True for a task without a budget): cold-start draws past that point would buy
-    no certificate, so the budget is better spent on the labels likeliest wrong."""
+    """Whether a task with a review budget can still expect a look to certify (the coverage it aims at: the
+    target, or all the candidate can reach if less) before the budget runs out (True for a task without a budget,
+    unless the newest candidate has nothing to aim at): cold-start draws past that point would buy no
+    certificate, so the budget is better spent on the labels likeliest wrong."""
     left = _reviews_left(task, humans)
     if left is None:
         return True
@@ -168,8 +183,8 @@ def _target_in_reach(
         need = max(0, _first_fit(task, have=len(usable), humans=humans, min_reviews=min_reviews) - len(usable))
         first = _plan(task, 0, spent=0.0, reviews_left=left - need, min_reviews=min_reviews)
         return need <= left and first is not None
-    if newest.look_size is None or newest.look_size - len(_fresh(newest, usable)) > left:
-        return False  # no look planned (the budget paid for none), or its slice is beyond the budget
+    if newest.look_size is None or newest.look_size - len(_slice(newest, usable)) > left:
+        return False  # no look planned (nothing to aim at, or the budget paid for none), or its slice is beyond it
     if task.target_coverage is None or newest.fitted_on < FIT_MIN:
         return True  # no target, or nothing yet to judge the labeler by
     # Out of reach when the candidate's cross-fitted error above the target's threshold already reaches epsilon;
@@ -206,6 +221,17 @@ def run_look(
     if newest.looked_at is not None:
         _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews, humans=humans)
         return None
+    floor = _floor(newest)
+    if floor is None:
+        # Nothing it could accept is worth a slice: it waits for none, and once as many new human labels have come
+        # as it was fitted on (min_reviews at least), it retires (a look that spends nothing) for a candidate
+        # fitted on them.
+        unseen = labelers.human_labels_since(session, task_id=task.id, label_id=newest.fitted_through or 0)
+        if unseen >= max(min_reviews, newest.fitted_on) and labelers.record_look(
+            session, newest, threshold=None, error_bound=None, certified_on=0
+        ):
+            _add_candidate(session, task, newest.look + 1, usable, pool, names, min_reviews=min_reviews, humans=humans)
+        return None
     if newest.look_size is None:
         # Its budget paid for no look when it was fitted; a raised budget may pay for one now.
         plan = _plan(
@@ -214,11 +240,12 @@ def run_look(
             spent=labelers.delta_spent(session, task_id=task.id),
             reviews_left=_reviews_left(task, humans),
             min_reviews=min_reviews,
+            floor=floor,
         )
         if plan is not None:
             labelers.plan_look(session, newest, look_size=plan.size, delta_spent=plan.level)
         return None
-    fresh = _fresh(newest, usable)
+    fresh = _slice(newest, usable)
     if len(fresh) < newest.look_size:
         return None
     probs = _labeler(newest).probs(_raw(fresh), _embeddings(fresh))
@@ -230,7 +257,8 @@ def run_look(
         delta=newest.delta_spent,
         audit_share=task.audit_share,
         min_reviews=min(min_reviews, len(fresh)),
-        start_share=aimed_coverage(task.target_coverage),
+        start_share=floor.accepted_share(task.target_coverage),
+        floor=floor.floor,
     )
     if not labelers.record_look(
         session, newest, threshold=policy.threshold, error_bound=policy.error_bound, certified_on=len(fresh)
@@ -246,6 +274,16 @@ def _fresh(candidate: LabelerVersion, usable: Sequence[UniformReview]) -> list[U
     if candidate.fitted_through is None:
         return []
     return [r for r in usable if r.label_id > candidate.fitted_through]
+
+
+def _slice(candidate: LabelerVersion, usable: Sequence[UniformReview]) -> list[UniformReview]:
+    """Its fresh slice: the fresh uniform reviews it is at least as sure of as its floor (drawn uniformly within
+    that stratum, they sample every threshold its look tests)."""
+    fresh = _fresh(candidate, usable)
+    if not fresh or candidate.floor <= 0.0:
+        return fresh
+    confidence = _labeler(candidate).probs(_raw(fresh), _embeddings(fresh)).max(axis=1)
+    return [r for r, c in zip(fresh, confidence, strict=True) if c >= candidate.floor]
 
 
 def _add_candidate(
@@ -264,12 +302,18 @@ def _add_candidate(
     through = labelers.newest_human_label(session, task_id=task.id)
     fitting = [r for r in usable if r.current_regime and r.label_id <= through]
     fitted = _fit(fitting, pool, names)
-    plan = _plan(
-        task,
-        look,
-        spent=labelers.delta_spent(session, task_id=task.id),
-        reviews_left=_reviews_left(task, humans),
-        min_reviews=min_reviews,
+    floor = _slice_floor(task, fitted, fitting, names)
+    plan = (
+        None
+        if floor is None
+        else _plan(
+            task,
+            look,
+            spent=labelers.delta_spent(session, task_id=task.id),
+            reviews_left=_reviews_left(task, humans),
+            min_reviews=min_reviews,
+            floor=floor,
+        )
     )
     labelers.add_candidate(
         session,
@@ -279,9 +323,27 @@ def _add_candidate(
         probe=fitted.probe.to_json() if fitted.probe is not None else None,
         delta_spent=0.0 if plan is None else plan.level,
         look_size=None if plan is None else plan.size,
+        floor=0.0 if floor is None else floor.floor,
+        floor_share=None if floor is None else floor.share,
         fitted_on=len(fitting),
         fitted_through=through,
-        expected_slice=_expected_slice(task, fitted, fitting, names, look=look, min_reviews=min_reviews),
+        expected_slice=None
+        if floor is None
+        else _expected_slice(task, fitted, fitting, names, floor, look=look, min_reviews=min_reviews),
+    )
+
+
+def _slice_floor(
+    task: Task, fitted: StackedLabeler, fitting: Sequence[UniformReview], names: tuple[str, ...]
+) -> SliceFloor | None:
+    """Where its slice starts (certification.slice_floor), from its cross-fitted probabilities; the whole stream
+    for a labeler fitted without them (the teacher alone on too few reviews)."""
+    if fitted.fit_probs is None:
+        return SliceFloor(floor=0.0, share=1.0)
+    return slice_floor(
+        confidences=fitted.fit_probs.max(axis=1),
+        correct=fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting]),
+        epsilon=task.epsilon,
     )
 
 
@@ -290,18 +352,23 @@ def _expected_slice(
     fitted: StackedLabeler,
     fitting: Sequence[UniformReview],
     names: tuple[str, ...],
+    floor: SliceFloor,
     *,
     look: int,
     min_reviews: int,
 ) -> int | None:
-    """The fresh slice the candidate's look is expected to need for the target coverage (see ``expected_reviews``),
-    from its cross-fitted probabilities on the reviews it was fitted on."""
+    """The slice the candidate's look is expected to need for the coverage it aims at (the target, or all it can
+    reach if less; see ``expected_reviews``), from its cross-fitted probabilities on the reviews it was fitted on
+    at or above its floor."""
     if task.target_coverage is None or fitted.fit_probs is None:
         return None
+    confidence = fitted.fit_probs.max(axis=1)
+    above = confidence >= floor.floor
+    correct = fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting])
     return expected_reviews(
-        confidences=fitted.fit_probs.max(axis=1),
-        correct=fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting]),
-        target_coverage=task.target_coverage,
+        confidences=confidence[above],
+        correct=correct[above],
+        target_coverage=floor.accepted_share(task.target_coverage),
         epsilon=task.epsilon,
         delta=task.delta,
         min_reviews=min_reviews,
@@ -341,13 +408,13 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
 
 
 def expected_reviews_to_target(session: Session, task: Task, *, reviews: Sequence[UniformReview]) -> int | None:
-    """More uniform reviews the newest candidate's look is expected to need to certify the task's target coverage
-    (its ``expected_slice`` less the fresh reviews it already has); None without a target or a candidate, or when
-    the target is out of its reach."""
+    """More uniform reviews the newest candidate's look is expected to need to certify the coverage it aims at (the
+    task's target, or all it can reach if less): its ``expected_slice`` less the slice reviews it already has; None
+    without a target or a candidate, or when nothing is in its reach."""
     newest = labelers.latest(session, task_id=task.id)
     if task.target_coverage is None or newest is None or newest.expected_slice is None:
         return None
-    return max(0, newest.expected_slice - len(_fresh(newest, _usable(reviews, tasks.label_names(task)))))
+    return max(0, newest.expected_slice - len(_slice(newest, _usable(reviews, tasks.label_names(task)))))
 
 
 def rescore_queue(session: Session, task: Task, now: Applied) -> int:

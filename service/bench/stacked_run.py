@@ -2,12 +2,14 @@
 
 The certified run (``run_certified``) runs the looks as the service does (pipeline/certification.py): a candidate
 labeler (the embedding probe, and the stack over the probe and the teacher, pipeline/stacking.fit_stacked) is
-fitted on every label there is, the items labeled before the run included, then tested at look j on the m * 2^j
-uniform reviews drawn after it (its fresh slice), at level delta / 2^(j+1), or, at the last look the budget pays
-for, on what the budget has left at all of delta that is left (certification.plan_look); a failed look fits the
-next candidate on everything, the slice included. Cold start ends at a certified look, when the budget pays for no
-further look, or when the target coverage is out of reach; what budget is left goes to the labels likeliest wrong,
-accepted or not. Items neither reviewed nor accepted get the label of the labeler refitted on every human label.
+fitted on every label there is, the items labeled before the run included, and gets a slice floor from its
+cross-fitted errors; its look tests it on its slice, the uniform draws after it that it is at least as sure of as
+its floor (draws below it are passed over and wait for priority review), at level delta / 2^(j+1), or, at the last
+look the budget pays for, on what the budget has left at all of delta that is left (certification.plan_look); a
+failed look fits the next candidate on everything, the slice included. Cold start ends at a certified look, when
+the budget pays for no further look, or when nothing it could accept is in reach; what budget is left goes to the
+labels likeliest wrong, accepted or not. Items neither reviewed nor accepted get the label of the labeler refitted
+on every human label.
 
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
@@ -29,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
-from service.pipeline.certification import LookPlan, aimed_coverage, expected_reviews, plan_look
+from service.pipeline.certification import LookPlan, SliceFloor, expected_reviews, plan_look, slice_floor
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
@@ -54,35 +56,47 @@ def run_certified(
     known_emb, known_labels, known_probs = _known(pool, rng)
     labeled = _Labeled(known_probs, known_emb, known_labels)
     draws = rng.permutation(n)
-    drawn = 0
+    cursor = 0
+    """Items taken from the random order so far; those below the candidate's floor are passed over, not reviewed."""
+    drawn: list[int] = []
     candidate: StackedLabeler | None = None
+    floor: SliceFloor | None = None
+    confidence = np.zeros(n)
+    """The candidate's confidence on every item, fixed when it is fitted: draws below its floor are passed over."""
     through = 0
     """Labels the candidate was fitted on: its fresh slice is every label after them."""
     policy = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=config.delta)
     look, used = 0, 0.0
     """Looks taken, and what they spent of delta."""
-    plan = _plan(config, 0, used=used, reviews_left=budget)
-    while plan is not None:
+    plan = _plan(config, 0, used=used, reviews_left=budget, floor=None)
+    while plan is not None and cursor < n:
         # Candidate 0 waits for a look's worth of labels to fit on; candidate j for a fresh slice of its size.
         want = plan.size if candidate is None else through + plan.size
         if labeled.labels.size >= want:
-            if candidate is not None:
-                policy = _look(candidate, labeled, through, config, delta=plan.level)
+            if candidate is not None and floor is not None:
+                policy = _look(candidate, labeled, through, config, delta=plan.level, floor=floor)
                 if policy.threshold is not None:
                     break
                 used, look = used + plan.level, look + 1
-            plan = _plan(config, look, used=used, reviews_left=budget - drawn)
             candidate, through = _fit(labeled, k, sources), labeled.labels.size
-            if plan is None or not _in_reach(candidate, labeled.labels, config, look):
+            floor = _floor(candidate, labeled.labels, config)
+            if floor is None:
+                break  # nothing it could accept is worth a slice
+            plan = _plan(config, look, used=used, reviews_left=budget - len(drawn), floor=floor)
+            confidence = candidate.predict(pool.probs, pool.embeddings).max(axis=1)
+            if plan is None or not _in_reach(candidate, labeled.labels, config, look, floor):
                 break
             continue
-        if want - labeled.labels.size > budget - drawn:
+        if want - labeled.labels.size > budget - len(drawn):
             break  # the look is out of the budget's reach: cold-start draws would buy no certificate
-        # Cold start: a uniform review.
-        i = draws[drawn : drawn + 1]
-        labeled = labeled.plus(pool.probs[i], _rows(pool.embeddings, i), reviewer[i])
-        drawn += 1
-    uniform = draws[:drawn].astype(np.int64)
+        i = int(draws[cursor])
+        cursor += 1
+        if floor is not None and confidence[i] < floor.floor:
+            continue  # below the floor: it waits for review by its chance of being wrong
+        # Cold start: a uniform review (within the candidate's floor).
+        labeled = labeled.plus(pool.probs[[i]], _rows(pool.embeddings, np.asarray([i])), reviewer[[i]])
+        drawn.append(i)
+    uniform = np.asarray(drawn, dtype=np.int64)
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
     # After cold start the rest of the budget goes to the labels likeliest wrong, accepted ones included (a label
@@ -127,7 +141,8 @@ def run_certified(
     )
 
 
-def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int) -> LookPlan | None:
+def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int, floor: SliceFloor | None) -> LookPlan | None:
+    """As the service plans it (task_policy._plan): sized for the share of the slice the aimed coverage accepts."""
     return plan_look(
         look,
         delta=config.delta,
@@ -135,7 +150,18 @@ def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int) -> Lo
         reviews_left=reviews_left,
         epsilon=config.epsilon,
         min_reviews=config.min_reviews,
-        target_coverage=config.target_coverage,
+        target_coverage=config.target_coverage if floor is None else floor.accepted_share(config.target_coverage),
+    )
+
+
+def _floor(labeler: StackedLabeler, labels: IntArray, config: RunConfig) -> SliceFloor | None:
+    """Its slice floor, as the service sets it (task_policy._slice_floor)."""
+    if labeler.fit_probs is None:
+        return SliceFloor(floor=0.0, share=1.0)
+    return slice_floor(
+        confidences=labeler.fit_probs.max(axis=1),
+        correct=labeler.fit_probs.argmax(axis=1) == labels,
+        epsilon=config.epsilon,
     )
 
 
@@ -180,7 +206,9 @@ class _Labeled:
         return _Labeled(np.vstack([self.teacher, teacher]), stacked, np.concatenate([self.labels, labels]))
 
 
-def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunConfig, *, delta: float) -> Policy:
+def _look(
+    labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunConfig, *, delta: float, floor: SliceFloor
+) -> Policy:
     """Certify ``labeler``'s threshold at level ``delta`` on its fresh slice, the labels after the first
     ``through`` (which it was fitted on)."""
     fresh = labeled.tail(through)
@@ -197,22 +225,25 @@ def _look(labeler: StackedLabeler, labeled: _Labeled, through: int, config: RunC
         delta=delta,
         audit_share=config.audit_share,
         min_reviews=min(config.min_reviews, fresh.labels.size),
-        start_share=aimed_coverage(config.target_coverage),
+        start_share=floor.accepted_share(config.target_coverage),
+        floor=floor.floor,
     )
 
 
-def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look: int) -> bool:
-    """Whether the candidate's look can certify the target coverage at all (the service's
-    task_policy._target_in_reach): not when its cross-fitted error above the target's threshold, on what it was
-    fitted on, already reaches epsilon; then cold-start draws stop and the budget goes to the labels likeliest
-    wrong. Whether the look fits in the ``left`` reviews is checked before each draw; the projected size is only
-    reported, because on a few hundred labels one or two errors more or less move it by a whole look."""
+def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look: int, floor: SliceFloor) -> bool:
+    """Whether the candidate's look can certify the coverage it aims at (the service's
+    task_policy._target_in_reach): not when its cross-fitted error above that coverage's threshold, among what it
+    was fitted on at or above its floor, already reaches epsilon; then cold-start draws stop and the budget goes
+    to the labels likeliest wrong. Whether the look fits in the budget is checked before each draw; the projected
+    size is only reported, because on a few hundred labels one or two errors more or less move it by a whole look."""
     if config.target_coverage is None or labeler.fit_probs is None:
         return True
+    confidence = labeler.fit_probs.max(axis=1)
+    above = confidence >= floor.floor
     needed = expected_reviews(
-        confidences=labeler.fit_probs.max(axis=1),
-        correct=labeler.fit_probs.argmax(axis=1) == labels,
-        target_coverage=config.target_coverage,
+        confidences=confidence[above],
+        correct=(labeler.fit_probs.argmax(axis=1) == labels)[above],
+        target_coverage=floor.accepted_share(config.target_coverage),
         epsilon=config.epsilon,
         delta=config.delta,
         min_reviews=config.min_reviews,

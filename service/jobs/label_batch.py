@@ -52,7 +52,8 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     batch_id = job.batch_id or 0
     limit = ctx.settings.teacher.chunk_size
     if policy.threshold is None and policy.uniform_draws:
-        room = ctx.settings.policy.seed_reviews - review.waiting_count(session, task=task)
+        # Only draws count: items below the candidate's slice floor wait by priority and hold no draw back.
+        room = ctx.settings.policy.seed_reviews - review.waiting_draws(session, task=task)
         if not items.count_in_batch(session, batch_id=batch_id, queued=True):
             return None
         if room <= 0:

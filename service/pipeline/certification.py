@@ -12,6 +12,13 @@ whatever the data did between them). A certified candidate is applied exactly as
 review budget knows which look is its last (the budget pays for no look after it): that look takes all of delta
 that is left, on at most the reviews the budget has left (``plan_look``).
 
+A candidate's slice holds only the uniform reviews whose confidence under it reaches its *floor* (``slice_floor``,
+fixed when it is fitted, from its cross-fitted errors on what it was fitted on): the lowest confidence it could
+still be certified at. Drawn uniformly within that stratum, they are a uniform sample of every threshold at or
+above the floor, and the look tests only those; items below the floor, which it could never accept, cost no
+slice review and wait for review by their chance of being wrong. Where the candidate errs little everywhere the
+floor is its lowest confidence and the slice is the whole stream.
+
 Every label goes into the next candidate (a hash split would keep half of them out of every fit), and a look
 tests the best labeler there was when its slice began. m is the fewest reviews in which a clean labeler could
 certify the target coverage at the first look's level: fewer could not certify it whatever they showed.
@@ -29,6 +36,48 @@ from service.pipeline.policy import clopper_pearson_upper, min_certifiable
 
 DEFAULT_COVERAGE = 0.5
 """The coverage looks are sized for when a task states no target."""
+MIN_FLOOR_SHARE = 0.02
+"""A candidate whose certifiable share is estimated below this has no look: its slice would buy almost nothing."""
+
+
+@dataclass(frozen=True)
+class SliceFloor:
+    """Where a candidate's slice starts: the lowest confidence it could be certified at, and the share of the items
+    it was fitted on (cross-fitted) at or above it."""
+
+    floor: float
+    share: float
+
+    def aim(self, target_coverage: float | None) -> float:
+        """The coverage its look aims at: the task's (or the default) target, or all it can reach if less."""
+        return min(aimed_coverage(target_coverage), self.share)
+
+    def accepted_share(self, target_coverage: float | None) -> float:
+        """The share of its slice that the aimed coverage accepts (what its look is sized and started for)."""
+        return self.aim(target_coverage) / self.share
+
+
+def slice_floor(*, confidences: npt.ArrayLike, correct: npt.ArrayLike, epsilon: float) -> SliceFloor | None:
+    """From a candidate's cross-fitted ``confidences`` on the labels it was fitted on and whether it was ``correct``
+    there: the lowest confidence down to which its error rate above it, with one error added (so a clean sample
+    does not promise too much), stays below ``epsilon``; no floor (0) when that holds all the way down. None when
+    it holds for under MIN_FLOOR_SHARE of them: nothing it could accept is worth a slice."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    if conf.size == 0:
+        return None
+    order = np.argsort(-conf, kind="stable")
+    errors = np.cumsum(~right[order])
+    counts = np.arange(1, conf.size + 1)
+    below = np.flatnonzero((errors + 1) / (counts + 1) < epsilon)
+    if below.size == 0:
+        return None
+    top = int(below.max()) + 1
+    if top / conf.size < MIN_FLOOR_SHARE:
+        return None
+    if top == conf.size:
+        return SliceFloor(floor=0.0, share=1.0)  # no sign yet of where it starts to err: the whole stream
+    return SliceFloor(floor=float(conf[order][top - 1]), share=top / conf.size)
 
 
 def aimed_coverage(target_coverage: float | None) -> float:

@@ -45,6 +45,9 @@ class Policy:
     uniform_draws: bool = True
     """Without a threshold: whether items go to review as uniform draws (cold start) that can certify one, or, once
     no certificate is in reach within the review budget, by their chance of being wrong (``no_certificate``)."""
+    draw_floor: float = 0.0
+    """Without a threshold: the newest candidate's slice floor. Only items at or above it are uniform draws; the
+    others, which its look cannot accept, go to review by their chance of being wrong (``below_floor``)."""
 
     @property
     def cold_start(self) -> bool:
@@ -120,6 +123,7 @@ def fit_policy(
     pool_confidences: npt.ArrayLike | None = None,
     pool_vetoed: npt.ArrayLike | None = None,
     start_share: float = 0.5,
+    floor: float = 0.0,
 ) -> Policy:
     """Certify the lowest confidence threshold whose accepted items have error <= epsilon w.p. >= 1 - delta.
 
@@ -137,7 +141,8 @@ def fit_policy(
     grid threshold accepting at least max(m, min(3m, s * n)) reviewed items, m = ``min_certifiable`` and s =
     ``start_share`` (the task's target coverage, or a half): higher ones hold too few items to be rejected, or
     to survive a single error, and a start below the target would spend the sequence where it is not wanted.
-    The start depends only on the confidences, never on correctness.
+    The start depends only on the confidences, never on correctness. Thresholds below ``floor`` are not tested:
+    reviews drawn only among items at or above it sample none below it.
 
     When the items to be routed are known (``pool_confidences`` and ``pool_vetoed`` of the unreviewed
     items, as in a batch or the benchmark), the null is instead about the realised error of exactly the
@@ -187,6 +192,8 @@ def fit_policy(
     n_start = max(n_min, min(3 * n_min, int(start_share * int(eligible.sum()))))
     certified: tuple[float, float] | None = None
     for threshold in sorted(set(grid), reverse=True):
+        if threshold < floor:
+            break
         accepted = eligible & (conf >= threshold)
         n = int(accepted.sum())
         if certified is None and n < n_start:

@@ -18,6 +18,8 @@ import numpy.typing as npt
 from service.pipeline.signals import unit_rows
 from service.ports import FloatArray
 
+COLD_START_PRIORITY = 1.0
+"""Cold-start draws rank from here up (1 + a uniform draw): above every other item."""
 AUDIT_PRIORITY = 0.15
 """Equal to the priority of a typical item with a 15% chance of being wrong (an atypical one at 20%)."""
 _CHUNK = 1024
@@ -54,7 +56,7 @@ def review_priority(
     breaks near-ties.
     """
     if cold_start_draw is not None:
-        return 1.0 + min(max(cold_start_draw, 0.0), 1.0)
+        return COLD_START_PRIORITY + min(max(cold_start_draw, 0.0), 1.0)
     if audit:
         return AUDIT_PRIORITY
     uncertainty = min(max(wrong_chance, 0.0), 1.0)

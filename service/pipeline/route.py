@@ -9,6 +9,7 @@ from service.pipeline.policy import Policy
 REASONS: tuple[str, ...] = (
     "cold_start",
     "no_certificate",
+    "below_floor",
     "below_threshold",
     "neighbour_disagreement",
     "student_disagreement",
@@ -18,7 +19,9 @@ REASONS: tuple[str, ...] = (
     "rescored",
 )
 """``no_certificate``: no threshold is certified and none is expected within the task's review budget, so the item
-waits for review by its chance of being wrong instead of as a uniform draw. ``below_threshold``: the calibrated
+waits for review by its chance of being wrong instead of as a uniform draw. ``below_floor``: in cold start, the
+newest candidate's confidence is below its slice floor, so its look could never accept the item: it waits for review
+by its chance of being wrong, not as a uniform draw. ``below_threshold``: the calibrated
 confidence is below the certified threshold (stored as ``low_margin``
 before it was renamed). ``audit_sample``: drawn at random among all routed items for a blind review that measures
 and certifies the error. ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
@@ -81,13 +84,17 @@ def route(*, signals: Signals, policy: Policy, audit_draw: float) -> Decision:
     ``audit_sample`` when ``audit_draw < policy.audit_share``, whatever its confidence: audits are a uniform
     sample of all routed items, so they can test any later labeler and threshold, not only the one in force.
     A policy without a threshold (too few reviews to certify one) accepts nothing: ``cold_start``, and those
-    reviews are the uniform sample.
+    reviews are the uniform sample (only items at or above the newest candidate's slice floor; ``below_floor``
+    otherwise).
     """
     if policy.threshold is not None and audit_draw < policy.audit_share:
         return Decision(accept=False, reasons=("audit_sample",))
     reasons: list[str] = []
     if policy.threshold is None:
-        reasons.append("cold_start" if policy.uniform_draws else "no_certificate")
+        if not policy.uniform_draws:
+            reasons.append("no_certificate")
+        else:
+            reasons.append("cold_start" if signals.confidence >= policy.draw_floor else "below_floor")
     elif signals.confidence < policy.threshold:
         reasons.append("below_threshold")
     reasons.extend(veto_reasons(signals=signals, policy=policy))

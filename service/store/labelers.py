@@ -45,6 +45,16 @@ def newest_human_label(session: Session, *, task_id: int) -> int:
     return session.scalar(select(func.max(Label.id)).where(Label.task_id == task_id, Label.source == "human")) or 0
 
 
+def human_labels_since(session: Session, *, task_id: int, label_id: int) -> int:
+    """Human labels of the task newer than ``label_id``: what a labeler fitted through it has not seen."""
+    return int(
+        session.scalar(
+            select(func.count()).where(Label.task_id == task_id, Label.source == "human", Label.id > label_id)
+        )
+        or 0
+    )
+
+
 def add_candidate(
     session: Session,
     *,
@@ -54,6 +64,8 @@ def add_candidate(
     probe: dict[str, Any] | None,
     delta_spent: float,
     look_size: int | None,
+    floor: float,
+    floor_share: float | None,
     fitted_on: int,
     fitted_through: int,
     expected_slice: int | None,
@@ -69,6 +81,8 @@ def add_candidate(
         error_bound=None,
         delta_spent=delta_spent,
         look_size=look_size,
+        floor=floor,
+        floor_share=floor_share,
         fitted_on=fitted_on,
         certified_on=0,
         fitted_through=fitted_through,

@@ -14,6 +14,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
+from service.pipeline.review_order import COLD_START_PRIORITY
 from service.store.review_team import required_votes
 from service.store.tasks import check_label
 from service.tables import (
@@ -243,6 +244,18 @@ def active_votes(session: Session, item_id: int) -> list[ReviewVote]:
 
 def waiting_count(session: Session, *, task: Task) -> int:
     return int(session.scalar(select(func.count()).select_from(ReviewEntry).where(ReviewEntry.task_id == task.id)) or 0)
+
+
+def waiting_draws(session: Session, *, task: Task) -> int:
+    """Cold-start draws waiting for a reviewer (they rank from COLD_START_PRIORITY up)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ReviewEntry)
+            .where(ReviewEntry.task_id == task.id, ReviewEntry.priority >= COLD_START_PRIORITY)
+        )
+        or 0
+    )
 
 
 def human_count(session: Session, *, task_id: int) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from service import db, task_policy
 from service.jobs.context import WorkerContext
-from service.pipeline.certification import look_delta, look_size
+from service.pipeline.certification import SliceFloor, look_delta, look_size
 from service.pipeline.policy import fit_policy
 from service.pipeline.probe import Probe
 from service.pipeline.stacking import Stack
@@ -21,6 +21,8 @@ from tests.api.test_loop import _assign, _dataset, _drain_without_waiting, _revi
 from tests.conftest import SPAM_TASK
 
 TASK = {**SPAM_TASK, "epsilon": 0.1, "delta": 0.1, "audit_share": 0.3}
+SEED_REVIEWS = 40
+"""Cold-start draws waiting at a time in the tests' settings."""
 
 
 def _certified(ctx: WorkerContext) -> object | None:
@@ -49,33 +51,39 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
         row = labelers.latest(session, task_id=task.id, certified=True)
         assert row is not None, "the cold-start reviews certify a threshold"
         uniform = history.uniform_reviews(session, task_id=task.id)
-    assert row.fitted_through is not None and row.looked_at is not None
-    reviews = [r for r in uniform if r.label_id > row.fitted_through]
+    assert row.fitted_through is not None and row.looked_at is not None and row.floor_share is not None
+    fresh = [r for r in uniform if r.label_id > row.fitted_through]
     seen_by_it = [r for r in uniform if r.label_id <= row.fitted_through]
     assert len(seen_by_it) >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
     assert row.fitted_on == sum(r.current_regime for r in seen_by_it), "fitted on every label there was"
     assert row.delta_spent == pytest.approx(look_delta(row.look, delta=0.1)), "no budget: each look takes half"
-    size = look_size(row.look, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
+    floor = SliceFloor(floor=row.floor, share=row.floor_share)
+    size = look_size(row.look, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=floor.accepted_share(None))
     assert row.look_size == size
-    assert len(reviews) == row.certified_on >= size, "tested on its whole fresh slice, once it reached the look's size"
 
     # Recompute the certifying items' confidences with the stored labeler from their stored inputs.
     stack = Stack.from_json(row.stack)
-    inputs = {"teacher": np.asarray([r.raw_probs for r in reviews])}
+    inputs = {"teacher": np.asarray([r.raw_probs for r in fresh])}
     if row.probe is not None:
-        inputs["probe"] = Probe.from_json(row.probe).predict(np.asarray([r.embedding for r in reviews]))
+        inputs["probe"] = Probe.from_json(row.probe).predict(np.asarray([r.embedding for r in fresh]))
     probs = stack.apply(inputs)
     assert not np.allclose(probs.max(axis=1), inputs["teacher"].max(axis=1)), "the labeler is not the raw teacher"
+    in_slice = probs.max(axis=1) >= row.floor
+    reviews = [r for r, keep in zip(fresh, in_slice, strict=True) if keep]
+    assert len(reviews) == row.certified_on >= size, "tested on its whole slice, once it reached the look's size"
     names = ("ham", "spam")
     again = fit_policy(
-        confidences=probs.max(axis=1),
-        correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in reviews]),
+        confidences=probs[in_slice].max(axis=1),
+        correct=probs[in_slice].argmax(axis=1) == np.asarray([names.index(r.human) for r in reviews]),
         vetoed=[r.vetoed for r in reviews],
         epsilon=0.1,
         delta=row.delta_spent,
         min_reviews=30,
+        start_share=floor.accepted_share(None),
+        floor=row.floor,
     )
     assert (again.threshold, again.error_bound) == (row.threshold, row.error_bound)
+    assert row.threshold is not None and row.threshold >= row.floor
 
     # Items routed after the look: a share of them are audits, leased without the machine's answer.
     _drain_without_waiting(fake_worker)
@@ -157,3 +165,87 @@ def test_a_budget_that_pays_for_one_look_takes_it_at_all_of_delta(
     assert first.delta_spent == pytest.approx(0.1) and spent == pytest.approx(0.1)
     assert first.certified_on >= 40 and humans == 80, "the budget went to the two halves"
     assert row.look == 1 and row.look_size is None, "the budget pays for no look after it"
+
+
+def test_cold_start_draws_only_items_the_candidate_could_accept(
+    client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    """A candidate whose slice floor is 0.9, unsure of ham (0.81) and sure of spam (0.996): in cold start, spam
+    items are the uniform draws, shown blind and first; ham items wait for review by their chance of being wrong,
+    not blind, and hold no draw back."""
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    _assign(client, reviewer_headers)
+    with db.transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        labelers.add_candidate(
+            session,
+            task_id=task.id,
+            look=0,
+            stack={"sources": ["teacher"], "weights": [1.0], "bias": [-2.0, 0.0]},
+            probe=None,
+            delta_spent=0.05,
+            look_size=1000,
+            floor=0.9,
+            floor_share=0.4,
+            fitted_on=40,
+            fitted_through=0,
+            expected_slice=None,
+        )
+    data = _dataset(120, seed=5)
+    client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
+    )
+    fake_worker.settings.worker_poll_s = 0
+    _drain_without_waiting(fake_worker)
+    served = []
+    while (response := client.post("/v1/tasks/sms/review/next", headers=reviewer_headers)).status_code == 200:
+        item = response.json()
+        served.append(item)
+        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": "ham"}, headers=reviewer_headers)
+    gold = {i: label for i, _, label in data}
+    draws = [s for s in served if "cold_start" in s["reasons"]]
+    below = [s for s in served if "below_floor" in s["reasons"]]
+    assert draws and below and len(draws) + len(below) == len(served)
+    assert all(gold[s["external_id"]] == "spam" and s["blind"] for s in draws)
+    assert all(gold[s["external_id"]] == "ham" and not s["blind"] and s["suggestion"] == "ham" for s in below)
+    assert served.index(below[0]) > served.index(draws[-1]), "the draws come first"
+    assert len(draws) <= SEED_REVIEWS < len(below), "items below the floor do not count against the waiting draws"
+
+
+def test_a_candidate_with_nothing_in_reach_retires_for_one_fitted_on_newer_labels(
+    client: TestClient, client_headers: dict[str, str], reviewer_headers: dict[str, str], fake_worker: WorkerContext
+) -> None:
+    """No slice floor (its cross-fitted error reached epsilon everywhere): it gets no look, spends nothing, and once
+    min_reviews new human labels have come, the next candidate is fitted on them."""
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    _assign(client, reviewer_headers)
+    with db.transaction(fake_worker.sessions) as session:
+        labelers.add_candidate(
+            session,
+            task_id=tasks.get_task(session, "sms").id,
+            look=0,
+            stack={"sources": ["teacher"], "weights": [1.0], "bias": [0.0, 0.0]},
+            probe=None,
+            delta_spent=0.0,
+            look_size=None,
+            floor=0.0,
+            floor_share=None,
+            fitted_on=0,
+            fitted_through=0,
+            expected_slice=None,
+        )
+    data = _dataset(80, seed=6)
+    gold = {item_id: label for item_id, _, label in data}
+    client.post(
+        "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
+    )
+    fake_worker.settings.worker_poll_s = 0
+    for _ in range(5):
+        _drain_without_waiting(fake_worker)
+        _review_all(client, reviewer_headers, gold)
+    with db.transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        newest = labelers.latest(session, task_id=task.id)
+        spent = labelers.delta_spent(session, task_id=task.id)
+    assert newest is not None and newest.look >= 1 and newest.fitted_on >= 30, "refitted on the new labels"
+    assert spent == 0.0, "retiring spends none of delta"

@@ -246,23 +246,54 @@ def test_active_learning_uses_no_teacher_and_reviews_what_it_is_unsure_of() -> N
     assert (first.final == gold).mean() > 0.9
 
 
-def test_cold_start_stops_when_the_target_is_out_of_reach_within_the_budget() -> None:
+def test_cold_start_stops_when_nothing_certifiable_is_in_reach_within_the_budget() -> None:
     rng = np.random.default_rng(8)
     gold = rng.integers(0, 2, 500)
     pool = _pool(rng.dirichlet([1, 1], 500), gold, rng, labeled=200)
     budget = 3 * FIRST_LOOK
     aiming = RunConfig(**{**replace_budget(budget).__dict__, "target_coverage": 0.6})
-    # The teacher alone knows nothing: judged on the labeled pool, no look can certify 60% coverage.
-    stopped = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher",))
-    drawing = run_certified(pool, replace_budget(budget), np.random.default_rng(0), gold, sources=("teacher",))
-    assert stopped.cold_start_reviews == 0 and stopped.review_order.size == budget
+    # The teacher alone knows nothing: judged on the labeled pool, it errs half the time at every confidence, so
+    # no slice floor exists and no look could certify anything, with a target or without one.
+    for config in (aiming, replace_budget(budget)):
+        stopped = run_certified(pool, config, np.random.default_rng(0), gold, sources=("teacher",))
+        assert stopped.cold_start_reviews == 0 and stopped.review_order.size == budget
     reaching = run_certified(pool, aiming, np.random.default_rng(0), gold, sources=("teacher", "probe"))
     assert reaching.cold_start_reviews > 0 and reaching.accepted.mean() >= 0.5, "the probe can reach it: draws go on"
-    assert drawing.cold_start_reviews == budget, "without a target, cold start goes on to the next look (58 + 116)"
-    short = run_certified(pool, replace_budget(FIRST_LOOK - 1), np.random.default_rng(0), gold, sources=("teacher",))
+    probe = ("teacher", "probe")
+    short = run_certified(pool, replace_budget(FIRST_LOOK - 1), np.random.default_rng(0), gold, sources=probe)
     assert short.cold_start_reviews == FIRST_LOOK - 1, "the only look the budget pays for: a smaller one, all delta"
-    unaffordable = run_certified(pool, replace_budget(29), np.random.default_rng(0), gold, sources=("teacher",))
+    assert short.error_bound is not None
+    unaffordable = run_certified(pool, replace_budget(29), np.random.default_rng(0), gold, sources=probe)
     assert unaffordable.cold_start_reviews == 0, "a look below min_reviews is not worth a single uniform draw"
+
+
+def test_a_slice_is_drawn_only_above_the_candidates_floor() -> None:
+    """A teacher sure and right on a third of the items (confidence 0.95) and at chance elsewhere (0.5 to 0.7):
+    items below the candidate's floor are passed over, not reviewed, and the look certifies what lies above it."""
+    rng = np.random.default_rng(10)
+    n = 900
+    gold = rng.integers(0, 2, n)
+    sure = rng.random(n) < 0.35
+    unsure = rng.uniform(0.3, 0.7, n)
+    teacher = np.where(sure[:, None], np.eye(2)[gold] * 0.9 + 0.05, np.stack([unsure, 1 - unsure], axis=1))
+    pool = Pool(
+        probs=teacher,
+        gold=gold,
+        embeddings=None,
+        density=np.full(n, 0.5),
+        labeled_embeddings=None,
+        labeled_labels=gold[:300],
+        labeled_probs=teacher[:300],
+    )
+    config = RunConfig(**{**replace_budget(120).__dict__, "target_coverage": 0.3})
+    outcome = run_certified(pool, config, np.random.default_rng(0), gold, sources=("teacher",))
+    uniform = outcome.review_order[: outcome.cold_start_reviews]
+    assert outcome.cold_start_reviews > 0 and outcome.error_bound is not None
+    # The floor sits where the cross-fitted error above it would reach epsilon: below the sure items, among the
+    # most confident unsure ones; everything under it was passed over.
+    assert teacher[uniform].max(axis=1).min() > 0.6 and sure[uniform].mean() > 0.6 > 0.35 + 0.1
+    accepted = outcome.accepted
+    assert 0.2 < accepted.mean() <= 0.4 and (outcome.machine[accepted] == gold[accepted]).mean() > 0.95
 
 
 def test_the_certified_lr_peer_spends_the_budget_uniformly_and_certifies_on_it() -> None:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from service.pipeline.certification import expected_reviews, first_fit, look_delta, look_size, plan_look
+from service.pipeline.certification import expected_reviews, first_fit, look_delta, look_size, plan_look, slice_floor
 from service.pipeline.policy import min_certifiable
 
 
@@ -66,3 +66,16 @@ def test_the_first_candidate_keeps_half_a_small_budget_to_test_it_on() -> None:
     assert first_fit(reviews_left=116, have=0, **SIZED) == 58
     assert first_fit(reviews_left=70, have=0, **SIZED) == 35
     assert first_fit(reviews_left=60, have=11, **SIZED) == 36, "what was drawn counts towards its half"
+
+
+def test_the_slice_floor_is_where_the_cross_fitted_error_above_it_would_reach_epsilon() -> None:
+    confidence = np.linspace(1.0, 0.5, 100)
+    right = np.ones(100, dtype=bool)
+    right[60:] = np.arange(40) % 2 == 0  # clean on the top 60, then wrong every other item
+    floor = slice_floor(confidences=confidence, correct=right, epsilon=0.1)
+    assert floor is not None and 0.6 < floor.share < 0.75 and floor.floor == confidence[round(floor.share * 100) - 1]
+    assert floor.aim(0.3) == 0.3 and floor.accepted_share(0.3) == 0.3 / floor.share
+    assert floor.aim(0.9) == floor.share and floor.accepted_share(0.9) == 1.0, "out of reach: aim at all it reaches"
+    assert slice_floor(confidences=confidence, correct=np.arange(100) % 2 == 0, epsilon=0.1) is None
+    clean = slice_floor(confidences=confidence, correct=np.ones(100, dtype=bool), epsilon=0.1)
+    assert clean is not None and clean.floor == 0.0 and clean.share == 1.0, "clean everywhere: the whole stream"

@@ -42,6 +42,13 @@ def test_perfect_confident_reviews_certify_a_threshold_within_epsilon() -> None:
     assert policy.fitted_on == 400
 
 
+def test_no_threshold_below_the_floor_is_tested() -> None:
+    """Reviews drawn only at or above a floor of 0.8 sample nothing below it: however clean, no lower threshold."""
+    confidences = np.linspace(0.6, 1.0, 400)
+    floored = fit_policy(confidences=confidences, correct=np.ones(400, bool), epsilon=0.05, delta=0.1, floor=0.8)
+    assert floored.threshold is not None and 0.8 <= floored.threshold <= 0.81
+
+
 def test_no_threshold_when_errors_are_everywhere() -> None:
     rng = np.random.default_rng(0)
     policy = fit_policy(confidences=rng.uniform(0.5, 1, 500), correct=rng.random(500) < 0.8)

@@ -29,6 +29,15 @@ def test_cold_start_accepts_nothing() -> None:
     assert decision == Decision(accept=False, reasons=("cold_start",))
 
 
+def test_cold_start_draws_only_at_or_above_the_candidates_floor() -> None:
+    cold = replace(POLICY, threshold=None, error_bound=None, draw_floor=0.8)
+    low = route(signals=Signals(confidence=0.79, margin=0.6), policy=cold, audit_draw=0.5)
+    assert low == Decision(accept=False, reasons=("below_floor",))
+    assert route(signals=Signals(confidence=0.8, margin=0.6), policy=cold, audit_draw=0.5).reasons == ("cold_start",)
+    ended = replace(cold, uniform_draws=False)
+    assert route(signals=CONFIDENT, policy=ended, audit_draw=0.5).reasons == ("no_certificate",)
+
+
 def test_below_threshold_is_reported_as_such() -> None:
     decision = route(signals=Signals(confidence=0.89, margin=0.78), policy=POLICY, audit_draw=0.99)
     assert decision == Decision(accept=False, reasons=("below_threshold",))
