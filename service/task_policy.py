@@ -183,8 +183,11 @@ def _target_in_reach(
         need = max(0, _first_fit(task, have=len(usable), humans=humans, min_reviews=min_reviews) - len(usable))
         first = _plan(task, 0, spent=0.0, reviews_left=left - need, min_reviews=min_reviews)
         return need <= left and first is not None
+    floor = _floor(newest)
+    if floor is None or not floor.reaches(task.target_coverage):
+        return False  # nothing it could accept, or not as much as the target: a slice would not buy what it is for
     if newest.look_size is None or newest.look_size - len(_slice(newest, usable)) > left:
-        return False  # no look planned (nothing to aim at, or the budget paid for none), or its slice is beyond it
+        return False  # the budget paid for no look, or its slice is beyond what is left
     if task.target_coverage is None or newest.fitted_on < FIT_MIN:
         return True  # no target, or nothing yet to judge the labeler by
     # Out of reach when the candidate's cross-fitted error above the target's threshold already reaches epsilon;

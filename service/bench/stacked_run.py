@@ -236,6 +236,8 @@ def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look
     was fitted on at or above its floor, already reaches epsilon; then cold-start draws stop and the budget goes
     to the labels likeliest wrong. Whether the look fits in the budget is checked before each draw; the projected
     size is only reported, because on a few hundred labels one or two errors more or less move it by a whole look."""
+    if not floor.reaches(config.target_coverage):
+        return False
     if config.target_coverage is None or labeler.fit_probs is None:
         return True
     confidence = labeler.fit_probs.max(axis=1)

@@ -48,8 +48,14 @@ class SliceFloor:
     floor: float
     share: float
 
+    def reaches(self, target_coverage: float | None) -> bool:
+        """Whether the task's target is in its reach (any coverage is, for a task without one): a target says what
+        coverage is worth reviews, so a candidate short of it gets no slice, and the budget goes to likely errors."""
+        return target_coverage is None or self.share >= target_coverage
+
     def aim(self, target_coverage: float | None) -> float:
-        """The coverage its look aims at: the task's (or the default) target, or all it can reach if less."""
+        """The coverage its look aims at: the task's target (DEFAULT_COVERAGE without one), or all it can reach if
+        less (a task without a review budget keeps drawing for a candidate short of its target)."""
         return min(aimed_coverage(target_coverage), self.share)
 
     def accepted_share(self, target_coverage: float | None) -> float:
