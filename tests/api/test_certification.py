@@ -25,6 +25,33 @@ SEED_REVIEWS = 40
 """Cold-start draws waiting at a time in the tests' settings."""
 
 
+def _teacher_candidate(
+    ctx: WorkerContext,
+    *,
+    bias: tuple[float, float],
+    delta_spent: float,
+    look_size: int | None,
+    floor: float,
+    floor_share: float | None,
+) -> None:
+    """Look 0 of task "sms", fitted on nothing yet: the teacher's scores shifted by ``bias``."""
+    with db.transaction(ctx.sessions) as session:
+        labelers.add_candidate(
+            session,
+            task_id=tasks.get_task(session, "sms").id,
+            look=0,
+            stack={"sources": ["teacher"], "weights": [1.0], "bias": list(bias)},
+            probe=None,
+            delta_spent=delta_spent,
+            look_size=look_size,
+            floor=floor,
+            floor_share=floor_share,
+            fitted_on=0,
+            fitted_through=0,
+            expected_slice=None,
+        )
+
+
 def _certified(ctx: WorkerContext) -> object | None:
     with db.transaction(ctx.sessions) as session:
         return labelers.latest(session, task_id=tasks.get_task(session, "sms").id, certified=True)
@@ -175,22 +202,7 @@ def test_cold_start_draws_only_items_the_candidate_could_accept(
     not blind, and hold no draw back."""
     assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
     _assign(client, reviewer_headers)
-    with db.transaction(fake_worker.sessions) as session:
-        task = tasks.get_task(session, "sms")
-        labelers.add_candidate(
-            session,
-            task_id=task.id,
-            look=0,
-            stack={"sources": ["teacher"], "weights": [1.0], "bias": [-2.0, 0.0]},
-            probe=None,
-            delta_spent=0.05,
-            look_size=1000,
-            floor=0.9,
-            floor_share=0.4,
-            fitted_on=40,
-            fitted_through=0,
-            expected_slice=None,
-        )
+    _teacher_candidate(fake_worker, bias=(-2.0, 0.0), delta_spent=0.05, look_size=1000, floor=0.9, floor_share=0.4)
     data = _dataset(120, seed=5)
     client.post(
         "/v1/tasks/sms/batches", json={"items": [{"id": i, "text": t} for i, t, _ in data]}, headers=client_headers
@@ -219,21 +231,7 @@ def test_a_candidate_with_nothing_in_reach_retires_for_one_fitted_on_newer_label
     min_reviews new human labels have come, the next candidate is fitted on them."""
     assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
     _assign(client, reviewer_headers)
-    with db.transaction(fake_worker.sessions) as session:
-        labelers.add_candidate(
-            session,
-            task_id=tasks.get_task(session, "sms").id,
-            look=0,
-            stack={"sources": ["teacher"], "weights": [1.0], "bias": [0.0, 0.0]},
-            probe=None,
-            delta_spent=0.0,
-            look_size=None,
-            floor=0.0,
-            floor_share=None,
-            fitted_on=0,
-            fitted_through=0,
-            expected_slice=None,
-        )
+    _teacher_candidate(fake_worker, bias=(0.0, 0.0), delta_spent=0.0, look_size=None, floor=0.0, floor_share=None)
     data = _dataset(80, seed=6)
     gold = {item_id: label for item_id, _, label in data}
     client.post(
