@@ -41,8 +41,6 @@ from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
 AL_ROUNDS = 10
-PRIORITY_ROUNDS = 1
-"""Rounds in which the certified run spends its budget after cold start, refitting its labeler before each."""
 NEIGHBOURS = 5
 """Nearest labeled items behind the neighbour signal, as in the service (jobs/scoring.py)."""
 
@@ -100,22 +98,15 @@ def run_certified(
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
     # After cold start the rest of the budget goes to the labels likeliest wrong, accepted ones included (a label
-    # above the threshold is safe enough to keep, not too good to check), in PRIORITY_ROUNDS rounds: before each,
-    # the labeler is refitted on every human label so far (the service's pool grows and its probe is refitted as
-    # reviews come in) and the waiting items are ranked again.
-    spent = np.zeros(0, dtype=np.int64)
-    for size in _round_sizes(budget - uniform.size, PRIORITY_ROUNDS):
-        ranker = _refit(labeled, pool, spent, reviewer, k, sources)
-        waiting = np.flatnonzero(~reviewed)
-        priority = np.array(
-            [
-                review_priority(wrong_chance=1.0 - float(ranker[i].max()), density=float(pool.density[i]))
-                for i in waiting
-            ]
-        )
-        picked = waiting[np.lexsort((rng.random(waiting.size), -priority))][:size].astype(np.int64)
-        reviewed[picked] = True
-        spent = np.concatenate([spent, picked])
+    # above the threshold is safe enough to keep, not too good to check), ranked once by the labeler refitted on
+    # the uniform labels, as the service ranks its queue when items are routed.
+    ranker = _refit(labeled, pool, np.zeros(0, dtype=np.int64), reviewer, k, sources)
+    waiting = np.flatnonzero(~reviewed)
+    priority = np.array(
+        [review_priority(wrong_chance=1.0 - float(ranker[i].max()), density=float(pool.density[i])) for i in waiting]
+    )
+    spent = waiting[np.lexsort((rng.random(waiting.size), -priority))][: budget - uniform.size].astype(np.int64)
+    reviewed[spent] = True
     order = np.concatenate([uniform, spent]).astype(np.int64)
     # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
     best = _refit(labeled, pool, spent, reviewer, k, sources)
@@ -163,10 +154,6 @@ def _floor(labeler: StackedLabeler, labels: IntArray, config: RunConfig) -> Slic
         correct=labeler.fit_probs.argmax(axis=1) == labels,
         epsilon=config.epsilon,
     )
-
-
-def _round_sizes(total: int, rounds: int) -> list[int]:
-    return [len(chunk) for chunk in np.array_split(np.arange(max(0, total)), rounds) if len(chunk)]
 
 
 def _refit(
