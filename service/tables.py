@@ -219,6 +219,9 @@ class LabelerVersion(Base):
     floor_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Share of the labels it was fitted on at or above the floor (cross-fitted); None when nothing it could
     accept was worth a look."""
+    sure_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Share down to which its cross-fitted error stays below most of epsilon (certification.SURE_MARGIN): a
+    target beyond it is out of reach."""
     fitted_on: Mapped[int] = mapped_column(Integer)
     certified_on: Mapped[int] = mapped_column(Integer)
     fitted_through: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -159,7 +159,9 @@ def _plan(
 
 
 def _floor(row: LabelerVersion) -> SliceFloor | None:
-    return None if row.floor_share is None else SliceFloor(floor=row.floor, share=row.floor_share)
+    if row.floor_share is None:
+        return None
+    return SliceFloor(floor=row.floor, share=row.floor_share, sure_share=row.sure_share or 0.0)
 
 
 def _target_in_reach(
@@ -328,6 +330,7 @@ def _add_candidate(
         look_size=None if plan is None else plan.size,
         floor=0.0 if floor is None else floor.floor,
         floor_share=None if floor is None else floor.share,
+        sure_share=None if floor is None else floor.sure_share,
         fitted_on=len(fitting),
         fitted_through=through,
         expected_slice=None
@@ -342,7 +345,7 @@ def _slice_floor(
     """Where its slice starts (certification.slice_floor), from its cross-fitted probabilities; the whole stream
     for a labeler fitted without them (the teacher alone on too few reviews)."""
     if fitted.fit_probs is None:
-        return SliceFloor(floor=0.0, share=1.0)
+        return SliceFloor(floor=0.0, share=1.0, sure_share=1.0)
     return slice_floor(
         confidences=fitted.fit_probs.max(axis=1),
         correct=fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting]),

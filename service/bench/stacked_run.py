@@ -148,7 +148,7 @@ def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int, floor
 def _floor(labeler: StackedLabeler, labels: IntArray, config: RunConfig) -> SliceFloor | None:
     """Its slice floor, as the service sets it (task_policy._slice_floor)."""
     if labeler.fit_probs is None:
-        return SliceFloor(floor=0.0, share=1.0)
+        return SliceFloor(floor=0.0, share=1.0, sure_share=1.0)
     return slice_floor(
         confidences=labeler.fit_probs.max(axis=1),
         correct=labeler.fit_probs.argmax(axis=1) == labels,

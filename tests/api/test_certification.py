@@ -46,6 +46,7 @@ def _teacher_candidate(
             look_size=look_size,
             floor=floor,
             floor_share=floor_share,
+            sure_share=floor_share,
             fitted_on=0,
             fitted_through=0,
             expected_slice=None,
@@ -84,7 +85,7 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
     assert len(seen_by_it) >= look_size(0, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=None)
     assert row.fitted_on == sum(r.current_regime for r in seen_by_it), "fitted on every label there was"
     assert row.delta_spent == pytest.approx(look_delta(row.look, delta=0.1)), "no budget: each look takes half"
-    floor = SliceFloor(floor=row.floor, share=row.floor_share)
+    floor = SliceFloor(floor=row.floor, share=row.floor_share, sure_share=row.sure_share or 0.0)
     size = look_size(row.look, epsilon=0.1, delta=0.1, min_reviews=30, target_coverage=floor.accepted_share(None))
     assert row.look_size == size
 

@@ -106,6 +106,7 @@ def test_a_newly_certified_labeler_accepts_the_queued_items_it_is_sure_of(settin
             look_size=40,
             floor=0.0,
             floor_share=1.0,
+            sure_share=1.0,
             fitted_on=40,
             fitted_through=0,
             expected_slice=None,

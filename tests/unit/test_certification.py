@@ -76,7 +76,8 @@ def test_the_slice_floor_is_where_the_cross_fitted_error_above_it_would_reach_ep
     assert floor is not None and 0.6 < floor.share < 0.75 and floor.floor == confidence[round(floor.share * 100) - 1]
     assert floor.aim(0.3) == 0.3 and floor.accepted_share(0.3) == 0.3 / floor.share
     assert floor.aim(0.9) == floor.share and floor.accepted_share(0.9) == 1.0, "out of reach: aim at all it reaches"
-    assert floor.reaches(0.3) and floor.reaches(None) and not floor.reaches(0.9), "a target beyond it is not in reach"
+    assert 0.55 < floor.sure_share < floor.share, "a share of epsilon is reached sooner"
+    assert floor.reaches(0.5) and floor.reaches(None) and not floor.reaches(floor.share), "beyond the sure share"
     assert slice_floor(confidences=confidence, correct=np.arange(100) % 2 == 0, epsilon=0.1) is None
     clean = slice_floor(confidences=confidence, correct=np.ones(100, dtype=bool), epsilon=0.1)
     assert clean is not None and clean.floor == 0.0 and clean.share == 1.0, "clean everywhere: the whole stream"

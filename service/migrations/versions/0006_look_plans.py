@@ -19,6 +19,7 @@ def upgrade() -> None:
     op.add_column("labelers", sa.Column("look_size", sa.Integer(), nullable=True))
     op.add_column("labelers", sa.Column("floor", sa.Float(), nullable=False, server_default="0"))
     op.add_column("labelers", sa.Column("floor_share", sa.Float(), nullable=True))
+    op.add_column("labelers", sa.Column("sure_share", sa.Float(), nullable=True))
     # A candidate waiting for its look was planned without the budget: it retires (a look that certified nothing,
     # its level counted as spent) and the next look fits a planned one.
     op.execute("UPDATE labelers SET looked_at = created_at WHERE looked_at IS NULL")
@@ -26,6 +27,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("labelers") as batch:
+        batch.drop_column("sure_share")
         batch.drop_column("floor_share")
         batch.drop_column("floor")
         batch.drop_column("look_size")
