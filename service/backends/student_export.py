@@ -42,6 +42,8 @@ def export_student(student_dir: Path, out: Path, *, fmt: ExportFormat, card: str
     out.mkdir(parents=True, exist_ok=True)
     labels = student.labels
     tokenizer = student.tokenizer
+    # truncation=True then cuts texts where the service's student does (the encoder stops at 512 positions anyway).
+    tokenizer.model_max_length = student.meta.max_length
     if fmt == "hf":
         _as_xlm(network, labels, pad_id=int(tokenizer.pad_token_id)).save_pretrained(str(out))
     else:
@@ -187,7 +189,7 @@ def exported_scorer(folder: Path, fmt: ExportFormat, *, batch_size: int) -> Call
     names = [id2label[i] for i in range(len(id2label))]
 
     def run_hf(texts: Sequence[str]) -> FloatArray:
-        answers = classify(list(texts), batch_size=batch_size)
+        answers = classify(list(texts), batch_size=batch_size, truncation=True)
         return np.asarray([[{d["label"]: d["score"] for d in a}[n] for n in names] for a in answers], dtype=np.float64)
 
     return run_hf

@@ -53,7 +53,7 @@ def online(settings: Settings, task: str, texts: Sequence[str], *, clients: int,
     with db.transaction(sessions) as session:
         tasks.get_task(session, task)
         _, key = keys.create_key(session, name=f"bench-predict-{time.time_ns()}", role="client")
-    with running_server(settings.resolved_database_url, settings.data_dir) as url:
+    with running_server(settings.resolved_database_url, settings.data_dir, admin_key=None) as url:
         warm = httpx.post(
             f"{url}/v1/tasks/{task}/predict",
             json={"texts": list(texts[:8])},

@@ -43,14 +43,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str, data_dir: Path, *, workers: int = 1) -> Iterator[str]:
-    """`uvicorn service.main:create_app --factory` on a free port, until the block ends."""
+def running_server(
+    database_url: str, data_dir: Path, *, workers: int = 1, admin_key: str | None = ADMIN_KEY
+) -> Iterator[str]:
+    """`uvicorn service.main:create_app --factory` on a free port, until the block ends; ``admin_key`` None starts
+    it without bootstrapping an admin key (a database that has its own)."""
     port = _free_port()
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "UNDERSTUDY_ADMIN_KEY"},
         "UNDERSTUDY_DATABASE_URL": database_url,
         "UNDERSTUDY_DATA_DIR": str(data_dir),
-        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+        **({"UNDERSTUDY_ADMIN_KEY": admin_key} if admin_key is not None else {}),
     }
     command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(port)]
     process = subprocess.Popen(

@@ -11,10 +11,11 @@ USAGE = {
 from transformers import pipeline
 
 classify = pipeline("text-classification", model="{folder}")
-print(classify("{example}"))  # [{{'label': ..., 'score': ...}}]
+print(classify("{example}", truncation=True))  # [{{'label': ..., 'score': ...}}]
 ```
 
-Exact one text at a time (the pipeline's default, shown); in padded batches the scores move a little (the head
+`truncation=True` cuts a text at {max_length} tokens, as the student was trained and evaluated. Exact one text at
+a time (the pipeline's default, shown); in padded batches the scores move a little (the head
 averages over the padded length), so use the ONNX export for large batches.""",
     "onnx": """```python
 import json, numpy as np, onnxruntime

@@ -137,7 +137,7 @@ if sys.argv[1] == "hf":
     classify = pipeline("text-classification", model=sys.argv[2], top_k=None)
     id2label = classify.model.config.id2label
     labels = [id2label[i] for i in range(len(id2label))]
-    answers = [classify(text) for text in texts]
+    answers = [classify(text, truncation=True) for text in texts]
     rows = [{d["label"]: d["score"] for d in (a[0] if isinstance(a[0], list) else a)} for a in answers]
     probs = [[row[label] for label in labels] for row in rows]
 else:
