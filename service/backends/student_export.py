@@ -7,7 +7,7 @@
   so the merged weights are copied into an ``XLMForSequenceClassification``: BERT's token-type embedding (always
   type 0) is folded into the position embeddings, and the [PAD] embedding is zeroed because XLM adds the word
   embedding of the token-type id (0, [PAD]) to every token. XLM averages over the padded length, so it is exact
-  one text at a time (the pipeline's default); in padded batches the probabilities move a little.
+  one text at a time (the pipeline's default) and only then: padded batches give wrong probabilities.
 - ``onnx``: the same network exported with ``torch.onnx``: inputs ``input_ids`` and ``attention_mask`` (int64),
   output ``logits``; the mean is over the real tokens, so it is exact in batches too.
 """

@@ -15,8 +15,8 @@ print(classify("{example}", truncation=True))  # [{{'label': ..., 'score': ...}}
 ```
 
 `truncation=True` cuts a text at {max_length} tokens, as the student was trained and evaluated. Exact one text at
-a time (the pipeline's default, shown); in padded batches the scores move a little (the head
-averages over the padded length), so use the ONNX export for large batches.""",
+a time (the pipeline's default, shown) and only then: the head averages over the padded length, so padded batches
+give wrong scores; use the ONNX export for batches.""",
     "onnx": """```python
 import json, numpy as np, onnxruntime
 from transformers import AutoTokenizer
