@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.key_cache = {}
     app.state.predictors = {}
+    app.state.promoted_cache = {}
     app.state.student_loader = lambda path: _load_student(settings, path)
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

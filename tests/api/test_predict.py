@@ -79,3 +79,21 @@ def test_concurrent_requests_share_model_calls(
     assert all(a.json()["predictions"][0]["above_threshold"] is False for a in answers), "no certified threshold"
     assert all(a.json()["threshold"] is None for a in answers)
     assert sum(student.calls) == 40 and len(student.calls) < 40, f"batched: {student.calls}"
+
+
+def test_a_promotion_through_the_api_is_answered_at_once(
+    client: TestClient, client_headers: dict[str, str], settings: Settings
+) -> None:
+    """The promoted student is cached for a moment per task; promoting another version clears it."""
+    assert client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers).status_code == 201
+    _promote(settings, {"threshold": 0.9, "threshold_error_bound": 0.04})
+    client.app.state.student_loader = lambda path: KeywordStudent()  # type: ignore[attr-defined]
+    ask = {"texts": ["win cash"]}
+    assert client.post("/v1/tasks/sms/predict", json=ask, headers=client_headers).json()["student"] == "v1"
+    with db.transaction(db.open(settings)) as session:
+        students.add(session, task_id=tasks.get_task(session, "sms").id, version="v2", path="fake/v2", metrics={})
+    admin = {"Authorization": "Bearer test-admin-key"}
+    promoted = client.post("/v1/tasks/sms/students/v2/promote", json={"force": True}, headers=admin)
+    assert promoted.status_code == 200, promoted.text
+    answer = client.post("/v1/tasks/sms/predict", json=ask, headers=client_headers).json()
+    assert answer["student"] == "v2" and answer["threshold"] is None, "v2 has no certified threshold"

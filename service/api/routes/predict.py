@@ -4,6 +4,7 @@ requests are scored together (api/batcher.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from service.store import students, tasks
 router = APIRouter(prefix="/v1/tasks/{task}/predict", tags=["students"])
 
 StudentLoader = Callable[[Path], Student]
+PROMOTED_CACHE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,7 @@ async def predict(
             raise Invalid(
                 f"text is {len(text)} characters; the limit is {settings.max_text_chars}", field=f"texts.{index}"
             )
-    # A short read, done before the model call: no connection is held while requests wait to be batched.
-    promoted = await run_in_threadpool(_promoted, request.app.state.sessions, task)
+    promoted = await _cached_promoted(request, task)
     batcher = await _batcher(request, promoted.path)
     probs = await batcher.predict(body.texts)
     threshold = promoted.threshold
@@ -62,6 +63,19 @@ async def predict(
             for p in probs
         ],
     )
+
+
+async def _cached_promoted(request: Request, task: str) -> _Promoted:
+    """The task's promoted student, read at most every PROMOTED_CACHE_S per task (a promotion in this process
+    clears it): on SQLite every transaction takes the write lock, and concurrent requests would queue on it. The
+    read is done before the model call, so no connection is held while requests wait to be batched."""
+    cache: dict[str, tuple[float, _Promoted]] = request.app.state.promoted_cache
+    cached = cache.get(task)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    promoted = await run_in_threadpool(_promoted, request.app.state.sessions, task)
+    cache[task] = (time.monotonic() + PROMOTED_CACHE_S, promoted)
+    return promoted
 
 
 def _promoted(sessions: sessionmaker[Session], task: str) -> _Promoted:

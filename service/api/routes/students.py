@@ -35,7 +35,13 @@ def list_versions(task: str, session: SessionDep, _key: ReaderDep) -> list[Stude
 
 @router.post("/{version}/promote", response_model=StudentPublic)
 def promote(
-    task: str, version: str, body: PromotionCreate, session: SessionDep, settings: SettingsDep, _key: AdminDep
+    task: str,
+    version: str,
+    body: PromotionCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _key: AdminDep,
 ) -> StudentPublic:
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     if not row.metrics.get("gate_passed") and not body.force:
@@ -46,13 +52,15 @@ def promote(
             field="version",
         )
     students.set_promoted(session, row=row, promoted_flag=True)
+    request.app.state.promoted_cache.pop(task, None)
     return _public(row)
 
 
 @router.post("/{version}/demote", response_model=StudentPublic)
-def demote(task: str, version: str, session: SessionDep, _key: AdminDep) -> StudentPublic:
+def demote(task: str, version: str, request: Request, session: SessionDep, _key: AdminDep) -> StudentPublic:
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     students.set_promoted(session, row=row, promoted_flag=False)
+    request.app.state.promoted_cache.pop(task, None)
     return _public(row)
 
 
