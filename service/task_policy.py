@@ -16,7 +16,14 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
-from service.pipeline.certification import LookPlan, SliceFloor, expected_reviews, first_fit, plan_look, slice_floor
+from service.pipeline.certification import (
+    LookPlan,
+    SliceFloor,
+    candidate_floor,
+    expected_slice,
+    first_fit,
+    plan_look,
+)
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe
@@ -145,8 +152,6 @@ def _plan(
     min_reviews: int,
     floor: SliceFloor | None = None,
 ) -> LookPlan | None:
-    """The look's plan, sized for the share of its slice the aimed coverage accepts (the target's share of the
-    whole stream before a candidate has a floor)."""
     return plan_look(
         look,
         delta=task.delta,
@@ -154,7 +159,8 @@ def _plan(
         reviews_left=reviews_left,
         epsilon=task.epsilon,
         min_reviews=min_reviews,
-        target_coverage=task.target_coverage if floor is None else floor.accepted_share(task.target_coverage),
+        target_coverage=task.target_coverage,
+        floor=floor,
     )
 
 
@@ -307,7 +313,8 @@ def _add_candidate(
     through = labelers.newest_human_label(session, task_id=task.id)
     fitting = [r for r in usable if r.current_regime and r.label_id <= through]
     fitted = _fit(fitting, pool, names)
-    floor = _slice_floor(task, fitted, fitting, names)
+    labels = [names.index(r.human) for r in fitting]
+    floor = candidate_floor(fit_probs=fitted.fit_probs, labels=labels, epsilon=task.epsilon)
     plan = (
         None
         if floor is None
@@ -335,50 +342,16 @@ def _add_candidate(
         fitted_through=through,
         expected_slice=None
         if floor is None
-        else _expected_slice(task, fitted, fitting, names, floor, look=look, min_reviews=min_reviews),
-    )
-
-
-def _slice_floor(
-    task: Task, fitted: StackedLabeler, fitting: Sequence[UniformReview], names: tuple[str, ...]
-) -> SliceFloor | None:
-    """Where its slice starts (certification.slice_floor), from its cross-fitted probabilities; the whole stream
-    for a labeler fitted without them (the teacher alone on too few reviews)."""
-    if fitted.fit_probs is None:
-        return SliceFloor(floor=0.0, share=1.0, sure_share=1.0)
-    return slice_floor(
-        confidences=fitted.fit_probs.max(axis=1),
-        correct=fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting]),
-        epsilon=task.epsilon,
-    )
-
-
-def _expected_slice(
-    task: Task,
-    fitted: StackedLabeler,
-    fitting: Sequence[UniformReview],
-    names: tuple[str, ...],
-    floor: SliceFloor,
-    *,
-    look: int,
-    min_reviews: int,
-) -> int | None:
-    """The slice the candidate's look is expected to need for the coverage it aims at (the target, or all it can
-    reach if less; see ``expected_reviews``), from its cross-fitted probabilities on the reviews it was fitted on
-    at or above its floor."""
-    if task.target_coverage is None or fitted.fit_probs is None:
-        return None
-    confidence = fitted.fit_probs.max(axis=1)
-    above = confidence >= floor.floor
-    correct = fitted.fit_probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fitting])
-    return expected_reviews(
-        confidences=confidence[above],
-        correct=correct[above],
-        target_coverage=floor.accepted_share(task.target_coverage),
-        epsilon=task.epsilon,
-        delta=task.delta,
-        min_reviews=min_reviews,
-        next_look=look,
+        else expected_slice(
+            fit_probs=fitted.fit_probs,
+            labels=labels,
+            floor=floor,
+            target_coverage=task.target_coverage,
+            epsilon=task.epsilon,
+            delta=task.delta,
+            min_reviews=min_reviews,
+            next_look=look,
+        ),
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
-from service.pipeline.certification import LookPlan, SliceFloor, expected_reviews, plan_look, slice_floor
+from service.pipeline.certification import LookPlan, SliceFloor, candidate_floor, expected_slice, plan_look
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
 from service.pipeline.probe import fit_probe
 from service.pipeline.review_order import review_priority
@@ -77,7 +77,7 @@ def run_certified(
                     break
                 used, look = used + plan.level, look + 1
             candidate, through = _fit(labeled, k, sources), labeled.labels.size
-            floor = _floor(candidate, labeled.labels, config)
+            floor = candidate_floor(fit_probs=candidate.fit_probs, labels=labeled.labels, epsilon=config.epsilon)
             if floor is None:
                 break  # nothing it could accept is worth a slice
             plan = _plan(config, look, used=used, reviews_left=budget - len(drawn), floor=floor)
@@ -141,18 +141,8 @@ def _plan(config: RunConfig, look: int, *, used: float, reviews_left: int, floor
         reviews_left=reviews_left,
         epsilon=config.epsilon,
         min_reviews=config.min_reviews,
-        target_coverage=config.target_coverage if floor is None else floor.accepted_share(config.target_coverage),
-    )
-
-
-def _floor(labeler: StackedLabeler, labels: IntArray, config: RunConfig) -> SliceFloor | None:
-    """Its slice floor, as the service sets it (task_policy._slice_floor)."""
-    if labeler.fit_probs is None:
-        return SliceFloor(floor=0.0, share=1.0, sure_share=1.0)
-    return slice_floor(
-        confidences=labeler.fit_probs.max(axis=1),
-        correct=labeler.fit_probs.argmax(axis=1) == labels,
-        epsilon=config.epsilon,
+        target_coverage=config.target_coverage,
+        floor=floor,
     )
 
 
@@ -227,12 +217,11 @@ def _in_reach(labeler: StackedLabeler, labels: IntArray, config: RunConfig, look
         return False
     if config.target_coverage is None or labeler.fit_probs is None:
         return True
-    confidence = labeler.fit_probs.max(axis=1)
-    above = confidence >= floor.floor
-    needed = expected_reviews(
-        confidences=confidence[above],
-        correct=(labeler.fit_probs.argmax(axis=1) == labels)[above],
-        target_coverage=floor.accepted_share(config.target_coverage),
+    needed = expected_slice(
+        fit_probs=labeler.fit_probs,
+        labels=labels,
+        floor=floor,
+        target_coverage=config.target_coverage,
         epsilon=config.epsilon,
         delta=config.delta,
         min_reviews=config.min_reviews,

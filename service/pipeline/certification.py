@@ -95,6 +95,18 @@ def slice_floor(*, confidences: npt.ArrayLike, correct: npt.ArrayLike, epsilon: 
     return SliceFloor(floor=float(conf[order][top - 1]), share=top / conf.size, sure_share=sure)
 
 
+def candidate_floor(
+    *, fit_probs: npt.NDArray[np.float64] | None, labels: npt.ArrayLike, epsilon: float
+) -> SliceFloor | None:
+    """A candidate's slice floor (``slice_floor``) from its cross-fitted probabilities on the ``labels`` it was
+    fitted on; the whole stream for a labeler fitted without them (the teacher alone on too few reviews)."""
+    if fit_probs is None:
+        return SliceFloor(floor=0.0, share=1.0, sure_share=1.0)
+    return slice_floor(
+        confidences=fit_probs.max(axis=1), correct=fit_probs.argmax(axis=1) == np.asarray(labels), epsilon=epsilon
+    )
+
+
 def aimed_coverage(target_coverage: float | None) -> float:
     """The coverage a look is sized and started for: the task's target, DEFAULT_COVERAGE without one."""
     return target_coverage if target_coverage is not None else DEFAULT_COVERAGE
@@ -124,9 +136,11 @@ def plan_look(
     epsilon: float,
     min_reviews: int,
     target_coverage: float | None,
+    floor: SliceFloor | None = None,
 ) -> LookPlan | None:
     """Look ``look``'s size and level, from what earlier looks spent of delta (``spent``) and the review budget's
-    reviews not yet spent (``reviews_left``; None without a budget).
+    reviews not yet spent (``reviews_left``; None without a budget). A look is sized for the share of its slice the
+    aimed coverage accepts: of the candidate's ``floor`` stratum, or of the whole stream before there is one.
 
     Without a budget, or while the budget pays for another look after this one: ``look_size`` reviews at half of
     what is left of delta (delta / 2^(look+1) when every look took its half). When it does not, this is the last
@@ -135,9 +149,10 @@ def plan_look(
     is drawn, so the levels still sum to at most delta whatever the budget does later (a budget raised after its
     last look leaves later looks nothing to certify with)."""
     left = max(0.0, delta - spent)
+    accepted = target_coverage if floor is None else floor.accepted_share(target_coverage)
 
     def sized(j: int) -> int:
-        return look_size(j, epsilon=epsilon, delta=delta, min_reviews=min_reviews, target_coverage=target_coverage)
+        return look_size(j, epsilon=epsilon, delta=delta, min_reviews=min_reviews, target_coverage=accepted)
 
     planned = sized(look)
     if reviews_left is None or planned + sized(look + 1) <= reviews_left:
@@ -209,3 +224,32 @@ def expected_reviews(
         if clopper_pearson_upper(errors=errors, n=accepted, delta=look_delta(look, delta=delta)) <= epsilon:
             return size
     return None
+
+
+def expected_slice(
+    *,
+    fit_probs: npt.NDArray[np.float64] | None,
+    labels: npt.ArrayLike,
+    floor: SliceFloor,
+    target_coverage: float | None,
+    epsilon: float,
+    delta: float,
+    min_reviews: int,
+    next_look: int,
+) -> int | None:
+    """The slice a candidate's look is expected to need for the coverage it aims at (``expected_reviews``), from
+    its cross-fitted probabilities on the ``labels`` it was fitted on at or above its ``floor``; None without a
+    target or cross-fitted probabilities, or when the aimed coverage is out of its reach."""
+    if target_coverage is None or fit_probs is None:
+        return None
+    confidence = fit_probs.max(axis=1)
+    above = confidence >= floor.floor
+    return expected_reviews(
+        confidences=confidence[above],
+        correct=(fit_probs.argmax(axis=1) == np.asarray(labels))[above],
+        target_coverage=floor.accepted_share(target_coverage),
+        epsilon=epsilon,
+        delta=delta,
+        min_reviews=min_reviews,
+        next_look=next_look,
+    )
