@@ -109,6 +109,9 @@ Precision = Literal["auto", "float32", "bfloat16", "int8"]
 AVX512-BF16) and keeps probabilities within about 0.01 of float32; int8 dynamic quantization is fast everywhere but
 moves them by up to 0.3; "auto" picks bfloat16 where the CPU has the units, else int8."""
 
+StudentExportFormat = Literal["hf", "onnx"]
+"""How a student leaves the service: a transformers folder, or ONNX for onnxruntime."""
+
 
 @dataclass(frozen=True)
 class TrainExample:

@@ -8,17 +8,16 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from sqlalchemy.orm import Session
 
 from service.errors import Invalid
 from service.formats.model_card import model_card
+from service.ports import StudentExportFormat
 from service.store import students, tasks
 from service.tables import StudentVersion, Task
 
-ExportFormat = Literal["hf", "onnx"]
-FORMATS: tuple[ExportFormat, ...] = ("hf", "onnx")
+FORMATS: tuple[StudentExportFormat, ...] = ("hf", "onnx")
 ARCHIVES = "exports"
 """Folder inside a student's folder where its archives are kept, one a format."""
 
@@ -33,7 +32,7 @@ def student_row(session: Session, task: Task, version: str | None) -> StudentVer
     return row
 
 
-def write_folder(session: Session, task: Task, row: StudentVersion, fmt: ExportFormat, out: Path) -> None:
+def write_folder(session: Session, task: Task, row: StudentVersion, fmt: StudentExportFormat, out: Path) -> None:
     """The student as a folder at ``out`` (made; must not hold files already)."""
     from service.backends.student_export import export_student
     from service.backends.student_meta import StudentMeta
@@ -61,7 +60,7 @@ def write_folder(session: Session, task: Task, row: StudentVersion, fmt: ExportF
     export_student(folder, out, fmt=fmt, card=card)
 
 
-def archive(session: Session, task: Task, row: StudentVersion, fmt: ExportFormat) -> Path:
+def archive(session: Session, task: Task, row: StudentVersion, fmt: StudentExportFormat) -> Path:
     """A tar.gz of the exported folder, made once and kept beside the student (a student never changes)."""
     path = Path(row.path) / ARCHIVES / f"{task.name}-{row.version}-{fmt}.tar.gz"
     if path.exists():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,15 +25,14 @@ from transformers import PreTrainedModel, XLMConfig, XLMForSequenceClassificatio
 
 from service.backends.student_lora import LoraStudent
 from service.backends.student_model import MiniLMClassifier
-from service.ports import FloatArray
+from service.ports import FloatArray, StudentExportFormat
 
-ExportFormat = Literal["hf", "onnx"]
 ONNX_FILE = "model.onnx"
 ONNX_CONFIG = "onnx_config.json"
 OPSET = 17
 
 
-def export_student(student_dir: Path, out: Path, *, fmt: ExportFormat, card: str) -> None:
+def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, card: str) -> None:
     """Write the student saved in ``student_dir`` to the folder ``out`` in ``fmt``, with ``card`` as README.md."""
     student = LoraStudent.load(student_dir, precision="float32")
     network = student.network
@@ -157,7 +156,9 @@ def _to_onnx(network: MiniLMClassifier, tokenizer: Any, path: Path) -> None:
     )
 
 
-def exported_scorer(folder: Path, fmt: ExportFormat, *, batch_size: int) -> Callable[[Sequence[str]], FloatArray]:
+def exported_scorer(
+    folder: Path, fmt: StudentExportFormat, *, batch_size: int
+) -> Callable[[Sequence[str]], FloatArray]:
     """Probabilities of texts from an exported folder, as a user of the export would get them: onnxruntime with the
     saved tokenizer in batches of texts of similar length, or the transformers pipeline (``batch_size`` 1 is its
     exact mode). For benchmarks."""

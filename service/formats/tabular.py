@@ -149,13 +149,13 @@ def imported_from_rows(
     column goes into the item's meta. With ``label_field``, that column (empty in a row: no label) is the item's
     human label and must be one of ``labels``; a file with any other value is refused whole, naming its rows."""
     imported, bad = [], []
+    not_meta = {"text", *ID_COLUMNS, *([label_field] if label_field else [])}
     for index, row in enumerate(rows):
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
             raise Invalid(f"row {index} has no text", field=f"rows.{index}.text")
         ident = next((row[key] for key in ID_COLUMNS if row.get(key) not in (None, "")), f"row-{index}")
-        skip = {"text", *ID_COLUMNS, *([label_field] if label_field else [])}
-        meta = {key: _plain(value) for key, value in row.items() if key not in skip}
+        meta = {key: _plain(value) for key, value in row.items() if key not in not_meta}
         label = None
         if label_field is not None and row.get(label_field) not in (None, ""):
             label = str(row[label_field]).strip()

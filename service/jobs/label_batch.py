@@ -101,14 +101,7 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
         outcomes = score_chunk(ctx, task_def, plan, pool)
         with transaction(ctx.sessions) as session:
             written = [o for o in outcomes if items.record_outcome(session, task_id=plan.task_id, outcome=o)]
-            still_ours = job_store.renew(
-                session,
-                job.id,
-                worker=ctx.worker_id,
-                lease_s=ctx.settings.job_lease_s,
-                done=items.count_in_batch(session, batch_id=job.batch_id or 0, queued=False),
-                message=f"{len(outcomes)} items in {time.perf_counter() - started:.1f} s",
-            )
+            still_ours = _renew(session, ctx, job, f"{len(outcomes)} items in {time.perf_counter() - started:.1f} s")
         metrics.record_chunk(ctx, task_def.name, written, before)
         if not still_ours:
             return None
@@ -128,15 +121,20 @@ def _embed_imported_labels(ctx: WorkerContext, job: Job) -> bool:
             items.store_embeddings(
                 session, {item_id: row for (item_id, _), row in zip(waiting, embeddings, strict=True)}
             )
-            if not job_store.renew(
-                session,
-                job.id,
-                worker=ctx.worker_id,
-                lease_s=ctx.settings.job_lease_s,
-                done=items.count_in_batch(session, batch_id=batch_id, queued=False),
-                message=f"embedded {len(waiting)} imported labels",
-            ):
+            if not _renew(session, ctx, job, f"embedded {len(waiting)} imported labels"):
                 return False
+
+
+def _renew(session: Session, ctx: WorkerContext, job: Job, message: str) -> bool:
+    """Extend the job's lease with the batch's progress; False when another worker holds it now."""
+    return job_store.renew(
+        session,
+        job.id,
+        worker=ctx.worker_id,
+        lease_s=ctx.settings.job_lease_s,
+        done=items.count_in_batch(session, batch_id=job.batch_id or 0, queued=False),
+        message=message,
+    )
 
 
 def _result(ctx: WorkerContext) -> LabelBatchResult:

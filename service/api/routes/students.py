@@ -11,6 +11,7 @@ from service import student_export
 from service.api.deps import AdminDep, ClientDep, ReaderDep, SessionDep, SettingsDep
 from service.api.schemas.students import PromotionCreate, StudentCreate, StudentJobPublic, StudentPublic
 from service.errors import Conflict
+from service.ports import StudentExportFormat
 from service.store import jobs, students, tasks
 from service.tables import StudentVersion
 
@@ -74,7 +75,7 @@ def download(
     version: str,
     session: SessionDep,
     _key: ClientDep,
-    format: Annotated[student_export.ExportFormat, Query()] = "hf",
+    format: Annotated[StudentExportFormat, Query()] = "hf",
 ) -> FileResponse:
     """The student as a standard model folder with its model card, in a tar.gz: `hf` loads in
     transformers.pipeline("text-classification"), `onnx` runs in onnxruntime. Made on the first request (seconds),
