@@ -44,6 +44,18 @@ class PolicySettings(BaseModel):
     """Items sent to review first, spread over the embedding space, before anything can be auto-accepted."""
 
 
+class CostSettings(BaseModel):
+    """Prices for the cost report (GET /v1/tasks/{task}/cost; a request may override each)."""
+
+    cpu_hour_usd: float = Field(default=0.04, ge=0)
+    """Per vCPU-hour: what the student, the embedder, training and a teacher on the worker's CPU cost."""
+    gpu_hour_usd: float = Field(default=3.5, ge=0)
+    """Per hour of a GPU running the teacher in the worker's process (vllm_offline)."""
+    server_hour_usd: float = Field(default=3.5, ge=0)
+    """Per hour of the teacher server's machine (vllm_server), for the time the worker waited on it."""
+    reviewer_hour_usd: float = Field(default=20.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="UNDERSTUDY_", env_nested_delimiter="__", extra="ignore")
 
@@ -77,6 +89,7 @@ class Settings(BaseSettings):
     teacher: TeacherSettings = TeacherSettings()
     student: StudentSettings = StudentSettings()
     policy: PolicySettings = PolicySettings()
+    cost: CostSettings = CostSettings()
 
     @property
     def resolved_adapters_dir(self) -> Path:

@@ -189,6 +189,7 @@ def run_demo(
     report["cascade"]["student_items_per_s"] = (
         client.get(second_batch.json()["job_url"]).json()["result"].get("student_items_per_s")
     )
+    report["cost"] = client.get(f"/v1/tasks/{TASK['name']}/cost").json()
     server.should_exit = True
     text = _report_text(report)
     print(text)
@@ -277,5 +278,30 @@ def _report_text(report: dict[str, Any]) -> str:
         "accuracy by level: "
         + ", ".join(f"{k.removesuffix('_accuracy')} {v:.3f}" for k, v in cascade.items() if k.endswith("_accuracy")),
         f"wall time of the first batch      {first['wall_s']:.0f} s",
+        *_cost_lines(report["cost"]),
     ]
     return "\n".join(lines)
+
+
+def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    models = [source for source in cost["sources"] if source["source"] != "human"]
+    lines = [
+        "",
+        "cost (GET /cost; CPU at "
+        f"{cost['prices']['cpu_hour_usd']} USD per vCPU-hour; the simulated reviewer's time is not a person's):",
+    ]
+    lines += [
+        f"  {source['source']:<9} {source['runs_on']:<4} {source['items']:>6} items  {source['seconds']:8.1f} s  "
+        f"{source['usd']:.6f} USD"
+        for source in models
+    ]
+    saving = cost["student_saving"]
+    if saving is None:
+        lines.append(f"  student saving: none ({cost['saving_note']})")
+    else:
+        lines.append(
+            f"  the student labeled {saving['items']} items without the teacher "
+            f"(teacher {saving['teacher_usd_per_1000']:.6f} USD per 1,000): saved {saving['saved_usd']:.6f} USD "
+            f"after its own {saving['student_usd']:.6f} USD"
+        )
+    return lines

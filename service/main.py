@@ -11,6 +11,7 @@ from service.api.limits import BodySizeLimit
 from service.api.observability import RequestObservation
 from service.api.routes import (
     batches,
+    cost,
     exports,
     health,
     jobs,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         students,
         predict,
         quality,
+        cost,
         keys,
         exports,
     ):

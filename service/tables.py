@@ -233,6 +233,26 @@ class LabelerVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelUsage(Base):
+    """Seconds one model spent on one chunk of a task's work (append-only): what the cost report prices."""
+
+    __tablename__ = "model_usage"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    """teacher | student | embedder | training (see service.pipeline.cost.Stage)."""
+    runs_on: Mapped[str] = mapped_column(String(10))
+    """cpu | gpu | server: what its seconds are priced as."""
+    items: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
+    """Items whose label it gave (the student: those it kept rather than escalate to the teacher)."""
+    wall_s: Mapped[float] = mapped_column(Float)
+    cpu_s: Mapped[float] = mapped_column(Float)
+    """CPU seconds of the worker's process (all its threads) during the call."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ReviewAssignment(Base):
     """A reviewer (an API key's name) may review a task only when assigned to it; admins see every task."""
 

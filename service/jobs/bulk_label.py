@@ -16,10 +16,11 @@ from service import task_policy
 from service.db import transaction
 from service.errors import Conflict, Invalid
 from service.formats import tabular
+from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
-from service.store import history, students, tasks
+from service.store import history, students, tasks, usage
 
 CHUNK_ROWS = 256
 
@@ -91,7 +92,12 @@ def label_file(
                 escalate_to_teacher=escalate_to_teacher,
                 labeler=applied.labeler,
             )
-            for (row_id, _), result in zip(chunk, score_chunk(ctx, task_def, plan, pool), strict=True):
+            outcomes = score_chunk(ctx, task_def, plan, pool)
+            spent = ctx.take_usage()
+            with transaction(ctx.sessions) as session:
+                usage.record(session, task_id=task.id, job_id=None, rows=spent)
+            metrics.record_usage(ctx, spent)
+            for (row_id, _), result in zip(chunk, outcomes, strict=True):
                 counts[result.score.source] += 1
                 counts["review"] += not result.decision.accept
                 record = {

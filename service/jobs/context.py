@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +16,21 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
+from service.pipeline.cost import RunsOn, Stage, StageUsage
 from service.pipeline.pool import LabeledPool, PoolEntry
 from service.ports import Embedder, FloatArray, Student, Teacher
 from service.store import history
 
 RECENT_FOR_PRIOR = 256
 """Raw teacher distributions kept per task for batch calibration (the mean is the model's prior)."""
+
+TEACHER_RUNS_ON: dict[str, RunsOn] = {"transformers": "cpu", "vllm_offline": "gpu", "vllm_server": "server"}
+
+
+@dataclass
+class Meter:
+    answered: int
+    """Items whose label this model's call gave (the others went on to the teacher, or were not labels)."""
 
 
 @dataclass
@@ -50,8 +61,10 @@ class WorkerContext:
     _students: dict[str, Student] = field(default_factory=dict)
     pools: dict[int, LabeledPool] = field(default_factory=dict)
     recent_raw: dict[int, deque[FloatArray]] = field(default_factory=dict)
-    teacher_speed: Throughput = field(default_factory=Throughput)
-    student_speed: Throughput = field(default_factory=Throughput)
+    speeds: dict[Stage, Throughput] = field(default_factory=dict)
+    """Each model's items and seconds in this worker since it started (the /metrics gauges)."""
+    unrecorded: list[StageUsage] = field(default_factory=list)
+    """Model calls not yet written to the task's usage (see take_usage)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerContext:
@@ -98,6 +111,40 @@ class WorkerContext:
                 unembedded=[row.label_id for row in rows if row.embedding is None],
             )
         return pool
+
+    def speed(self, stage: Stage) -> Throughput:
+        return self.speeds.setdefault(stage, Throughput())
+
+    @contextmanager
+    def metered(self, stage: Stage, items: int) -> Iterator[Meter]:
+        """Time a model call on ``items`` items: wall and process CPU seconds, kept for the task's cost report
+        (a call that raises spent its time too, but leaves no row: the chunk is scored again). The caller sets
+        ``answered`` on the meter when the model kept fewer items than it scored (the student)."""
+        meter = Meter(answered=items if stage == "teacher" else 0)
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield meter
+        spent = StageUsage(
+            stage=stage,
+            runs_on=self.runs_on(stage),
+            items=items,
+            answered=meter.answered,
+            wall_s=time.perf_counter() - wall,
+            cpu_s=time.process_time() - cpu,
+        )
+        self.speed(stage).add(items, spent.wall_s)
+        self.unrecorded.append(spent)
+
+    def take_usage(self) -> list[StageUsage]:
+        """The model calls since the last take, to be written with the work they did."""
+        taken, self.unrecorded = self.unrecorded, []
+        return taken
+
+    def runs_on(self, stage: Stage) -> RunsOn:
+        """Where a stage's model runs: the student, the embedder and training on this worker's CPU; the teacher
+        where its backend puts it (vLLM in this process needs a GPU)."""
+        if stage != "teacher":
+            return "cpu"
+        return TEACHER_RUNS_ON[self.settings.teacher.backend]
 
     def recent(self, task_id: int) -> deque[FloatArray]:
         return self.recent_raw.setdefault(task_id, deque(maxlen=RECENT_FOR_PRIOR))

@@ -21,7 +21,8 @@ from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
-from service.store import history, items, review, students, tasks
+from service.pipeline.cost import Stage, StageUsage
+from service.store import history, items, review, students, tasks, usage
 from service.store import jobs as job_store
 from service.tables import Job, utcnow
 
@@ -29,7 +30,7 @@ COLD_START_WAIT_S = 2.0
 
 
 class LabelBatchResult(TypedDict):
-    """A finished label_batch job's result: the models' speed in this worker."""
+    """A finished label_batch job's result: what the teacher and the student scored in this job, and how fast."""
 
     teacher_items_per_s: float | None
     student_items_per_s: float | None
@@ -94,15 +95,18 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
                 )
                 return None
             if plan is None:
-                return _result(ctx)
+                return _result(usage.totals(session, job_id=job.id))
             task_def = tasks.task_def(tasks.get_task_by_id(session, plan.task_id))
             pool = ctx.pool(session, plan.task_id)
-        started, before = time.perf_counter(), metrics.model_seconds(ctx)
+        started = time.perf_counter()
         outcomes = score_chunk(ctx, task_def, plan, pool)
+        spent = ctx.take_usage()
         with transaction(ctx.sessions) as session:
             written = [o for o in outcomes if items.record_outcome(session, task_id=plan.task_id, outcome=o)]
+            usage.record(session, task_id=plan.task_id, job_id=job.id, rows=spent)
             still_ours = _renew(session, ctx, job, f"{len(outcomes)} items in {time.perf_counter() - started:.1f} s")
-        metrics.record_chunk(ctx, task_def.name, written, before)
+        metrics.record_chunk(task_def.name, written)
+        metrics.record_usage(ctx, spent)
         if not still_ours:
             return None
 
@@ -116,13 +120,18 @@ def _embed_imported_labels(ctx: WorkerContext, job: Job) -> bool:
             waiting = items.unembedded_labeled(session, batch_id=batch_id, limit=ctx.settings.teacher.chunk_size)
         if not waiting:
             return True
-        embeddings = ctx.embedder.embed([text for _, text in waiting])
+        with ctx.metered("embedder", len(waiting)):
+            embeddings = ctx.embedder.embed([text for _, text in waiting])
+        spent = ctx.take_usage()
         with transaction(ctx.sessions) as session:
             items.store_embeddings(
                 session, {item_id: row for (item_id, _), row in zip(waiting, embeddings, strict=True)}
             )
-            if not _renew(session, ctx, job, f"embedded {len(waiting)} imported labels"):
-                return False
+            usage.record(session, task_id=job.task_id or 0, job_id=job.id, rows=spent)
+            still_ours = _renew(session, ctx, job, f"embedded {len(waiting)} imported labels")
+        metrics.record_usage(ctx, spent)
+        if not still_ours:
+            return False
 
 
 def _renew(session: Session, ctx: WorkerContext, job: Job, message: str) -> bool:
@@ -137,10 +146,16 @@ def _renew(session: Session, ctx: WorkerContext, job: Job, message: str) -> bool
     )
 
 
-def _result(ctx: WorkerContext) -> LabelBatchResult:
+def _result(spent: list[StageUsage]) -> LabelBatchResult:
+    def speed(stage: Stage) -> tuple[int, float | None]:
+        rows = [row for row in spent if row.stage == stage]
+        scored, seconds = sum(row.items for row in rows), sum(row.wall_s for row in rows)
+        return scored, scored / seconds if seconds > 0 else None
+
+    (teacher_items, teacher_per_s), (student_items, student_per_s) = speed("teacher"), speed("student")
     return LabelBatchResult(
-        teacher_items_per_s=ctx.teacher_speed.per_second,
-        student_items_per_s=ctx.student_speed.per_second,
-        teacher_items=ctx.teacher_speed.items,
-        student_items=ctx.student_speed.items,
+        teacher_items_per_s=teacher_per_s,
+        student_items_per_s=student_per_s,
+        teacher_items=teacher_items,
+        student_items=student_items,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, start_http_server
 
 from service.jobs.context import WorkerContext
+from service.pipeline.cost import StageUsage
 from service.store.items import ItemOutcome
 
 ITEMS_LABELED = Counter(
@@ -24,21 +25,19 @@ JOBS_ENDED = Counter(
 )
 
 
-def record_chunk(ctx: WorkerContext, task: str, outcomes: list[ItemOutcome], seconds_before: dict[str, float]) -> None:
-    """Count a written chunk, and bring the models' speed and time up to date (``seconds_before``: their seconds
-    before the chunk, from ``model_seconds``)."""
+def record_chunk(task: str, outcomes: list[ItemOutcome]) -> None:
     for outcome in outcomes:
         route = "accepted" if outcome.decision.accept else "review"
         ITEMS_LABELED.labels(task=task, source=outcome.score.source, route=route).inc()
-    for model, seconds in model_seconds(ctx).items():
-        MODEL_SECONDS.labels(model=model).inc(max(0.0, seconds - seconds_before.get(model, 0.0)))
-    for model, speed in (("teacher", ctx.teacher_speed), ("student", ctx.student_speed)):
+
+
+def record_usage(ctx: WorkerContext, spent: list[StageUsage]) -> None:
+    """Count the seconds the models spent, and bring their speeds up to date."""
+    for row in spent:
+        MODEL_SECONDS.labels(model=row.stage).inc(row.wall_s)
+    for stage, speed in ctx.speeds.items():
         if speed.per_second is not None:
-            MODEL_ITEMS_PER_SECOND.labels(model=model).set(speed.per_second)
-
-
-def model_seconds(ctx: WorkerContext) -> dict[str, float]:
-    return {"teacher": ctx.teacher_speed.seconds, "student": ctx.student_speed.seconds}
+            MODEL_ITEMS_PER_SECOND.labels(model=stage).set(speed.per_second)
 
 
 def serve(port: int) -> None:

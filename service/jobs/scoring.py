@@ -4,7 +4,6 @@ then the signals and the routing decision for every item."""
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,7 +60,8 @@ class _Machine:
 
 
 def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ItemOutcome]:
-    embeddings = ctx.embedder.embed(plan.texts)
+    with ctx.metered("embedder", len(plan.texts)):
+        embeddings = ctx.embedder.embed(plan.texts)
     machine = _cascade(ctx, task, plan, pool, embeddings)
     probs = np.asarray([scored.score.probs for scored in machine], dtype=np.float64)
     predicted, confidence = machine_labels(probs=probs, kind=task.kind)
@@ -169,10 +169,12 @@ def _cascade(
     student_probs: FloatArray | None = None
     if plan.student_path is not None and plan.student_policy is not None:
         student = ctx.student(plan.student_path)
-        started = time.perf_counter()
-        student_probs = student.predict_proba(plan.texts)
-        ctx.student_speed.add(len(plan.texts), time.perf_counter() - started)
-        sure = set(split_by_confidence(probs=student_probs, threshold=plan.student_policy.threshold).student.tolist())
+        with ctx.metered("student", len(plan.texts)) as meter:
+            student_probs = student.predict_proba(plan.texts)
+            sure = set(
+                split_by_confidence(probs=student_probs, threshold=plan.student_policy.threshold).student.tolist()
+            )
+            meter.answered = len(plan.texts) if not plan.escalate_to_teacher else len(sure)
         model = f"student:{student.version}"
         for index, row in enumerate(student_probs):
             if index in sure or not plan.escalate_to_teacher:
@@ -227,18 +229,17 @@ def _teacher(
     zero_shot = len(pool) == 0
     recent = ctx.recent(plan.task_id)
     prior = np.mean(np.stack(list(recent)), axis=0) if zero_shot and len(recent) >= MIN_PRIOR_ITEMS else None
-    started = time.perf_counter()
-    scores = score_items(
-        ctx.teacher,
-        task,
-        [plan.texts[i] for i in indices],
-        examples,
-        template_name=task.template,
-        prompts_dir=ctx.settings.prompts_dir,
-        prior=prior,
-        max_text_tokens=settings.max_text_tokens,
-    )
-    ctx.teacher_speed.add(len(indices), time.perf_counter() - started)
+    with ctx.metered("teacher", len(indices)):
+        scores = score_items(
+            ctx.teacher,
+            task,
+            [plan.texts[i] for i in indices],
+            examples,
+            template_name=task.template,
+            prompts_dir=ctx.settings.prompts_dir,
+            prior=prior,
+            max_text_tokens=settings.max_text_tokens,
+        )
     if zero_shot:
         if prior is None:
             scores = recalibrate(scores, batch_prior_of(scores), task)

@@ -14,7 +14,7 @@ from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshol
 from service.pipeline.metrics import ClassificationReport, classification_report, expected_calibration_error
 from service.pipeline.train_plan import plan_training
 from service.ports import FloatArray, TrainConfig
-from service.store import history, students, tasks
+from service.store import history, students, tasks, usage
 from service.store import jobs as job_store
 from service.store.history import TrainingRow
 from service.tables import Job
@@ -102,9 +102,14 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
                 )
 
     config = TrainConfig(seed=seed, epochs=int(job.payload.get("epochs", TrainConfig.epochs)))
-    result = LoraTrainer().train(plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions)
-    student = ctx.student(str(out_dir))
-    gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
+    # Training's cost includes the gold evaluation: both are what a new student takes.
+    with ctx.metered("training", len(plan.train)):
+        result = LoraTrainer().train(
+            plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions
+        )
+        student = ctx.student(str(out_dir))
+        gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
+    spent = ctx.take_usage()
     # Gold the service picked for looking wrong is no sample of what the student will meet: certified on it, the
     # threshold answered for the hardest items (the demo's student, right on 98% of held-out messages, then
     # labeled nothing alone). Only sampled gold certifies.
@@ -131,6 +136,7 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
     )
     with transaction(ctx.sessions) as session:
         students.add(session, task_id=task.id, version=version, path=str(out_dir), metrics=dict(metrics))
+        usage.record(session, task_id=task.id, job_id=job.id, rows=spent)
     return TrainStudentResult(
         **metrics,
         version=version,

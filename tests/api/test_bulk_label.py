@@ -108,3 +108,30 @@ def test_deferred_escalation_never_calls_the_teacher(
     assert len(sure) == 10 and all(row["label"] == "spam" for row in sure)
     assert all(row["accepted"] == (row["reasons"] == []) and row["reasons"] in ([], ["audit_sample"]) for row in sure)
     assert sum(row["accepted"] for row in sure) >= 8
+
+
+def test_file_rows_count_in_the_cost_report_with_the_students_saving(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, tmp_path: Path
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    with transaction(fake_worker.sessions) as session:
+        task = tasks.get_task(session, "sms")
+        row = students.add(session, task_id=task.id, version="v1", path="fake", metrics={"threshold": 0.9})
+        students.set_promoted(session, row=row, promoted_flag=True)
+    fake_worker.student_loader = lambda path: KeywordStudent()
+    source = _csv(tmp_path / "items.csv", 30)
+    _label(fake_worker, source, tmp_path / "first.jsonl", escalate_to_teacher=False)
+    alone = client.get("/v1/tasks/sms/cost", headers=client_headers).json()
+    assert alone["file_rows"] == alone["labeled"] == 30
+    assert {s["source"]: s["items"] for s in alone["sources"]} == {"student": 30, "embedder": 30}
+    assert alone["student_saving"] is None and "no teacher cost" in alone["saving_note"]
+    counts = _label(fake_worker, source, tmp_path / "second.jsonl")
+    assert (counts["student"], counts["teacher"]) == (10, 20), "the unsure rows go on to the teacher"
+    cost = client.get("/v1/tasks/sms/cost", headers=client_headers).json()
+    by = {source["source"]: source for source in cost["sources"]}
+    assert cost["file_rows"] == 60 and by["teacher"]["items"] == 20 and by["student"]["items"] == 60
+    saving = cost["student_saving"]
+    assert saving["items"] == 40, "30 kept without asking the teacher, then 10 it was sure of"
+    assert saving["saved_usd"] == pytest.approx(
+        40 * saving["teacher_usd_per_1000"] / 1000 - saving["student_usd"]
+    ) and saving["student_usd"] == pytest.approx(by["student"]["usd"])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
+from service.db import transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
+from service.tables import Job
 from tests.conftest import ADMIN_KEY, SPAM_TASK
 
 SPAM = ["win a free prize now", "claim your cash reward", "txt WIN to 8000 for a prize", "free entry call now"]
@@ -94,15 +97,29 @@ def test_loop_from_cold_start_to_certified_accepts(
     quality = client.get("/v1/tasks/sms/quality", headers=client_headers).json()
     assert quality["threshold"] is not None and quality["error_bound"] <= 0.1, str(quality)
     assert quality["human_reviews"] == reviews and 0 < quality["coverage"] < 1
+    cost = client.get("/v1/tasks/sms/cost", headers=client_headers).json()
+    by = {source["source"]: source for source in cost["sources"]}
+    assert set(by) == {"teacher", "embedder", "human"} and cost["labeled"] == 300
+    assert by["teacher"]["items"] == by["embedder"]["items"] == 300, "every item scored and embedded once"
+    assert by["teacher"]["runs_on"] == "cpu" and by["teacher"]["cpu_seconds"] > 0
+    assert by["human"]["items"] == reviews and by["human"]["usd"] > 0
+    assert cost["total_usd"] == cost["machine_usd"] + cost["human_usd"] > 0
+    assert cost["student_saving"] is None and "no item on its own" in cost["saving_note"]
+    unpaid = client.get("/v1/tasks/sms/cost", params={"reviewer_hour_usd": 0}, headers=client_headers).json()
+    assert unpaid["human_usd"] == 0 and unpaid["prices"]["reviewer_hour_usd"] == 0
+    bad = client.get("/v1/tasks/sms/cost", params={"cpu_hour_usd": -1}, headers=client_headers)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/tasks/nope/cost", headers=client_headers).status_code == 404
+    more = [{"id": f"more{i}", "text": text} for i, (_, text, _) in enumerate(data[:10])]
+    client.post("/v1/tasks/sms/batches", json={"items": more}, headers=client_headers)
+    _drain(fake_worker)
+    with transaction(fake_worker.sessions) as session:
+        results = session.scalars(select(Job.result).where(Job.kind == "label_batch").order_by(Job.id)).all()
+    assert [result["teacher_items"] for result in results] == [300, 10], "each job counts its own items"
 
 
 def _drain_without_waiting(ctx: WorkerContext) -> None:
     """Run jobs until none is claimable now; a postponed cold-start job is made claimable again once."""
-    from sqlalchemy import update
-
-    from service.db import transaction
-    from service.tables import Job
-
     _drain(ctx)
     with transaction(ctx.sessions) as session:
         session.execute(update(Job).where(Job.state == "queued").values(not_before=None))

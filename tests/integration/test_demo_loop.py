@@ -25,4 +25,9 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     cascade = report["cascade"]
     assert cascade["items"] == 60
     assert cascade["student_share"] + cascade["teacher_share"] + cascade["human_share"] == pytest.approx(1.0)
+    cost = {source["source"]: source for source in report["cost"]["sources"]}
+    assert {"teacher", "student", "embedder", "training"} <= set(cost), "every model's time is on the bill"
+    assert cost["training"]["items"] == student["train_examples"] and cost["training"]["cpu_seconds"] > 0
+    assert cost["student"]["items"] == 60 and cost["embedder"]["items"] == 180 + 60
+    assert report["cost"]["labeled"] == 240 and report["cost"]["total_usd"] > 0
     assert (tmp_path / "demo.json").is_file()
