@@ -39,6 +39,13 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(20))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Recorded at most once a minute per key and process (store.keys.TOUCH_EVERY)."""
+    previous_hash: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    """The secret before the last rotation, valid until ``previous_valid_until`` (a grace period)."""
+    previous_valid_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Task(Base):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.errors import Forbidden, Unauthorized
 from service.store import keys
-from service.tables import ApiKey
+from service.tables import ApiKey, utcnow
 
 SESSION_COOKIE = "understudy_key"
 
@@ -48,13 +48,19 @@ def presented_key(request: Request) -> str | None:
 
 
 KEY_CACHE_S = 10.0
-"""Known keys are remembered this long, so a request does not spend a transaction on authentication."""
+"""Known keys are remembered this long, so a request does not spend a transaction on authentication. A key revoked
+or rotated through this process stops working here at once (the cache is cleared), in other processes within this."""
 
 
-def lookup_key(factory: sessionmaker[Session], plain: str) -> ApiKey | None:
-    """The key whose plain text is `plain`, read in a session of its own; None if it is not known."""
+def lookup_key(factory: sessionmaker[Session], plain: str) -> ApiKey | keys.Refusal:
+    """The live key whose secret is ``plain``, read (and its last use recorded) in a session of its own; else why
+    it may not be used."""
+    now = utcnow()
     with factory() as session:
-        return keys.find_key(session, plain)
+        found = keys.find_key(session, plain, now=now)
+        if isinstance(found, ApiKey) and keys.touch(found, now):
+            session.commit()
+        return found
 
 
 async def authenticate(request: Request) -> ApiKey:
@@ -65,10 +71,13 @@ async def authenticate(request: Request) -> ApiKey:
     digest = keys.hash_key(plain)
     cached = cache.get(digest)
     if cached is not None and cached[0] > time.monotonic():
+        # A cached key may have expired since it was read.
+        if refused := keys.refusal(cached[1], utcnow()):
+            raise Unauthorized(refused.detail)
         return cached[1]
     key = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
-    if key is None:
-        raise Unauthorized("this API key is not known")
+    if isinstance(key, keys.Refusal):
+        raise Unauthorized(key.detail)
     cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
     return key
 

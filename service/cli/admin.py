@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
-from service.cli.app import app, fail
+from service.cli.app import app, fail, keys_app
 from service.config import get_settings
+from service.tables import utcnow
 
 
 @app.command()
@@ -65,17 +70,76 @@ def worker(
 
 
 @app.command("create-key")
-def create_key(name: str, role: Annotated[str, typer.Option(help="client, reviewer or admin")] = "client") -> None:
+def create_key(
+    name: str,
+    role: Annotated[str, typer.Option(help="client, reviewer or admin")] = "client",
+    expires_in_days: Annotated[
+        float | None, typer.Option(help="The key stops working after this many days.", min=0.0, max=36500)
+    ] = None,
+) -> None:
     """Create an API key and print it (it is stored hashed and shown only now)."""
-    from service import db
-    from service.errors import ServiceError
     from service.store import keys
 
     if role not in keys.ROLES:
         raise fail(f"role must be one of {', '.join(keys.ROLES)}, not {role!r}")
+    expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
+    with _session() as session:
+        _, plain = keys.create_key(session, name=name, role=role, expires_at=expires_at)
+    typer.echo(plain)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Every key: name, role, state, expiry, last use (never the secret)."""
+    from service.store import keys
+
+    now = utcnow()
+    with _session() as session:
+        rows = keys.list_keys(session)
+        for key in rows:
+            refused = keys.refusal(key, now)
+            state = "active" if refused is None else ("revoked" if key.revoked_at else "expired")
+            expires = keys.aware(key.expires_at)
+            last = keys.aware(key.last_used_at)
+            typer.echo(
+                f"{key.name}\t{key.role}\t{state}\texpires {expires.isoformat() if expires else 'never'}"
+                f"\tlast used {last.isoformat() if last else 'never'}"
+            )
+
+
+@keys_app.command("revoke")
+def revoke_key(name: str) -> None:
+    """Revoke a key now (API processes honour it within 10 s)."""
+    from service.store import keys
+
+    with _session() as session:
+        keys.revoke(session, name)
+    typer.echo(f"revoked {name}")
+
+
+@keys_app.command("rotate")
+def rotate_key(
+    name: str,
+    grace_s: Annotated[
+        int, typer.Option(help="How long the current secret keeps working beside the new one.", min=0, max=2592000)
+    ] = 3600,
+) -> None:
+    """Give a key a new secret and print it; the current one keeps working for the grace period."""
+    from service.store import keys
+
+    with _session() as session:
+        _, plain = keys.rotate(session, name, grace=timedelta(seconds=grace_s))
+    typer.echo(plain)
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A transaction on the configured database; a service error is the command's one-line failure."""
+    from service import db
+    from service.errors import ServiceError
+
     try:
         with db.transaction(db.open(get_settings())) as session:
-            _, plain = keys.create_key(session, name=name, role=role)
+            yield session
     except ServiceError as exc:
         raise fail(exc.detail) from exc
-    typer.echo(plain)

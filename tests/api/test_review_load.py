@@ -40,8 +40,8 @@ def test_threads_sharing_one_engine_answer_each_item_once(database_url: str) -> 
         reviewer_keys = [keys.find_key(session, plain) for plain in plain_keys]
     errors: list[BaseException] = []
 
-    def work(key: ApiKey | None) -> None:
-        assert key is not None
+    def work(key: ApiKey | keys.Refusal) -> None:
+        assert isinstance(key, ApiKey)
         try:
             while True:
                 with transaction(sessions) as session:

@@ -31,7 +31,7 @@ def _reviewer(request: Request) -> ApiKey | None:
     if not plain:
         return None
     key = lookup_key(request.app.state.sessions, plain)
-    return key if key is not None and key.role in PAGE_ROLES else None
+    return key if isinstance(key, ApiKey) and key.role in PAGE_ROLES else None
 
 
 def _login_page(request: Request, error: str | None = None, code: int = status.HTTP_200_OK) -> HTMLResponse:
@@ -60,8 +60,9 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
     plain = (form.get("key") or [""])[0].strip()
     key = lookup_key(request.app.state.sessions, plain) if plain else None
-    if key is None:
-        return _login_page(request, "This API key is not known.", status.HTTP_401_UNAUTHORIZED)
+    if not isinstance(key, ApiKey):
+        detail = key.detail if key is not None else "this API key is not known"
+        return _login_page(request, f"{detail[0].upper()}{detail[1:]}.", status.HTTP_401_UNAUTHORIZED)
     if key.role not in PAGE_ROLES:
         return _login_page(request, f"A {key.role} key cannot review; use a reviewer key.", status.HTTP_403_FORBIDDEN)
     response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
