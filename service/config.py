@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     max_batch_items: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
 
+    rate_limit_per_s: float = Field(default=200.0, ge=0)
+    """Requests a second each API key may make to one API process, on average (0: no limit)."""
+    rate_limit_burst: int = Field(default=400, ge=1)
+    """Requests a key may make at once before the average rate applies."""
+
     job_lease_s: float = 120.0
     review_lease_s: float = 300.0
     worker_poll_s: float = 0.5

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://understudy.dev/problems/"
+log = logging.getLogger("understudy.errors")
 
 
 class ServiceError(Exception):
@@ -51,12 +55,31 @@ class TooLarge(ServiceError):
     status, kind, title = 413, "payload-too-large", "Request body too large"
 
 
-def problem(status: int, kind: str, title: str, detail: str, *, field: str | None = None, **extra: Any) -> JSONResponse:
+class RateLimited(ServiceError):
+    status, kind, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    retry_after_s: float | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
     if field is not None:
         body["field"] = field
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
@@ -67,7 +90,23 @@ def _field_of(location: Sequence[Any]) -> str:
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem(exc.status, exc.kind, exc.title, exc.detail, field=exc.field, **exc.extra)
+    retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
+    return problem(exc.status, exc.kind, exc.title, exc.detail, field=exc.field, retry_after_s=retry, **exc.extra)
+
+
+DATABASE_RETRY_S = 5.0
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database is down, locked for too long, or full: nothing was stored, and the client may retry."""
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return problem(
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "the database cannot be reached or written now; nothing was stored, retry later",
+        retry_after_s=DATABASE_RETRY_S,
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -97,4 +136,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service import db
-from service.api.limits import BodySizeLimit
+from service.api.limits import BodySizeLimit, RateLimiter
 from service.api.observability import RequestObservation
 from service.api.routes import (
     batches,
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = db.engine_of(sessions)
     app.state.sessions = sessions
     app.state.key_cache = {}
+    app.state.rate_limiter = RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.state.predictors = {}
     app.state.promoted_cache = {}
     app.state.student_loader = lambda path: _load_student(settings, path)

@@ -10,8 +10,9 @@ from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.limits import RateLimiter
 from service.config import Settings
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, RateLimited, Unauthorized
 from service.store import keys
 from service.tables import ApiKey, utcnow
 
@@ -74,11 +75,22 @@ async def authenticate(request: Request) -> ApiKey:
         # A cached key may have expired since it was read.
         if refused := keys.refusal(cached[1], utcnow()):
             raise Unauthorized(refused.detail)
-        return cached[1]
+        return _within_rate(request, cached[1])
     key = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
     if isinstance(key, keys.Refusal):
         raise Unauthorized(key.detail)
     cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
+    return _within_rate(request, key)
+
+
+def _within_rate(request: Request, key: ApiKey) -> ApiKey:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.wait_s(key.id, time.monotonic())
+    if wait > 0:
+        raise RateLimited(
+            f"key {key.name!r} is over its rate limit ({limiter.per_s:g} requests a second, {limiter.burst} at once)",
+            retry_after_s=wait,
+        )
     return key
 
 

@@ -63,3 +63,26 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class RateLimiter:
+    """A token bucket per API key, in this process: ``per_s`` requests a second on average, ``burst`` at once.
+    Behind N API replicas a key gets up to N times the rate. ``per_s`` 0 turns it off."""
+
+    def __init__(self, *, per_s: float, burst: int) -> None:
+        self.per_s = per_s
+        self.burst = max(1, burst)
+        self._buckets: dict[int, tuple[float, float]] = {}
+        """key id -> (tokens, when they were counted)."""
+
+    def wait_s(self, key_id: int, now: float) -> float:
+        """Take a token for this key: 0 when it had one, else the seconds until it will (nothing is taken)."""
+        if self.per_s <= 0:
+            return 0.0
+        tokens, then = self._buckets.get(key_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.per_s)
+        if tokens >= 1.0:
+            self._buckets[key_id] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key_id] = (tokens, now)
+        return (1.0 - tokens) / self.per_s

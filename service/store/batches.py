@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.schemas.batches import ItemCreate
@@ -31,22 +32,23 @@ def create_batch(
 ) -> tuple[Batch, bool]:
     """The new batch and True, or the batch an earlier request with the same Idempotency-Key made and False."""
     sha = request_sha(items)
-    if idempotency_key is not None:
-        earlier = session.scalar(
-            select(Batch).where(Batch.task_id == task.id, Batch.idempotency_key == idempotency_key)
-        )
-        if earlier is not None:
-            if earlier.request_sha != sha:
-                raise Conflict("this Idempotency-Key was used for a different request body", field="Idempotency-Key")
-            return earlier, False
+    if idempotency_key is not None and (earlier := _earlier(session, task, idempotency_key, sha)) is not None:
+        return earlier, False
     seen: set[str] = set()
     for index, item in enumerate(items):
         if item.id in seen:
             raise Invalid(f"item id {item.id!r} appears more than once in the batch", field=f"items.{index}.id")
         seen.add(item.id)
     batch = Batch(task_id=task.id, idempotency_key=idempotency_key, request_sha=sha, item_count=len(items))
-    session.add(batch)
-    session.flush()
+    try:
+        # A concurrent request with the same key may insert first; its row blocks ours until it commits, then
+        # ours fails the unique constraint and the request answers with that batch.
+        with session.begin_nested():
+            session.add(batch)
+    except IntegrityError:
+        if idempotency_key is None or (earlier := _earlier(session, task, idempotency_key, sha)) is None:
+            raise
+        return earlier, False
     session.execute(
         insert(Item),
         [
@@ -56,6 +58,14 @@ def create_batch(
     )
     jobs.enqueue(session, kind="label_batch", task_id=task.id, batch_id=batch.id, total=len(items))
     return batch, True
+
+
+def _earlier(session: Session, task: Task, idempotency_key: str, sha: str) -> Batch | None:
+    """The batch an earlier request with this Idempotency-Key made; a Conflict if it had another body."""
+    earlier = session.scalar(select(Batch).where(Batch.task_id == task.id, Batch.idempotency_key == idempotency_key))
+    if earlier is not None and earlier.request_sha != sha:
+        raise Conflict("this Idempotency-Key was used for a different request body", field="Idempotency-Key")
+    return earlier
 
 
 def get_batch(session: Session, task: Task, batch_id: int) -> Batch:
