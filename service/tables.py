@@ -48,6 +48,20 @@ class ApiKey(Base):
     previous_valid_until: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class WebSession(Base):
+    """A review page login: the cookie holds a random token (stored hashed) standing for the key. It ends at logout,
+    at its expiry, or when its key is revoked or expires. State-changing requests it makes carry its CSRF token."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class Task(Base):
     __tablename__ = "tasks"
     id: Mapped[int] = mapped_column(primary_key=True)

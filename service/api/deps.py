@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
@@ -13,10 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.limits import RateLimiter
 from service.config import Settings
 from service.errors import Forbidden, RateLimited, Unauthorized
-from service.store import keys
+from service.store import keys, web_sessions
 from service.tables import ApiKey, utcnow
 
-SESSION_COOKIE = "understudy_key"
+SESSION_COOKIE = "understudy_session"
+"""The review page's cookie: an opaque session token (store.web_sessions), never the API key."""
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # The light dependencies are coroutines: FastAPI runs a plain `def` dependency in the thread pool, and each hop
@@ -45,7 +49,7 @@ def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.headers.get("x-api-key") or request.cookies.get(SESSION_COOKIE)
+    return request.headers.get("x-api-key") or None
 
 
 KEY_CACHE_S = 10.0
@@ -64,10 +68,28 @@ def lookup_key(factory: sessionmaker[Session], plain: str) -> ApiKey | keys.Refu
         return found
 
 
+def lookup_session(factory: sessionmaker[Session], token: str) -> web_sessions.LoggedIn | keys.Refusal:
+    with factory() as session:
+        return web_sessions.find(session, token, now=utcnow())
+
+
 async def authenticate(request: Request) -> ApiKey:
     plain = presented_key(request)
-    if not plain:
+    if plain:
+        return _within_rate(request, await _key_of(request, plain))
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    logged_in = await _session_of(request, token)
+    # The cookie goes with any request the browser sends; one that changes something must also prove it came
+    # from the page, which alone knows the session's CSRF token.
+    sent = request.headers.get(CSRF_HEADER, "")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(sent, logged_in.csrf_token):
+        raise Forbidden(f"a request made with the review page's session must carry its {CSRF_HEADER} header")
+    return _within_rate(request, logged_in.key)
+
+
+async def _key_of(request: Request, plain: str) -> ApiKey:
     cache: dict[str, tuple[float, ApiKey]] = request.app.state.key_cache
     digest = keys.hash_key(plain)
     cached = cache.get(digest)
@@ -75,12 +97,32 @@ async def authenticate(request: Request) -> ApiKey:
         # A cached key may have expired since it was read.
         if refused := keys.refusal(cached[1], utcnow()):
             raise Unauthorized(refused.detail)
-        return _within_rate(request, cached[1])
+        return cached[1]
     key = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
     if isinstance(key, keys.Refusal):
         raise Unauthorized(key.detail)
     cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
-    return _within_rate(request, key)
+    return key
+
+
+async def _session_of(request: Request, token: str) -> web_sessions.LoggedIn:
+    """The live session with this token, remembered like keys (a logout through this process forgets it)."""
+    cache: dict[str, tuple[float, web_sessions.LoggedIn]] = request.app.state.session_cache
+    digest = keys.hash_key(token)
+    cached = cache.get(digest)
+    now = utcnow()
+    if cached is not None and cached[0] > time.monotonic():
+        logged_in = cached[1]
+        if logged_in.expires_at <= now:
+            raise Unauthorized("this session has expired; log in again")
+        if refused := keys.refusal(logged_in.key, now):
+            raise Unauthorized(refused.detail)
+        return logged_in
+    found = await run_in_threadpool(lookup_session, request.app.state.sessions, token)
+    if isinstance(found, keys.Refusal):
+        raise Unauthorized(found.detail)
+    cache[digest] = (time.monotonic() + KEY_CACHE_S, found)
+    return found
 
 
 def _within_rate(request: Request, key: ApiKey) -> ApiKey:

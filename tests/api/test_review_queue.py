@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -176,14 +178,42 @@ def test_login_sets_an_http_only_cookie_for_reviewers_only(
     client.put(f"/v1/tasks/sms/reviewers/{name}", headers=ADMIN)
     page = client.get("/review", follow_redirects=True)
     assert page.url.path == "/review/sms" and "advertising" in page.text
-    assert client.post("/v1/tasks/sms/review/next").status_code == 200, "the cookie authenticates the API"
+    token = client.cookies["understudy_session"]
+    assert token not in stranger["Authorization"] and stranger["Authorization"][7:] not in cookie, "no key in it"
+    csrf = re.search(r'data-csrf="([^"]+)"', page.text)
+    assert csrf is not None
+    forged = client.post("/v1/tasks/sms/review/next")
+    assert forged.status_code == 403 and "x-csrf-token" in forged.json()["detail"], "a change needs the CSRF token"
+    assert client.get("/v1/tasks/sms/review/progress").status_code == 200, "a read needs none"
+    made = client.post("/v1/tasks/sms/review/next", headers={"X-CSRF-Token": csrf.group(1)})
+    assert made.status_code == 200, "the session authenticates the API"
     assert client.get("/review/static/review.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/review/static/secret.py").status_code == 404
-    client.post("/review/logout")
-    assert "Log in to review" in client.get("/review").text
+    client.post("/review/logout", data={"csrf": "wrong"})
+    assert "Log in to review" in client.get("/review").text, "the cookie is dropped either way"
+    client.cookies.set("understudy_session", token)
+    assert client.get("/review", follow_redirects=True).url.path == "/review/sms", "a forged logout ends nothing"
+    client.post("/review/logout", data={"csrf": csrf.group(1)})
+    client.cookies.set("understudy_session", token)
+    ended = client.get("/v1/tasks/sms/review/progress")
+    assert ended.status_code == 401 and "logged out" in ended.json()["detail"], "logout ends the session itself"
     votes = []
     engine = make_engine(settings.resolved_database_url)
     with transaction(session_factory(engine)) as session:
         votes = list(session.scalars(select(ReviewVote)))
     engine.dispose()
     assert votes == []
+
+
+def test_revoking_a_key_ends_its_review_sessions(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
+) -> None:
+    _setup(client, client_headers, fake_worker)
+    reviewer = _reviewer(client, settings)
+    client.post("/review/login", data={"key": reviewer["Authorization"][7:]})
+    assert client.get("/v1/tasks/sms/review/progress").status_code == 200
+    name = client.get("/v1/review/me").json()["name"]
+    assert client.post(f"/v1/keys/{name}/revoke", headers=ADMIN).status_code == 200
+    refused = client.get("/v1/tasks/sms/review/progress")
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    assert "Log in to review" in client.get("/review").text

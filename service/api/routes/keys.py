@@ -28,8 +28,10 @@ def _info(key: ApiKey) -> ApiKeyInfo:
 
 
 def _forget_cached(request: Request) -> None:
-    """This process stops honouring a revoked or rotated secret at once (others within deps.KEY_CACHE_S)."""
+    """This process stops honouring a revoked or rotated secret, and the revoked key's sessions, at once (others
+    within deps.KEY_CACHE_S)."""
     request.app.state.key_cache.clear()
+    request.app.state.session_cache.clear()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyPublic)

@@ -1,8 +1,11 @@
-"""The review page at /review: a login form that turns a reviewer's API key into an HttpOnly session cookie, the
-reviewer's tasks, and the keyboard-first page itself (plain HTML and one small script, no build step)."""
+"""The review page at /review: a login form that turns a reviewer's API key into a server-side session (the
+HttpOnly cookie holds an opaque token, never the key), the reviewer's tasks, and the keyboard-first page itself
+(plain HTML and one small script, no build step). The page sends the session's CSRF token with every change."""
 
 from __future__ import annotations
 
+import hmac
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -11,9 +14,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.deps import SESSION_COOKIE, lookup_key, presented_key
+from service.api.deps import SESSION_COOKIE, lookup_key, lookup_session
 from service.errors import Forbidden, NotFound
-from service.store import review, review_team
+from service.store import review, review_team, web_sessions
 from service.tables import ApiKey
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
@@ -25,13 +28,15 @@ templates = Jinja2Templates(directory=WEB_DIR / "templates")
 router = APIRouter(prefix="/review", include_in_schema=False)
 
 
-def _reviewer(request: Request) -> ApiKey | None:
-    """The key presented (normally the session cookie), if it may use the page."""
-    plain = presented_key(request)
-    if not plain:
+def _reviewer(request: Request) -> web_sessions.LoggedIn | None:
+    """The session the cookie names, if it is live and its key may use the page."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
         return None
-    key = lookup_key(request.app.state.sessions, plain)
-    return key if isinstance(key, ApiKey) and key.role in PAGE_ROLES else None
+    found = lookup_session(request.app.state.sessions, token)
+    if isinstance(found, web_sessions.LoggedIn) and found.key.role in PAGE_ROLES:
+        return found
+    return None
 
 
 def _login_page(request: Request, error: str | None = None, code: int = status.HTTP_200_OK) -> HTMLResponse:
@@ -40,9 +45,10 @@ def _login_page(request: Request, error: str | None = None, code: int = status.H
 
 @router.get("", response_class=HTMLResponse)
 def home(request: Request) -> Response:
-    key = _reviewer(request)
-    if key is None:
+    logged_in = _reviewer(request)
+    if logged_in is None:
         return _login_page(request)
+    key = logged_in.key
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         visible = [
@@ -51,7 +57,8 @@ def home(request: Request) -> Response:
     if len(visible) == 1:
         return RedirectResponse(f"/review/{visible[0][0]}", status_code=status.HTTP_303_SEE_OTHER)
     tasks = [{"name": name, "waiting": waiting} for name, waiting in visible]
-    return templates.TemplateResponse(request, "tasks.html", {"tasks": tasks, "reviewer": key.name})
+    context = {"tasks": tasks, "reviewer": key.name, "csrf": logged_in.csrf_token}
+    return templates.TemplateResponse(request, "tasks.html", context)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -65,10 +72,13 @@ async def login(request: Request) -> Response:
         return _login_page(request, f"{detail[0].upper()}{detail[1:]}.", status.HTTP_401_UNAUTHORIZED)
     if key.role not in PAGE_ROLES:
         return _login_page(request, f"A {key.role} key cannot review; use a reviewer key.", status.HTTP_403_FORBIDDEN)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session, session.begin():
+        token, _ = web_sessions.start(session, key, lifetime=timedelta(seconds=SESSION_MAX_AGE_S))
     response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         SESSION_COOKIE,
-        plain,
+        token,
         max_age=SESSION_MAX_AGE_S,
         httponly=True,
         samesite="strict",
@@ -79,7 +89,16 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """End the session (the form carries its CSRF token) and drop the cookie."""
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    token = request.cookies.get(SESSION_COOKIE)
+    logged_in = _reviewer(request) if token else None
+    if token and logged_in is not None and hmac.compare_digest((form.get("csrf") or [""])[0], logged_in.csrf_token):
+        factory: sessionmaker[Session] = request.app.state.sessions
+        with factory() as session, session.begin():
+            web_sessions.end(session, token)
+        request.app.state.session_cache.clear()
     response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -94,18 +113,24 @@ def static(name: str) -> Response:
 
 @router.get("/{task}", response_class=HTMLResponse)
 def page(task: str, request: Request) -> Response:
-    key = _reviewer(request)
-    if key is None:
+    logged_in = _reviewer(request)
+    if logged_in is None:
         return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    key, csrf = logged_in.key, logged_in.csrf_token
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         try:
             task_row = review_team.task_for(session, key, task)
         except (Forbidden, NotFound) as exc:
-            context: dict[str, object] = {"title": exc.title, "detail": exc.detail, "reviewer": key.name}
+            context: dict[str, object] = {
+                "title": exc.title,
+                "detail": exc.detail,
+                "reviewer": key.name,
+                "csrf": csrf,
+            }
             return templates.TemplateResponse(request, "error.html", context, status_code=exc.status)
         labels = [
             {"name": str(label["name"]), "description": str(label.get("description", ""))} for label in task_row.labels
         ]
-        context = {"task": task_row, "labels": labels, "reviewer": key.name}
+        context = {"task": task_row, "labels": labels, "reviewer": key.name, "csrf": csrf}
         return templates.TemplateResponse(request, "review.html", context)

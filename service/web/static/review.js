@@ -1,11 +1,13 @@
 // The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes). Uniform draws
 // (cold start, audits) come blind: no suggestion is shown, so Enter has nothing to accept.
-// Talks to the JSON API with the session cookie; every text goes into the page through textContent.
+// Talks to the JSON API with the session cookie, each change carrying the session's CSRF token; every text goes
+// into the page through textContent.
 "use strict";
 
 const root = document.getElementById("review");
 const task = root.dataset.task;
 const labels = JSON.parse(root.dataset.labels).map((label) => label.name);
+const csrf = root.dataset.csrf;
 const $ = (id) => document.getElementById(id);
 let current = null;
 let busy = false;
@@ -17,7 +19,10 @@ async function api(path, method = "GET", body = undefined) {
   const response = await fetch(`/v1/tasks/${encodeURIComponent(task)}${path}`, {
     method,
     credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers: {
+      ...(method === "GET" ? {} : { "X-CSRF-Token": csrf }),
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 401) {
