@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.key_cache = {}
     app.state.session_cache = {}
+    app.state.project_cache = {}
     app.state.rate_limiter = RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.state.predictors = {}
     app.state.promoted_cache = {}

@@ -38,6 +38,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    project: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """A client key's project: it sees and changes only that project's tasks. None: every project."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -66,6 +68,7 @@ class Task(Base):
     __tablename__ = "tasks"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    project: Mapped[str] = mapped_column(String(100), default="default", server_default="default", index=True)
     labels: Mapped[list[Any]] = mapped_column()
     instructions: Mapped[str] = mapped_column(Text, default="")
     examples: Mapped[list[Any]] = mapped_column(default=list)

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.limits import RateLimiter
 from service.config import Settings
-from service.errors import Forbidden, RateLimited, Unauthorized
-from service.store import keys, web_sessions
+from service.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from service.store import keys, tasks, web_sessions
 from service.tables import ApiKey, utcnow
 
 SESSION_COOKIE = "understudy_session"
@@ -125,6 +125,25 @@ async def _session_of(request: Request, token: str) -> web_sessions.LoggedIn:
     return found
 
 
+PROJECT_CACHE_S = 10.0
+
+
+async def _project_of(request: Request, task: str) -> str | None:
+    """The task's project (None: no such task), remembered for PROJECT_CACHE_S: a task never changes project."""
+    cache: dict[str, tuple[float, str | None]] = request.app.state.project_cache
+    cached = cache.get(task)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    project = await run_in_threadpool(_read_project, request.app.state.sessions, task)
+    cache[task] = (time.monotonic() + PROJECT_CACHE_S, project)
+    return project
+
+
+def _read_project(factory: sessionmaker[Session], task: str) -> str | None:
+    with factory() as session:
+        return tasks.project_of(session, task)
+
+
 def _within_rate(request: Request, key: ApiKey) -> ApiKey:
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = limiter.wait_s(key.id, time.monotonic())
@@ -143,6 +162,10 @@ def require(*roles: str) -> Callable[[Request], Awaitable[ApiKey]]:
         key = await authenticate(request)
         if key.role != "admin" and key.role not in roles:
             raise Forbidden(f"role {key.role!r} may not do this; needs one of {sorted({*roles, 'admin'})}")
+        task = request.path_params.get("task")
+        if key.project is not None and task is not None and await _project_of(request, task) != key.project:
+            # The same answer as for a task that does not exist: a key learns nothing of other projects.
+            raise NotFound(f"no task named {task!r}", field="task")
         return key
 
     return check

@@ -76,6 +76,9 @@ def create_key(
     expires_in_days: Annotated[
         float | None, typer.Option(help="The key stops working after this many days.", min=0.0, max=36500)
     ] = None,
+    project: Annotated[
+        str | None, typer.Option(help="A client key's project: it sees and changes only that project's tasks.")
+    ] = None,
 ) -> None:
     """Create an API key and print it (it is stored hashed and shown only now)."""
     from service.store import keys
@@ -84,7 +87,7 @@ def create_key(
         raise fail(f"role must be one of {', '.join(keys.ROLES)}, not {role!r}")
     expires_at = None if expires_in_days is None else utcnow() + timedelta(days=expires_in_days)
     with _session() as session:
-        _, plain = keys.create_key(session, name=name, role=role, expires_at=expires_at)
+        _, plain = keys.create_key(session, name=name, role=role, expires_at=expires_at, project=project)
     typer.echo(plain)
 
 
@@ -102,7 +105,8 @@ def list_keys() -> None:
             expires = keys.aware(key.expires_at)
             last = keys.aware(key.last_used_at)
             typer.echo(
-                f"{key.name}\t{key.role}\t{state}\texpires {expires.isoformat() if expires else 'never'}"
+                f"{key.name}\t{key.role}\t{key.project or '*'}\t{state}"
+                f"\texpires {expires.isoformat() if expires else 'never'}"
                 f"\tlast used {last.isoformat() if last else 'never'}"
             )
 

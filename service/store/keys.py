@@ -41,15 +41,27 @@ def aware(moment: datetime | None) -> datetime | None:
 
 
 def create_key(
-    session: Session, *, name: str, role: str, plain: str | None = None, expires_at: datetime | None = None
+    session: Session,
+    *,
+    name: str,
+    role: str,
+    plain: str | None = None,
+    expires_at: datetime | None = None,
+    project: str | None = None,
 ) -> tuple[ApiKey, str]:
     if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
         raise Conflict(f"an API key named {name!r} exists already", field="name")
+    if project is not None and role != "client":
+        raise Invalid(
+            "only a client key belongs to a project (reviewers see the tasks assigned to them)", field="project"
+        )
     expires = aware(expires_at)
     if expires is not None and expires <= utcnow():
         raise Invalid("expires_at is in the past", field="expires_at")
     plain = plain or new_secret()
-    key = ApiKey(name=name, role=role, key_hash=hash_key(plain), expires_at=expires_at, created_at=utcnow())
+    key = ApiKey(
+        name=name, role=role, key_hash=hash_key(plain), expires_at=expires_at, created_at=utcnow(), project=project
+    )
     session.add(key)
     session.flush()
     return key, plain

@@ -11,10 +11,14 @@ from service.errors import Conflict, Invalid, NotFound
 from service.ports import Example, LabelDef, TaskDef, TaskKind
 from service.tables import Task
 
+DEFAULT_PROJECT = "default"
 
-def create_task(session: Session, spec: TaskCreate) -> Task:
+
+def create_task(session: Session, spec: TaskCreate, *, project: str | None = None) -> Task:
+    """A new task in ``project`` (else the one the spec names, else the default project)."""
     task = Task(
         name=spec.name,
+        project=project or spec.project or DEFAULT_PROJECT,
         labels=[label.model_dump() for label in spec.labels],
         instructions=spec.instructions,
         examples=[example.model_dump() for example in spec.examples],
@@ -48,8 +52,17 @@ def get_task_by_id(session: Session, task_id: int) -> Task:
     return task
 
 
-def list_tasks(session: Session) -> list[Task]:
-    return list(session.scalars(select(Task).order_by(Task.id)))
+def list_tasks(session: Session, *, project: str | None = None) -> list[Task]:
+    """Every task, or only one project's."""
+    query = select(Task).order_by(Task.id)
+    if project is not None:
+        query = query.where(Task.project == project)
+    return list(session.scalars(query))
+
+
+def project_of(session: Session, name: str) -> str | None:
+    """The project of the task with this name; None when there is no such task."""
+    return session.scalar(select(Task.project).where(Task.name == name))
 
 
 def label_names(task: Task) -> list[str]:

@@ -88,15 +88,15 @@ def test_cli_lists_rotates_and_revokes_keys(
     get_settings.cache_clear()
     runner = CliRunner()
     try:
-        made = runner.invoke(cli, ["create-key", "bot", "--expires-in-days", "7"])
+        made = runner.invoke(cli, ["create-key", "bot", "--expires-in-days", "7", "--project", "alpha"])
         assert made.exit_code == 0, made.output
         listed = runner.invoke(cli, ["keys", "list"])
-        assert listed.exit_code == 0 and "bot\tclient\tactive\texpires 20" in listed.output
+        assert listed.exit_code == 0 and "bot\tclient\talpha\tactive\texpires 20" in listed.output
         rotated = runner.invoke(cli, ["keys", "rotate", "bot", "--grace-s", "0"])
         assert rotated.exit_code == 0 and rotated.output.strip().startswith("us_")
         assert client.get("/v1/tasks", headers=_bearer(rotated.output.strip())).status_code == 200
         assert runner.invoke(cli, ["keys", "revoke", "bot"]).exit_code == 0
-        assert "bot\tclient\trevoked" in runner.invoke(cli, ["keys", "list"]).output
+        assert "bot\tclient\talpha\trevoked" in runner.invoke(cli, ["keys", "list"]).output
         missing = runner.invoke(cli, ["keys", "revoke", "nobody"])
         assert missing.exit_code == 2 and "no API key named 'nobody'" in missing.output
         assert "Traceback" not in missing.output

@@ -18,6 +18,7 @@ def _info(key: ApiKey) -> ApiKeyInfo:
     return ApiKeyInfo(
         name=key.name,
         role=key.role,
+        project=key.project,
         created_at=keys.aware(key.created_at),
         expires_at=keys.aware(key.expires_at),
         revoked_at=keys.aware(key.revoked_at),
@@ -36,7 +37,9 @@ def _forget_cached(request: Request) -> None:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyPublic)
 def create_key(body: ApiKeyCreate, session: SessionDep, _key: AdminDep) -> ApiKeyPublic:
-    key, plain = keys.create_key(session, name=body.name, role=body.role, expires_at=body.expires_at)
+    key, plain = keys.create_key(
+        session, name=body.name, role=body.role, expires_at=body.expires_at, project=body.project
+    )
     return ApiKeyPublic(**_info(key).model_dump(), key=plain)
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service.api.deps import ClientDep, ReaderDep, SessionDep, SettingsDep
 from service.api.schemas.tasks import TaskCreate, TaskPublic
-from service.errors import Invalid
+from service.errors import Forbidden, Invalid
 from service.pipeline.render import check_template
 from service.store import tasks
 from service.tables import Task
@@ -18,6 +18,7 @@ def task_public(task: Task) -> TaskPublic:
     return TaskPublic.model_validate(
         {
             "name": task.name,
+            "project": task.project,
             "kind": task.kind,
             "labels": task.labels,
             "instructions": task.instructions,
@@ -34,17 +35,20 @@ def task_public(task: Task) -> TaskPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
-def create_task(body: TaskCreate, session: SessionDep, settings: SettingsDep, _key: ClientDep) -> TaskPublic:
+def create_task(body: TaskCreate, session: SessionDep, settings: SettingsDep, key: ClientDep) -> TaskPublic:
     try:
         check_template(body.template, settings.prompts_dir)
     except ValueError as error:
         raise Invalid(str(error), field="template") from error
-    return task_public(tasks.create_task(session, body))
+    if key.project is not None and body.project not in (None, key.project):
+        raise Forbidden(f"this key belongs to project {key.project!r}; it cannot create tasks elsewhere")
+    return task_public(tasks.create_task(session, body, project=key.project))
 
 
 @router.get("", response_model=list[TaskPublic])
-def list_tasks(session: SessionDep, _key: ReaderDep) -> list[TaskPublic]:
-    return [task_public(task) for task in tasks.list_tasks(session)]
+def list_tasks(session: SessionDep, key: ReaderDep) -> list[TaskPublic]:
+    """The tasks this key may see: a project's key, its project's."""
+    return [task_public(task) for task in tasks.list_tasks(session, project=key.project)]
 
 
 @router.get("/{task}", response_model=TaskPublic)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
-from service.api.schemas.common import Strict
+from service.api.schemas.common import Name, Strict
 
 MAX_GRACE_S = 30 * 24 * 3600
 
@@ -15,6 +15,9 @@ MAX_GRACE_S = 30 * 24 * 3600
 class ApiKeyCreate(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     role: Literal["client", "reviewer", "admin"]
+    project: Name | None = Field(
+        None, description="A client key's project: it sees and changes only that project's tasks; null: all."
+    )
     expires_at: AwareDatetime | None = Field(
         None, strict=False, description="When the key stops working (ISO 8601 with a time zone); null: never."
     )
@@ -29,6 +32,7 @@ class ApiKeyRotate(Strict):
 class ApiKeyInfo(BaseModel):
     name: str
     role: str
+    project: str | None
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None

@@ -23,6 +23,9 @@ class TaskExample(Strict):
 
 class TaskCreate(Strict):
     name: Name = Field(description="Lower-case slug, unique: used in URLs.")
+    project: Name | None = Field(
+        None, description="The project it belongs to: a scoped key's own project (the default), else 'default'."
+    )
     kind: TaskKind = Field("single_label", description="What one item's label is: one of the task's labels.")
     labels: list[TaskLabel] = Field(min_length=2, max_length=50)
     instructions: str = ""
@@ -53,6 +56,7 @@ class TaskCreate(Strict):
 
 class TaskPublic(BaseModel):
     name: str
+    project: str
     kind: TaskKind
     labels: list[TaskLabel]
     instructions: str
