@@ -72,6 +72,12 @@ class Teacher(Protocol):
         """Tokens a prompt may take so that the longest continuation still fits the context."""
         ...
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Strings the tokenizer turns into control tokens (chat turns, end of text): item text must not carry
+        them into a prompt (pipeline.render.escape_special)."""
+        ...
+
     def count_tokens(self, text: str) -> int: ...
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:

@@ -18,6 +18,7 @@ class KeywordTeacher:
 
     model_name = "keyword-teacher"
     max_prompt_tokens = 2000
+    special_tokens = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 
     def __init__(self) -> None:
         self.calls = 0

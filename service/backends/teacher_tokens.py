@@ -30,6 +30,13 @@ class TeacherTokenizer:
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Every string the tokenizer reads as one control token: its named special tokens and the added tokens
+        marked special (SmolLM2 has <|im_start|> but also <filename>, <gh_stars> and more)."""
+        added = [token.content for token in self._tokenizer.added_tokens_decoder.values() if token.special]
+        return tuple(sorted({*self._tokenizer.all_special_tokens, *added}))
+
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         """The longest prefix of text within max_tokens tokens (cut on a token boundary), and whether it was cut."""
         if max_tokens <= 0:

@@ -56,6 +56,10 @@ class TransformersTeacher:
     def max_prompt_tokens(self) -> int:
         return self._context - self._max_continuation_tokens
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return self._tokens.special_tokens
+
     def count_tokens(self, text: str) -> int:
         return self._tokens.count_tokens(text)
 

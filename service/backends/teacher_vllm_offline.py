@@ -53,6 +53,10 @@ class VLLMOfflineTeacher:
     def max_prompt_tokens(self) -> int:
         return self._max_model_len - self._max_continuation_tokens
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return self._tokens.special_tokens
+
     def count_tokens(self, text: str) -> int:
         return self._tokens.count_tokens(text)
 

@@ -96,6 +96,10 @@ class VLLMServerTeacher:
             self._max_model_len = int(entry["max_model_len"])
         return self._max_model_len - self._max_continuation_tokens
 
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return self._tokens.special_tokens
+
     def count_tokens(self, text: str) -> int:
         return self._tokens.count_tokens(text)
 

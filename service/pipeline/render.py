@@ -88,6 +88,19 @@ def render_prompt(
     )
 
 
+WORD_JOINER = "\u2060"
+"""Invisible, and no tokenizer's control token contains it: put inside one, it leaves plain text."""
+
+
+def escape_special(text: str, special_tokens: Sequence[str]) -> str:
+    """``text`` with every control token of the teacher's tokenizer broken by a word joiner after its first
+    character, so an item cannot open a chat turn, end the text or otherwise speak for the template."""
+    for token in sorted(special_tokens, key=len, reverse=True):
+        if len(token) > 1 and token in text:
+            text = text.replace(token, token[0] + WORD_JOINER + token[1:])
+    return text
+
+
 def label_continuations(task: TaskDef) -> tuple[str, ...]:
     """What the teacher scores after a prompt, one per label in the task's order."""
     return tuple(f" {name}" for name in task.label_names)

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from service.pipeline.calibration import batch_calibrate, batch_prior, fitted_prior, normalize
-from service.pipeline.render import RenderedPrompt, few_shot_examples, label_continuations, render_prompt
+from service.pipeline.render import (
+    RenderedPrompt,
+    escape_special,
+    few_shot_examples,
+    label_continuations,
+    render_prompt,
+)
 from service.ports import Example, FloatArray, ScoreRequest, TaskDef, Teacher
 
 
@@ -182,6 +188,10 @@ def fit_prompt(
     """
     budget = teacher.max_prompt_tokens
     truncated = False
+    # Item and example texts are data: none may carry a control token into the prompt.
+    special = teacher.special_tokens
+    text = escape_special(text, special)
+    examples = [Example(escape_special(ex.text, special), ex.label) for ex in examples]
     if max_text_tokens is not None:
         text, truncated = teacher.truncate(text, max_text_tokens)
         examples = [Example(teacher.truncate(ex.text, max_text_tokens)[0], ex.label) for ex in examples]
