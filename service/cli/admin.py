@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.orm import Session
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session
 from service.cli.app import app, fail, keys_app
 from service.config import get_settings
 from service.tables import utcnow
+
+if TYPE_CHECKING:
+    from service.backup import Manifest
 
 
 @app.command()
@@ -147,3 +151,42 @@ def _session() -> Iterator[Session]:
             yield session
     except ServiceError as exc:
         raise fail(exc.detail) from exc
+
+
+@app.command()
+def backup(out: Annotated[Path, typer.Option(help="The backup file to write (.tar.gz).")]) -> None:
+    """Back up the database and the trained students into one file (safe while the service runs)."""
+    from service import backup as backups
+    from service.errors import ServiceError
+
+    try:
+        manifest = backups.backup(get_settings(), out)
+    except ServiceError as exc:
+        raise fail(exc.detail) from exc
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc.strerror or exc}") from exc
+    typer.echo(f"backed up {_described(manifest)} to {out}")
+
+
+@app.command()
+def restore(
+    file: Path,
+    force: Annotated[bool, typer.Option(help="Replace a database that already holds tasks.")] = False,
+) -> None:
+    """Restore a backup into the configured database and adapters folder (stop the service first)."""
+    from service import backup as backups
+    from service.errors import ServiceError
+
+    try:
+        manifest = backups.restore(get_settings(), file, force=force)
+    except ServiceError as exc:
+        raise fail(exc.detail) from exc
+    typer.echo(f"restored {_described(manifest)} from {file}")
+
+
+def _described(manifest: Manifest) -> str:
+    held = manifest.contents
+    return (
+        f"{held.tasks} tasks, {held.items} items, {held.labels} labels, {held.review_answers} review answers "
+        f"and {held.students} students ({manifest.database}, schema {manifest.revision})"
+    )
