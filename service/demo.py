@@ -131,7 +131,7 @@ def run_demo(
     shutil.rmtree(data_dir, ignore_errors=True)
     settings = Settings(
         data_dir=data_dir,
-        adapters_dir=data_dir / "adapters",
+        adapters_dir=Path("adapters"),  # relative: under the data dir
         admin_key=DEMO_ADMIN_KEY,
         policy=PolicySettings(seed_reviews=60),
     )

@@ -32,16 +32,33 @@ def test_threshold_stops_where_errors_begin() -> None:
     accepted = confidences >= fitted.threshold
     assert fitted.accepted == int(accepted.sum())
     errors = int((~correct[accepted]).sum())
-    assert fitted.error_bound == pytest.approx(clopper_pearson_upper(errors=errors, n=fitted.accepted, delta=0.1))
+    bound = clopper_pearson_upper(errors=errors, n=fitted.accepted, delta=0.05)
+    assert fitted.error_bound == pytest.approx(bound), "each of the two scans holds at delta / 2"
     assert fitted.error_bound is not None and fitted.error_bound <= 0.05
 
 
-def test_fixed_sequence_stops_at_first_failure() -> None:
-    # Top 40 all wrong: the scan fails at once, although the whole set would pass with 40 errors in 5000.
+def test_a_scan_stops_at_its_first_failure_but_the_second_starts_at_half_the_gold() -> None:
+    # Top 40 all wrong: the scan from the top fails at once; the one from half the gold (40 errors in 2,500)
+    # passes and goes on down to the whole set.
     confidences = np.linspace(1.0, 0.5, 5000)
     correct = np.arange(5000) >= 40
     fitted = fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.05, min_accepted=30)
-    assert fitted.threshold is None and fitted.error_bound is None
+    assert fitted.accepted == 5000 and fitted.threshold == pytest.approx(0.5)
+    # Wrong everywhere below the top 200: only the scan from the top can certify, down to where errors begin.
+    correct = np.arange(5000) < 200
+    fitted = fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.05, min_accepted=30)
+    assert 200 <= fitted.accepted < 220, "a few errors past the top 200 still fit under epsilon"
+    # Wrong in the top 40 and below 200: neither scan passes.
+    correct = (np.arange(5000) >= 40) & (np.arange(5000) < 200)
+    assert fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.05).threshold is None
+
+
+def test_one_confident_error_near_the_top_no_longer_blocks_the_student() -> None:
+    # The demo's int8 student on 100 sampled gold items: wrong at ranks 24 and 99.
+    confidences = np.linspace(0.999, 0.5, 100)
+    correct = ~np.isin(np.arange(100), [24, 99])
+    fitted = fit_student_threshold(confidences=confidences, correct=correct, epsilon=0.1, delta=0.1)
+    assert fitted.accepted == 100 and fitted.error_bound is not None and fitted.error_bound <= 0.1
 
 
 def test_too_little_gold_certifies_nothing() -> None:
