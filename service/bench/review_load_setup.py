@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -44,13 +44,18 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, data_dir: Path, *, workers: int = 1, admin_key: str | None = ADMIN_KEY
+    database_url: str,
+    data_dir: Path,
+    *,
+    workers: int = 1,
+    admin_key: str | None = ADMIN_KEY,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """`uvicorn service.main:create_app --factory` on a free port, until the block ends; ``admin_key`` None starts
     it without bootstrapping an admin key (a database that has its own)."""
     port = _free_port()
     env = {
-        **{key: value for key, value in os.environ.items() if key != "UNDERSTUDY_ADMIN_KEY"},
+        **{key: value for key, value in {**os.environ, **(extra_env or {})}.items() if key != "UNDERSTUDY_ADMIN_KEY"},
         "UNDERSTUDY_DATABASE_URL": database_url,
         "UNDERSTUDY_DATA_DIR": str(data_dir),
         **({"UNDERSTUDY_ADMIN_KEY": admin_key} if admin_key is not None else {}),
@@ -85,7 +90,9 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
     plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-        finally:
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        # A connection of its own: the fault benchmark restarts the server in between.
+        with psycopg.connect(plain, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

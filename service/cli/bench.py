@@ -38,6 +38,36 @@ def bench_review_load(
     typer.echo(review_load_table(results))
 
 
+@bench_app.command("faults")
+def bench_faults(
+    items: Annotated[int, typer.Option(help="Items in the batch each fault hits.", min=100)] = 5000,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="worker_kill, postgres_restart, teacher_outage, sqlite_full (default: all; repeatable)."),
+    ] = None,
+    postgres: Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create scratch DBs in.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """A batch labeled through a killed worker, a PostgreSQL restart, a teacher outage and a full disk: items lost,
+    labeled twice, completion and the API's answers (restarts PostgreSQL and mounts a tmpfs: needs root)."""
+    import tempfile
+
+    from service.bench.faults import SCENARIOS, run_faults
+
+    chosen = scenario or list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS]
+    if unknown:
+        raise fail(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+
+    def run() -> Mapping[str, Any]:
+        with tempfile.TemporaryDirectory() as work:
+            return run_faults(items=items, scenarios=chosen, pg_admin_url=postgres, work=Path(work), json_out=json_out)
+
+    _print_table(run)
+
+
 @bench_app.command("predict")
 def bench_predict(
     task: Annotated[str, typer.Option(help="A task with a promoted student, in the configured database.")],

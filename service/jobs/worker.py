@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
+from sqlalchemy.exc import OperationalError
+
 from service.db import transaction
 from service.jobs import metrics
 from service.jobs.context import WorkerContext
@@ -66,9 +68,24 @@ def run_once(ctx: WorkerContext) -> bool:
     return True
 
 
+DATABASE_RETRY_MAX_S = 30.0
+
+
 def run(ctx: WorkerContext, *, stop: threading.Event, exit_when_idle: bool = False) -> None:
+    """Run jobs until stopped. A database that is down (restarting, full) stops nothing: the worker waits and
+    tries again; a chunk it could not write is still queued, and its job comes back when the lease ends."""
+    outage = 0
     while not stop.is_set():
-        if not run_once(ctx):
+        try:
+            claimed = run_once(ctx)
+        except OperationalError as exc:
+            outage += 1
+            wait = min(DATABASE_RETRY_MAX_S, ctx.settings.worker_poll_s * 2**outage)
+            log.warning("database unavailable (%s); retrying in %.1f s", str(exc).splitlines()[0], wait)
+            stop.wait(wait)
+            continue
+        outage = 0
+        if not claimed:
             if exit_when_idle:
                 return
             stop.wait(ctx.settings.worker_poll_s)

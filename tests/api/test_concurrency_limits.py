@@ -100,3 +100,29 @@ def test_a_database_that_is_down_answers_503_not_500(
     response = client.post("/v1/tasks/sms/batches", json={"items": [{"id": "a", "text": "hi"}]}, headers=client_headers)
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
     assert response.json()["type"].endswith("/database-unavailable")
+
+
+def test_a_worker_waits_out_a_database_outage(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    from service.jobs import worker
+    from service.jobs.context import WorkerContext
+
+    calls: list[str] = []
+    stop = threading.Event()
+
+    def flaky(_ctx: WorkerContext) -> bool:
+        calls.append("call")
+        if len(calls) <= 2:
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        stop.set()
+        return False
+
+    monkeypatch.setattr(worker, "run_once", flaky)
+    ctx = WorkerContext(
+        settings=settings.model_copy(update={"worker_poll_s": 0.01}),
+        sessions=None,  # type: ignore[arg-type]
+        teacher_factory=lambda: pytest.fail("no model is needed"),
+        embedder_factory=lambda: pytest.fail("no model is needed"),
+        student_loader=lambda _path: pytest.fail("no model is needed"),
+    )
+    worker.run(ctx, stop=stop)
+    assert len(calls) == 3, "two failed claims, then the worker went on"
