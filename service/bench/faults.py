@@ -50,11 +50,12 @@ DISK_FULL_S = 5.0
 
 @dataclass
 class Stack:
-    """The processes of one scenario and what the polling client saw."""
+    """The processes of one run (API, workers, stand-in teacher) and what a polling client saw."""
 
     url: str
     database_url: str
     env: dict[str, str]
+    api: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]]
     teacher: list[subprocess.Popen[bytes]]
     teacher_port: int
@@ -82,7 +83,9 @@ def _teacher(stack_env: dict[str, str], port: int, model: str, log: Path) -> sub
 
 
 @contextlib.contextmanager
-def _stack(database_url: str, work: Path, *, workers: int) -> Iterator[Stack]:
+def service_stack(database_url: str, work: Path, *, workers: int) -> Iterator[Stack]:
+    """The API (uvicorn, no embedded worker), ``workers`` workers and the stand-in teacher server, on a database,
+    until the block ends."""
     from service.backends.factory import teacher_model_dir
     from service.config import Settings
 
@@ -101,10 +104,11 @@ def _stack(database_url: str, work: Path, *, workers: int) -> Iterator[Stack]:
     }
     teacher = [_teacher(env, port, model, work / "teacher.log")]
     running: list[subprocess.Popen[bytes]] = []
+    api: list[subprocess.Popen[bytes]] = []
     try:
-        with running_server(database_url, work, extra_env=env) as url:
+        with running_server(database_url, work, extra_env=env, started=api) as url:
             running += [_spawn(["-m", "service.cli", "worker"], env, work / f"worker{i}.log") for i in range(workers)]
-            yield Stack(url, database_url, env, running, teacher, port)
+            yield Stack(url, database_url, env, api[0], running, teacher, port)
     finally:
         for process in running + teacher:
             if process.poll() is None:
@@ -244,7 +248,7 @@ def run_scenario(name: str, *, items: int, pg_admin_url: str, work: Path, timeou
         "teacher_outage": _teacher_outage,
         "sqlite_full": _fill_disk,
     }
-    with _database(name, pg_admin_url, work) as database_url, _stack(database_url, work, workers=2) as stack:
+    with _database(name, pg_admin_url, work) as database_url, service_stack(database_url, work, workers=2) as stack:
         started = time.monotonic()
         batch = _post_batch(stack, items)
         stop, progress = threading.Event(), {"share": 0.0, "done": 0.0}

@@ -50,9 +50,11 @@ def running_server(
     workers: int = 1,
     admin_key: str | None = ADMIN_KEY,
     extra_env: Mapping[str, str] | None = None,
+    started: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[str]:
     """`uvicorn service.main:create_app --factory` on a free port, until the block ends; ``admin_key`` None starts
-    it without bootstrapping an admin key (a database that has its own)."""
+    it without bootstrapping an admin key (a database that has its own). The process is appended to ``started``
+    (to watch its memory)."""
     port = _free_port()
     env = {
         **{key: value for key, value in {**os.environ, **(extra_env or {})}.items() if key != "UNDERSTUDY_ADMIN_KEY"},
@@ -64,6 +66,8 @@ def running_server(
     process = subprocess.Popen(
         [*command, "--workers", str(workers), "--log-level", "warning", "--no-access-log"], env=env
     )
+    if started is not None:
+        started.append(process)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -68,6 +68,41 @@ def bench_faults(
     _print_table(run)
 
 
+@bench_app.command("load")
+def bench_load(
+    clients: Annotated[int, typer.Option(min=1)] = 20,
+    reviewers: Annotated[int, typer.Option(min=0)] = 20,
+    duration: Annotated[float, typer.Option(help="Seconds of load.", min=1)] = 120.0,
+    batch_items: Annotated[int, typer.Option(help="Items in each posted batch.", min=1)] = 1000,
+    client_pause: Annotated[float, typer.Option(help="Seconds a client waits between batches.", min=0)] = 1.0,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    postgres: Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create a scratch DB in.")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Clients posting batches while reviewers work, on PostgreSQL: p50/p99 per route, errors, peak memory."""
+    import tempfile
+
+    from service.bench.load import run_load
+
+    def run() -> Mapping[str, Any]:
+        with tempfile.TemporaryDirectory() as work:
+            return run_load(
+                clients=clients,
+                reviewers=reviewers,
+                duration_s=duration,
+                batch_items=batch_items,
+                client_pause_s=client_pause,
+                workers=workers,
+                pg_admin_url=postgres,
+                work=Path(work),
+                json_out=json_out,
+            )
+
+    _print_table(run)
+
+
 @bench_app.command("predict")
 def bench_predict(
     task: Annotated[str, typer.Option(help="A task with a promoted student, in the configured database.")],
