@@ -21,29 +21,18 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from service import db
 from service.config import Settings
 from service.errors import Conflict, Invalid
-from service.tables import Item, Label, ReviewVote, StudentVersion, Task
+from service.store import backup_data
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 SQLITE_FILE = "database.sqlite"
 PG_FILE = "database.pgdump"
 ADAPTERS = "adapters"
-
-
-@dataclass(frozen=True)
-class Contents:
-    tasks: int
-    items: int
-    labels: int
-    review_answers: int
-    students: int
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ class Manifest:
     revision: str
     """The schema's Alembic revision."""
     adapters_dir: str
-    contents: Contents
+    contents: backup_data.Contents
 
 
 def backup(settings: Settings, out: Path) -> Manifest:
@@ -64,7 +53,7 @@ def backup(settings: Settings, out: Path) -> Manifest:
     sessions = db.open_database(url)
     try:
         with db.transaction(sessions) as session:
-            contents, revision = _contents(session), _revision(session)
+            contents, revision = backup_data.contents(session), backup_data.revision(session)
     finally:
         db.engine_of(sessions).dispose()
     adapters = settings.resolved_adapters_dir.resolve()
@@ -108,7 +97,7 @@ def restore(settings: Settings, source: Path, *, force: bool) -> Manifest:
         sessions = db.open_database(url)
         try:
             with db.transaction(sessions) as session:
-                held, known = _contents(session), _revision(session)
+                held, known = backup_data.contents(session), backup_data.revision(session)
         finally:
             db.engine_of(sessions).dispose()
         if manifest.revision not in _revisions():
@@ -131,8 +120,8 @@ def restore(settings: Settings, source: Path, *, force: bool) -> Manifest:
     sessions = db.open_database(url)  # a backup of an older schema is brought up to date
     try:
         with db.transaction(sessions) as session:
-            _move_students(session, Path(manifest.adapters_dir), adapters)
-            restored = _contents(session)
+            backup_data.move_students(session, Path(manifest.adapters_dir), adapters)
+            restored = backup_data.contents(session)
     finally:
         db.engine_of(sessions).dispose()
     return Manifest(**{**asdict(manifest), "contents": restored})
@@ -145,7 +134,7 @@ def _unpack(source: Path, work: Path) -> Manifest:
         with tarfile.open(source, "r:gz") as archive:
             archive.extractall(work, filter="data")
         raw: dict[str, Any] = json.loads((work / MANIFEST).read_text())
-        manifest = Manifest(**{**raw, "contents": Contents(**raw["contents"])})
+        manifest = Manifest(**{**raw, "contents": backup_data.Contents(**raw["contents"])})
     except (tarfile.TarError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise Invalid(f"{source} is not an Understudy backup ({type(exc).__name__}: {exc})", field="file") from exc
     if manifest.format != FORMAT:
@@ -153,39 +142,10 @@ def _unpack(source: Path, work: Path) -> Manifest:
     return manifest
 
 
-def _contents(session: Session) -> Contents:
-    def count(table: Any) -> int:
-        return int(session.scalar(select(func.count()).select_from(table)) or 0)
-
-    return Contents(
-        tasks=count(Task),
-        items=count(Item),
-        labels=count(Label),
-        review_answers=count(ReviewVote),
-        students=count(StudentVersion),
-    )
-
-
-def _revision(session: Session) -> str:
-    return str(session.connection().exec_driver_sql("SELECT version_num FROM alembic_version").scalar())
-
-
 def _revisions() -> set[str]:
     config = Config()
     config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
     return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
-
-
-def _move_students(session: Session, old: Path, new: Path) -> None:
-    """Student folders were saved under the backed-up service's adapters folder; point them at this one's."""
-    if old == new:
-        return
-    for row in session.scalars(select(StudentVersion)):
-        path = Path(row.path)
-        if path.is_relative_to(old):
-            session.execute(
-                update(StudentVersion).where(StudentVersion.id == row.id).values(path=str(new / path.relative_to(old)))
-            )
 
 
 def _kind(url: str) -> str:

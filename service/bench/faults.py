@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from service import db
 from service.bench.review_load_setup import ADMIN_KEY, _free_port, running_server, scratch_postgres
 from service.datasets import load_builtin
-from service.tables import Item, Job, Prediction
+from service.store import items as store_items
+from service.store import jobs
 
 SCENARIOS = ("worker_kill", "postgres_restart", "teacher_outage", "sqlite_full")
 FAULT_AT = 0.2
@@ -161,7 +161,7 @@ def _kill_job_holder(stack: Stack) -> str:
     try:
         while time.monotonic() < deadline:
             with db.transaction(sessions) as session:
-                owner = session.scalar(select(Job.lease_owner).where(Job.kind == "label_batch", Job.state == "running"))
+                owner = jobs.running_owner(session, kind="label_batch")
             pid = int(owner.split(":")[1]) if owner else None
             victim = next((p for p in stack.workers if p.pid == pid), None)
             if victim is not None:
@@ -220,15 +220,8 @@ def _verify(database_url: str, items: int) -> dict[str, int]:
     sessions = db.open_database(database_url)
     try:
         with db.transaction(sessions) as session:
-            per_item = (
-                select(Item.id, func.count(Prediction.id).label("n"))
-                .outerjoin(Prediction, Prediction.item_id == Item.id)
-                .group_by(Item.id)
-                .subquery()
-            )
-            grouped = session.execute(select(per_item.c.n, func.count()).group_by(per_item.c.n)).all()
-            counts: dict[int, int] = {int(n): int(items_with) for n, items_with in grouped}
-            queued = session.scalar(select(func.count()).select_from(Item).where(Item.state == "queued")) or 0
+            counts = store_items.predictions_per_item(session)
+            queued = store_items.count_queued(session)
     finally:
         db.engine_of(sessions).dispose()
     stored = sum(counts.values())

@@ -90,6 +90,22 @@ def count_in_batch(session: Session, *, batch_id: int, queued: bool) -> int:
     return int(session.scalar(select(func.count()).select_from(Item).where(Item.batch_id == batch_id, state)) or 0)
 
 
+def predictions_per_item(session: Session) -> dict[int, int]:
+    """How many items have 0, 1, 2... predictions (a fault benchmark's check that none was labeled twice)."""
+    per_item = (
+        select(Item.id, func.count(Prediction.id).label("n"))
+        .outerjoin(Prediction, Prediction.item_id == Item.id)
+        .group_by(Item.id)
+        .subquery()
+    )
+    grouped = session.execute(select(per_item.c.n, func.count()).group_by(per_item.c.n)).all()
+    return {int(n): int(items) for n, items in grouped}
+
+
+def count_queued(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Item).where(Item.state == "queued")) or 0)
+
+
 def counts_by_state(session: Session, *, task_id: int) -> dict[str, int]:
     """Items of the task per state (states without items are absent)."""
     rows = session.execute(select(Item.state, func.count()).where(Item.task_id == task_id).group_by(Item.state))

@@ -37,6 +37,11 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
+def running_owner(session: Session, *, kind: str) -> str | None:
+    """The worker holding a running job of this kind, if one does."""
+    return session.scalar(select(Job.lease_owner).where(Job.kind == kind, Job.state == "running").limit(1))
+
+
 def claim(session: Session, *, worker: str, lease_s: float, kinds: Sequence[str]) -> Job | None:
     """Take the oldest claimable job: queued, or running under an expired lease; None if there is none."""
     now = utcnow()
