@@ -33,8 +33,8 @@ class StudentThreshold:
     threshold: float | None
     """Lowest top probability the student may label alone; None when none is certified."""
     error_bound: float | None
-    """Clopper-Pearson upper bound (level 1 - delta/2, see fit_student_threshold) on the error of gold items at or
-    above the threshold."""
+    """Clopper-Pearson upper bound (level 1 - delta/2 when two scans ran, see fit_student_threshold) on the error
+    of gold items at or above the threshold."""
     accepted: int
     """Gold items at or above the threshold."""
 
@@ -74,7 +74,8 @@ def fit_student_threshold(
     sure slice can pass; the other starts where half the gold is accepted, so that one confidently wrong item
     among the first few does not end the search (the demo's int8 student, wrong on 2 of 100 sampled gold items
     but the first at rank 24 with confidence 0.998, certified nothing with the first scan alone). The lower of
-    the two thresholds wins. Returns a `StudentThreshold` (threshold None when neither scan passes).
+    the two thresholds wins. With too little gold for the two to start apart (under about 60 items at epsilon 0.1),
+    one scan runs at the full level. Returns a `StudentThreshold` (threshold None when nothing passes).
     """
     conf = np.asarray(confidences, dtype=np.float64)
     right = np.asarray(correct, dtype=bool)
@@ -82,12 +83,13 @@ def fit_student_threshold(
         raise ValueError(f"confidences {conf.shape} and correct {right.shape} differ in shape")
     order = np.argsort(-conf, kind="stable")
     conf, errors = conf[order], np.cumsum(~right[order])
-    level = delta / 2
-    fewest = max(min_accepted, min_certifiable(epsilon=epsilon, delta=level))
-    scans = [
-        _scan(conf, errors, start=start, epsilon=epsilon, delta=level)
-        for start in sorted({fewest, max(fewest, math.ceil(conf.size / 2))})
-    ]
+    half = math.ceil(conf.size / 2)
+    fewest = max(min_accepted, min_certifiable(epsilon=epsilon, delta=delta / 2))
+    if half <= fewest:
+        # Too little gold for the scans to start apart: one scan at the full level.
+        start = max(min_accepted, min_certifiable(epsilon=epsilon, delta=delta))
+        return _scan(conf, errors, start=start, epsilon=epsilon, delta=delta)
+    scans = [_scan(conf, errors, start=start, epsilon=epsilon, delta=delta / 2) for start in (fewest, half)]
     return max(scans, key=lambda found: found.accepted)
 
 

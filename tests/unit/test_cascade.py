@@ -100,3 +100,11 @@ def test_student_policy_takes_the_students_certified_threshold() -> None:
     assert (chosen.audit_share, chosen.ood_max, chosen.neighbour_max) == (0.1, teacher.ood_max, teacher.neighbour_max)
     uncertified = student_policy(teacher, {"threshold": 1.01, "threshold_error_bound": None})
     assert uncertified.threshold == 1.01 and uncertified.error_bound is None
+
+
+def test_with_little_gold_one_scan_runs_at_the_full_level() -> None:
+    # 56 gold items (the demo's sampled gold): the scans would both start at 30, so one runs at delta.
+    confidences = np.linspace(0.999, 0.5, 56)
+    fitted = fit_student_threshold(confidences=confidences, correct=np.ones(56, dtype=bool), epsilon=0.1, delta=0.1)
+    assert fitted.accepted == 56
+    assert fitted.error_bound == pytest.approx(clopper_pearson_upper(errors=0, n=56, delta=0.1))
