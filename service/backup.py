@@ -50,12 +50,7 @@ class Manifest:
 def backup(settings: Settings, out: Path) -> Manifest:
     """Write a backup of the configured database and students to ``out`` (a .tar.gz)."""
     url = settings.resolved_database_url
-    sessions = db.open_database(url)
-    try:
-        with db.transaction(sessions) as session:
-            contents, revision = backup_data.contents(session), backup_data.revision(session)
-    finally:
-        db.engine_of(sessions).dispose()
+    contents, revision = _held(url)
     adapters = settings.resolved_adapters_dir.resolve()
     manifest = Manifest(
         format=FORMAT,
@@ -94,12 +89,7 @@ def restore(settings: Settings, source: Path, *, force: bool) -> Manifest:
             raise Invalid(
                 f"{source} is a {manifest.database} backup; the configured database is {_kind(url)}", field="file"
             )
-        sessions = db.open_database(url)
-        try:
-            with db.transaction(sessions) as session:
-                held, known = backup_data.contents(session), backup_data.revision(session)
-        finally:
-            db.engine_of(sessions).dispose()
+        held, known = _held(url)
         if manifest.revision not in _revisions():
             raise Conflict(f"{source} is from a newer schema ({manifest.revision}) than this Understudy ({known})")
         if held.tasks and not force:
@@ -125,6 +115,16 @@ def restore(settings: Settings, source: Path, *, force: bool) -> Manifest:
     finally:
         db.engine_of(sessions).dispose()
     return Manifest(**{**asdict(manifest), "contents": restored})
+
+
+def _held(url: str) -> tuple[backup_data.Contents, str]:
+    """What the database at ``url`` holds, and its schema revision (brought to the latest first)."""
+    sessions = db.open_database(url)
+    try:
+        with db.transaction(sessions) as session:
+            return backup_data.contents(session), backup_data.revision(session)
+    finally:
+        db.engine_of(sessions).dispose()
 
 
 def _unpack(source: Path, work: Path) -> Manifest:

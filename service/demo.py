@@ -8,7 +8,6 @@ the cascade (student first, teacher for the unsure).
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import socket
@@ -21,6 +20,7 @@ import httpx
 import uvicorn
 from tqdm import tqdm
 
+from service.bench.report import write_json
 from service.config import PolicySettings, Settings
 from service.datasets import load_builtin
 from service.jobs import worker as worker_loop
@@ -194,9 +194,7 @@ def run_demo(
     text = _report_text(report)
     print(text)
     report["table"] = f"```\n{text.strip()}\n```"
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+    write_json(report, json_out)
     return report
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from service import db
+from service.api.cache import TtlCache
+from service.api.deps import KEY_CACHE_S
 from service.api.limits import BodySizeLimit, RateLimiter
 from service.api.observability import RequestObservation
 from service.api.routes import (
@@ -25,11 +27,14 @@ from service.api.routes import (
     students,
     tasks,
 )
+from service.api.routes.predict import PROMOTED_CACHE_S, Promoted
 from service.api.schemas.problem import PROBLEM_RESPONSES, problem_media_type
 from service.config import Settings, get_settings
 from service.errors import install_handlers
 from service.ports import Student
 from service.store import keys as key_store
+from service.store.web_sessions import LoggedIn
+from service.tables import ApiKey
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,12 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = db.engine_of(sessions)
     app.state.sessions = sessions
-    app.state.key_cache = {}
-    app.state.session_cache = {}
-    app.state.project_cache = {}
+    app.state.key_cache = TtlCache[str, ApiKey](KEY_CACHE_S)
+    app.state.session_cache = TtlCache[str, LoggedIn](KEY_CACHE_S)
+    app.state.project_cache = TtlCache[str, str | None](KEY_CACHE_S)
     app.state.rate_limiter = RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.state.predictors = {}
-    app.state.promoted_cache = {}
+    app.state.promoted_cache = TtlCache[str, Promoted](PROMOTED_CACHE_S)
     app.state.student_loader = lambda path: _load_student(settings, path)
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.cache import TtlCache
 from service.api.limits import RateLimiter
 from service.config import Settings
 from service.errors import Forbidden, NotFound, RateLimited, Unauthorized
@@ -53,8 +54,9 @@ def presented_key(request: Request) -> str | None:
 
 
 KEY_CACHE_S = 10.0
-"""Known keys are remembered this long, so a request does not spend a transaction on authentication. A key revoked
-or rotated through this process stops working here at once (the cache is cleared), in other processes within this."""
+"""Known keys (and sessions, and tasks' projects) are remembered this long, so a request does not spend a
+transaction on them. A key revoked or rotated through this process stops working here at once (the cache is
+cleared), in other processes within this."""
 
 
 def lookup_key(factory: sessionmaker[Session], plain: str) -> ApiKey | keys.Refusal:
@@ -90,53 +92,41 @@ async def authenticate(request: Request) -> ApiKey:
 
 
 async def _key_of(request: Request, plain: str) -> ApiKey:
-    cache: dict[str, tuple[float, ApiKey]] = request.app.state.key_cache
+    cache: TtlCache[str, ApiKey] = request.app.state.key_cache
     digest = keys.hash_key(plain)
-    cached = cache.get(digest)
-    if cached is not None and cached[0] > time.monotonic():
-        # A cached key may have expired since it was read.
-        if refused := keys.refusal(cached[1], utcnow()):
-            raise Unauthorized(refused.detail)
-        return cached[1]
-    key = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
-    if isinstance(key, keys.Refusal):
-        raise Unauthorized(key.detail)
-    cache[digest] = (time.monotonic() + KEY_CACHE_S, key)
+    key = cache.get(digest)
+    if key is None:
+        found = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
+        if isinstance(found, keys.Refusal):
+            raise Unauthorized(found.detail)
+        return cache.put(digest, found)
+    if refused := keys.refusal(key, utcnow()):  # a cached key may have expired since it was read
+        raise Unauthorized(refused.detail)
     return key
 
 
 async def _session_of(request: Request, token: str) -> web_sessions.LoggedIn:
     """The live session with this token, remembered like keys (a logout through this process forgets it)."""
-    cache: dict[str, tuple[float, web_sessions.LoggedIn]] = request.app.state.session_cache
+    cache: TtlCache[str, web_sessions.LoggedIn] = request.app.state.session_cache
     digest = keys.hash_key(token)
-    cached = cache.get(digest)
+    logged_in = cache.get(digest)
+    if logged_in is None:
+        found = await run_in_threadpool(lookup_session, request.app.state.sessions, token)
+        if isinstance(found, keys.Refusal):
+            raise Unauthorized(found.detail)
+        return cache.put(digest, found)
     now = utcnow()
-    if cached is not None and cached[0] > time.monotonic():
-        logged_in = cached[1]
-        if logged_in.expires_at <= now:
-            raise Unauthorized("this session has expired; log in again")
-        if refused := keys.refusal(logged_in.key, now):
-            raise Unauthorized(refused.detail)
-        return logged_in
-    found = await run_in_threadpool(lookup_session, request.app.state.sessions, token)
-    if isinstance(found, keys.Refusal):
-        raise Unauthorized(found.detail)
-    cache[digest] = (time.monotonic() + KEY_CACHE_S, found)
-    return found
-
-
-PROJECT_CACHE_S = 10.0
+    if logged_in.expires_at <= now:
+        raise Unauthorized("this session has expired; log in again")
+    if refused := keys.refusal(logged_in.key, now):
+        raise Unauthorized(refused.detail)
+    return logged_in
 
 
 async def _project_of(request: Request, task: str) -> str | None:
-    """The task's project (None: no such task), remembered for PROJECT_CACHE_S: a task never changes project."""
-    cache: dict[str, tuple[float, str | None]] = request.app.state.project_cache
-    cached = cache.get(task)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    project = await run_in_threadpool(_read_project, request.app.state.sessions, task)
-    cache[task] = (time.monotonic() + PROJECT_CACHE_S, project)
-    return project
+    """The task's project (None: no such task); a task never changes project."""
+    cache: TtlCache[str, str | None] = request.app.state.project_cache
+    return await cache.get_or_load(task, lambda: _read_project(request.app.state.sessions, task))
 
 
 def _read_project(factory: sessionmaker[Session], task: str) -> str | None:

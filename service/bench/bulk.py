@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from service.bench.report import write_json
 from service.config import Settings
 from service.datasets import read_labeled
 from service.jobs.context import WorkerContext
@@ -198,9 +199,7 @@ def run_bulk_bench(
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
     }
     results["table"] = bulk_table(results)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, json_out)
     return results
 
 

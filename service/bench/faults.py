@@ -17,7 +17,6 @@ the database is away). At the end the database is read directly: items lost (nev
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -34,6 +33,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from service import db
+from service.bench.report import write_json
 from service.bench.review_load_setup import ADMIN_KEY, _free_port, running_server, scratch_postgres
 from service.datasets import load_builtin
 from service.store import items as store_items
@@ -308,7 +308,5 @@ def run_faults(
 ) -> dict[str, Any]:
     results = [run_scenario(name, items=items, pg_admin_url=pg_admin_url, work=work / name) for name in scenarios]
     report = {"items": items, "job_lease_s": JOB_LEASE_S, "scenarios": results, "table": faults_table(results)}
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+    write_json(report, json_out)
     return report

@@ -10,7 +10,6 @@ connection that fails, is an error. Peak resident memory (VmHWM) of the API and 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import threading
 import time
@@ -22,6 +21,7 @@ import httpx
 import numpy as np
 
 from service.bench.faults import Stack, service_stack
+from service.bench.report import write_json
 from service.bench.review_load_setup import ADMIN_KEY, scratch_postgres
 from service.datasets import load_builtin
 
@@ -208,9 +208,7 @@ def run_load(
         "peak_rss_mib": {name: round(value, 1) for name, value in sorted(peaks.items())},
     }
     report["table"] = load_table(report)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+    write_json(report, json_out)
     return report
 
 

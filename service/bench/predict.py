@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import httpx
 import numpy as np
 
 from service import db
+from service.bench.report import write_json
 from service.bench.review_load_setup import running_server
 from service.config import Settings
 from service.store import keys, tasks
@@ -142,7 +142,5 @@ def run_predict_bench(
         "target_p99_ms": 50.0,
     }
     result["table"] = predict_table(result)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+    write_json(result, json_out)
     return result

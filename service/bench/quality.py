@@ -12,7 +12,6 @@ spend the same budget: accept every teacher label, random review, a plain max-pr
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, run_max_prob, run_random_review, simulate_reviewer
+from service.bench.report import write_json
 from service.bench.stacked_run import run_active_learning, run_certified, run_certified_lr
 from service.datasets import read_labeled
 from service.pipeline.review_order import density
@@ -192,9 +192,7 @@ def run_quality_bench(
         "per_seed": runs,
     }
     result["table"] = quality_table([result])
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+    write_json(result, json_out)
     if plot_out is not None:
         plot_budgets(result, plot_out)
     return result

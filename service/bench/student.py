@@ -12,7 +12,6 @@ items times ``teacher_hour_usd`` (what the teacher's machine costs per hour; def
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
@@ -22,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from service.bench.report import write_json
 from service.bench.student_accepted import AcceptedLabels, split_held_out
 from service.datasets import read_labeled
 from service.pipeline.metrics import classification_report, expected_calibration_error
@@ -156,9 +156,7 @@ def run_student_bench(
         )
         results["speed_ratio"] = speed["items_per_s"] / accepted.teacher_items_per_s
     results["table"] = student_table(results)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(results, json_out)
     if plot_out is not None:
         plot_learning_curve(results, plot_out)
     return results

@@ -16,7 +16,6 @@ server's own counters give each way's prompt tokens per second and prefix-cache 
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from service.bench.report import write_json
 from service.datasets import read_labeled
 from service.pipeline.calibration import batch_calibrate, batch_prior, normalize
 from service.pipeline.metrics import classification_report
@@ -233,9 +233,7 @@ def run_teacher_bench(
         ]
         results["vllm_throughput"] = _throughput(model_dir, cache, vllm_url, requests, auto[:count])
     results["table"] = markdown_table(results)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=2))
+    write_json(results, json_out)
     return results
 
 

@@ -12,6 +12,9 @@ from service.cli.app import bench_app, fail
 from service.config import get_settings
 from service.errors import ServiceError
 
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PostgresOpt = Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create scratch databases in.")]
+
 
 @bench_app.command("review-load")
 def bench_review_load(
@@ -22,9 +25,7 @@ def bench_review_load(
             help="Seconds per run (30 s gives about 580 paused round trips, so the p99 rests on six samples)."
         ),
     ] = 30.0,
-    postgres: Annotated[str | None, typer.Option(help="Admin URL of a PostgreSQL to create scratch DBs in.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    ),
+    postgres: PostgresOpt = DEFAULT_POSTGRES,
     out_dir: Path = Path("bench/results"),
 ) -> None:
     """Concurrent reviewers doing next + resolve against a running server: p50/p99 and items/s per store."""
@@ -45,9 +46,7 @@ def bench_faults(
         list[str] | None,
         typer.Option(help="worker_kill, postgres_restart, teacher_outage, sqlite_full (default: all; repeatable)."),
     ] = None,
-    postgres: Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create scratch DBs in.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    ),
+    postgres: PostgresOpt = DEFAULT_POSTGRES,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """A batch labeled through a killed worker, a PostgreSQL restart, a teacher outage and a full disk: items lost,
@@ -76,9 +75,7 @@ def bench_load(
     batch_items: Annotated[int, typer.Option(help="Items in each posted batch.", min=1)] = 1000,
     client_pause: Annotated[float, typer.Option(help="Seconds a client waits between batches.", min=0)] = 1.0,
     workers: Annotated[int, typer.Option(min=1)] = 1,
-    postgres: Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create a scratch DB in.")] = (
-        "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    ),
+    postgres: PostgresOpt = DEFAULT_POSTGRES,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Clients posting batches while reviewers work, on PostgreSQL: p50/p99 per route, errors, peak memory."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -56,13 +57,8 @@ def read_cost(
         prices=PricesPublic(**vars(prices)),
         sources=[
             SourceCostPublic(
-                source=source.source,
-                runs_on=source.runs_on,
-                items=source.items,
-                seconds=source.seconds,
-                cpu_seconds=source.cpu_seconds,
+                **asdict(source),
                 gpu_seconds=source.seconds if source.runs_on in ("gpu", "server") else None,
-                usd=source.usd,
                 usd_per_1000=source.usd_per_1000,
             )
             for source in report.sources

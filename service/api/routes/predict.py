@@ -4,16 +4,15 @@ requests are scored together (api/batcher.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.batcher import MicroBatcher
+from service.api.cache import TtlCache
 from service.api.deps import ClientDep, SettingsDep
 from service.api.schemas.students import PredictCreate, PredictionPublic, PredictPublic
 from service.db import transaction
@@ -29,7 +28,7 @@ PROMOTED_CACHE_S = 2.0
 
 
 @dataclass(frozen=True)
-class _Promoted:
+class Promoted:
     version: str
     path: str
     threshold: float | None
@@ -65,27 +64,22 @@ async def predict(
     )
 
 
-async def _cached_promoted(request: Request, task: str) -> _Promoted:
+async def _cached_promoted(request: Request, task: str) -> Promoted:
     """The task's promoted student, read at most every PROMOTED_CACHE_S per task (a promotion in this process
     clears it): on SQLite every transaction takes the write lock, and concurrent requests would queue on it. The
     read is done before the model call, so no connection is held while requests wait to be batched."""
-    cache: dict[str, tuple[float, _Promoted]] = request.app.state.promoted_cache
-    cached = cache.get(task)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    promoted = await run_in_threadpool(_promoted, request.app.state.sessions, task)
-    cache[task] = (time.monotonic() + PROMOTED_CACHE_S, promoted)
-    return promoted
+    cache: TtlCache[str, Promoted] = request.app.state.promoted_cache
+    return await cache.get_or_load(task, lambda: _promoted(request.app.state.sessions, task))
 
 
-def _promoted(sessions: sessionmaker[Session], task: str) -> _Promoted:
+def _promoted(sessions: sessionmaker[Session], task: str) -> Promoted:
     with transaction(sessions) as session:
         task_row = tasks.get_task(session, task)
         row = students.promoted(session, task_id=task_row.id)
         if row is None:
             raise Conflict(f"task {task!r} has no promoted student to predict with", field="task")
         threshold = float(row.metrics.get("threshold", UNCERTIFIED_THRESHOLD))
-        return _Promoted(
+        return Promoted(
             version=row.version,
             path=row.path,
             threshold=threshold if threshold <= 1.0 else None,

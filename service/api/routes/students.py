@@ -53,7 +53,7 @@ def promote(
             field="version",
         )
     students.set_promoted(session, row=row, promoted_flag=True)
-    request.app.state.promoted_cache.pop(task, None)
+    request.app.state.promoted_cache.forget(task)
     return _public(row)
 
 
@@ -61,7 +61,7 @@ def promote(
 def demote(task: str, version: str, request: Request, session: SessionDep, _key: AdminDep) -> StudentPublic:
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     students.set_promoted(session, row=row, promoted_flag=False)
-    request.app.state.promoted_cache.pop(task, None)
+    request.app.state.promoted_cache.forget(task)
     return _public(row)
 
 
