@@ -7,7 +7,8 @@ batch, injects its fault once a share of the batch is labeled, and waits for the
 - ``worker_kill``: SIGKILL the worker holding the batch's job; another claims it when the lease ends.
 - ``postgres_restart``: stop PostgreSQL for a few seconds (`pg_ctlcluster`), then start it again.
 - ``teacher_outage``: kill the teacher server, start it again 30 s later.
-- ``sqlite_full``: the SQLite database on a small tmpfs that fills up; space is freed a few seconds later.
+- ``sqlite_full``: the SQLite database on a small tmpfs that fills up; space is freed once a worker's write has
+  failed (at least 5 s, at most 2 minutes).
 
 Throughout, a client polls the batch; every answer's status is counted (the API must answer 503, not 500, while
 the database is away). At the end the database is read directly: items lost (never labeled), items labeled twice
@@ -45,7 +46,8 @@ FAULT_AT = 0.2
 JOB_LEASE_S = 10.0
 TEACHER_DOWN_S = 30.0
 DATABASE_DOWN_S = 5.0
-DISK_FULL_S = 15.0
+DISK_FULL_S = 5.0
+DISK_FULL_MAX_S = 120.0
 
 
 @dataclass
@@ -210,10 +212,22 @@ def _fill_disk(stack: Stack) -> str:
         while True:
             out.write(b"\0" * (1 << 20))
             out.flush()
-    time.sleep(DISK_FULL_S)
+    # SQLite may keep writing into WAL pages it already has: the disk stays full until a write has failed.
+    logs = Path(stack.env["UNDERSTUDY_DATA_DIR"])
+    started = time.monotonic()
+    while time.monotonic() - started < DISK_FULL_MAX_S:
+        time.sleep(1.0)
+        if time.monotonic() - started >= DISK_FULL_S and _worker_retries(logs):
+            break
     filler.unlink()
     stack.in_fault = False
-    return f"the database's file system filled up; space freed {DISK_FULL_S:.0f} s later"
+    return f"the database's file system filled up; space freed {time.monotonic() - started:.0f} s later"
+
+
+def _worker_retries(work: Path) -> int:
+    """Chunks the workers could not write: waits on the database, and job attempts that failed."""
+    logs = [log.read_text(errors="replace") for log in work.glob("worker*.log")]
+    return sum(text.count("database unavailable") + text.count("failed on attempt") for text in logs)
 
 
 def _verify(database_url: str, items: int) -> dict[str, int]:
@@ -257,8 +271,7 @@ def run_scenario(name: str, *, items: int, pg_admin_url: str, work: Path, timeou
         stop.set()
         poller.join(timeout=15)
         figures = _verify(database_url, items)
-    logs = [log.read_text(errors="replace") for log in work.glob("worker*.log")]
-    waits = sum(text.count("database unavailable") + text.count("failed on attempt") for text in logs)
+    waits = _worker_retries(work)
     return {
         "scenario": name,
         "fault": what,
