@@ -38,7 +38,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits before the response is sent, so a client that got 201 can read what
+# it made at once, and a commit that fails is the client's error (503), not a lost write after a success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 MAX_ROW_ID = 2**31 - 1
 """The largest id a row can have on both stores (the id columns are INTEGER, 32-bit on PostgreSQL): a larger one in

@@ -126,8 +126,12 @@ def _setup(stack: Stack, clients: int, reviewers: int) -> tuple[list[str], list[
         ]
         reviewer_keys = []
         for i in range(reviewers):
-            reviewer_keys.append(http.post("/v1/keys", json={"name": f"reviewer{i}", "role": "reviewer"}).json()["key"])
-            http.put(f"/v1/tasks/load/reviewers/reviewer{i}").raise_for_status()
+            made = http.post("/v1/keys", json={"name": f"reviewer{i}", "role": "reviewer"})
+            made.raise_for_status()
+            reviewer_keys.append(made.json()["key"])
+            assigned = http.put(f"/v1/tasks/load/reviewers/reviewer{i}")
+            if assigned.status_code != 200:
+                raise RuntimeError(f"assigning reviewer{i}: {assigned.status_code} {assigned.text}")
     return client_keys, reviewer_keys
 
 
