@@ -23,6 +23,8 @@ class ServiceError(Exception):
     status = 400
     kind = "bad-request"
     title = "Bad request"
+    retry_after_s: float | None = None
+    """When set, the client may retry after this many seconds (a Retry-After header)."""
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -90,8 +92,9 @@ def _field_of(location: Sequence[Any]) -> str:
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
-    return problem(exc.status, exc.kind, exc.title, exc.detail, field=exc.field, retry_after_s=retry, **exc.extra)
+    return problem(
+        exc.status, exc.kind, exc.title, exc.detail, field=exc.field, retry_after_s=exc.retry_after_s, **exc.extra
+    )
 
 
 DATABASE_RETRY_S = 5.0

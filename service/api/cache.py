@@ -9,6 +9,8 @@ from typing import Generic, TypeVar
 
 from fastapi.concurrency import run_in_threadpool
 
+PRUNE_AT = 4096
+"""Entries held before the expired ones are dropped."""
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -23,7 +25,11 @@ class TtlCache(Generic[K, V]):
         return entry[1] if entry is not None and entry[0] > time.monotonic() else None
 
     def put(self, key: K, value: V) -> V:
-        self._entries[key] = (time.monotonic() + self.ttl_s, value)
+        now = time.monotonic()
+        if len(self._entries) >= PRUNE_AT:
+            # Expired entries are otherwise only replaced: a client asking for many names must not grow it forever.
+            self._entries = {k: entry for k, entry in self._entries.items() if entry[0] > now}
+        self._entries[key] = (now + self.ttl_s, value)
         return value
 
     async def get_or_load(self, key: K, load: Callable[[], V]) -> V:

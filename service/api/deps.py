@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +18,8 @@ from service.config import Settings
 from service.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from service.store import keys, tasks, web_sessions
 from service.tables import ApiKey, utcnow
+
+Credential = TypeVar("Credential", ApiKey, web_sessions.LoggedIn)
 
 SESSION_COOKIE = "understudy_session"
 """The review page's cookie: an opaque session token (store.web_sessions), never the API key."""
@@ -94,35 +97,33 @@ async def authenticate(request: Request) -> ApiKey:
 
 
 async def _key_of(request: Request, plain: str) -> ApiKey:
-    cache: TtlCache[str, ApiKey] = request.app.state.key_cache
-    digest = keys.hash_key(plain)
-    key = cache.get(digest)
-    if key is None:
-        found = await run_in_threadpool(lookup_key, request.app.state.sessions, plain)
-        if isinstance(found, keys.Refusal):
-            raise Unauthorized(found.detail)
-        return cache.put(digest, found)
-    if refused := keys.refusal(key, utcnow()):  # a cached key may have expired since it was read
-        raise Unauthorized(refused.detail)
-    return key
+    return await _remembered(request.app.state.key_cache, request, plain, lookup_key, keys.refusal)
 
 
 async def _session_of(request: Request, token: str) -> web_sessions.LoggedIn:
     """The live session with this token, remembered like keys (a logout through this process forgets it)."""
-    cache: TtlCache[str, web_sessions.LoggedIn] = request.app.state.session_cache
-    digest = keys.hash_key(token)
-    logged_in = cache.get(digest)
-    if logged_in is None:
-        found = await run_in_threadpool(lookup_session, request.app.state.sessions, token)
+    return await _remembered(request.app.state.session_cache, request, token, lookup_session, web_sessions.refusal)
+
+
+async def _remembered(
+    cache: TtlCache[str, Credential],
+    request: Request,
+    secret: str,
+    lookup: Callable[[sessionmaker[Session], str], Credential | keys.Refusal],
+    refusal: Callable[[Credential, datetime], keys.Refusal | None],
+) -> Credential:
+    """What ``secret`` stands for, read by ``lookup`` and remembered by its hash; one remembered is checked again
+    with ``refusal``, as it may have expired since it was read."""
+    digest = keys.hash_key(secret)
+    remembered = cache.get(digest)
+    if remembered is None:
+        found = await run_in_threadpool(lookup, request.app.state.sessions, secret)
         if isinstance(found, keys.Refusal):
             raise Unauthorized(found.detail)
         return cache.put(digest, found)
-    now = utcnow()
-    if logged_in.expires_at <= now:
-        raise Unauthorized("this session has expired; log in again")
-    if refused := keys.refusal(logged_in.key, now):
+    if refused := refusal(remembered, utcnow()):
         raise Unauthorized(refused.detail)
-    return logged_in
+    return remembered
 
 
 async def _project_of(request: Request, task: str) -> str | None:

@@ -97,11 +97,11 @@ def find_key(session: Session, plain: str, *, now: datetime | None = None) -> Ap
     if key is None:
         return Refusal("this API key is not known")
     # The row was found by its hash; comparing again in constant time keeps the check itself free of timing leaks.
-    if hmac.compare_digest(key.key_hash, digest):
-        pass
-    elif key.previous_hash is None or not hmac.compare_digest(key.previous_hash, digest):
+    current = hmac.compare_digest(key.key_hash, digest)
+    previous = key.previous_hash is not None and hmac.compare_digest(key.previous_hash, digest)
+    if not (current or previous):
         return Refusal("this API key is not known")
-    elif (aware(key.previous_valid_until) or now) <= now:
+    if not current and (aware(key.previous_valid_until) or now) <= now:
         return Refusal("this API key was rotated and its grace period is over; use the new key")
     return refusal(key, now) or key
 

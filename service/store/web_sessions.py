@@ -48,12 +48,15 @@ def find(session: Session, token: str, *, now: datetime) -> LoggedIn | keys.Refu
     row, key = found
     if row.ended_at is not None:
         return keys.Refusal("this session was logged out; log in again")
-    expires = keys.aware(row.expires_at)
-    if expires <= now:
+    logged_in = LoggedIn(key=key, csrf_token=row.csrf_token, expires_at=keys.aware(row.expires_at))
+    return refusal(logged_in, now) or logged_in
+
+
+def refusal(logged_in: LoggedIn, now: datetime) -> keys.Refusal | None:
+    """Why a session read earlier may not be used now (it expired, or its key was revoked or expired)."""
+    if logged_in.expires_at <= now:
         return keys.Refusal("this session has expired; log in again")
-    if refused := keys.refusal(key, now):
-        return refused
-    return LoggedIn(key=key, csrf_token=row.csrf_token, expires_at=expires)
+    return keys.refusal(logged_in.key, now)
 
 
 def end(session: Session, token: str) -> bool:

@@ -92,12 +92,11 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End the session (the form carries its CSRF token) and drop the cookie."""
     form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
-    token = request.cookies.get(SESSION_COOKIE)
-    logged_in = _reviewer(request) if token else None
-    if token and logged_in is not None and hmac.compare_digest((form.get("csrf") or [""])[0], logged_in.csrf_token):
+    logged_in = _reviewer(request)
+    if logged_in is not None and hmac.compare_digest((form.get("csrf") or [""])[0], logged_in.csrf_token):
         factory: sessionmaker[Session] = request.app.state.sessions
         with factory() as session, session.begin():
-            web_sessions.end(session, token)
+            web_sessions.end(session, request.cookies[SESSION_COOKIE])
         request.app.state.session_cache.clear()
     response = RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/")
