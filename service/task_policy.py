@@ -26,7 +26,7 @@ from service.pipeline.certification import (
 )
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
-from service.pipeline.probe import Probe
+from service.pipeline.probe import Probe, ProbeInput
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray
 from service.store import items, labelers, review, tasks
@@ -48,11 +48,11 @@ class TaskLabeler:
     look: int | None
     """The look that fitted the stack; None before the first."""
 
-    def probs(self, raw_probs: FloatArray, embeddings: FloatArray) -> FloatArray:
-        """(n, k) probabilities of n items from the teacher's raw (n, k) scores and their (n, d) embeddings."""
+    def probs(self, raw_probs: FloatArray, items: ProbeInput) -> FloatArray:
+        """(n, k) probabilities of n items from the teacher's raw (n, k) scores and what the probe reads of them."""
         raw = np.asarray(raw_probs, dtype=np.float64)
         if self.stack is not None:
-            return StackedLabeler(stack=self.stack, probe=self.probe).predict(raw, embeddings)
+            return StackedLabeler(stack=self.stack, probe=self.probe).predict(raw, items)
         if self.calibration is not None:
             return self.calibration.apply(np.log(np.clip(raw, 1e-300, None)))
         return raw
@@ -259,7 +259,7 @@ def run_look(
     fresh = _slice(newest, usable)
     if len(fresh) < newest.look_size:
         return None
-    probs = _labeler(newest).probs(_raw(fresh), _embeddings(fresh))
+    probs = _labeler(newest).probs(_raw(fresh), _items(fresh))
     policy = fit_policy(
         confidences=probs.max(axis=1),
         correct=probs.argmax(axis=1) == np.asarray([names.index(r.human) for r in fresh]),
@@ -293,7 +293,7 @@ def _slice(candidate: LabelerVersion, usable: Sequence[UniformReview]) -> list[U
     fresh = _fresh(candidate, usable)
     if not fresh or candidate.floor <= 0.0:
         return fresh
-    confidence = _labeler(candidate).probs(_raw(fresh), _embeddings(fresh)).max(axis=1)
+    confidence = _labeler(candidate).probs(_raw(fresh), _items(fresh)).max(axis=1)
     return [r for r, c in zip(fresh, confidence, strict=True) if c >= candidate.floor]
 
 
@@ -359,8 +359,8 @@ def _raw(reviews: Sequence[UniformReview]) -> FloatArray:
     return np.asarray([r.raw_probs for r in reviews], dtype=np.float64)
 
 
-def _embeddings(reviews: Sequence[UniformReview]) -> FloatArray:
-    return np.asarray([r.embedding for r in reviews], dtype=np.float64)
+def _items(reviews: Sequence[UniformReview]) -> ProbeInput:
+    return ProbeInput.of(np.asarray([r.embedding for r in reviews], dtype=np.float64), [r.text for r in reviews])
 
 
 def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> StackedLabeler:
@@ -368,7 +368,7 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
     other human label (items reviewed for looking wrong teach the probe, but would bias the stack)."""
     if len(fitting) < FIT_MIN:
         return StackedLabeler(stack=Stack(sources=("teacher",), weights=(1.0,), bias=(0.0,) * len(names)), probe=None)
-    embeddings, _, labels = pool.arrays()
+    embeddings, examples, labels = pool.arrays()
     fit_ids = {r.item_id for r in fitting}
     extra = [
         i
@@ -377,11 +377,11 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
     ]
     return fit_stacked(
         teacher=_raw(fitting),
-        embeddings=_embeddings(fitting),
+        items=_items(fitting),
         labels=np.asarray([names.index(r.human) for r in fitting], dtype=np.int64),
         n_labels=len(names),
         sources=("teacher", "probe"),
-        extra_embeddings=embeddings[extra] if extra else None,
+        extra=ProbeInput.of(embeddings[extra], [examples[i].text for i in extra]) if extra else None,
         extra_labels=np.asarray([names.index(labels[i]) for i in extra], dtype=np.int64) if extra else None,
     )
 
@@ -412,7 +412,7 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
     if not waiting:
         return 0
     raw = np.asarray([q.prediction.raw_probs for q in waiting], dtype=np.float64)
-    probs = now.labeler.probs(raw, np.stack([q.embedding for q in waiting]))
+    probs = now.labeler.probs(raw, ProbeInput.of(np.stack([q.embedding for q in waiting]), [q.text for q in waiting]))
     accepted = 0
     for queued, row in zip(waiting, probs, strict=True):
         if float(row.max()) >= threshold:

@@ -224,6 +224,8 @@ def _pool(
         labeled_embeddings=(
             None if embed is None or not known else np.asarray(embed([t for t, _ in known]), dtype=np.float64)
         ),
+        texts=tuple(texts),
+        labeled_texts=tuple(t for t, _ in known) if known else None,
         labeled_labels=np.array([label for _, label in known], dtype=np.int64) if known else None,
         labeled_probs=labeled_probs,
     )

@@ -10,10 +10,12 @@ so the final accuracy after any number of reviews can be drawn.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
+from service.pipeline.probe import ProbeInput
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -36,6 +38,22 @@ class Pool:
     labeled_probs: FloatArray | None = None
     """The teacher's probabilities for the labeled items, as the service holds them for reviewed items; with
     them the certified labelers fit their first candidate on the labeled items."""
+    texts: tuple[str, ...] | None = None
+    """The items' texts, whose words the certified labelers' probe reads beside the embeddings; None: embeddings
+    alone."""
+    labeled_texts: tuple[str, ...] | None = None
+
+    @cached_property
+    def items(self) -> ProbeInput | None:
+        """What the certified labelers' probe reads of every item (hashed once per data set)."""
+        return None if self.embeddings is None else ProbeInput.of(self.embeddings, self.texts)
+
+    @cached_property
+    def labeled_items(self) -> ProbeInput | None:
+        """The same of the items labeled before the run."""
+        if self.labeled_embeddings is None:
+            return None
+        return ProbeInput.of(self.labeled_embeddings, self.labeled_texts)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
 from service.pipeline.certification import LookPlan, SliceFloor, candidate_floor, expected_slice, plan_look
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
-from service.pipeline.probe import fit_probe
+from service.pipeline.probe import ProbeInput, fit_probe
 from service.pipeline.review_order import review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
 from service.pipeline.stacking import StackedLabeler, fit_stacked
@@ -51,8 +51,8 @@ def run_certified(
     """The certified labeler over ``sources`` ("teacher", "probe"), as described in the module docstring."""
     n, k = pool.probs.shape
     budget = min(config.review_budget, n)
-    known_emb, known_labels, known_probs = _known(pool, rng)
-    labeled = _Labeled(known_probs, known_emb, known_labels)
+    known_items, known_labels, known_probs = _known(pool, rng)
+    labeled = _Labeled(known_probs, known_items, known_labels)
     draws = rng.permutation(n)
     cursor = 0
     """Items taken from the random order so far; those below the candidate's floor are passed over, not reviewed."""
@@ -81,7 +81,7 @@ def run_certified(
             if floor is None:
                 break  # nothing it could accept is worth a slice
             plan = _plan(config, look, used=used, reviews_left=budget - len(drawn), floor=floor)
-            confidence = candidate.predict(pool.probs, pool.embeddings).max(axis=1)
+            confidence = candidate.predict(pool.probs, pool.items).max(axis=1)
             if plan is None or not _in_reach(candidate, labeled.labels, config, look, floor):
                 break
             continue
@@ -92,7 +92,7 @@ def run_certified(
         if floor is not None and confidence[i] < floor.floor:
             continue  # below the floor: it waits for review by its chance of being wrong
         # Cold start: a uniform review (within the candidate's floor).
-        labeled = labeled.plus(pool.probs[[i]], _rows(pool.embeddings, np.asarray([i])), reviewer[[i]])
+        labeled = labeled.plus(pool.probs[[i]], _rows(pool.items, np.asarray([i])), reviewer[[i]])
         drawn.append(i)
     uniform = np.asarray(drawn, dtype=np.int64)
     reviewed = np.zeros(n, dtype=bool)
@@ -114,7 +114,7 @@ def run_certified(
     machine = best.argmax(axis=1).astype(np.int64)
     if candidate is not None and policy.threshold is not None:
         # A certified look ends cold start, so the candidate is the labeler it certified, applied as tested.
-        probs = candidate.predict(pool.probs, pool.embeddings)
+        probs = candidate.predict(pool.probs, pool.items)
         machine = probs.argmax(axis=1).astype(np.int64)
         vetoed = _vetoed(pool.embeddings, machine, labeled, np.full(n, -1, dtype=np.int64), policy)
         accepted = ~reviewed & ~vetoed & (probs.max(axis=1) >= policy.threshold)
@@ -152,35 +152,36 @@ def _refit(
     """Every item's probabilities from the labeler fitted on the uniform labels, its probe also on ``spent``."""
     return fit_stacked(
         teacher=labeled.teacher,
-        embeddings=labeled.embeddings,
+        items=labeled.items,
         labels=labeled.labels,
         n_labels=k,
         sources=sources,
-        extra_embeddings=_rows(pool.embeddings, spent),
+        extra=_rows(pool.items, spent),
         extra_labels=reviewer[spent],
-    ).predict(pool.probs, pool.embeddings)
+    ).predict(pool.probs, pool.items)
 
 
 def _fit(labeled: _Labeled, k: int, sources: Sequence[str]) -> StackedLabeler:
-    return fit_stacked(
-        teacher=labeled.teacher, embeddings=labeled.embeddings, labels=labeled.labels, n_labels=k, sources=sources
-    )
+    return fit_stacked(teacher=labeled.teacher, items=labeled.items, labels=labeled.labels, n_labels=k, sources=sources)
 
 
 @dataclass(frozen=True)
 class _Labeled:
     teacher: FloatArray
-    embeddings: FloatArray | None
+    items: ProbeInput | None
     labels: IntArray
 
-    def tail(self, start: int) -> _Labeled:
-        return _Labeled(
-            self.teacher[start:], None if self.embeddings is None else self.embeddings[start:], self.labels[start:]
-        )
+    @property
+    def embeddings(self) -> FloatArray | None:
+        return None if self.items is None else self.items.embeddings
 
-    def plus(self, teacher: FloatArray, embeddings: FloatArray | None, labels: IntArray) -> _Labeled:
-        stacked = None if self.embeddings is None or embeddings is None else np.vstack([self.embeddings, embeddings])
-        return _Labeled(np.vstack([self.teacher, teacher]), stacked, np.concatenate([self.labels, labels]))
+    def tail(self, start: int) -> _Labeled:
+        rest = None if self.items is None else self.items.take(np.arange(start, len(self.items)))
+        return _Labeled(self.teacher[start:], rest, self.labels[start:])
+
+    def plus(self, teacher: FloatArray, items: ProbeInput | None, labels: IntArray) -> _Labeled:
+        joined = None if self.items is None or items is None else self.items.plus(items)
+        return _Labeled(np.vstack([self.teacher, teacher]), joined, np.concatenate([self.labels, labels]))
 
 
 def _look(
@@ -189,7 +190,7 @@ def _look(
     """Certify ``labeler``'s threshold at level ``delta`` on its fresh slice, the labels after the first
     ``through`` (which it was fitted on)."""
     fresh = labeled.tail(through)
-    probs = labeler.predict(fresh.teacher, fresh.embeddings)
+    probs = labeler.predict(fresh.teacher, fresh.items)
     limits = fit_policy(confidences=[], correct=[], epsilon=config.epsilon, delta=delta)
     # Neighbours and distance as the service measures them for a routed item: against every human label, the
     # item's own left out.
@@ -249,37 +250,46 @@ def _vetoed(
     return vetoed
 
 
-def _rows(embeddings: FloatArray | None, rows: npt.NDArray[np.bool_] | IntArray) -> FloatArray | None:
-    return None if embeddings is None else embeddings[rows]
+def _rows(items: ProbeInput | None, rows: npt.NDArray[np.bool_] | IntArray) -> ProbeInput | None:
+    return None if items is None else items.take(rows)
 
 
-def _known(pool: Pool, rng: np.random.Generator) -> tuple[FloatArray | None, IntArray, FloatArray]:
+def _known(pool: Pool, rng: np.random.Generator) -> tuple[ProbeInput | None, IntArray, FloatArray]:
     """The items labeled before the run (the teacher's few-shot pool) in a seeded random order."""
     if pool.labeled_labels is None or pool.labeled_probs is None:
         k = pool.probs.shape[1]
-        width = None if pool.embeddings is None else np.zeros((0, pool.embeddings.shape[1]))
-        return width, np.zeros(0, dtype=np.int64), np.zeros((0, k))
+        none = None if pool.items is None else pool.items.take(np.zeros(0, dtype=np.int64))
+        return none, np.zeros(0, dtype=np.int64), np.zeros((0, k))
     order = rng.permutation(pool.labeled_labels.size)
-    emb = None if pool.labeled_embeddings is None else pool.labeled_embeddings[order]
-    return emb, pool.labeled_labels[order], pool.labeled_probs[order]
+    known = None if pool.labeled_items is None else pool.labeled_items.take(order)
+    return known, pool.labeled_labels[order], pool.labeled_probs[order]
+
+
+def _embeddings_alone(pool: Pool, rng: np.random.Generator) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Every item's embeddings, and those and the labels of the items labeled before the run, for the baselines
+    that read embeddings alone."""
+    if pool.embeddings is None:
+        raise ValueError("the baselines without the LLM need embeddings")
+    known, labels, _ = _known(pool, rng)
+    width = pool.embeddings.shape[1]
+    return pool.embeddings, (np.zeros((0, width)) if known is None else known.embeddings), labels
 
 
 def run_active_learning(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
     """Logistic regression on the labeled items' embeddings with uncertainty sampling (least confident first) in
     AL_ROUNDS rounds of the budget; no LLM. Its predictions label every item it did not review."""
-    if pool.embeddings is None:
-        raise ValueError("the active-learning baseline needs embeddings")
+    embeddings, known_emb, known_labels = _embeddings_alone(pool, rng)
     n, k = pool.probs.shape
-    known_emb, known_labels, _ = _known(pool, rng)
-    emb = np.vstack([known_emb, pool.embeddings]) if known_emb is not None else pool.embeddings
+    emb = ProbeInput.of(np.vstack([known_emb, embeddings]), None)
+    alone = ProbeInput.of(embeddings, None)
     labels = np.concatenate([known_labels, np.full(n, -1, dtype=np.int64)])
     offset, budget = known_labels.size, min(config.review_budget, n)
     order: list[int] = []
     rounds = [len(chunk) for chunk in np.array_split(np.arange(budget), AL_ROUNDS) if len(chunk)]
     predictions = np.zeros((n, k))
     for size in [*rounds, 0]:
-        probe = fit_probe(embeddings=emb, labels=labels, n_labels=k)
-        predictions = probe.predict(pool.embeddings) if probe is not None else np.full((n, k), 1.0 / k)
+        probe = fit_probe(inputs=emb, labels=labels, n_labels=k)
+        predictions = probe.predict(alone) if probe is not None else np.full((n, k), 1.0 / k)
         if size == 0:
             break
         unreviewed = np.setdiff1d(np.arange(n), order)
@@ -305,16 +315,13 @@ PEER_L2 = 0.25
 
 def run_certified_lr(pool: Pool, config: RunConfig, rng: np.random.Generator, reviewer: IntArray) -> Outcome:
     """The certified-LR peer described in the module docstring: the whole budget reviewed uniformly first."""
-    if pool.embeddings is None:
-        raise ValueError("the certified-LR peer needs embeddings")
+    embeddings, known_emb, known_labels = _embeddings_alone(pool, rng)
     n, k = pool.probs.shape
-    known_emb, known_labels, _ = _known(pool, rng)
-    width = pool.embeddings.shape[1]
-    known_emb = np.zeros((0, width)) if known_emb is None else known_emb
+    alone = ProbeInput.of(embeddings, None)
     reviewed = rng.permutation(n)[: min(config.review_budget, n)].astype(np.int64)
-    before = fit_probe(embeddings=known_emb, labels=known_labels, n_labels=k, l2=PEER_L2)
+    before = fit_probe(inputs=ProbeInput.of(known_emb, None), labels=known_labels, n_labels=k, l2=PEER_L2)
     full = fit_probe(
-        embeddings=np.vstack([known_emb, pool.embeddings[reviewed]]),
+        inputs=ProbeInput.of(np.vstack([known_emb, embeddings[reviewed]]), None),
         labels=np.concatenate([known_labels, reviewer[reviewed]]),
         n_labels=k,
         l2=PEER_L2,
@@ -322,14 +329,14 @@ def run_certified_lr(pool: Pool, config: RunConfig, rng: np.random.Generator, re
     threshold: float | None = None
     bound: float | None = None
     if before is not None:
-        probs = before.predict(pool.embeddings[reviewed])
+        probs = before.predict(alone.take(reviewed))
         conf, right = probs.max(axis=1), probs.argmax(axis=1) == reviewer[reviewed]
         for t in sorted(set(conf.tolist()), reverse=True):
             above = conf >= t
             upper = clopper_pearson_upper(errors=int((~right[above]).sum()), n=int(above.sum()), delta=config.delta)
             if upper <= config.epsilon:
                 threshold, bound = t, upper
-    labels = full.predict(pool.embeddings) if full is not None else np.full((n, k), 1.0 / k)
+    labels = full.predict(alone) if full is not None else np.full((n, k), 1.0 / k)
     machine = labels.argmax(axis=1).astype(np.int64)
     accepted = labels.max(axis=1) >= threshold if threshold is not None else np.zeros(n, dtype=bool)
     outcome = finish(machine, reviewed, reviewer, accepted)

@@ -16,6 +16,7 @@ from service.pipeline.cascade import split_by_confidence
 from service.pipeline.kinds import machine_labels
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
+from service.pipeline.probe import ProbeInput
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority, wrong_chance
@@ -70,7 +71,9 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
     density = item_density(embeddings=embeddings)
     probe = pool.probe(task.label_names)
     # A labeler that reads the probe has it in its probabilities already; count it once.
-    support = None if probe is None or plan.labeler.reads_probe else probe.predict(embeddings)
+    support = (
+        None if probe is None or plan.labeler.reads_probe else probe.predict(ProbeInput.of(embeddings, plan.texts))
+    )
     wrong = wrong_chance(probs=probs, predicted=predicted, support=support)
     disagrees = _student_disagreement(machine, probs)
     results = []
@@ -245,7 +248,8 @@ def _teacher(
             scores = recalibrate(scores, batch_prior_of(scores), task)
         recent.extend(np.asarray(score.raw_probs) for score in scores)
     if plan.labeler.fitted:
-        fitted = plan.labeler.probs(np.asarray([score.raw_probs for score in scores]), embeddings[indices])
+        items = ProbeInput.of(embeddings[indices], [plan.texts[i] for i in indices])
+        fitted = plan.labeler.probs(np.asarray([score.raw_probs for score in scores]), items)
         scores = [
             replace(
                 score,

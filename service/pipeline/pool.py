@@ -1,5 +1,5 @@
 """The labeled pool of a task: the latest label of every labeled item with its embedding, for kNN few-shot
-examples, neighbour signals and the embedding probe. Fed incrementally from the append-only label history."""
+examples, neighbour signals and the probe. Fed incrementally from the append-only label history."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.pipeline.probe import Probe, fit_probe
+from service.pipeline.probe import Probe, ProbeInput, fit_probe
 from service.ports import Example, FloatArray
 
 PROBE_REFIT_GROWTH = 0.1
@@ -78,18 +78,19 @@ class LabeledPool:
         return [(entry.item_id, entry.source, entry.label) for entry in self._entries.values()]
 
     def probe(self, label_names: tuple[str, ...]) -> Probe | None:
-        """The embedding probe fitted on the pool's labels (see service.pipeline.probe), refitted when the task's
+        """The probe fitted on the pool's labels (see service.pipeline.probe), refitted when the task's
         labels differ or the pool has grown by PROBE_REFIT_GROWTH; None while the pool is too small for one."""
         size = len(self)
         cached = self._probe
         if cached is not None and cached[0] == label_names and size <= cached[1] * (1 + PROBE_REFIT_GROWTH):
             return cached[2]
-        embeddings, _, labels = self.arrays()
+        embeddings, examples, labels = self.arrays()
         index = {name: i for i, name in enumerate(label_names)}
         targets = np.array([index.get(label, -1) for label in labels], dtype=np.int64)
+        keep = np.arange(size)
         if size > PROBE_MAX_ITEMS:
             keep = np.random.default_rng(0).choice(size, PROBE_MAX_ITEMS, replace=False)
-            embeddings, targets = embeddings[keep], targets[keep]
-        fitted = fit_probe(embeddings=embeddings, labels=targets, n_labels=len(label_names))
+        inputs = ProbeInput.of(embeddings[keep], [examples[i].text for i in keep])
+        fitted = fit_probe(inputs=inputs, labels=targets[keep], n_labels=len(label_names))
         self._probe = (label_names, size, fitted)
         return fitted

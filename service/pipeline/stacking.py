@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-from service.pipeline.probe import Probe, fit_probe
+from service.pipeline.probe import Probe, ProbeInput, fit_probe
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -211,45 +211,43 @@ class StackedLabeler:
     """(n, k) probabilities of the items it was fitted on, the probe's cross-fitted (only the stack's few weights
     saw them): an estimate of how it will do on new items, for planning reviews, never for certifying."""
 
-    def predict(self, teacher: FloatArray, embeddings: FloatArray | None) -> FloatArray:
-        """(n, k) probabilities from the teacher's (n, k) raw scores and the items' (n, d) embeddings."""
+    def predict(self, teacher: FloatArray, items: ProbeInput | None) -> FloatArray:
+        """(n, k) probabilities from the teacher's (n, k) raw scores and what the probe reads of the items."""
         inputs = {"teacher": np.asarray(teacher, dtype=np.float64)}
-        if self.probe is not None and embeddings is not None:
-            inputs["probe"] = self.probe.predict(embeddings)
+        if self.probe is not None and items is not None:
+            inputs["probe"] = self.probe.predict(items)
         return self.stack.apply(inputs)
 
 
 def fit_stacked(
     *,
     teacher: FloatArray,
-    embeddings: FloatArray | None,
+    items: ProbeInput | None,
     labels: IntArray,
     n_labels: int,
     sources: Sequence[str],
-    extra_embeddings: FloatArray | None = None,
+    extra: ProbeInput | None = None,
     extra_labels: IntArray | None = None,
 ) -> StackedLabeler:
-    """The labeler fitted on uniformly drawn labeled items: the probe on all of them (and on ``extra`` human labels,
-    items reviewed for looking wrong, which teach the probe but would bias the stack), the stack on the teacher's
-    scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
+    """The labeler fitted on uniformly drawn labeled ``items``: the probe on all of them (and on ``extra`` human
+    labels, items reviewed for looking wrong, which teach the probe but would bias the stack), the stack on the
+    teacher's scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
     inputs: dict[str, FloatArray] = {"teacher": teacher} if "teacher" in sources else {}
     probe = None
-    if "probe" in sources and embeddings is not None:
-        emb = embeddings
-        more_emb = np.zeros((0, emb.shape[1])) if extra_embeddings is None else extra_embeddings
+    if "probe" in sources and items is not None:
+        seen = items
+        more = extra if extra is not None else seen.take(np.zeros(0, dtype=np.int64))
         more_labels = np.zeros(0, dtype=np.int64) if extra_labels is None else extra_labels
 
         def fit(rows: IntArray) -> Callable[[IntArray], FloatArray] | None:
             fitted = fit_probe(
-                embeddings=np.vstack([emb[rows], more_emb]),
+                inputs=seen.take(rows).plus(more),
                 labels=np.concatenate([labels[rows], more_labels]),
                 n_labels=n_labels,
             )
-            return None if fitted is None else (lambda held: fitted.predict(emb[held]))
+            return None if fitted is None else (lambda held: fitted.predict(seen.take(held)))
 
-        probe = fit_probe(
-            embeddings=np.vstack([emb, more_emb]), labels=np.concatenate([labels, more_labels]), n_labels=n_labels
-        )
+        probe = fit_probe(inputs=seen.plus(more), labels=np.concatenate([labels, more_labels]), n_labels=n_labels)
         if probe is not None:
             inputs["probe"] = cross_fitted(fit=fit, n=labels.size, k=n_labels)
     if not inputs:

@@ -179,6 +179,7 @@ class QueuedForReview:
     """An item waiting in the review queue because it looked doubtful (not a uniform draw), with no answer yet."""
 
     item_id: int
+    text: str
     prediction: Prediction
     """Its latest teacher prediction: the raw scores a newer labeler recomputes from."""
     embedding: FloatArray
@@ -198,10 +199,18 @@ def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForRevie
     ids = [entry.item_id for entry in waiting]
     predictions = latest_rows(session, Prediction, ids)
     decisions = latest_rows(session, DecisionRecord, ids)
-    embeddings = dict(session.execute(select(Item.id, Item.embedding).where(Item.id.in_(ids))).all()) if ids else {}
+    stored = (
+        {
+            row.id: (row.text, row.embedding)
+            for row in session.execute(select(Item.id, Item.text, Item.embedding).where(Item.id.in_(ids)))
+        }
+        if ids
+        else {}
+    )
     found = []
     for item_id in ids:
-        prediction, decision, embedding = predictions.get(item_id), decisions.get(item_id), embeddings.get(item_id)
+        prediction, decision = predictions.get(item_id), decisions.get(item_id)
+        text, embedding = stored.get(item_id, ("", None))
         if prediction is None or decision is None or embedding is None or prediction.source != "teacher":
             continue
         reasons = set(decision.reason_names)
@@ -210,6 +219,7 @@ def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForRevie
         found.append(
             QueuedForReview(
                 item_id=item_id,
+                text=text,
                 prediction=prediction,
                 embedding=np.frombuffer(embedding, dtype=np.float32).astype(np.float64),
                 vetoed=bool(reasons & VETO_REASONS),

@@ -13,7 +13,7 @@ from service import db, task_policy
 from service.jobs.context import WorkerContext
 from service.pipeline.certification import SliceFloor, look_delta, look_size
 from service.pipeline.policy import fit_policy
-from service.pipeline.probe import Probe
+from service.pipeline.probe import Probe, ProbeInput
 from service.pipeline.stacking import Stack
 from service.store import history, labelers, review, tasks
 from service.tables import LabelerVersion
@@ -93,7 +93,8 @@ def test_threshold_is_certified_on_recomputed_confidences_and_audits_are_blind(
     stack = Stack.from_json(row.stack)
     inputs = {"teacher": np.asarray([r.raw_probs for r in fresh])}
     if row.probe is not None:
-        inputs["probe"] = Probe.from_json(row.probe).predict(np.asarray([r.embedding for r in fresh]))
+        items = ProbeInput.of(np.asarray([r.embedding for r in fresh]), [r.text for r in fresh])
+        inputs["probe"] = Probe.from_json(row.probe).predict(items)
     probs = stack.apply(inputs)
     assert not np.allclose(probs.max(axis=1), inputs["teacher"].max(axis=1)), "the labeler is not the raw teacher"
     in_slice = probs.max(axis=1) >= row.floor

@@ -1,5 +1,6 @@
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +240,7 @@ def test_active_learning_uses_no_teacher_and_reviews_what_it_is_unsure_of() -> N
     rng = np.random.default_rng(7)
     gold = rng.integers(0, 2, 300)
     pool = _pool(rng.dirichlet([1, 1], 300), gold, rng, labeled=20)
-    other_teacher = Pool(**{**pool.__dict__, "probs": rng.dirichlet([1, 1], 300)})
+    other_teacher = replace(pool, probs=rng.dirichlet([1, 1], 300))
     first = run_active_learning(pool, CONFIG, np.random.default_rng(1), gold)
     second = run_active_learning(other_teacher, CONFIG, np.random.default_rng(1), gold)
     assert (first.final == second.final).all() and first.review_order.size == 40
@@ -304,5 +305,5 @@ def test_the_certified_lr_peer_spends_the_budget_uniformly_and_certifies_on_it()
     assert peer.review_order.size == CONFIG.review_budget == peer.cold_start_reviews
     assert not peer.accepted[peer.review_order].any(), "a reviewed item is not a machine label"
     assert peer.error_bound is not None and peer.error_bound <= CONFIG.epsilon and peer.accepted.mean() > 0.8
-    blind = Pool(**{**pool.__dict__, "embeddings": rng.normal(size=(500, 4))})
+    blind = replace(pool, embeddings=rng.normal(size=(500, 4)))
     assert not run_certified_lr(blind, CONFIG, np.random.default_rng(0), gold).accepted.any()
