@@ -26,6 +26,7 @@ import numpy as np
 
 from service.bench.report import write_json
 from service.datasets import read_labeled
+from service.errors import Invalid
 from service.pipeline.calibration import batch_calibrate, batch_prior, normalize
 from service.pipeline.metrics import classification_report
 from service.pipeline.render import (
@@ -145,6 +146,11 @@ def run_teacher_bench(
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     random.Random(seed).shuffle(pairs)
     pool, held_out = pairs[:pool_size], pairs[pool_size : pool_size + limit]
+    if len(held_out) < 2:
+        raise Invalid(
+            f"{data} has {len(pairs)} labeled rows; the teacher bench takes {pool_size} for its few-shot pool and "
+            f"scores up to {limit} more, so it needs at least {pool_size + 2}"
+        )
     labels = tuple(sorted({label for _, label in pairs}))
     task = TaskDef(name=data.stem, labels=tuple(LabelDef(name) for name in labels), instructions=instructions)
     texts, gold = [t for t, _ in held_out], [label for _, label in held_out]

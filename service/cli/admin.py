@@ -106,8 +106,8 @@ def list_keys() -> None:
         for key in rows:
             refused = keys.refusal(key, now)
             state = "active" if refused is None else ("revoked" if key.revoked_at else "expired")
-            expires = keys.aware(key.expires_at)
-            last = keys.aware(key.last_used_at)
+            expires = key.expires_at
+            last = key.last_used_at
             typer.echo(
                 f"{key.name}\t{key.role}\t{key.project or '*'}\t{state}"
                 f"\texpires {expires.isoformat() if expires else 'never'}"

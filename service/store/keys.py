@@ -7,8 +7,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import overload
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -29,17 +28,6 @@ def new_secret() -> str:
     return "us_" + secrets.token_urlsafe(32)
 
 
-@overload
-def aware(moment: datetime) -> datetime: ...
-@overload
-def aware(moment: None) -> None: ...
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives back naive datetimes; every time here is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def create_key(
     session: Session,
     *,
@@ -55,8 +43,7 @@ def create_key(
         raise Invalid(
             "only a client key belongs to a project (reviewers see the tasks assigned to them)", field="project"
         )
-    expires = aware(expires_at)
-    if expires is not None and expires <= utcnow():
+    if expires_at is not None and expires_at <= utcnow():
         raise Invalid("expires_at is in the past", field="expires_at")
     plain = plain or new_secret()
     key = ApiKey(
@@ -101,7 +88,7 @@ def find_key(session: Session, plain: str, *, now: datetime | None = None) -> Ap
     previous = key.previous_hash is not None and hmac.compare_digest(key.previous_hash, digest)
     if not (current or previous):
         return Refusal("this API key is not known")
-    if not current and (aware(key.previous_valid_until) or now) <= now:
+    if not current and (key.previous_valid_until or now) <= now:
         return Refusal("this API key was rotated and its grace period is over; use the new key")
     return refusal(key, now) or key
 
@@ -110,16 +97,14 @@ def refusal(key: ApiKey, now: datetime) -> Refusal | None:
     """Why a known key may not be used now (revoked, expired); None when it may."""
     if key.revoked_at is not None:
         return Refusal(f"this API key ({key.name}) was revoked")
-    expires = aware(key.expires_at)
-    if expires is not None and expires <= now:
-        return Refusal(f"this API key ({key.name}) expired at {expires.isoformat()}")
+    if key.expires_at is not None and key.expires_at <= now:
+        return Refusal(f"this API key ({key.name}) expired at {key.expires_at.isoformat()}")
     return None
 
 
 def touch(key: ApiKey, now: datetime) -> bool:
     """Record a use; False when the last recorded one is recent enough (nothing to write)."""
-    last = aware(key.last_used_at)
-    if last is not None and now - last < TOUCH_EVERY:
+    if key.last_used_at is not None and now - key.last_used_at < TOUCH_EVERY:
         return False
     key.last_used_at = now
     return True

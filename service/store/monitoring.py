@@ -5,7 +5,7 @@ reports the same figures whichever process wrote them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -83,5 +83,4 @@ def job_figures(session: Session, *, now: datetime) -> list[JobFigures]:
 
 
 def _seconds_since(then: datetime, now: datetime) -> float:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return max(0.0, (now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds())
+    return max(0.0, (now - then).total_seconds())

@@ -275,9 +275,4 @@ def latest_reasons(session: Session, item_id: int) -> list[str]:
 
 
 def _expired(expires: datetime | None) -> bool:
-    if expires is None:
-        return True
-    if expires.tzinfo is None:
-        # SQLite hands datetimes back naive; they were written in UTC.
-        expires = expires.replace(tzinfo=utcnow().tzinfo)
-    return expires < utcnow()
+    return expires is None or expires < utcnow()

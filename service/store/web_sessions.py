@@ -48,7 +48,7 @@ def find(session: Session, token: str, *, now: datetime) -> LoggedIn | keys.Refu
     row, key = found
     if row.ended_at is not None:
         return keys.Refusal("this session was logged out; log in again")
-    logged_in = LoggedIn(key=key, csrf_token=row.csrf_token, expires_at=keys.aware(row.expires_at))
+    logged_in = LoggedIn(key=key, csrf_token=row.csrf_token, expires_at=row.expires_at)
     return refusal(logged_in, now) or logged_in
 
 

@@ -89,3 +89,11 @@ def test_export_student_refuses_bad_input_in_one_line(runner: CliRunner, tmp_pat
     assert none.exit_code == 2 and "no promoted student: name a version" in none.output
     missing = runner.invoke(app, ["export-student", "--task", "t", "--out", out, "--version", "v3"])
     assert missing.exit_code == 2 and "has no student 'v3'" in missing.output and "Traceback" not in missing.output
+
+
+def test_bench_teacher_says_how_many_rows_it_needs(runner: CliRunner, tmp_path: Path) -> None:
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(f'{{"text": "t{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(30)))
+    result = runner.invoke(app, ["bench", "teacher", "--data", str(small), "--no-throughput"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "has 30 labeled rows" in result.output and "needs at least 202" in result.output

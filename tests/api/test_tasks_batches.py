@@ -177,3 +177,21 @@ def test_nul_and_unpaired_surrogates_are_422s_and_store_nothing(
     assert imported.status_code == 422 and imported.json()["field"] == "0", imported.text
     assert client.get("/v1/tasks/sms", headers=client_headers).status_code == 200
     assert client.post("/v1/tasks/sms/batches", json={"items": _items(1)}, headers=client_headers).status_code == 202
+
+
+def test_every_time_is_utc_with_its_offset_after_a_read_back(
+    client: TestClient, client_headers: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    """SQLite keeps no offset: times read back from it are UTC all the same, in GET responses as in POST ones."""
+    created = client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers).json()
+    batch = client.post("/v1/tasks/sms/batches", json={"items": _items(2)}, headers=client_headers).json()
+    key = client.post("/v1/keys", json={"name": "k-utc", "role": "reviewer"}, headers=admin_headers).json()
+    read = [
+        client.get("/v1/tasks/sms", headers=client_headers).json()["created_at"],
+        client.get(batch["url"], headers=client_headers).json()["created_at"],
+        *[k["created_at"] for k in client.get("/v1/keys", headers=admin_headers).json() if k["name"] == "k-utc"],
+    ]
+    job = client.get(batch["job_url"], headers=client_headers).json()
+    assert len(read) == 3
+    for moment in [created["created_at"], batch["created_at"], key["created_at"], *read, job["updated_at"]]:
+        assert moment.endswith("Z"), moment

@@ -19,11 +19,11 @@ def _info(key: ApiKey) -> ApiKeyInfo:
         name=key.name,
         role=key.role,
         project=key.project,
-        created_at=keys.aware(key.created_at),
-        expires_at=keys.aware(key.expires_at),
-        revoked_at=keys.aware(key.revoked_at),
-        last_used_at=keys.aware(key.last_used_at),
-        previous_valid_until=keys.aware(key.previous_valid_until),
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+        previous_valid_until=key.previous_valid_until,
         active=keys.refusal(key, utcnow()) is None,
     )
 
