@@ -174,6 +174,9 @@ class Label(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
     reviewer: Mapped[str | None] = mapped_column(String(200))
+    """Who gave a human label: a reviewer key's name, or an annotator from an import (``labelstudio:<user>``)."""
+    imported_by: Mapped[str | None] = mapped_column(String(200))
+    """The key that imported it, for a label that came in a file."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

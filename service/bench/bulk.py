@@ -65,7 +65,7 @@ def _prepare(
             epsilon=epsilon,
         )
         task = tasks.create_task(session, spec)
-        exports.import_file(session, task=task, fmt="labelstudio", path=export_path, reviewer="bench")
+        exports.import_file(session, task=task, fmt="labelstudio", path=export_path, importer="bench")
     result = train_now(ctx, task_name=TASK_NAME, seed=seed, epochs=TRAIN_EPOCHS, on_progress=None)
     with transaction(ctx.sessions) as session:
         row = students.get(session, task=tasks.get_task(session, TASK_NAME), version=result["version"])

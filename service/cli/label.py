@@ -144,6 +144,9 @@ def export_labels(
     task: Annotated[str, typer.Option(help="The task whose final labels to export.")],
     out: Annotated[Path, typer.Option(help="Output file (a folder for --format hf).")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
+    config_out: Annotated[
+        Path | None, typer.Option(help="Also write the Label Studio labeling config (XML) for the task here.")
+    ] = None,
 ) -> None:
     """Export final labels with provenance (source, confidence, model, prompt version, reviewer)."""
     from service import db
@@ -151,25 +154,34 @@ def export_labels(
     from service.store import exports, tasks
 
     file_format = _file_format(fmt)
+    if config_out is not None and file_format != "labelstudio":
+        raise fail("--config-out goes with --format labelstudio")
     try:
         with db.transaction(db.open(get_settings())) as session:
-            rows = exports.export_file(session, task=tasks.get_task(session, task), fmt=file_format, path=out)
+            task_row = tasks.get_task(session, task)
+            rows = exports.export_file(session, task=task_row, fmt=file_format, path=out)
+            if config_out is not None:
+                config_out.write_text(exports.labelstudio_config(task_row))
     except (ServiceError, OSError) as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"{rows} rows written to {out}")
+    typer.echo(f"{rows} rows written to {out}" + (f", the labeling config to {config_out}" if config_out else ""))
 
 
 @app.command("import")
 def import_items(
     file: Annotated[Path, typer.Argument(help="Items (jsonl, csv, parquet, hf folder) or a Label Studio export.")],
-    task: Annotated[str, typer.Option(help="The task to add the items to, as one batch.")],
+    task: Annotated[str, typer.Option(help="The task the items belong to or join.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet, hf or labelstudio")] = "jsonl",
-    reviewer: Annotated[str, typer.Option(help="Who the imported labels are recorded as.")] = "import",
+    reviewer: Annotated[
+        str,
+        typer.Option(help="Recorded as the importer of the labels, and as their reviewer where the file names none."),
+    ] = "import",
     label_field: Annotated[
         str | None, typer.Option(help="A column holding human labels (jsonl, csv, parquet, hf); empty: no label.")
     ] = None,
 ) -> None:
-    """Import raw items (with human labels from Label Studio annotations or a label column) as a batch to label."""
+    """Import items, with human labels from Label Studio annotations or a label column: a row whose id names an
+    item of the task updates it, the others come in as a new batch to label."""
     from service import db
     from service.errors import ServiceError
     from service.store import exports, tasks
@@ -179,15 +191,19 @@ def import_items(
     file_format = _file_format(fmt)
     try:
         with db.transaction(db.open(get_settings())) as session:
-            batch, _, labeled = exports.import_file(
+            result = exports.import_file(
                 session,
                 task=tasks.get_task(session, task),
                 fmt=file_format,
                 path=file,
-                reviewer=reviewer,
+                importer=reviewer,
                 label_field=label_field,
             )
-            summary = f"batch {batch.id}: {batch.item_count} items, {labeled} with human labels"
+            summary = (
+                f"{result.matched} matched, {result.labeled} labeled, {result.added} added"
+                + (f" (batch {result.batch.id})" if result.batch is not None else "")
+                + f", {result.unchanged} unchanged"
+            )
     except (ServiceError, OSError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(summary)

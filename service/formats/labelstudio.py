@@ -1,17 +1,45 @@
-"""Label Studio JSON (a list of tasks with `data`, `predictions` and `annotations`), both ways, for a single-choice
-text classification config: <Choices name="label" toName="text"> over <Text name="text" value="$text">."""
+"""Label Studio JSON (a list of tasks with `data`, `predictions` and `annotations`), both ways, and the labeling
+config both sides agree on: <Choices name="label" toName="text"> over <Text name="text" value="$text">.
+
+Label Studio ignores a task's `id` on import and gives it one of its own, so the item's identity travels in
+`data.external_id`; importing the export back matches on it (store/exports.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from service.api.schemas.batches import item_create
 from service.errors import Invalid
 from service.formats.tabular import ImportedTask
+from service.ports import LabelDef
 
 FROM_NAME = "label"
 TO_NAME = "text"
+ANNOTATOR_PREFIX = "labelstudio:"
+
+
+def label_config(labels: Sequence[LabelDef], *, kind: str = "single_label") -> str:
+    """The labeling config of a task: its text, and one choice per label with the label's description as the
+    hint Label Studio shows on hover."""
+    if kind != "single_label":
+        raise Invalid(f"Label Studio configs are made for single_label tasks, not {kind}", field="kind")
+    choices = "\n".join(
+        f"    <Choice value={quoteattr(label.name)}"
+        + (f" hint={quoteattr(label.description)}" if label.description else "")
+        + "/>"
+        for label in labels
+    )
+    return (
+        "<View>\n"
+        f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
 
 
 def _choice(label: str) -> list[dict[str, Any]]:
@@ -19,14 +47,15 @@ def _choice(label: str) -> list[dict[str, Any]]:
 
 
 def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One Label Studio task per row: the machine's latest prediction with its score and model, and the final
-    human label as an annotation; our provenance goes into the task's meta."""
+    """One Label Studio task per row: the machine's latest prediction with its score and model (none for an item
+    drawn at random and still waiting, so its reviewer answers blind), and the final human label as an annotation;
+    our provenance, the reviewer included, goes into the task's meta."""
     tasks = []
     for row in rows:
         task: dict[str, Any] = {
-            "id": row["item_id"],
             "data": {"text": row["text"], "external_id": row["external_id"]},
             "meta": {
+                "understudy_item_id": row["item_id"],
                 "state": row["state"],
                 "source": row["source"],
                 "reviewer": row["reviewer"],
@@ -37,7 +66,7 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "predictions": [],
             "annotations": [],
         }
-        if row["prediction"] is not None:
+        if row["prediction"] is not None and not row["blind"]:
             task["predictions"].append(
                 {
                     "model_version": row["model"],
@@ -55,7 +84,10 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTask]:
     """Tasks from a Label Studio export. The text is data["text"] (or the only string in data); the item id is
-    data["external_id"] or the task id; the latest annotation that was not cancelled gives the label."""
+    data["external_id"] or the task id; the latest annotation that was not cancelled gives the label, its
+    ``completed_by`` the annotator and its ``created_at`` the time. Other data fields, and the task's own meta
+    (under ``labelstudio_meta``), go into the item's meta. Errors name the task by position, Label Studio id and
+    external id."""
     if isinstance(payload, dict):
         payload = [payload]
     if not isinstance(payload, list):
@@ -63,24 +95,43 @@ def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTas
     imported = []
     for index, task in enumerate(payload):
         data = task.get("data") if isinstance(task, dict) else None
+        where = _where(index, task)
         if not isinstance(data, dict):
-            raise Invalid(f"task {index} has no data object", field=f"{index}.data")
+            raise Invalid(f"{where} has no data object", field=f"{index}.data")
         strings = [value for value in data.values() if isinstance(value, str)]
         text = data.get("text", strings[0] if len(strings) == 1 else None)
         if not isinstance(text, str) or not text.strip():
-            raise Invalid(f"task {index} has no data.text", field=f"{index}.data.text")
+            raise Invalid(f"{where} has no data.text", field=f"{index}.data.text")
         ident = data.get("external_id", task.get("id", f"task-{index}"))
         meta = {key: value for key, value in data.items() if key not in ("text", "external_id")}
-        label = _annotation(task.get("annotations") or [], index=index)
+        if isinstance(task.get("meta"), dict) and task["meta"]:
+            meta["labelstudio_meta"] = task["meta"]
+        annotation = _annotation(task.get("annotations") or [], where=where, field=f"{index}.annotations")
+        label, annotator, labeled_at = annotation if annotation is not None else (None, None, None)
         if label is not None and label not in labels:
-            raise Invalid(
-                f"task {index} is annotated {label!r}, not one of {list(labels)}", field=f"{index}.annotations"
+            raise Invalid(f"{where} is annotated {label!r}, not one of {list(labels)}", field=f"{index}.annotations")
+        imported.append(
+            ImportedTask(
+                item_create(ident=str(ident), text=text, meta=meta, field=str(index)),
+                label,
+                annotator=annotator,
+                labeled_at=labeled_at,
             )
-        imported.append(ImportedTask(item_create(ident=str(ident), text=text, meta=meta, field=str(index)), label))
+        )
     return imported
 
 
-def _annotation(annotations: list[Any], *, index: int) -> str | None:
+def _where(index: int, task: Any) -> str:
+    """A task as the user can find it: its position, Label Studio id and external id where it has them."""
+    found = [f"Label Studio id {task['id']}"] if isinstance(task, dict) and "id" in task else []
+    data = task.get("data") if isinstance(task, dict) else None
+    if isinstance(data, dict) and "external_id" in data:
+        found.append(f"external_id {data['external_id']!r}")
+    return f"task {index}" + (f" ({', '.join(found)})" if found else "")
+
+
+def _annotation(annotations: list[Any], *, where: str, field: str) -> tuple[str, str | None, datetime | None] | None:
+    """(label, annotator, time) of the latest annotation that was not cancelled and has a choice."""
     for annotation in reversed(annotations):
         if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
             continue
@@ -88,8 +139,27 @@ def _annotation(annotations: list[Any], *, index: int) -> str | None:
             choices = (result.get("value") or {}).get("choices") if isinstance(result, dict) else None
             if choices:
                 if len(choices) != 1:
-                    raise Invalid(
-                        f"task {index} has {len(choices)} choices; one is expected", field=f"{index}.annotations"
-                    )
-                return str(choices[0])
+                    raise Invalid(f"{where} has {len(choices)} choices; one is expected", field=field)
+                return str(choices[0]), _annotator(annotation.get("completed_by")), _time(annotation, where, field)
     return None
+
+
+def _annotator(completed_by: Any) -> str | None:
+    """``labelstudio:<email or id>`` from completed_by as Label Studio exports it: a user id, an email, or a user
+    object."""
+    if isinstance(completed_by, dict):
+        completed_by = completed_by.get("email") or completed_by.get("id")
+    if completed_by is None or isinstance(completed_by, bool) or str(completed_by).strip() == "":
+        return None
+    return f"{ANNOTATOR_PREFIX}{completed_by}"[:200]
+
+
+def _time(annotation: Mapping[str, Any], where: str, field: str) -> datetime | None:
+    value = annotation.get("created_at")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise Invalid(f"{where} has an annotation created_at that is not a time: {value!r}", field=field) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # Label Studio writes UTC

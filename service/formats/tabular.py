@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,6 +138,10 @@ class ImportedTask:
     item: ItemCreate
     label: str | None
     """The label the file gives it, if any; it becomes a human label."""
+    annotator: str | None = None
+    """Who made that label, as the file says (a Label Studio annotator); None: the importing key."""
+    labeled_at: datetime | None = None
+    """When it was made, as the file says; None: at import."""
 
 
 BAD_ROWS_SHOWN = 10

@@ -1,10 +1,12 @@
-"""Export rows (each item with its final label and provenance) and imports that create a batch, with imported
-human annotations written as human labels before the worker sees the items."""
+"""Export rows (each item with its final label and provenance), and imports: rows whose id names an item of the
+task already (its external id) update that item, the others come in as a new batch; the human labels a file
+carries are written as human labels before the worker sees the items."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +16,21 @@ from sqlalchemy.orm import Session
 from service.errors import Invalid
 from service.formats import labelstudio, tabular
 from service.formats.tabular import ImportedTask
-from service.store import batches, tasks
+from service.store import batches, review, tasks
+from service.store.history import drawn_at_random
 from service.store.items import latest_rows
-from service.tables import Batch, DecisionRecord, Item, Label, Prediction, ReviewVote, Task
+from service.tables import (
+    AdjudicationEntry,
+    Batch,
+    DecisionRecord,
+    Item,
+    Label,
+    Prediction,
+    ReviewEntry,
+    ReviewVote,
+    Task,
+    utcnow,
+)
 
 FINAL_STATES = ("accepted", "resolved")
 PAGE = 1000
@@ -64,29 +78,133 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
                 "prediction": prediction.label if prediction else None,
                 "prediction_confidence": prediction.confidence if prediction else None,
                 "reasons": decision.reason_names if decision else [],
+                "blind": item.state == "review" and decision is not None and drawn_at_random(decision.reason_names),
                 "votes": votes.get(item.id, {}),
                 "meta": item.meta,
             }
         after = ids[-1]
 
 
+MATCH_CHUNK = 500
+"""External ids looked up per query."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    batch: Batch | None
+    """The batch of the rows that named no item of the task; None when every row did."""
+    created: bool
+    """False when an earlier request with the same Idempotency-Key made the batch."""
+    matched: int
+    """Rows that named an item the task has."""
+    labeled: int
+    """Human labels written: on matched items (a label that differs from the item's latest human one) and on added
+    ones."""
+    added: int
+    unchanged: int
+    """Matched rows that changed nothing: no label, or the label the item has already."""
+
+
 def import_tasks(
-    session: Session, *, task: Task, imported: Sequence[ImportedTask], reviewer: str, idempotency_key: str | None
-) -> tuple[Batch, bool, int]:
-    """A new batch of the imported items (or the earlier one for a repeated Idempotency-Key) and how many came
-    with a human label. Labeled items are resolved at once, so the worker leaves them alone."""
-    batch, created = batches.create_batch(session, task, [t.item for t in imported], idempotency_key=idempotency_key)
-    labeled = {t.item.id: t.label for t in imported if t.label is not None}
-    if created and labeled:
-        for item in session.scalars(select(Item).where(Item.batch_id == batch.id, Item.external_id.in_(list(labeled)))):
-            session.add(
-                Label(
-                    item_id=item.id, task_id=task.id, label=labeled[item.external_id], source="human", reviewer=reviewer
-                )
-            )
-            item.state = "resolved"
+    session: Session, *, task: Task, imported: Sequence[ImportedTask], importer: str, idempotency_key: str | None
+) -> ImportResult:
+    """Rows whose id is the external id of an item of the task update it (the newest such item, when a client sent
+    the same id in several batches): a label it does not have yet becomes its latest human label and takes it out
+    of the review queue. Other rows come in as a new batch. Importing the same file again changes nothing.
+
+    A label is recorded under its annotator (``ImportedTask.annotator``; the importing key when the file names
+    none) at the time the file gives, with ``importer`` as the key that imported it. Labeled items are resolved at
+    once, so the worker leaves them alone."""
+    existing = _items_by_external_id(session, task, [t.item.id for t in imported])
+    fresh = [t for t in imported if t.item.id not in existing]
+    matched = [t for t in imported if t.item.id in existing]
+    changed = sum(
+        _label(session, task, existing[t.item.id], t, importer=importer) for t in matched if t.label is not None
+    )
+    batch, created = None, False
+    added_labels = 0
+    if fresh:
+        batch, created = batches.create_batch(session, task, [t.item for t in fresh], idempotency_key=idempotency_key)
+        labeled = {t.item.id: t for t in fresh if t.label is not None}
+        if created and labeled:
+            for item in session.scalars(
+                select(Item).where(Item.batch_id == batch.id, Item.external_id.in_(list(labeled)))
+            ):
+                added_labels += _label(session, task, item, labeled[item.external_id], importer=importer)
+    session.flush()
+    return ImportResult(
+        batch=batch,
+        created=created,
+        matched=len(matched),
+        labeled=changed + added_labels,
+        added=len(fresh) if created else 0,
+        unchanged=len(matched) - changed,
+    )
+
+
+def _items_by_external_id(session: Session, task: Task, external_ids: Sequence[str]) -> dict[str, Item]:
+    """The task's newest item for each external id that has one."""
+    found: dict[str, Item] = {}
+    wanted = list(dict.fromkeys(external_ids))
+    for start in range(0, len(wanted), MATCH_CHUNK):
+        chunk = wanted[start : start + MATCH_CHUNK]
+        for item in session.scalars(
+            select(Item).where(Item.task_id == task.id, Item.external_id.in_(chunk)).order_by(Item.id)
+        ):
+            found[item.external_id] = item
+    return found
+
+
+def _label(session: Session, task: Task, item: Item, row: ImportedTask, *, importer: str) -> bool:
+    """Write the row's label as the item's latest human label unless it is that already; the item leaves the review
+    queue (or adjudication) resolved. Returns whether a label was written."""
+    if row.label is None:
+        return False
+    latest = session.scalar(
+        select(Label).where(Label.item_id == item.id, Label.source == "human").order_by(Label.id.desc()).limit(1)
+    )
+    if latest is not None and latest.label == row.label and item.state == "resolved":
+        return False
+    reviewer = (row.annotator or importer)[:200]
+    label = Label(
+        item_id=item.id,
+        task_id=task.id,
+        label=row.label,
+        source="human",
+        reviewer=reviewer,
+        imported_by=importer,
+        created_at=row.labeled_at or utcnow(),
+    )
+    session.add(label)
+    entry = session.get(ReviewEntry, item.id)
+    if entry is not None:
+        # The answer a reviewer would have given in the queue, so agreement and reviewer quality see the annotator.
         session.flush()
-    return batch, created, len(labeled)
+        reasons = review.latest_reasons(session, item.id)
+        session.add(
+            ReviewVote(
+                item_id=item.id,
+                task_id=task.id,
+                reviewer=reviewer,
+                label=row.label,
+                kind=review.item_kind(item, reasons),
+                required=1,
+                priority=entry.priority,
+                explanation=entry.explanation,
+                label_id=label.id,
+            )
+        )
+        session.delete(entry)
+    adjudication = session.get(AdjudicationEntry, item.id)
+    if adjudication is not None:
+        session.delete(adjudication)
+    item.state = "resolved"
+    return True
+
+
+def labelstudio_config(task: Task) -> str:
+    """The Label Studio labeling config for the task's labels (formats.labelstudio.label_config)."""
+    return labelstudio.label_config(tasks.task_def(task).labels, kind=task.kind)
 
 
 FileFormat = Literal["jsonl", "csv", "parquet", "hf", "labelstudio"]
@@ -117,7 +235,9 @@ def read_import(
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise Invalid(f"the file is not JSON: {exc.msg}", field="body") from exc
+            raise Invalid(
+                f"the file is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", field="body"
+            ) from exc
         return labelstudio.from_labelstudio(payload, labels=labels)
     return tabular.imported_from_rows(tabular.read_rows(source, fmt), label_field=label_field, labels=labels)
 
@@ -128,10 +248,10 @@ def import_file(
     task: Task,
     fmt: FileFormat,
     path: Path,
-    reviewer: str,
+    importer: str,
     label_field: str | None = None,
     idempotency_key: str | None = None,
-) -> tuple[Batch, bool, int]:
-    """A batch of the items in the file (a folder for "hf"); see import_tasks."""
+) -> ImportResult:
+    """The items in the file (a folder for "hf"); see import_tasks."""
     imported = read_import(path, fmt, labels=tasks.label_names(task), label_field=label_field)
-    return import_tasks(session, task=task, imported=imported, reviewer=reviewer, idempotency_key=idempotency_key)
+    return import_tasks(session, task=task, imported=imported, importer=importer, idempotency_key=idempotency_key)

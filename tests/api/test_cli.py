@@ -67,7 +67,13 @@ def test_import_takes_a_label_column_and_refuses_a_bad_label_in_one_line(runner:
     good = tmp_path / "good.csv"
     good.write_text("text,y\nfirst,a\nsecond,\nthird,b\n")
     done = runner.invoke(app, ["import", str(good), "--task", "t", "--format", "csv", "--label-field", "y"])
-    assert done.exit_code == 0 and "3 items, 2 with human labels" in done.output
+    assert done.exit_code == 0 and "0 matched, 2 labeled, 3 added (batch 1), 0 unchanged" in done.output, done.output
+    again = runner.invoke(app, ["import", str(good), "--task", "t", "--format", "csv", "--label-field", "y"])
+    assert (
+        again.exit_code == 0
+        and "0 matched" not in again.output
+        and "3 matched, 0 labeled, 0 added, 3 unchanged" in again.output
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("text,y\nfirst,a\nsecond,c\n")
     refused = runner.invoke(app, ["import", str(bad), "--task", "t", "--format", "csv", "--label-field", "y"])

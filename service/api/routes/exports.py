@@ -1,5 +1,6 @@
-"""Export a task's labels (JSONL, CSV, Parquet, a zipped Hugging Face `datasets` folder, Label Studio JSON) and
-import items from the same formats as a new batch."""
+"""Export a task's labels (JSONL, CSV, Parquet, a zipped Hugging Face `datasets` folder, Label Studio JSON, with
+the Label Studio labeling config) and import items from the same formats: rows that name an item of the task
+update it, the others come in as a new batch."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from service.api.deps import ClientDep, SessionDep, SettingsDep
 from service.api.routes.batches import batch_public
-from service.api.schemas.batches import BatchPublic
+from service.api.schemas.batches import ImportPublic
 from service.errors import Invalid
 from service.formats import labelstudio, tabular
 from service.store import exports, tasks
@@ -60,7 +61,19 @@ async def _read_body(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=BatchPublic)
+@router.get("/labelstudio/config", responses={200: {"content": {"application/xml": {}}}})
+def labelstudio_config(task: str, session: SessionDep, _key: ClientDep) -> Response:
+    """The Label Studio labeling config for the task: create the Label Studio project with it, then import the
+    export (`format=labelstudio`) into it."""
+    return Response(exports.labelstudio_config(tasks.get_task(session, task)), media_type="application/xml")
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ImportPublic,
+    responses={200: {"description": "Every row named an item of the task, or the Idempotency-Key was used."}},
+)
 def import_items(
     task: str,
     body: Annotated[bytes, Depends(_read_body)],
@@ -72,10 +85,15 @@ def import_items(
     format: Annotated[ImportFormat, Query()],
     label_field: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> BatchPublic:
-    """The file is the request body. Rows need a `text` column (Label Studio: data.text); `id` names the item and
-    other columns go to its meta. Label Studio annotations, or the `label_field` column of a table, become human
-    labels (a value that is not a label of the task refuses the whole file); other items are labeled as usual."""
+) -> ImportPublic:
+    """The file is the request body. Rows need a `text` column (Label Studio: data.text); `id` (Label Studio:
+    data.external_id) names the item and other columns go to its meta. Label Studio annotations, or the
+    `label_field` column of a table, become human labels (a value that is not a label of the task refuses the whole
+    file), recorded under the Label Studio annotator (`labelstudio:<user>`) or this key, at the annotation's time.
+
+    A row whose id is the external id of an item of the task updates that item: a label it does not have yet
+    becomes its latest human label and takes it out of the review queue. The other rows are added as a new batch
+    (202), labeled as usual where they carry no label. Importing the same file again changes nothing (200)."""
     task_row = tasks.get_task(session, task)
     imported = exports.read_import(body, format, labels=tasks.label_names(task_row), label_field=label_field)
     if not imported:
@@ -88,11 +106,14 @@ def import_items(
                 f"text is {len(row.item.text)} characters; the limit is {settings.max_text_chars}",
                 field=f"rows.{index}.text",
             )
-    batch, created, _ = exports.import_tasks(
-        session, task=task_row, imported=imported, reviewer=key.name, idempotency_key=idempotency_key
+    result = exports.import_tasks(
+        session, task=task_row, imported=imported, importer=key.name, idempotency_key=idempotency_key
     )
-    public = batch_public(request, session, task_row, batch)
-    response.headers["Location"] = public.url
-    if not created:
+    batch = None if result.batch is None else batch_public(request, session, task_row, result.batch)
+    if batch is not None:
+        response.headers["Location"] = batch.url
+    if not result.created:
         response.status_code = status.HTTP_200_OK
-    return public
+    return ImportPublic(
+        matched=result.matched, labeled=result.labeled, added=result.added, unchanged=result.unchanged, batch=batch
+    )

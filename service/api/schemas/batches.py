@@ -51,6 +51,14 @@ class BatchPublic(BaseModel):
     created_at: datetime
 
 
+class ImportPublic(BaseModel):
+    matched: int = Field(description="Rows whose id is the external id of an item the task has: they update it.")
+    labeled: int = Field(description="Human labels written, on matched and added items.")
+    added: int = Field(description="Rows that named no item of the task: new items, in `batch`.")
+    unchanged: int = Field(description="Matched rows with no label, or with the label the item has already.")
+    batch: BatchPublic | None = Field(description="The batch of the added items; null when every row matched.")
+
+
 class LabelPublic(BaseModel):
     item_id: str
     label: str | None
