@@ -45,6 +45,16 @@ class Invalid(ServiceError):
     status, kind, title = 422, "invalid-input", "Invalid input"
 
 
+class MalformedJson(ServiceError):
+    status, kind, title = 400, "malformed-json", "Malformed JSON"
+
+
+def json_position(text: str, position: int) -> str:
+    """``line L, column C`` of a character offset, as json and editors count them (from 1)."""
+    before = text[:position]
+    return f"line {before.count(chr(10)) + 1}, column {position - before.rfind(chr(10))}"
+
+
 class Unauthorized(ServiceError):
     status, kind, title = 401, "unauthorized", "Missing or unknown API key"
 
@@ -112,12 +122,19 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "value_error"}
     if first.get("type") == "json_invalid":
-        return problem(400, "malformed-json", "Malformed JSON", "the request body is not valid JSON", field="body")
+        loc = first.get("loc", ())
+        where = ""
+        if len(loc) > 1 and isinstance(loc[1], int):
+            where = f" at {json_position((await request.body()).decode('utf-8', errors='replace'), loc[1])}"
+        ctx = first.get("ctx")
+        reason = str(ctx.get("error", "")).strip() if isinstance(ctx, dict) else ""
+        detail = f"the request body is not valid JSON{': ' + reason if reason else ''}{where}"
+        return problem(400, "malformed-json", "Malformed JSON", detail, field="body")
     field = _field_of(first.get("loc", ()))
     detail = f"{field}: {first.get('msg', 'invalid value')}"
     issues = [{"field": _field_of(e.get("loc", ())), "message": e.get("msg", "")} for e in errors[:20]]

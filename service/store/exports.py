@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import Invalid
+from service.errors import Invalid, MalformedJson
 from service.formats import labelstudio, tabular
 from service.formats.tabular import ImportedTask
 from service.store import batches, review, tasks
@@ -235,7 +235,7 @@ def read_import(
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise Invalid(
+            raise MalformedJson(
                 f"the file is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", field="body"
             ) from exc
         return labelstudio.from_labelstudio(payload, labels=labels)

@@ -126,7 +126,7 @@ def test_label_studio_round_trip_and_raw_imports(
         content=b'[{"data":\n  {"text": }}]',
         headers=client_headers,
     )
-    assert not_json.status_code == 422 and "line 2, column 12" in not_json.json()["detail"], not_json.text
+    assert not_json.status_code == 400 and "line 2, column 12" in not_json.json()["detail"], not_json.text
     missing = client.post(
         "/v1/tasks/sms/import",
         params={"format": "labelstudio"},

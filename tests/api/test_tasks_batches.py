@@ -97,9 +97,12 @@ def test_bad_items_store_nothing(
 def test_malformed_json_unknown_things_and_body_limit(client: TestClient, client_headers: dict[str, str]) -> None:
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
     bad = client.post(
-        "/v1/tasks/sms/batches", content=b'{"items": [', headers={**client_headers, "content-type": "application/json"}
+        "/v1/tasks/sms/batches",
+        content=b'{"items":\n  [{"text": }]}',
+        headers={**client_headers, "content-type": "application/json"},
     )
     assert bad.status_code == 400 and bad.json()["type"].endswith("malformed-json")
+    assert bad.json()["detail"] == "the request body is not valid JSON: Expecting value at line 2, column 13"
     assert client.post("/v1/tasks/nope/batches", json={"items": _items(1)}, headers=client_headers).status_code == 404
     assert client.get("/v1/tasks/sms/batches/999", headers=client_headers).status_code == 404
     huge = client.post(
