@@ -24,6 +24,9 @@ class TeacherSettings(BaseModel):
     model: str = "smollm2-135m-instruct"
     """A folder of weights, or the name of a packaged model ("smollm2-135m-instruct")."""
     vllm_url: str = "http://127.0.0.1:8000"
+    served_model_name: str | None = None
+    """The name the vLLM server serves the model under (its --served-model-name), which requests must name; None:
+    the model folder's path, vLLM's own default. The folder still gives the tokenizer."""
     few_shot: int = 4
     max_text_tokens: int = 256
     chunk_size: int = 32

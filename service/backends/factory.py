@@ -31,7 +31,10 @@ def make_teacher(settings: Settings) -> Teacher:
     if backend == "vllm_server":
         from service.backends.teacher_vllm_server import VLLMServerTeacher
 
-        return VLLMServerTeacher(settings.teacher.vllm_url, model=str(teacher_model_dir(settings)))
+        folder = teacher_model_dir(settings)
+        return VLLMServerTeacher(
+            settings.teacher.vllm_url, model=settings.teacher.served_model_name or str(folder), tokenizer_dir=folder
+        )
     if backend == "vllm_offline":
         from service.backends.teacher_vllm_offline import VLLMOfflineTeacher
 
