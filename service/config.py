@@ -24,6 +24,9 @@ class TeacherSettings(BaseModel):
     model: str = "smollm2-135m-instruct"
     """A folder of weights, or the name of a packaged model ("smollm2-135m-instruct")."""
     vllm_url: str = "http://127.0.0.1:8000"
+    vllm_urls: list[str] = Field(default_factory=list)
+    """Several vLLM servers of the same model (replicas), in place of vllm_url: requests go to the one with the
+    fewest in flight, and one that cannot be reached is set aside for 30 s (a JSON list in the environment)."""
     served_model_name: str | None = None
     """The name the vLLM server serves the model under (its --served-model-name), which requests must name; None:
     the model folder's path, vLLM's own default. The folder still gives the tokenizer."""

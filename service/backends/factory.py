@@ -33,7 +33,9 @@ def make_teacher(settings: Settings) -> Teacher:
 
         folder = teacher_model_dir(settings)
         return VLLMServerTeacher(
-            settings.teacher.vllm_url, model=settings.teacher.served_model_name or str(folder), tokenizer_dir=folder
+            settings.teacher.vllm_urls or settings.teacher.vllm_url,
+            model=settings.teacher.served_model_name or str(folder),
+            tokenizer_dir=folder,
         )
     if backend == "vllm_offline":
         from service.backends.teacher_vllm_offline import VLLMOfflineTeacher

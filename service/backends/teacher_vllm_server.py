@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import httpx
 
+from service.backends.server_pool import ServerPool
 from service.backends.teacher_tokens import TeacherTokenizer, score_by_next_token
 from service.ports import ScoreRequest, TeacherUnavailable
 
@@ -41,10 +42,13 @@ class TeacherRequestError(RuntimeError):
         self.raw = raw
 
 
+SLOW = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+
+
 class VLLMServerTeacher:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str,
         *,
         tokenizer_dir: Path | None = None,
@@ -60,7 +64,9 @@ class VLLMServerTeacher:
         max_continuation_tokens: int = 32,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """model: the server's model name; tokenizer_dir defaults to model when that is a folder.
+        """base_url: one server, or several serving the same model (requests go to the one with the fewest in
+        flight; one that cannot be reached is set aside and its requests go to the others). model: the server's
+        model name; tokenizer_dir defaults to model when that is a folder.
 
         max_wait_s: how long calls keep retrying an unreachable server before TeacherUnavailable.
         transport: an httpx transport to use instead of the network (tests).
@@ -68,7 +74,7 @@ class VLLMServerTeacher:
         folder = tokenizer_dir or Path(model)
         if not folder.is_dir():
             raise ValueError(f"no tokenizer folder for {model!r}; pass tokenizer_dir")
-        self._url = base_url.rstrip("/")
+        self._servers = ServerPool([base_url] if isinstance(base_url, str) else base_url)
         self._model = model
         self._tokens = TeacherTokenizer(folder)
         self._mode: ScoringMode = mode
@@ -183,26 +189,35 @@ class VLLMServerTeacher:
         return scores
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        """One HTTP call, retried with exponential backoff and jitter while the server is unreachable."""
+        """One HTTP call, retried with exponential backoff and jitter while no server answers; a server that cannot
+        be reached is set aside, and the call goes at once to another one when there is one."""
         attempt = 0
         first_failure: float | None = None
         while True:
-            try:
-                response = self._client.request(method, f"{self._url}{path}", json=body)
-                if response.status_code == 200:
-                    return response.json()
-                if response.status_code not in (408, 429) and response.status_code < 500:
-                    raise TeacherRequestError(f"vLLM answered HTTP {response.status_code}", response.text)
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
+            with self._servers.lease() as url:
+                try:
+                    response = self._client.request(method, f"{url}{path}", json=body)
+                    if response.status_code == 200:
+                        self._servers.mark_up(url)
+                        return response.json()
+                    if response.status_code not in (408, 429) and response.status_code < 500:
+                        raise TeacherRequestError(f"vLLM answered HTTP {response.status_code}", response.text)
+                    problem = f"{url}: HTTP {response.status_code}: {response.text[:200]}"
+                except httpx.TransportError as error:
+                    problem = f"{url}: {type(error).__name__}: {error}"
+                    if not isinstance(error, SLOW):
+                        # Unreachable, or gone mid-request (killed): set aside. A slow answer is not a dead server.
+                        self._servers.mark_down(url)
+                        if self._servers.up():
+                            continue  # another server takes it now; no backoff while one is left
             now = time.monotonic()
             first_failure = now if first_failure is None else first_failure
             attempt += 1
             waited = now - first_failure
             if waited >= self._max_wait_s or (self._max_retries is not None and attempt > self._max_retries):
                 raise TeacherUnavailable(
-                    f"vLLM at {self._url} unavailable after {attempt} attempts over {waited:.0f} s: {problem}"
+                    f"vLLM at {', '.join(self._servers.urls)} unavailable after {attempt} attempts over "
+                    f"{waited:.0f} s: {problem}"
                 )
             base, cap = self._backoff
             delay = min(cap, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)

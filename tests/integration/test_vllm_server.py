@@ -17,7 +17,7 @@ import pytest
 from service.backends.models import converted_model_dir, default_cache_dir, smollm2_gguf_path
 from service.backends.teacher_transformers import TransformersTeacher
 from service.backends.teacher_vllm_server import VLLMServerTeacher
-from service.backends.vllm_env import ServerOptions, VLLMServer, running_server, server_counters
+from service.backends.vllm_env import ServerOptions, VLLMServer, free_port, running_server, server_counters
 from service.datasets import load_builtin
 from service.pipeline.calibration import normalize
 from service.pipeline.render import default_prompts_dir, label_continuations, render_prompt
@@ -101,3 +101,19 @@ def test_prompts_scored_again_are_read_from_the_prefix_cache(served: tuple[VLLMS
     queries = after["vllm:prefix_cache_queries_total"] - before["vllm:prefix_cache_queries_total"]
     hits = after["vllm:prefix_cache_hits_total"] - before["vllm:prefix_cache_hits_total"]
     assert queries > 0 and hits / queries > 0.5, (hits, queries)
+
+
+def test_a_replica_that_is_gone_loses_no_item(served: tuple[VLLMServer, Path]) -> None:
+    """Two teacher URLs, one with no server behind it (a replica killed before the run): every request lands on
+    the live one, with the scores it gives alone."""
+    server, model_dir = served
+    requests = _requests()
+    alone = VLLMServerTeacher(server.base_url, server.model, tokenizer_dir=model_dir)
+    pair = VLLMServerTeacher(
+        [f"http://127.0.0.1:{free_port()}", server.base_url], server.model, tokenizer_dir=model_dir, max_wait_s=30.0
+    )
+    try:
+        np.testing.assert_allclose(pair.score(requests), alone.score(requests), atol=1e-5)
+    finally:
+        alone.close()
+        pair.close()

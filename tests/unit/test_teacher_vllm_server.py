@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from service.backends.cpu import BF16_CPU_FLAGS, cpu_flags
+from service.backends.server_pool import ServerPool
 from service.backends.teacher_vllm_server import (
     MAX_LOGPROB_TOKEN_IDS,
     ScoringMode,
@@ -157,7 +158,7 @@ def test_deploy_configs_let_the_client_ask_for_every_label_token() -> None:
     root = Path(__file__).resolve().parents[2]
     for config in ("deploy/compose.yaml", "deploy/k8s/understudy.yaml"):
         text = root.joinpath(config).read_text()
-        found = re.findall(r'--max-logprobs"?,?\s*"?(\d+)', text)
+        found = re.findall(r'--max-logprobs"?,?\s*(?:-\s*)?"?(\d+)', text)
         assert found and all(int(n) >= MAX_LOGPROB_TOKEN_IDS for n in found), config
     command = VLLMServer(Path("python"), Path("model"), ServerOptions(), Path("log")).command()
     assert int(command[command.index("--max-logprobs") + 1]) >= MAX_LOGPROB_TOKEN_IDS
@@ -201,3 +202,54 @@ def test_the_server_runs_in_bfloat16_where_the_hardware_computes_it(tmp_path: Pa
     assert cpu_flags(tmp_path / "absent") == frozenset()
     assert VLLMServer(Path("python"), Path("model"), ServerOptions(), Path("log"), gpu=True).dtype == "bfloat16"
     assert VLLMServer(Path("python"), Path("model"), ServerOptions(dtype="float32"), Path("log")).dtype == "float32"
+
+
+def test_replicas_share_the_requests_and_a_dead_one_loses_nothing(tokenizer_dir: Path) -> None:
+    """Two servers: requests spread over both; once one stops answering, every request goes to the other at once
+    (no backoff), with the same scores."""
+    fake = FakeVLLM()
+    served: dict[str, int] = {"a": 0, "b": 0}
+    dead = {"a": False}
+
+    def replicas(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if dead.get(host):
+            raise httpx.ConnectError("refused", request=request)
+        served[host] += 1
+        return fake(request)
+
+    teacher = VLLMServerTeacher(
+        ["http://a", "http://b"],
+        "m",
+        tokenizer_dir=tokenizer_dir,
+        items_per_request=1,
+        backoff_base_s=5.0,
+        transport=httpx.MockTransport(replicas),
+    )
+    np.testing.assert_allclose(teacher.score(REQUESTS * 4), expected(teacher) * 4)
+    assert served["a"] > 0 and served["b"] > 0, served
+    dead["a"] = True
+    before = dict(served)
+    started = time.monotonic()
+    np.testing.assert_allclose(teacher.score(REQUESTS * 4), expected(teacher) * 4)
+    assert time.monotonic() - started < 2.0, "no backoff while a server is left"
+    assert served["a"] == before["a"] and served["b"] > before["b"]
+
+
+def test_the_pool_picks_the_least_busy_reachable_server_and_retries_a_dead_one_later() -> None:
+    now = {"t": 0.0}
+    pool = ServerPool(["http://a/", "http://b"], down_s=30.0, clock=lambda: now["t"])
+    assert pool.urls == ("http://a", "http://b")
+    with pool.lease() as first, pool.lease() as second:
+        assert {first, second} == {"http://a", "http://b"}, "the busy one is passed over"
+    pool.mark_down("http://a")
+    with pool.lease() as chosen:
+        assert chosen == "http://b" and pool.up() == ["http://b"]
+    now["t"] = 31.0
+    assert pool.up() == ["http://a", "http://b"], "tried again once its time out is over"
+    pool.mark_down("http://a")
+    pool.mark_down("http://b")
+    with pool.lease() as chosen:
+        assert chosen == "http://a", "all down: the one back first"
+    with pytest.raises(ValueError, match="at least one"):
+        ServerPool([])
