@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     max_text_chars: int = 1_000_000
     """Longer texts are rejected with 422; shorter ones are cut token-aware to the teacher's context (flagged)."""
     max_batch_items: int = 10_000
+    label_job_items: int = Field(default=1000, ge=1)
+    """Items per label job: a larger batch is split into chunk jobs that several workers share."""
     max_body_bytes: int = 32 * 1024 * 1024
 
     rate_limit_per_s: float = Field(default=200.0, ge=0)

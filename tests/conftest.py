@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,17 +26,23 @@ PG_ADMIN_URL = os.environ.get("UNDERSTUDY_TEST_PG", "postgresql+psycopg://postgr
 ADMIN_KEY = "test-admin-key"
 
 
-def _postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+def postgres_admin() -> Any:
+    """An autocommit connection to the PostgreSQL server the tests use; the test is skipped (with why) where it is
+    not reachable, unless UNDERSTUDY_REQUIRE_POSTGRES=1."""
     import psycopg
 
     plain = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
     try:
-        admin = psycopg.connect(plain, autocommit=True, connect_timeout=3)
+        return psycopg.connect(plain, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         if os.environ.get("UNDERSTUDY_REQUIRE_POSTGRES") == "1":
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc.__class__.__name__}); set UNDERSTUDY_TEST_PG")
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    admin = postgres_admin()
     name = f"understudy_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:

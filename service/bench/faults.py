@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,13 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         return subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _teacher(stack_env: dict[str, str], port: int, model: str, log: Path) -> subprocess.Popen[bytes]:
+def _teacher(
+    stack_env: dict[str, str], port: int, model: str, log: Path, *, delay_ms: float = 5.0
+) -> subprocess.Popen[bytes]:
     process = _spawn(
-        ["-m", "service.bench.fake_vllm", "--port", str(port), "--model", model, "--delay-ms", "5"], stack_env, log
+        ["-m", "service.bench.fake_vllm", "--port", str(port), "--model", model, "--delay-ms", str(delay_ms)],
+        stack_env,
+        log,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -85,9 +89,16 @@ def _teacher(stack_env: dict[str, str], port: int, model: str, log: Path) -> sub
 
 
 @contextlib.contextmanager
-def service_stack(database_url: str, work: Path, *, workers: int) -> Iterator[Stack]:
-    """The API (uvicorn, no embedded worker), ``workers`` workers and the stand-in teacher server, on a database,
-    until the block ends."""
+def service_stack(
+    database_url: str,
+    work: Path,
+    *,
+    workers: int,
+    teacher_delay_ms: float = 5.0,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Stack]:
+    """The API (uvicorn, no embedded worker), ``workers`` workers and the stand-in teacher server (sleeping
+    ``teacher_delay_ms`` per prompt), on a database, until the block ends; ``extra_env`` adds settings."""
     from service.backends.factory import teacher_model_dir
     from service.config import Settings
 
@@ -103,8 +114,9 @@ def service_stack(database_url: str, work: Path, *, workers: int) -> Iterator[St
         "UNDERSTUDY_JOB_LEASE_S": str(JOB_LEASE_S),
         "UNDERSTUDY_RATE_LIMIT_PER_S": "0",
         "HF_HUB_OFFLINE": "1",
+        **(extra_env or {}),
     }
-    teacher = [_teacher(env, port, model, work / "teacher.log")]
+    teacher = [_teacher(env, port, model, work / "teacher.log", delay_ms=teacher_delay_ms)]
     running: list[subprocess.Popen[bytes]] = []
     api: list[subprocess.Popen[bytes]] = []
     try:
@@ -122,6 +134,12 @@ def service_stack(database_url: str, work: Path, *, workers: int) -> Iterator[St
 
 
 def _post_batch(stack: Stack, items: int) -> dict[str, Any]:
+    create_task(stack)
+    return post_batch(stack, items)
+
+
+def create_task(stack: Stack) -> None:
+    """The task the benchmarks label: SMS Spam's labels, with no reviewer to wait for."""
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     task = {
         "name": "faults",
@@ -131,8 +149,13 @@ def _post_batch(stack: Stack, items: int) -> dict[str, Any]:
         "review_budget": 1,  # no reviewer here: cold start must not wait for one
     }
     httpx.post(f"{stack.url}/v1/tasks", json=task, headers=admin, timeout=30).raise_for_status()
+
+
+def post_batch(stack: Stack, items: int, *, prefix: str = "f") -> dict[str, Any]:
+    """A batch of ``items`` SMS Spam texts (repeated, numbered) for the task ``create_task`` made."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     texts = [text for text, _ in load_builtin("sms_spam")]
-    body = {"items": [{"id": f"f{i}", "text": f"{texts[i % len(texts)]} #{i}"} for i in range(items)]}
+    body = {"items": [{"id": f"{prefix}{i}", "text": f"{texts[i % len(texts)]} #{i}"} for i in range(items)]}
     response = httpx.post(f"{stack.url}/v1/tasks/faults/batches", json=body, headers=admin, timeout=120)
     response.raise_for_status()
     batch: dict[str, Any] = response.json()

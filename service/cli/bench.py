@@ -320,3 +320,40 @@ def bench_bulk(
             json_out=json_out,
         )
     )
+
+
+@bench_app.command("scale")
+def bench_scale(
+    workers: Annotated[str, typer.Option(help="Worker counts to run, comma-separated.")] = "1,2,4",
+    items: Annotated[int, typer.Option(help="Items in the timed batch.", min=1)] = 2000,
+    job_items: Annotated[int, typer.Option(help="Items per chunk job.", min=1)] = 50,
+    teacher_delay_ms: Annotated[float, typer.Option(help="The stand-in teacher's sleep per prompt.", min=0)] = 80.0,
+    postgres: PostgresOpt = DEFAULT_POSTGRES,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """One batch labeled by 1, 2 and 4 worker processes sharing its chunk jobs on PostgreSQL, with a stand-in
+    teacher that sleeps per prompt: items/s, speed-up, and items lost or labeled twice."""
+    import tempfile
+
+    from service.bench.scale import run_scale
+
+    try:
+        counts = [int(part) for part in workers.split(",")]
+    except ValueError as exc:
+        raise fail(f"--workers takes counts separated by commas, e.g. 1,2,4; not {workers!r}") from exc
+    if not counts or min(counts) < 1:
+        raise fail(f"each worker count must be at least 1, not {workers!r}")
+
+    def run() -> Mapping[str, Any]:
+        with tempfile.TemporaryDirectory() as work:
+            return run_scale(
+                workers=counts,
+                items=items,
+                job_items=job_items,
+                teacher_delay_ms=teacher_delay_ms,
+                pg_admin_url=postgres,
+                work=Path(work),
+                json_out=json_out,
+            )
+
+    _print_table(run)

@@ -1,5 +1,6 @@
-"""The label_batch job: score a batch's queued items chunk by chunk and route each to accept or review (items
-imported with a human label are only embedded, to join the labeled pool).
+"""The label_batch job: score the queued items of one chunk of a batch, step by step, and route each to accept or
+review (items imported with a human label are only embedded, to join the labeled pool). A batch has one such job
+per ``batches.JOB_ITEMS`` items, claimed by any worker, so several workers share a large batch.
 
 Each chunk is read in one short transaction, scored outside any transaction, and written in one transaction that
 only touches items still queued, so a retried job (after a crash or a lost lease) labels every item exactly once.
@@ -51,19 +52,20 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         task_policy.rescore_queue(session, task, applied)
     policy = applied.policy
     batch_id = job.batch_id or 0
+    chunk = items.Chunk.of(job)
     limit = ctx.settings.teacher.chunk_size
     if policy.threshold is None and policy.uniform_draws:
         # Only draws count: items below the candidate's slice floor wait by priority and hold no draw back.
         room = ctx.settings.policy.seed_reviews - review.waiting_draws(session, task=task)
-        if not items.count_in_batch(session, batch_id=batch_id, queued=True):
+        if not items.count_in_batch(session, batch_id=batch_id, queued=True, chunk=chunk):
             return None
         if room <= 0:
             reviews = review.human_count(session, task_id=task.id)
             return f"cold start: waiting for reviewers ({reviews} reviews so far, no certified threshold yet)"
         # A uniform random draw keeps the cold-start reviews a valid sample for certifying a threshold.
-        queued = items.next_queued(session, batch_id=batch_id, limit=min(room, limit), at_random=True)
+        queued = items.next_queued(session, batch_id=batch_id, limit=min(room, limit), at_random=True, chunk=chunk)
     else:
-        queued = items.next_queued(session, batch_id=batch_id, limit=limit, at_random=False)
+        queued = items.next_queued(session, batch_id=batch_id, limit=limit, at_random=False, chunk=chunk)
     if not queued:
         return None
     student = students.promoted(session, task_id=task.id)
@@ -117,7 +119,9 @@ def _embed_imported_labels(ctx: WorkerContext, job: Job) -> bool:
     batch_id = job.batch_id or 0
     while True:
         with transaction(ctx.sessions) as session:
-            waiting = items.unembedded_labeled(session, batch_id=batch_id, limit=ctx.settings.teacher.chunk_size)
+            waiting = items.unembedded_labeled(
+                session, batch_id=batch_id, limit=ctx.settings.teacher.chunk_size, chunk=items.Chunk.of(job)
+            )
         if not waiting:
             return True
         with ctx.metered("embedder", len(waiting)):
@@ -141,7 +145,7 @@ def _renew(session: Session, ctx: WorkerContext, job: Job, message: str) -> bool
         job.id,
         worker=ctx.worker_id,
         lease_s=ctx.settings.job_lease_s,
-        done=items.count_in_batch(session, batch_id=job.batch_id or 0, queued=False),
+        done=items.count_in_batch(session, batch_id=job.batch_id or 0, queued=False, chunk=items.Chunk.of(job)),
         message=message,
     )
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.api.schemas.batches import ItemCreate
 from service.errors import Conflict, Invalid, NotFound
 from service.store import jobs
-from service.store.items import latest_rows
+from service.store.items import chunk_of, latest_rows
 from service.tables import Batch, DecisionRecord, Item, Job, Label, Prediction, Task
 
 ITEM_STATES = ("queued", "accepted", "review", "resolved")
@@ -27,10 +27,21 @@ def request_sha(items: Sequence[ItemCreate]) -> str:
     return digest.hexdigest()
 
 
+JOB_ITEMS = 1000
+"""Items per label_batch job: a larger batch is split into chunk jobs that any worker claims, so N workers share
+it."""
+
+
 def create_batch(
-    session: Session, task: Task, items: Sequence[ItemCreate], *, idempotency_key: str | None
+    session: Session,
+    task: Task,
+    items: Sequence[ItemCreate],
+    *,
+    idempotency_key: str | None,
+    job_items: int = JOB_ITEMS,
 ) -> tuple[Batch, bool]:
-    """The new batch and True, or the batch an earlier request with the same Idempotency-Key made and False."""
+    """The new batch and True, or the batch an earlier request with the same Idempotency-Key made and False. Its
+    items are labeled by ceil(n / ``job_items``) chunk jobs, each over the items ``in_chunk`` assigns it."""
     sha = request_sha(items)
     if idempotency_key is not None and (earlier := _earlier(session, task, idempotency_key, sha)) is not None:
         return earlier, False
@@ -56,7 +67,13 @@ def create_batch(
             for i in items
         ],
     )
-    jobs.enqueue(session, kind="label_batch", task_id=task.id, batch_id=batch.id, total=len(items))
+    chunks = max(1, -(-len(items) // job_items))
+    sizes = [0] * chunks
+    for item_id in session.scalars(select(Item.id).where(Item.batch_id == batch.id)):
+        sizes[chunk_of(item_id, chunks)] += 1
+    for chunk, size in enumerate(sizes):
+        payload = {"chunk": chunk, "chunks": chunks}
+        jobs.enqueue(session, kind="label_batch", task_id=task.id, batch_id=batch.id, payload=payload, total=size)
     return batch, True
 
 
@@ -82,8 +99,9 @@ def state_counts(session: Session, batch: Batch) -> dict[str, int]:
     return counts
 
 
-def batch_job(session: Session, batch: Batch) -> Job | None:
-    return session.scalar(select(Job).where(Job.batch_id == batch.id).order_by(Job.id.desc()).limit(1))
+def batch_jobs(session: Session, batch: Batch) -> list[Job]:
+    """The batch's chunk jobs, in chunk order."""
+    return list(session.scalars(select(Job).where(Job.batch_id == batch.id).order_by(Job.id)))
 
 
 @dataclass(frozen=True)

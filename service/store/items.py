@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from typing import TypedDict, TypeVar
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import BigInteger, ColumnElement, cast, delete, exists, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.pipeline.route import Decision
 from service.ports import FloatArray
 from service.store import review
 from service.store.history import VETO_REASONS, drawn_at_random
-from service.tables import DecisionRecord, Item, Label, Prediction, ReviewEntry, ReviewVote, utcnow
+from service.tables import DecisionRecord, Item, Job, Label, Prediction, ReviewEntry, ReviewVote, utcnow
 
 Row = TypeVar("Row", Label, Prediction, DecisionRecord)
 
@@ -77,17 +77,53 @@ class ItemOutcome:
     priority_explanation: str
 
 
-def next_queued(session: Session, *, batch_id: int, limit: int, at_random: bool) -> list[QueuedItem]:
-    """Up to ``limit`` items of the batch still queued: in id order, or a uniform random draw."""
-    query = select(Item.id, Item.text).where(Item.batch_id == batch_id, Item.state == "queued")
+_SPREAD = 2654435761
+"""Knuth's multiplicative hash: consecutive item ids land in different chunks, so a chunk is not a run of the
+client's order, and uniform draws within chunks stay spread over the batch."""
+
+
+def chunk_of(item_id: int, chunks: int) -> int:
+    """The chunk job (0..chunks-1) that labels an item (the same rule as ``in_chunk``, in Python)."""
+    return (item_id * _SPREAD) % 4294967296 % chunks
+
+
+def in_chunk(chunk: Chunk | None) -> ColumnElement[bool]:
+    """The items of one chunk job (every item for None: a job from before chunk jobs)."""
+    if chunk is None or chunk.chunks == 1:
+        return true()
+    # 64-bit arithmetic: the product overflows PostgreSQL's 32-bit integer.
+    spread = cast(Item.id, BigInteger) * literal(_SPREAD, BigInteger)
+    return spread % literal(4294967296, BigInteger) % chunk.chunks == chunk.chunk
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk: int
+    chunks: int
+
+    @classmethod
+    def of(cls, job: Job) -> Chunk | None:
+        payload = job.payload or {}
+        if "chunks" not in payload:
+            return None
+        return cls(chunk=int(payload["chunk"]), chunks=int(payload["chunks"]))
+
+
+def next_queued(
+    session: Session, *, batch_id: int, limit: int, at_random: bool, chunk: Chunk | None = None
+) -> list[QueuedItem]:
+    """Up to ``limit`` items of the batch (of one ``chunk`` of it) still queued: in id order, or a uniform random
+    draw."""
+    query = select(Item.id, Item.text).where(Item.batch_id == batch_id, Item.state == "queued", in_chunk(chunk))
     ordered = query.order_by(func.random() if at_random else Item.id).limit(limit)
     return [QueuedItem(int(item_id), str(text)) for item_id, text in session.execute(ordered).all()]
 
 
-def count_in_batch(session: Session, *, batch_id: int, queued: bool) -> int:
-    """Items of the batch still queued (``queued``) or already routed (not ``queued``)."""
+def count_in_batch(session: Session, *, batch_id: int, queued: bool, chunk: Chunk | None = None) -> int:
+    """Items of the batch (of one ``chunk`` of it) still queued (``queued``) or already routed (not ``queued``)."""
     state = Item.state == "queued" if queued else Item.state != "queued"
-    return int(session.scalar(select(func.count()).select_from(Item).where(Item.batch_id == batch_id, state)) or 0)
+    where = (Item.batch_id == batch_id, state, in_chunk(chunk))
+    return int(session.scalar(select(func.count()).select_from(Item).where(*where)) or 0)
 
 
 def predictions_per_item(session: Session) -> dict[int, int]:
@@ -121,12 +157,14 @@ def latest_rows(session: Session, table: type[Row], ids: list[int]) -> dict[int,
     return latest
 
 
-def unembedded_labeled(session: Session, *, batch_id: int, limit: int) -> list[tuple[int, str]]:
-    """(id, text) of the batch's items that came with a human label (resolved on import, never scored) and have
-    no embedding yet."""
+def unembedded_labeled(
+    session: Session, *, batch_id: int, limit: int, chunk: Chunk | None = None
+) -> list[tuple[int, str]]:
+    """(id, text) of the batch's items (of one ``chunk`` of it) that came with a human label (resolved on import,
+    never scored) and have no embedding yet."""
     rows = session.execute(
         select(Item.id, Item.text)
-        .where(Item.batch_id == batch_id, Item.state == "resolved", Item.embedding.is_(None))
+        .where(Item.batch_id == batch_id, Item.state == "resolved", Item.embedding.is_(None), in_chunk(chunk))
         .order_by(Item.id)
         .limit(limit)
     ).all()

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/tasks/{task}/batches", tags=["batches"])
 
 def batch_public(request: Request, session: SessionDep, task: Task, batch: Batch) -> BatchPublic:
     counts = batches.state_counts(session, batch)
-    job = batches.batch_job(session, batch)
+    jobs = batches.batch_jobs(session, batch)
     handled = batch.item_count - counts["queued"]
     url = str(request.url_for("read_batch", task=task.name, batch_id=batch.id))
     return BatchPublic(
@@ -31,7 +31,8 @@ def batch_public(request: Request, session: SessionDep, task: Task, batch: Batch
         counts=counts,
         progress=handled / batch.item_count if batch.item_count else 1.0,
         done=counts["queued"] == 0,
-        job_url=str(request.url_for("read_job", job_id=job.id)) if job else None,
+        job_url=str(request.url_for("read_job", job_id=jobs[0].id)) if jobs else None,
+        job_urls=[str(request.url_for("read_job", job_id=job.id)) for job in jobs],
         created_at=batch.created_at,
     )
 
@@ -56,7 +57,9 @@ def create_batch(
                 field=f"items.{index}.text",
             )
     task_row = tasks.get_task(session, task)
-    batch, created = batches.create_batch(session, task_row, body.items, idempotency_key=idempotency_key)
+    batch, created = batches.create_batch(
+        session, task_row, body.items, idempotency_key=idempotency_key, job_items=settings.label_job_items
+    )
     public = batch_public(request, session, task_row, batch)
     response.headers["Location"] = public.url
     if not created:

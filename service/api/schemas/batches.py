@@ -47,7 +47,10 @@ class BatchPublic(BaseModel):
     counts: dict[str, int]
     progress: float = Field(description="Share of items with a machine score or a human label.")
     done: bool
-    job_url: str | None
+    job_url: str | None = Field(description="The first of its label jobs.")
+    job_urls: list[str] = Field(
+        description="Its label jobs: one per `label_job_items` items, shared by the workers (one for most batches)."
+    )
     created_at: datetime
 
 
