@@ -113,7 +113,10 @@ def test_a_replica_that_is_gone_loses_no_item(served: tuple[VLLMServer, Path]) -
         [f"http://127.0.0.1:{free_port()}", server.base_url], server.model, tokenizer_dir=model_dir, max_wait_s=30.0
     )
     try:
-        np.testing.assert_allclose(pair.score(requests), alone.score(requests), atol=1e-5)
+        got, want = pair.score(requests), alone.score(requests)
+        assert len(got) == len(want) == len(requests)
+        for row, expected in zip(got, want, strict=True):
+            np.testing.assert_allclose(row, expected, atol=1e-5)
     finally:
         alone.close()
         pair.close()
