@@ -51,8 +51,6 @@ def bench_faults(
 ) -> None:
     """A batch labeled through a killed worker, a PostgreSQL restart, a teacher outage and a full disk: items lost,
     labeled twice, completion and the API's answers (restarts PostgreSQL and mounts a tmpfs: needs root)."""
-    import tempfile
-
     from service.bench.faults import SCENARIOS, run_faults
 
     chosen = scenario or list(SCENARIOS)
@@ -60,11 +58,9 @@ def bench_faults(
     if unknown:
         raise fail(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
 
-    def run() -> Mapping[str, Any]:
-        with tempfile.TemporaryDirectory() as work:
-            return run_faults(items=items, scenarios=chosen, pg_admin_url=postgres, work=Path(work), json_out=json_out)
-
-    _print_table(run)
+    _print_in_scratch(
+        lambda work: run_faults(items=items, scenarios=chosen, pg_admin_url=postgres, work=work, json_out=json_out)
+    )
 
 
 @bench_app.command("load")
@@ -79,25 +75,21 @@ def bench_load(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Clients posting batches while reviewers work, on PostgreSQL: p50/p99 per route, errors, peak memory."""
-    import tempfile
-
     from service.bench.load import run_load
 
-    def run() -> Mapping[str, Any]:
-        with tempfile.TemporaryDirectory() as work:
-            return run_load(
-                clients=clients,
-                reviewers=reviewers,
-                duration_s=duration,
-                batch_items=batch_items,
-                client_pause_s=client_pause,
-                workers=workers,
-                pg_admin_url=postgres,
-                work=Path(work),
-                json_out=json_out,
-            )
-
-    _print_table(run)
+    _print_in_scratch(
+        lambda work: run_load(
+            clients=clients,
+            reviewers=reviewers,
+            duration_s=duration,
+            batch_items=batch_items,
+            client_pause_s=client_pause,
+            workers=workers,
+            pg_admin_url=postgres,
+            work=work,
+            json_out=json_out,
+        )
+    )
 
 
 @bench_app.command("predict")
@@ -140,6 +132,17 @@ def _print_table(run: Callable[[], Mapping[str, Any]]) -> None:
     except (ServiceError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(result["table"])
+
+
+def _print_in_scratch(run: Callable[[Path], Mapping[str, Any]]) -> None:
+    """Run a benchmark in a scratch folder (removed afterwards) and print its table."""
+    import tempfile
+
+    def inside() -> Mapping[str, Any]:
+        with tempfile.TemporaryDirectory() as work:
+            return run(Path(work))
+
+    _print_table(inside)
 
 
 def _shares(budgets: str) -> tuple[float, ...]:
@@ -333,8 +336,6 @@ def bench_scale(
 ) -> None:
     """One batch labeled by 1, 2 and 4 worker processes sharing its chunk jobs on PostgreSQL, with a stand-in
     teacher that sleeps per prompt: items/s, speed-up, and items lost or labeled twice."""
-    import tempfile
-
     from service.bench.scale import run_scale
 
     try:
@@ -344,16 +345,14 @@ def bench_scale(
     if not counts or min(counts) < 1:
         raise fail(f"each worker count must be at least 1, not {workers!r}")
 
-    def run() -> Mapping[str, Any]:
-        with tempfile.TemporaryDirectory() as work:
-            return run_scale(
-                workers=counts,
-                items=items,
-                job_items=job_items,
-                teacher_delay_ms=teacher_delay_ms,
-                pg_admin_url=postgres,
-                work=Path(work),
-                json_out=json_out,
-            )
-
-    _print_table(run)
+    _print_in_scratch(
+        lambda work: run_scale(
+            workers=counts,
+            items=items,
+            job_items=job_items,
+            teacher_delay_ms=teacher_delay_ms,
+            pg_admin_url=postgres,
+            work=work,
+            json_out=json_out,
+        )
+    )

@@ -3,30 +3,22 @@ over its own chunk."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from service import db
-from service.config import PolicySettings, Settings
+from service.config import Settings
 from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.store import items
-from tests.conftest import ADMIN_KEY, SPAM_TASK
+from tests.conftest import SPAM_TASK
 from tests.fakes import HashEmbedder, KeywordTeacher
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        adapters_dir=tmp_path / "adapters",
-        admin_key=ADMIN_KEY,
-        policy=PolicySettings(min_reviews=30, seed_reviews=40),
-        label_job_items=10,
-    )
+def settings(settings: Settings) -> Settings:
+    """The shared settings, with chunk jobs of 10 items."""
+    return settings.model_copy(update={"label_job_items": 10})
 
 
 def test_two_workers_share_a_batch_in_chunk_jobs(
