@@ -118,8 +118,14 @@ def import_tasks(
     existing = _items_by_external_id(session, task, [t.item.id for t in imported])
     fresh = [t for t in imported if t.item.id not in existing]
     matched = [t for t in imported if t.item.id in existing]
+    labeled_rows = [t for t in matched if t.label is not None]
+    ids = [existing[t.item.id].id for t in labeled_rows]
+    finals: dict[int, Label] = {}
+    for start in range(0, len(ids), MATCH_CHUNK):
+        finals.update(latest_rows(session, Label, ids[start : start + MATCH_CHUNK]))
     changed = sum(
-        _label(session, task, existing[t.item.id], t, importer=importer) for t in matched if t.label is not None
+        _label(session, task, existing[t.item.id], t, importer=importer, final=finals.get(existing[t.item.id].id))
+        for t in labeled_rows
     )
     batch, created = None, False
     added_labels = 0
@@ -130,7 +136,7 @@ def import_tasks(
             for item in session.scalars(
                 select(Item).where(Item.batch_id == batch.id, Item.external_id.in_(list(labeled)))
             ):
-                added_labels += _label(session, task, item, labeled[item.external_id], importer=importer)
+                added_labels += _label(session, task, item, labeled[item.external_id], importer=importer, final=None)
     session.flush()
     return ImportResult(
         batch=batch,
@@ -155,15 +161,13 @@ def _items_by_external_id(session: Session, task: Task, external_ids: Sequence[s
     return found
 
 
-def _label(session: Session, task: Task, item: Item, row: ImportedTask, *, importer: str) -> bool:
-    """Write the row's label as the item's latest human label unless it is that already; the item leaves the review
-    queue (or adjudication) resolved. Returns whether a label was written."""
+def _label(session: Session, task: Task, item: Item, row: ImportedTask, *, importer: str, final: Label | None) -> bool:
+    """Write the row's label (not None) as the item's latest human label unless a resolved item has it already as
+    its ``final`` label (the latest label row; a resolved item's is human); the item leaves the review queue (or
+    adjudication) resolved. Returns whether a label was written."""
     if row.label is None:
-        return False
-    latest = session.scalar(
-        select(Label).where(Label.item_id == item.id, Label.source == "human").order_by(Label.id.desc()).limit(1)
-    )
-    if latest is not None and latest.label == row.label and item.state == "resolved":
+        raise ValueError("only a labeled row is written")
+    if item.state == "resolved" and final is not None and final.label == row.label:
         return False
     reviewer = (row.annotator or importer)[:200]
     label = Label(
