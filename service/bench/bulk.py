@@ -42,7 +42,7 @@ def _environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def _prepare(
+def prepare(
     settings: Settings, train: list[tuple[str, str]], labels: list[str], *, epsilon: float, seed: int
 ) -> TrainStudentResult:
     """Task, imported human labels, a trained and promoted student; returns the training job's result."""
@@ -73,7 +73,7 @@ def _prepare(
     return result
 
 
-def _write_input(path: Path, texts: list[tuple[str, str]], rows: int) -> dict[str, str]:
+def write_input(path: Path, texts: list[tuple[str, str]], rows: int) -> dict[str, str]:
     """A CSV of `rows` rows cycling through `texts`; returns gold by row id."""
     gold: dict[str, str] = {}
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -170,11 +170,11 @@ def run_bulk_bench(
     settings = Settings(data_dir=work_dir / "data", adapters_dir=work_dir / "adapters")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    trained = _prepare(settings, train, labels, epsilon=epsilon, seed=seed)
+    trained = prepare(settings, train, labels, epsilon=epsilon, seed=seed)
     prepare_s = time.perf_counter() - started
     source, out = work_dir / "items.csv", work_dir / "labels.jsonl"
     out.unlink(missing_ok=True)
-    gold = _write_input(source, held_out, rows)
+    gold = write_input(source, held_out, rows)
     killed = _label(settings, source, out, escalate, kill_after_s, kill_after_rows)
     rows_at_kill = _lines(out)
     resumed = _label(settings, source, out, escalate, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -42,6 +43,11 @@ def label(
         str,
         typer.Option(help="Where rows the student is unsure of go: 'teacher', or 'review' (flagged, no teacher)."),
     ] = "teacher",
+    engine: Annotated[str, typer.Option(help="'local' (this process) or 'ray' (Ray Data actors).")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join ('auto' for a running one); default: start one here.")
+    ] = None,
+    actors: Annotated[int, typer.Option(help="Labeling actors on Ray, one CPU each.", min=1)] = 2,
 ) -> None:
     """Bulk-label a file through the cascade: the promoted student first, the teacher for the unsure. Resumable."""
     from tqdm import tqdm
@@ -55,11 +61,20 @@ def label(
         raise fail(f"no such file: {file}")
     if escalate not in ("teacher", "review"):
         raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
+    if engine not in ("local", "ray"):
+        raise fail(f"--engine must be 'local' or 'ray', not {engine!r}")
+    if engine == "local" and address is not None:
+        raise fail("--address needs --engine ray")
+    label_with = label_file
+    if engine == "ray":
+        from service.jobs.bulk_ray import label_file_ray
+
+        label_with = functools.partial(label_file_ray, actors=actors, address=address)
     ctx = WorkerContext.from_settings(get_settings())
     try:
-        total = sum(1 for _ in tabular.iter_rows(file, tabular.format_of(file)))
+        total = tabular.count_rows(file)
         with tqdm(total=total, desc=f"labeling {file.name}", unit="row") as bar:
-            counts = label_file(
+            counts = label_with(
                 ctx,
                 task_name=task,
                 path=file,

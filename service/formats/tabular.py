@@ -101,6 +101,19 @@ def iter_rows(source: bytes | Path, fmt: TableFormat) -> Iterator[dict[str, Any]
                 yield from _json_lines(lines, where)
 
 
+def count_rows(path: Path) -> int:
+    """Rows in a file: from a Parquet file's footer, else by reading it through."""
+    if format_of(path) == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except pa.ArrowInvalid as exc:
+            raise Invalid(f"{path}: not a Parquet file: {exc}", field="body") from exc
+    return sum(1 for _ in iter_rows(path, format_of(path)))
+
+
 @contextmanager
 def _text_lines(source: bytes | Path, where: str) -> Iterator[Iterator[str]]:
     """The lines of UTF-8 text (a leading BOM dropped); an Invalid when the bytes are not UTF-8."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,16 @@ from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.pipeline.cascade import student_policy
+from service.pipeline.policy import Policy
+from service.pipeline.pool import LabeledPool
+from service.ports import TaskDef
 from service.store import history, students, tasks, usage
+from service.task_policy import TaskLabeler
 
 CHUNK_ROWS = 256
+
+Record = dict[str, Any]
+"""One output line: id, label, confidence, source, accepted, reasons, model, prompt_version, truncated."""
 
 
 def completed_rows(out: Path) -> int:
@@ -37,7 +45,7 @@ def completed_rows(out: Path) -> int:
     return data[:complete].count(b"\n")
 
 
-def _rows(path: Path, text_field: str, id_field: str | None, skip: int) -> Iterator[tuple[str, str]]:
+def read_rows(path: Path, text_field: str, id_field: str | None, skip: int) -> Iterator[tuple[str, str]]:
     for number, row in enumerate(itertools.islice(tabular.iter_rows(path, tabular.format_of(path)), skip, None), skip):
         if text_field not in row:
             raise Invalid(f"{path}: row {number + 1} has no field {text_field!r}", field="text_field")
@@ -45,6 +53,86 @@ def _rows(path: Path, text_field: str, id_field: str | None, skip: int) -> Itera
         if not isinstance(text, str) or not text.strip():
             raise Invalid(f"{path}: row {number + 1}: {text_field!r} must be a non-empty string", field="text_field")
         yield (str(row[id_field]) if id_field and id_field in row else str(number)), text
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    """What every chunk of a bulk run is labeled with: the task's state when the run starts."""
+
+    task_id: int
+    task_def: TaskDef
+    policy: Policy
+    labeler: TaskLabeler
+    student_path: str | None
+    student_policy: Policy | None
+    escalate_to_teacher: bool
+    pool: LabeledPool
+
+
+def plan_bulk(ctx: WorkerContext, *, task_name: str, escalate_to_teacher: bool) -> BulkPlan:
+    """The task's policy, labeler, promoted student and pool, read once. With ``escalate_to_teacher`` false the
+    teacher is never called: rows the promoted student is unsure of keep its label, not accepted, with the reason
+    student_unsure (a fast first pass; those rows can go to the teacher later)."""
+    with transaction(ctx.sessions) as session:
+        task = tasks.get_task(session, task_name)
+        reviews = history.uniform_reviews(session, task_id=task.id)
+        applied = task_policy.applied(session, task, reviews=reviews, min_reviews=ctx.settings.policy.min_reviews)
+        student = students.promoted(session, task_id=task.id)
+        if student is None and not escalate_to_teacher:
+            raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
+        return BulkPlan(
+            task_id=task.id,
+            task_def=tasks.task_def(task),
+            policy=applied.policy,
+            labeler=applied.labeler,
+            student_path=student.path if student else None,
+            student_policy=student_policy(applied.policy, student.metrics) if student else None,
+            escalate_to_teacher=escalate_to_teacher,
+            pool=ctx.pool(session, task.id),
+        )
+
+
+def label_chunk(ctx: WorkerContext, plan: BulkPlan, rows: list[int], chunk: list[tuple[str, str]]) -> list[Record]:
+    """Output records of one chunk: ``rows`` are the input row numbers (the items' audit draws), ``chunk`` the
+    (id, text) pairs. The model time it took is written to the task's usage."""
+    chunk_plan = ChunkPlan(
+        task_id=plan.task_id,
+        item_ids=rows,
+        texts=[text for _, text in chunk],
+        policy=plan.policy,
+        student_path=plan.student_path,
+        student_policy=plan.student_policy,
+        escalate_to_teacher=plan.escalate_to_teacher,
+        labeler=plan.labeler,
+    )
+    outcomes = score_chunk(ctx, plan.task_def, chunk_plan, plan.pool)
+    spent = ctx.take_usage()
+    with transaction(ctx.sessions) as session:
+        usage.record(session, task_id=plan.task_id, job_id=None, rows=spent)
+    metrics.record_usage(ctx, spent)
+    return [
+        {
+            "id": row_id,
+            "label": result.label,
+            "confidence": round(result.confidence, 6),
+            "source": result.score.source,
+            "accepted": result.decision.accept,
+            "reasons": list(result.decision.reasons),
+            "model": result.score.model,
+            "prompt_version": result.score.template_sha or None,
+            "truncated": result.score.truncated,
+        }
+        for (row_id, _), result in zip(chunk, outcomes, strict=True)
+    ]
+
+
+def new_counts(resumed_from: int) -> dict[str, int]:
+    return {"resumed_from": resumed_from, "student": 0, "teacher": 0, "review": 0}
+
+
+def count(counts: dict[str, int], record: Record) -> None:
+    counts[record["source"]] += 1
+    counts["review"] += not record["accepted"]
 
 
 def label_file(
@@ -57,60 +145,18 @@ def label_file(
     id_field: str | None,
     progress: Callable[[int], object],
     escalate_to_teacher: bool = True,
-) -> dict[str, Any]:
-    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops.
-
-    With ``escalate_to_teacher`` false the teacher is never called: rows the promoted student is unsure of keep
-    its label, not accepted, with the reason student_unsure (a fast first pass; those rows can go to the
-    teacher later)."""
-    with transaction(ctx.sessions) as session:
-        task = tasks.get_task(session, task_name)
-        task_def = tasks.task_def(task)
-        reviews = history.uniform_reviews(session, task_id=task.id)
-        applied = task_policy.applied(session, task, reviews=reviews, min_reviews=ctx.settings.policy.min_reviews)
-        policy = applied.policy
-        student = students.promoted(session, task_id=task.id)
-        student_path = student.path if student else None
-        chosen = student_policy(policy, student.metrics) if student else None
-        if student is None and not escalate_to_teacher:
-            raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
-        pool = ctx.pool(session, task.id)
+) -> dict[str, int]:
+    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops."""
+    plan = plan_bulk(ctx, task_name=task_name, escalate_to_teacher=escalate_to_teacher)
     done = completed_rows(out)
     progress(done)
-    counts: dict[str, int] = {"resumed_from": done, "student": 0, "teacher": 0, "review": 0}
-    rows = _rows(path, text_field, id_field, done)
+    counts = new_counts(done)
+    rows = read_rows(path, text_field, id_field, done)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as handle:
         while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
-            plan = ChunkPlan(
-                task_id=task.id,
-                item_ids=list(range(done, done + len(chunk))),
-                texts=[text for _, text in chunk],
-                policy=policy,
-                student_path=student_path,
-                student_policy=chosen,
-                escalate_to_teacher=escalate_to_teacher,
-                labeler=applied.labeler,
-            )
-            outcomes = score_chunk(ctx, task_def, plan, pool)
-            spent = ctx.take_usage()
-            with transaction(ctx.sessions) as session:
-                usage.record(session, task_id=task.id, job_id=None, rows=spent)
-            metrics.record_usage(ctx, spent)
-            for (row_id, _), result in zip(chunk, outcomes, strict=True):
-                counts[result.score.source] += 1
-                counts["review"] += not result.decision.accept
-                record = {
-                    "id": row_id,
-                    "label": result.label,
-                    "confidence": round(result.confidence, 6),
-                    "source": result.score.source,
-                    "accepted": result.decision.accept,
-                    "reasons": list(result.decision.reasons),
-                    "model": result.score.model,
-                    "prompt_version": result.score.template_sha or None,
-                    "truncated": result.score.truncated,
-                }
+            for record in label_chunk(ctx, plan, list(range(done, done + len(chunk))), chunk):
+                count(counts, record)
                 handle.write(json.dumps(record) + "\n")
             handle.flush()
             done += len(chunk)
