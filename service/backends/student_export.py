@@ -9,7 +9,9 @@
   embedding of the token-type id (0, [PAD]) to every token. XLM averages over the padded length, so it is exact
   one text at a time (the pipeline's default) and only then: padded batches give wrong probabilities.
 - ``onnx``: the same network exported with ``torch.onnx``: inputs ``input_ids`` and ``attention_mask`` (int64),
-  output ``logits``; the mean is over the real tokens, so it is exact in batches too.
+  output ``logits``; the mean is over the real tokens, so it is exact in batches too. Beside it, ``model.int8.onnx``
+  is the same graph with its weights quantized to int8 by onnxruntime (dynamic quantization: the fast one on a
+  CPU, at a small cost in agreement that the export test bounds).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from service.backends.student_model import MiniLMClassifier
 from service.ports import FloatArray, StudentExportFormat
 
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
 ONNX_CONFIG = "onnx_config.json"
 OPSET = 17
 
@@ -47,8 +50,10 @@ def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, ca
         _as_xlm(network, labels, pad_id=int(tokenizer.pad_token_id)).save_pretrained(str(out))
     else:
         _to_onnx(network, tokenizer, out / ONNX_FILE)
+        _quantize(out / ONNX_FILE, out / ONNX_INT8_FILE)
         config = {
             "labels": list(labels),
+            "models": {"float32": ONNX_FILE, "int8": ONNX_INT8_FILE},
             "inputs": ["input_ids", "attention_mask"],
             "output": "logits",
             "max_length": student.meta.max_length,
@@ -156,19 +161,26 @@ def _to_onnx(network: MiniLMClassifier, tokenizer: Any, path: Path) -> None:
     )
 
 
+def _quantize(model: Path, out: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel scales: per-tensor ones moved SMS Spam probabilities by up to 0.42, per-channel by 0.13.
+    quantize_dynamic(str(model), str(out), weight_type=QuantType.QInt8, per_channel=True)
+
+
 def exported_scorer(
-    folder: Path, fmt: StudentExportFormat, *, batch_size: int
+    folder: Path, fmt: StudentExportFormat, *, batch_size: int, onnx_file: str = ONNX_FILE
 ) -> Callable[[Sequence[str]], FloatArray]:
-    """Probabilities of texts from an exported folder, as a user of the export would get them: onnxruntime with the
-    saved tokenizer in batches of texts of similar length, or the transformers pipeline (``batch_size`` 1 is its
-    exact mode). For benchmarks."""
+    """Probabilities of texts from an exported folder, as a user of the export would get them: onnxruntime on
+    ``onnx_file`` with the saved tokenizer in batches of texts of similar length, or the transformers pipeline
+    (``batch_size`` 1 is its exact mode). For benchmarks."""
     from transformers import AutoTokenizer, pipeline
 
     if fmt == "onnx":
         import onnxruntime
 
         tokenizer: Any = AutoTokenizer.from_pretrained(str(folder))
-        session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(folder / onnx_file), providers=["CPUExecutionProvider"])
         max_length = int(json.loads((folder / ONNX_CONFIG).read_text())["max_length"])
 
         def run_onnx(texts: Sequence[str]) -> FloatArray:

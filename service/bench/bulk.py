@@ -33,7 +33,7 @@ TASK_NAME = "bulk"
 TRAIN_EPOCHS = 5
 
 
-def _environment(settings: Settings) -> dict[str, str]:
+def environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "UNDERSTUDY_DATA_DIR": str(settings.data_dir),
@@ -103,7 +103,7 @@ def _label(
     command = [sys.executable, "-m", "service.cli", "label", str(source), "--task", TASK_NAME, "--out", str(out)]
     command += ["--id-field", "id", "--escalate", escalate]
     started = time.perf_counter()
-    child = subprocess.Popen(command, env=_environment(settings), stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, env=environment(settings), stdout=subprocess.PIPE, text=True)
     deadline = None if kill_after_s is None else started + kill_after_s
     while True:
         # wait4 rather than Popen.wait: it also hands back the child's peak memory.

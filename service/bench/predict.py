@@ -4,8 +4,8 @@
   `uvicorn` (one worker, a subprocess, the task's own database): p50/p90/p99 latency and requests per second,
   after a warm-up that loads the student.
 - Exported: the student's items/s in the service (LoraStudent at the configured encoder precision), its `onnx`
-  export in onnxruntime (batches of 64) and its `hf` export in a transformers pipeline (one text at a time, the
-  exact mode, and batches of 64), on the same texts.
+  export in onnxruntime (batches of 64; the float32 model and the int8 one) and its `hf` export in a transformers
+  pipeline (one text at a time, the exact mode, and batches of 64), on the same texts.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def exported(settings: Settings, task: str, texts: Sequence[str]) -> tuple[dict[
     """Items/s of the student in the service and of its two exports; returns them with the largest gap between
     an export's probabilities and the service's (float32) on these texts."""
     from service.backends.factory import load_student
-    from service.backends.student_export import exported_scorer
+    from service.backends.minilm import resolve_precision
+    from service.backends.student_export import ONNX_INT8_FILE, exported_scorer
     from service.backends.student_lora import LoraStudent
 
     with db.transaction(db.open(settings)) as session:
@@ -97,20 +98,23 @@ def exported(settings: Settings, task: str, texts: Sequence[str]) -> tuple[dict[
             service_student = load_student(settings, path)
             exact = LoraStudent.load(path, precision="float32").predict_proba(texts)
             onnx_probs = exported_scorer(Path(tmp) / "onnx", "onnx", batch_size=BATCH)
+            onnx_int8 = exported_scorer(Path(tmp) / "onnx", "onnx", batch_size=BATCH, onnx_file=ONNX_INT8_FILE)
             hf_one = exported_scorer(Path(tmp) / "hf", "hf", batch_size=1)
             hf_batch = exported_scorer(Path(tmp) / "hf", "hf", batch_size=BATCH)
             speeds = {
                 "service_student": _rate(service_student.predict_proba, texts),
                 "onnx_batch_64": _rate(onnx_probs, texts),
+                "onnx_int8_batch_64": _rate(onnx_int8, texts),
                 "hf_pipeline_one_at_a_time": _rate(hf_one, texts),
                 "hf_pipeline_batch_64": _rate(hf_batch, texts),
             }
             gaps = {
                 "onnx_batch_64": float(np.abs(onnx_probs(texts) - exact).max()),
+                "onnx_int8_batch_64": float(np.abs(onnx_int8(texts) - exact).max()),
                 "hf_pipeline_one_at_a_time": float(np.abs(hf_one(texts) - exact).max()),
                 "hf_pipeline_batch_64": float(np.abs(hf_batch(texts) - exact).max()),
             }
-    return {"items_per_s": speeds, "precision": settings.encoder_precision}, gaps
+    return {"items_per_s": speeds, "precision": resolve_precision(settings.encoder_precision)}, gaps
 
 
 def predict_table(result: dict[str, Any]) -> str:

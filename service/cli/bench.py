@@ -325,6 +325,46 @@ def bench_bulk(
     )
 
 
+@bench_app.command("engines")
+def bench_engines(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    rows: Annotated[int, typer.Option(help="Generated rows to label with each engine.")] = 1_000_000,
+    actors: Annotated[int, typer.Option(help="Labeling actors for the Ray engine.", min=1)] = 2,
+    train_size: Annotated[int, typer.Option(help="Human labels imported to train the student on.")] = 500,
+    epsilon: float = 0.05,
+    seed: int = 0,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder: database, student, input and outputs.")] = Path(
+        "data/bench-engines"
+    ),
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """One Parquet file of generated text labeled by the single-process engine and by Ray Data: rows/s, peak memory."""
+    import shutil
+
+    from service.bench.engines import run_engines_bench
+
+    _check_data(data)
+    if rows < 1:
+        raise fail("--rows must be at least 1")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    _print_table(
+        lambda: run_engines_bench(
+            data,
+            text_field,
+            label_field,
+            work_dir=work_dir,
+            rows=rows,
+            actors=actors,
+            train_size=train_size,
+            epsilon=epsilon,
+            seed=seed,
+            json_out=json_out,
+        )
+    )
+
+
 @bench_app.command("scale")
 def bench_scale(
     workers: Annotated[str, typer.Option(help="Worker counts to run, comma-separated.")] = "1,2,4",

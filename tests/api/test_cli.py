@@ -35,6 +35,13 @@ def test_label_missing_file_and_unknown_task(runner: CliRunner, tmp_path: Path) 
     items.write_text('{"text": "hi"}\n')
     unknown = runner.invoke(app, ["label", str(items), "--task", "nope", "--out", str(tmp_path / "o.jsonl")])
     assert unknown.exit_code == 2 and "no task named 'nope'" in unknown.output and "Traceback" not in unknown.output
+    out = str(tmp_path / "o.jsonl")
+    engine = runner.invoke(app, ["label", str(items), "--task", "t", "--out", out, "--engine", "spark"])
+    assert engine.exit_code == 2 and "--engine must be 'local' or 'ray'" in engine.output
+    address = runner.invoke(app, ["label", str(items), "--task", "t", "--out", out, "--address", "auto"])
+    assert address.exit_code == 2 and "--address needs --engine ray" in address.output
+    on_ray = runner.invoke(app, ["label", str(items), "--task", "nope", "--out", out, "--engine", "ray"])
+    assert on_ray.exit_code == 2 and "no task named 'nope'" in on_ray.output, "checked before a cluster starts"
 
 
 def test_export_and_import_refuse_bad_input(runner: CliRunner, tmp_path: Path) -> None:

@@ -144,7 +144,8 @@ else:
     import onnxruntime
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
-    session = onnxruntime.InferenceSession(sys.argv[2] + "/model.onnx")
+    models = json.load(open(sys.argv[2] + "/onnx_config.json"))["models"]
+    session = onnxruntime.InferenceSession(sys.argv[2] + "/" + models[sys.argv[1].removeprefix("onnx-")])
     labels = json.load(open(sys.argv[2] + "/onnx_config.json"))["labels"]
     batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
     logits = session.run(["logits"], {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})[0]
@@ -155,12 +156,20 @@ print(json.dumps({"labels": labels, "probs": probs}))
 """
 
 
-@pytest.mark.parametrize("fmt", ["hf", "onnx"])
+@pytest.mark.parametrize(
+    ("fmt", "tolerance", "same_top"), [("hf", 1e-4, 1.0), ("onnx-float32", 1e-4, 1.0), ("onnx-int8", 0.2, 0.95)]
+)
 def test_exported_student_runs_without_understudy_and_agrees_with_it(
-    trained: Path, sms: tuple[list[tuple[str, str]], list[tuple[str, str]]], tmp_path: Path, fmt: str
+    trained: Path,
+    sms: tuple[list[tuple[str, str]], list[tuple[str, str]]],
+    tmp_path: Path,
+    fmt: str,
+    tolerance: float,
+    same_top: float,
 ) -> None:
-    """The export loads in plain transformers (hf) or onnxruntime (onnx), in a fresh process that imports nothing
-    from this project, and gives the service's probabilities on held-out messages."""
+    """The export loads in plain transformers (hf) or onnxruntime (onnx, both its models), in a fresh process that
+    imports nothing from this project, and gives the service's probabilities on held-out messages (the int8 model
+    within what its quantized weights allow)."""
     import subprocess
     import sys
 
@@ -168,7 +177,7 @@ def test_exported_student_runs_without_understudy_and_agrees_with_it(
 
     texts = [text for text, _ in sms[1][:40]]
     expected = LoraStudent.load(trained).predict_proba(texts)
-    export_student(trained, tmp_path / fmt, fmt=fmt, card="# card\n")  # type: ignore[arg-type]
+    export_student(trained, tmp_path / fmt, fmt=fmt.split("-")[0], card="# card\n")  # type: ignore[arg-type]
     assert (tmp_path / fmt / "README.md").read_text() == "# card\n"
     done = subprocess.run(
         [sys.executable, "-c", EXPORT_CHECK, fmt, str(tmp_path / fmt), json.dumps(texts)],
@@ -182,8 +191,8 @@ def test_exported_student_runs_without_understudy_and_agrees_with_it(
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["labels"] == list(LABELS)
     probs = np.asarray(answer["probs"])
-    assert (probs.argmax(axis=1) == expected.argmax(axis=1)).all(), "the same top label on every message"
-    np.testing.assert_allclose(probs, expected, atol=1e-4)
+    assert (probs.argmax(axis=1) == expected.argmax(axis=1)).mean() >= same_top, "the same top label"
+    np.testing.assert_allclose(probs, expected, atol=tolerance)
 
 
 def test_a_registered_student_downloads_as_a_tarball_with_its_model_card(
@@ -218,7 +227,12 @@ def test_a_registered_student_downloads_as_a_tarball_with_its_model_card(
     with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
         names = set(archive.getnames())
         card = archive.extractfile("sms-v1-onnx/README.md").read().decode()  # type: ignore[union-attr]
-    assert {"sms-v1-onnx/model.onnx", "sms-v1-onnx/onnx_config.json", "sms-v1-onnx/tokenizer.json"} <= names
+    assert {
+        "sms-v1-onnx/model.onnx",
+        "sms-v1-onnx/model.int8.onnx",
+        "sms-v1-onnx/onnx_config.json",
+        "sms-v1-onnx/tokenizer.json",
+    } <= names
     assert "40 human, 260 teacher" in card and "smollm2-135m-instruct" in card and "| ham | 0.990 |" in card
     assert "at least 0.9000" in card and "4.0%" in card and "onnxruntime" in card
     assert client.get(url, params={"format": "onnx"}, headers=client_headers).content == response.content, "cached"
