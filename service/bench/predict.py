@@ -53,7 +53,9 @@ def online(settings: Settings, task: str, texts: Sequence[str], *, clients: int,
     with db.transaction(sessions) as session:
         tasks.get_task(session, task)
         _, key = keys.create_key(session, name=f"bench-predict-{time.time_ns()}", role="client")
-    with running_server(settings.resolved_database_url, settings.data_dir, admin_key=None) as url:
+    # One key makes every request here: the per-key rate limit (200/s by default) would measure itself.
+    no_limit = {"UNDERSTUDY_RATE_LIMIT_PER_S": "0"}
+    with running_server(settings.resolved_database_url, settings.data_dir, admin_key=None, extra_env=no_limit) as url:
         warm = httpx.post(
             f"{url}/v1/tasks/{task}/predict",
             json={"texts": list(texts[:8])},
