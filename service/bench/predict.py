@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -48,7 +52,47 @@ async def _load(url: str, task: str, key: str, texts: Sequence[str], clients: in
     return out
 
 
+WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.path = "%(path)s"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, bodies[(n %% #bodies) + 1])
+end
+"""
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(url: str, task: str, key: str, texts: Sequence[str], clients: int, duration_s: float) -> dict[str, Any]:
+    """The same load from wrk (C, one connection a client): the Python clients above spend CPU of their own on
+    the same cores, which wrk barely does. Latency percentiles as wrk reports them (--latency)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies, script = Path(tmp) / "bodies.jsonl", Path(tmp) / "predict.lua"
+        bodies.write_text("".join(json.dumps({"texts": [text]}) + "\n" for text in texts))
+        script.write_text(WRK_SCRIPT % {"bodies": bodies, "path": f"/v1/tasks/{task}/predict", "key": key})
+        load = ["-t", "2", "-c", str(clients), "-d", f"{duration_s:.0f}s", "--timeout", "60s", "--latency"]
+        command = ["wrk", *load, "-s", str(script), url]
+        report = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in report or "Socket errors" in report:
+        raise RuntimeError(f"wrk saw failed requests:\n{report}")
+    percentiles = {
+        f"p{match[1]}_ms": round(float(match[2]) * UNITS_MS[match[3]], 2)
+        for match in re.finditer(r"^\s+(50|90|99)\.?0*%\s+([\d.]+)(us|ms|s)\s*$", report, re.M)
+    }
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", report)
+    if rate is None or len(percentiles) != 3:
+        raise RuntimeError(f"unreadable wrk report:\n{report}")
+    return {"requests_per_s": round(float(rate[1]), 1), **percentiles}
+
+
 def online(settings: Settings, task: str, texts: Sequence[str], *, clients: int, duration_s: float) -> dict[str, Any]:
+    """Latency and throughput under ``clients`` concurrent clients, each sending one text a request as soon as
+    its last one was answered: from Python (httpx, asyncio) and, where it is installed, from wrk."""
     sessions = db.open(settings)
     with db.transaction(sessions) as session:
         tasks.get_task(session, task)
@@ -64,6 +108,7 @@ def online(settings: Settings, task: str, texts: Sequence[str], *, clients: int,
         )
         warm.raise_for_status()
         latencies = asyncio.run(_load(url, task, key, texts, clients, duration_s))
+        from_wrk = _wrk(url, task, key, texts, clients, duration_s) if shutil.which("wrk") else None
     seconds = np.asarray(latencies)
     return {
         "clients": clients,
@@ -71,6 +116,7 @@ def online(settings: Settings, task: str, texts: Sequence[str], *, clients: int,
         "requests": int(seconds.size),
         "requests_per_s": round(seconds.size / duration_s, 1),
         **{f"p{q}_ms": round(float(np.percentile(seconds, q)) * 1000, 2) for q in (50, 90, 99)},
+        "wrk": from_wrk,
         "student": warm.json()["student"],
     }
 
@@ -124,7 +170,14 @@ def predict_table(result: dict[str, Any]) -> str:
     lines = [
         f"Online predict, {online_run['clients']} clients, one text a request, {online_run['duration_s']:.0f} s: "
         f"p50 {online_run['p50_ms']} ms, p90 {online_run['p90_ms']} ms, p99 {online_run['p99_ms']} ms, "
-        f"{online_run['requests_per_s']} requests/s",
+        f"{online_run['requests_per_s']} requests/s (Python clients)",
+    ]
+    if (wrk := online_run.get("wrk")) is not None:
+        lines[0] += (
+            f"; from wrk: p50 {wrk['p50_ms']} ms, p90 {wrk['p90_ms']} ms, p99 {wrk['p99_ms']} ms, "
+            f"{wrk['requests_per_s']} requests/s"
+        )
+    lines += [
         "",
         "| student | items/s | largest probability gap to the service (float32) |",
         "|---|---|---|",

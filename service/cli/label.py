@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
@@ -65,16 +64,11 @@ def label(
         raise fail(f"--engine must be 'local' or 'ray', not {engine!r}")
     if engine == "local" and address is not None:
         raise fail("--address needs --engine ray")
-    label_with = label_file
-    if engine == "ray":
-        from service.jobs.bulk_ray import label_file_ray
-
-        label_with = functools.partial(label_file_ray, actors=actors, address=address)
     ctx = WorkerContext.from_settings(get_settings())
     try:
         total = tabular.count_rows(file)
         with tqdm(total=total, desc=f"labeling {file.name}", unit="row") as bar:
-            counts = label_with(
+            counts = label_file(
                 ctx,
                 task_name=task,
                 path=file,
@@ -83,6 +77,9 @@ def label(
                 id_field=id_field,
                 progress=lambda done: bar.update(done - bar.n),
                 escalate_to_teacher=escalate == "teacher",
+                engine="ray" if engine == "ray" else "local",
+                actors=actors,
+                address=address,
             )
     except ServiceError as exc:
         raise fail(str(exc)) from exc

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from service import task_policy
 from service.db import transaction
@@ -135,6 +135,18 @@ def count(counts: dict[str, int], record: Record) -> None:
     counts["review"] += not record["accepted"]
 
 
+@dataclass(frozen=True)
+class BulkJob:
+    """One `understudy label` run: which task labels which file into which output."""
+
+    task_name: str
+    path: Path
+    out: Path
+    text_field: str
+    id_field: str | None
+    escalate_to_teacher: bool
+
+
 def label_file(
     ctx: WorkerContext,
     *,
@@ -145,12 +157,21 @@ def label_file(
     id_field: str | None,
     progress: Callable[[int], object],
     escalate_to_teacher: bool = True,
+    engine: Literal["local", "ray"] = "local",
+    actors: int = 2,
+    address: str | None = None,
 ) -> dict[str, int]:
-    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops."""
+    """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops.
+    ``engine`` "ray" labels on Ray Data (see bulk_ray) with ``actors`` actors, on the cluster at ``address``."""
+    job = BulkJob(task_name, path, out, text_field, id_field, escalate_to_teacher)
     plan = plan_bulk(ctx, task_name=task_name, escalate_to_teacher=escalate_to_teacher)
     done = completed_rows(out)
     progress(done)
     counts = new_counts(done)
+    if engine == "ray":
+        from service.jobs.bulk_ray import label_on_ray
+
+        return label_on_ray(ctx, job, counts, progress, actors=actors, address=address)
     rows = read_rows(path, text_field, id_field, done)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as handle:

@@ -95,33 +95,26 @@ def _service_error(exc: BaseException) -> ServiceError | None:
     return None
 
 
-def label_file_ray(
+def label_on_ray(
     ctx: WorkerContext,
-    *,
-    task_name: str,
-    path: Path,
-    out: Path,
-    text_field: str,
-    id_field: str | None,
+    job: bulk_label.BulkJob,
+    counts: dict[str, int],
     progress: Callable[[int], object],
-    escalate_to_teacher: bool = True,
-    actors: int = 2,
-    address: str | None = None,
+    *,
+    actors: int,
+    address: str | None,
 ) -> dict[str, int]:
-    """`bulk_label.label_file` on a Ray cluster (``address``: "auto" joins a running one; None starts a local one
-    for this run) with ``actors`` labeling actors of one CPU each. Same output, same resume."""
+    """The rows of ``job`` after those its output holds (``counts["resumed_from"]``), labeled on a Ray cluster
+    (``address``: "auto" joins a running one; None starts a local one for this run) by ``actors`` labeling actors
+    of one CPU each, appended to the output in input order; returns ``counts`` completed."""
     import ray
 
-    # Fails here, before any cluster starts, on an unknown task or a missing student.
-    bulk_label.plan_bulk(ctx, task_name=task_name, escalate_to_teacher=escalate_to_teacher)
-    done = bulk_label.completed_rows(out)
-    progress(done)
-    counts = bulk_label.new_counts(done)
-    total = tabular.count_rows(path)
+    done = counts["resumed_from"]
+    total = tabular.count_rows(job.path)
     if done >= total:
         counts["rows"] = done
         return counts
-    source, parts = _datasource(path, text_field, id_field, done, total, parts=4 * actors)
+    source, parts = _datasource(job.path, job.text_field, job.id_field, done, total, parts=4 * actors)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -132,16 +125,16 @@ def label_file_ray(
         # Reading takes no CPU slot of its own, or the actors would starve it on a small machine.
         dataset = ray.data.read_datasource(source, num_cpus=0, override_num_blocks=parts).map_batches(
             _ChunkLabeler,
-            fn_constructor_args=(ctx.settings, task_name, escalate_to_teacher),
+            fn_constructor_args=(ctx.settings, job.task_name, job.escalate_to_teacher),
             batch_size=bulk_label.CHUNK_ROWS,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a", encoding="utf-8") as handle:
+        job.out.parent.mkdir(parents=True, exist_ok=True)
+        with job.out.open("a", encoding="utf-8") as handle:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for line, source, accepted in zip(batch["line"], batch["source"], batch["accepted"], strict=True):
-                    bulk_label.count(counts, {"source": str(source), "accepted": bool(accepted)})
+                for line, source_name, accepted in zip(batch["line"], batch["source"], batch["accepted"], strict=True):
+                    bulk_label.count(counts, {"source": str(source_name), "accepted": bool(accepted)})
                     handle.write(line + "\n")
                 handle.flush()
                 done += len(batch["line"])

@@ -13,7 +13,6 @@ from service.config import Settings
 from service.datasets import read_labeled
 from service.errors import Invalid
 from service.jobs.bulk_label import label_file
-from service.jobs.bulk_ray import label_file_ray
 from service.jobs.context import WorkerContext
 
 pytestmark = pytest.mark.integration
@@ -42,7 +41,7 @@ def test_ray_engine_labels_like_the_single_process_path(tmp_path: Path) -> None:
     # Resume from a checkpoint two chunks in, as after a kill.
     ray_out.write_text("".join(local_out.read_text().splitlines(keepends=True)[:512]))
     seen: list[int] = []
-    counts = label_file_ray(ctx, out=ray_out, progress=seen.append, actors=2, **common)  # type: ignore[arg-type]
+    counts = label_file(ctx, out=ray_out, progress=seen.append, engine="ray", actors=2, **common)  # type: ignore[arg-type]
     assert seen[0] == 512 and seen[-1] == ROWS and seen == sorted(seen)
 
     expected, got = _records(local_out), _records(ray_out)
@@ -63,7 +62,7 @@ def test_ray_engine_labels_like_the_single_process_path(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n' * 300 + '{"text": ""}\n')
     with pytest.raises(Invalid, match="row 301"):
-        label_file_ray(
+        label_file(
             ctx,
             task_name=TASK_NAME,
             path=bad,
@@ -71,4 +70,5 @@ def test_ray_engine_labels_like_the_single_process_path(tmp_path: Path) -> None:
             text_field="text",
             id_field=None,
             progress=lambda _: None,
+            engine="ray",
         )
