@@ -7,7 +7,7 @@ import pytest
 
 from service.datasets import load_builtin, read_labeled, write_jsonl
 from service.errors import Invalid
-from service.formats.tabular import iter_rows
+from service.formats.tabular import count_rows, iter_rows
 from service.pipeline.pool import LabeledPool, PoolEntry
 
 
@@ -50,3 +50,19 @@ def test_files_roundtrip_and_errors(tmp_path: Path) -> None:
         list(iter_rows(tmp_path / "missing.csv", "csv"))
     with pytest.raises(Invalid, match="unknown dataset"):
         load_builtin("imagenet")
+
+
+def test_count_rows_reads_a_parquet_footer_and_counts_text_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": [f"t{i}" for i in range(1234)]}), tmp_path / "d.parquet", row_group_size=100)
+    assert count_rows(tmp_path / "d.parquet") == 1234
+    # A quoted CSV field may hold a newline, and JSONL blank lines are no rows: rows, not lines, are counted.
+    (tmp_path / "d.csv").write_text('text\n"two\nlines"\nplain\n')
+    assert count_rows(tmp_path / "d.csv") == 2
+    (tmp_path / "d.jsonl").write_text('{"text": "a"}\n\n{"text": "b"}\n')
+    assert count_rows(tmp_path / "d.jsonl") == 2
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Invalid, match="not a Parquet file"):
+        count_rows(tmp_path / "bad.parquet")
