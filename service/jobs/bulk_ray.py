@@ -43,11 +43,13 @@ class _ChunkLabeler:
         }
 
 
-def _datasource(path: Path, text_field: str, id_field: str | None, start: int, stop: int, parts: int) -> Any:
-    """Rows ``start`` to ``stop`` in ``parts`` read tasks of whole chunks, each streaming blocks of one chunk
-    numbered by input row. Each task reads the file from the top to its first row (the formats have no row
-    index), so a few tasks are cheap next to labeling, and several are needed: the actor pool takes one task's
-    output as one input, so a single read task would keep one actor busy."""
+def _datasource(
+    path: Path, text_field: str, id_field: str | None, start: int, stop: int, parts: int
+) -> tuple[Any, int]:
+    """A datasource of rows ``start`` to ``stop`` in at most ``parts`` read tasks of whole chunks (and how many),
+    each streaming blocks of one chunk numbered by input row. Each task reads the file from the top to its first
+    row (the formats have no row index), so a few tasks are cheap next to labeling, and several are needed: the
+    actor pool takes one task's output as one input, so a single read task would keep one actor busy."""
     import pyarrow as pa
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
