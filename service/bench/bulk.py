@@ -42,6 +42,13 @@ def environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def scratch_settings(work_dir: Path) -> Settings:
+    """Settings for a benchmark's own database and student folders under ``work_dir``."""
+    settings = Settings(data_dir=work_dir / "data", adapters_dir=work_dir / "adapters")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
 def prepare(
     settings: Settings, train: list[tuple[str, str]], labels: list[str], *, epsilon: float, seed: int
 ) -> TrainStudentResult:
@@ -166,9 +173,7 @@ def run_bulk_bench(
     if not held_out:
         raise ValueError(f"{data} has no rows left after {train_size} training labels")
     labels = sorted({label for _, label in pairs})
-    work_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=work_dir / "data", adapters_dir=work_dir / "adapters")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = scratch_settings(work_dir)
     started = time.perf_counter()
     trained = prepare(settings, train, labels, epsilon=epsilon, seed=seed)
     prepare_s = time.perf_counter() - started

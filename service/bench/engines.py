@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from service.bench.bulk import TASK_NAME, environment, prepare
+from service.bench.bulk import TASK_NAME, environment, prepare, scratch_settings
 from service.bench.report import write_json
 from service.config import Settings
 from service.datasets import read_labeled
@@ -110,9 +110,7 @@ def run_engines_bench(
 ) -> dict[str, Any]:
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     random.Random(seed).shuffle(pairs)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=work_dir / "data", adapters_dir=work_dir / "adapters")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = scratch_settings(work_dir)
     trained = prepare(settings, pairs[:train_size], sorted({label for _, label in pairs}), epsilon=epsilon, seed=seed)
     source = work_dir / "generated.parquet"
     _write_generated(source, [text for text, _ in pairs], rows, seed)

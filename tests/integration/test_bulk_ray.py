@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.bench.bulk import TASK_NAME, prepare, write_input
-from service.config import Settings
+from service.bench.bulk import TASK_NAME, prepare, scratch_settings, write_input
 from service.datasets import read_labeled
 from service.errors import Invalid
 from service.jobs.bulk_label import label_file
@@ -27,8 +26,7 @@ def _records(path: Path) -> list[dict[str, object]]:
 def test_ray_engine_labels_like_the_single_process_path(tmp_path: Path) -> None:
     pairs = read_labeled(Path("builtin:sms_spam"), text_field="text", label_field="label")
     random.Random(0).shuffle(pairs)
-    settings = Settings(data_dir=tmp_path / "data", adapters_dir=tmp_path / "adapters")
-    settings.data_dir.mkdir(parents=True)
+    settings = scratch_settings(tmp_path)
     prepare(settings, pairs[:200], sorted({label for _, label in pairs}), epsilon=0.1, seed=0)
     source = tmp_path / "items.csv"
     write_input(source, pairs[200:], ROWS)
