@@ -97,6 +97,12 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def label_command(source: Path, out: Path, *options: str) -> list[str]:
+    """`understudy label` on the bench's task, ids from the file's id column, with ``options``."""
+    command = [sys.executable, "-m", "service.cli", "label", str(source), "--task", TASK_NAME, "--out", str(out)]
+    return [*command, "--id-field", "id", *options]
+
+
 def _label(
     settings: Settings,
     source: Path,
@@ -107,8 +113,7 @@ def _label(
 ) -> dict[str, Any]:
     """One `understudy label` child, SIGKILLed after kill_after_s or once kill_after_rows lines are out, if given.
     Its progress bar goes to our stderr."""
-    command = [sys.executable, "-m", "service.cli", "label", str(source), "--task", TASK_NAME, "--out", str(out)]
-    command += ["--id-field", "id", "--escalate", escalate]
+    command = label_command(source, out, "--escalate", escalate)
     started = time.perf_counter()
     child = subprocess.Popen(command, env=environment(settings), stdout=subprocess.PIPE, text=True)
     deadline = None if kill_after_s is None else started + kill_after_s

@@ -13,13 +13,12 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from service.bench.bulk import TASK_NAME, environment, prepare, scratch_settings
+from service.bench.bulk import environment, label_command, prepare, scratch_settings
 from service.bench.report import write_json
 from service.config import Settings
 from service.datasets import read_labeled
@@ -66,8 +65,7 @@ def _tree_pss_mib(root: int) -> float:
 
 
 def _label(settings: Settings, source: Path, out: Path, engine: list[str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "service.cli", "label", str(source), "--task", TASK_NAME, "--out", str(out)]
-    command += ["--id-field", "id", "--escalate", "review", *engine]
+    command = label_command(source, out, "--escalate", "review", *engine)
     started = time.perf_counter()
     child = subprocess.Popen(command, env=environment(settings), stdout=subprocess.PIPE, text=True)
     peak = 0.0
@@ -115,10 +113,11 @@ def run_engines_bench(
     source = work_dir / "generated.parquet"
     _write_generated(source, [text for text, _ in pairs], rows, seed)
     runs: dict[str, Any] = {}
-    for name, engine in (("local", ["--engine", "local"]), (f"ray_{actors}_actors", ["--engine", "ray"])):
+    engines = {"local": ["--engine", "local"], f"ray_{actors}_actors": ["--engine", "ray", "--actors", str(actors)]}
+    for name, engine in engines.items():
         out = work_dir / f"{name}.jsonl"
         out.unlink(missing_ok=True)
-        runs[name] = _label(settings, source, out, [*engine, "--actors", str(actors)] if name != "local" else engine)
+        runs[name] = _label(settings, source, out, engine)
     results: dict[str, Any] = {
         "data": str(data),
         "rows": rows,

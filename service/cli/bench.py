@@ -134,11 +134,16 @@ def _print_table(run: Callable[[], Mapping[str, Any]]) -> None:
     typer.echo(result["table"])
 
 
-def _print_in_scratch(run: Callable[[Path], Mapping[str, Any]]) -> None:
-    """Run a benchmark in a scratch folder (removed afterwards) and print its table."""
+def _print_in_scratch(run: Callable[[Path], Mapping[str, Any]], work_dir: Path | None = None) -> None:
+    """Run a benchmark in a scratch folder and print its table: ``work_dir`` emptied first and kept afterwards (to
+    look into), or a temporary folder removed afterwards."""
+    import shutil
     import tempfile
 
     def inside() -> Mapping[str, Any]:
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return run(work_dir)
         with tempfile.TemporaryDirectory() as work:
             return run(Path(work))
 
@@ -298,8 +303,6 @@ def bench_bulk(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """Bulk labeling from the CLI on a large file: killed midway, resumed, output checked and scored on gold."""
-    import shutil
-
     from service.bench.bulk import run_bulk_bench
 
     _check_data(data)
@@ -307,13 +310,12 @@ def bench_bulk(
         raise fail(f"--escalate must be 'teacher' or 'review', not {escalate!r}")
     if rows < 1 or kill_after <= 0:
         raise fail("--rows must be at least 1 and --kill-after positive")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    _print_table(
-        lambda: run_bulk_bench(
+    _print_in_scratch(
+        lambda work: run_bulk_bench(
             data,
             text_field,
             label_field,
-            work_dir=work_dir,
+            work_dir=work,
             rows=rows,
             train_size=train_size,
             kill_after_s=kill_after,
@@ -321,7 +323,8 @@ def bench_bulk(
             epsilon=epsilon,
             seed=seed,
             json_out=json_out,
-        )
+        ),
+        work_dir,
     )
 
 
@@ -341,27 +344,25 @@ def bench_engines(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """One Parquet file of generated text labeled by the single-process engine and by Ray Data: rows/s, peak memory."""
-    import shutil
-
     from service.bench.engines import run_engines_bench
 
     _check_data(data)
     if rows < 1:
         raise fail("--rows must be at least 1")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    _print_table(
-        lambda: run_engines_bench(
+    _print_in_scratch(
+        lambda work: run_engines_bench(
             data,
             text_field,
             label_field,
-            work_dir=work_dir,
+            work_dir=work,
             rows=rows,
             actors=actors,
             train_size=train_size,
             epsilon=epsilon,
             seed=seed,
             json_out=json_out,
-        )
+        ),
+        work_dir,
     )
 
 

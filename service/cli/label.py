@@ -80,6 +80,7 @@ def label(
                 engine="ray" if engine == "ray" else "local",
                 actors=actors,
                 address=address,
+                rows_in_file=total,
             )
     except ServiceError as exc:
         raise fail(str(exc)) from exc

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy.orm import Session
+
 from service import task_policy
 from service.db import transaction
 from service.errors import Conflict, Invalid
@@ -25,6 +27,7 @@ from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
 from service.ports import TaskDef
 from service.store import history, students, tasks, usage
+from service.tables import StudentVersion, Task
 from service.task_policy import TaskLabeler
 
 CHUNK_ROWS = 256
@@ -74,12 +77,9 @@ def plan_bulk(ctx: WorkerContext, *, task_name: str, escalate_to_teacher: bool) 
     teacher is never called: rows the promoted student is unsure of keep its label, not accepted, with the reason
     student_unsure (a fast first pass; those rows can go to the teacher later)."""
     with transaction(ctx.sessions) as session:
-        task = tasks.get_task(session, task_name)
+        task, student = _task_and_student(session, task_name, escalate_to_teacher)
         reviews = history.uniform_reviews(session, task_id=task.id)
         applied = task_policy.applied(session, task, reviews=reviews, min_reviews=ctx.settings.policy.min_reviews)
-        student = students.promoted(session, task_id=task.id)
-        if student is None and not escalate_to_teacher:
-            raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
         return BulkPlan(
             task_id=task.id,
             task_def=tasks.task_def(task),
@@ -90,6 +90,17 @@ def plan_bulk(ctx: WorkerContext, *, task_name: str, escalate_to_teacher: bool) 
             escalate_to_teacher=escalate_to_teacher,
             pool=ctx.pool(session, task.id),
         )
+
+
+def _task_and_student(
+    session: Session, task_name: str, escalate_to_teacher: bool
+) -> tuple[Task, StudentVersion | None]:
+    """The task and its promoted student; a Conflict when the run needs a student and there is none."""
+    task = tasks.get_task(session, task_name)
+    student = students.promoted(session, task_id=task.id)
+    if student is None and not escalate_to_teacher:
+        raise Conflict(f"task {task_name!r} has no promoted student to label without the teacher", field="task")
+    return task, student
 
 
 def label_chunk(ctx: WorkerContext, plan: BulkPlan, rows: list[int], chunk: list[tuple[str, str]]) -> list[Record]:
@@ -126,13 +137,16 @@ def label_chunk(ctx: WorkerContext, plan: BulkPlan, rows: list[int], chunk: list
     ]
 
 
-def new_counts(resumed_from: int) -> dict[str, int]:
-    return {"resumed_from": resumed_from, "student": 0, "teacher": 0, "review": 0}
+def _resume(out: Path, progress: Callable[[int], object]) -> dict[str, int]:
+    """Counts for a run that starts after the complete lines already in ``out`` (reported as progress)."""
+    done = completed_rows(out)
+    progress(done)
+    return {"resumed_from": done, "student": 0, "teacher": 0, "review": 0}
 
 
-def count(counts: dict[str, int], record: Record) -> None:
-    counts[record["source"]] += 1
-    counts["review"] += not record["accepted"]
+def count(counts: dict[str, int], *, source: str, accepted: bool) -> None:
+    counts[source] += 1
+    counts["review"] += not accepted
 
 
 @dataclass(frozen=True)
@@ -160,24 +174,30 @@ def label_file(
     engine: Literal["local", "ray"] = "local",
     actors: int = 2,
     address: str | None = None,
+    rows_in_file: int | None = None,
 ) -> dict[str, int]:
     """Label every row of `path` into `out`; returns counts per source and routing. Resumes where `out` stops.
-    ``engine`` "ray" labels on Ray Data (see bulk_ray) with ``actors`` actors, on the cluster at ``address``."""
-    job = BulkJob(task_name, path, out, text_field, id_field, escalate_to_teacher)
-    plan = plan_bulk(ctx, task_name=task_name, escalate_to_teacher=escalate_to_teacher)
-    done = completed_rows(out)
-    progress(done)
-    counts = new_counts(done)
+    ``engine`` "ray" labels on Ray Data (see bulk_ray) with ``actors`` actors, on the cluster at ``address``;
+    it needs the file's row count, read from the file unless the caller has it (``rows_in_file``)."""
     if engine == "ray":
         from service.jobs.bulk_ray import label_on_ray
 
-        return label_on_ray(ctx, job, counts, progress, actors=actors, address=address)
+        # The actors plan for themselves; here only what would refuse the run, before a cluster starts.
+        with transaction(ctx.sessions) as session:
+            _task_and_student(session, task_name, escalate_to_teacher)
+        job = BulkJob(task_name, path, out, text_field, id_field, escalate_to_teacher)
+        counts = _resume(out, progress)
+        total = tabular.count_rows(path) if rows_in_file is None else rows_in_file
+        return label_on_ray(ctx, job, counts, progress, rows_in_file=total, actors=actors, address=address)
+    plan = plan_bulk(ctx, task_name=task_name, escalate_to_teacher=escalate_to_teacher)
+    counts = _resume(out, progress)
+    done = counts["resumed_from"]
     rows = read_rows(path, text_field, id_field, done)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as handle:
         while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
             for record in label_chunk(ctx, plan, list(range(done, done + len(chunk))), chunk):
-                count(counts, record)
+                count(counts, source=record["source"], accepted=record["accepted"])
                 handle.write(json.dumps(record) + "\n")
             handle.flush()
             done += len(chunk)

@@ -20,7 +20,6 @@ from typing import Any
 
 from service.config import Settings
 from service.errors import ServiceError
-from service.formats import tabular
 from service.jobs import bulk_label
 from service.jobs.context import WorkerContext
 
@@ -103,6 +102,7 @@ def label_on_ray(
     counts: dict[str, int],
     progress: Callable[[int], object],
     *,
+    rows_in_file: int,
     actors: int,
     address: str | None,
 ) -> dict[str, int]:
@@ -112,11 +112,10 @@ def label_on_ray(
     import ray
 
     done = counts["resumed_from"]
-    total = tabular.count_rows(job.path)
-    if done >= total:
+    if done >= rows_in_file:
         counts["rows"] = done
         return counts
-    source, parts = _datasource(job.path, job.text_field, job.id_field, done, total, parts=4 * actors)
+    source, parts = _datasource(job.path, job.text_field, job.id_field, done, rows_in_file, parts=4 * actors)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -136,7 +135,7 @@ def label_on_ray(
         with job.out.open("a", encoding="utf-8") as handle:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 for line, source_name, accepted in zip(batch["line"], batch["source"], batch["accepted"], strict=True):
-                    bulk_label.count(counts, {"source": str(source_name), "accepted": bool(accepted)})
+                    bulk_label.count(counts, source=str(source_name), accepted=bool(accepted))
                     handle.write(line + "\n")
                 handle.flush()
                 done += len(batch["line"])
