@@ -397,3 +397,40 @@ def bench_scale(
             json_out=json_out,
         )
     )
+
+
+@bench_app.command("reviewers")
+def bench_reviewers(
+    data: DataOpt,
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    accuracies: Annotated[
+        str, typer.Option(help="The simulated reviewers' accuracies, comma-separated.")
+    ] = "0.95,0.85,0.7",
+    items: Annotated[int, typer.Option(help="Items answered (a seeded subset).", min=10)] = 2000,
+    gold_share: Annotated[float, typer.Option(help="Share of the items that are gold.", min=0.0, max=0.5)] = 0.05,
+    seeds: Annotated[int, typer.Option(min=1)] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """Simulated reviewers of known accuracy: the weighted aggregate (Dawid-Skene) against majority vote."""
+    from service.bench.reviewers import run_reviewers_bench
+    from service.datasets import read_labeled
+
+    try:
+        chosen = [float(part) for part in accuracies.split(",")]
+    except ValueError as exc:
+        raise fail(f"--accuracies takes numbers separated by commas, e.g. 0.95,0.85,0.7; not {accuracies!r}") from exc
+    if len(chosen) < 2 or not all(0.0 < a <= 1.0 for a in chosen):
+        raise fail(f"--accuracies needs two reviewers or more, each above 0 and at most 1, not {accuracies!r}")
+    _check_data(data)
+    _print_table(
+        lambda: run_reviewers_bench(
+            pairs=read_labeled(data, text_field=text_field, label_field=label_field),
+            dataset=str(data),
+            accuracies={f"reviewer_{a:.2f}": a for a in chosen},
+            items=items,
+            gold_share=gold_share,
+            seeds=seeds,
+            json_out=json_out,
+        )
+    )
