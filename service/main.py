@@ -14,6 +14,7 @@ from service.api.observability import RequestObservation
 from service.api.routes import (
     batches,
     cost,
+    dashboard,
     exports,
     health,
     jobs,
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports,
     ):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
-    app.include_router(review_page.router)  # HTML pages: their failures are pages or redirects, not problems
+    for page in (review_page, dashboard):  # HTML pages: their failures are pages or redirects, not problems
+        app.include_router(page.router)
     generate = app.openapi
     app.openapi = lambda: problem_media_type(generate())  # type: ignore[method-assign]
     return app

@@ -343,7 +343,7 @@ class ReviewVote(Base):
 
 
 class AdjudicationEntry(Base):
-    """An item whose reviewers disagreed, waiting for an admin's final label; deleted when adjudicated."""
+    """An item whose reviewers disagreed, waiting for a lead's final label; deleted when adjudicated."""
 
     __tablename__ = "adjudication_queue"
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)

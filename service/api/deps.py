@@ -165,6 +165,7 @@ def require(*roles: str) -> Callable[[Request], Awaitable[ApiKey]]:
 
 
 ClientDep = Annotated[ApiKey, Depends(require("client"))]
-ReviewerDep = Annotated[ApiKey, Depends(require("reviewer"))]
-ReaderDep = Annotated[ApiKey, Depends(require("client", "reviewer"))]
+ReviewerDep = Annotated[ApiKey, Depends(require("reviewer", "lead"))]
+LeadDep = Annotated[ApiKey, Depends(require("lead"))]
+ReaderDep = Annotated[ApiKey, Depends(require("client", "reviewer", "lead"))]
 AdminDep = Annotated[ApiKey, Depends(require())]

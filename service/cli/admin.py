@@ -76,7 +76,7 @@ def worker(
 @app.command("create-key")
 def create_key(
     name: str,
-    role: Annotated[str, typer.Option(help="client, reviewer or admin")] = "client",
+    role: Annotated[str, typer.Option(help="client, reviewer, lead or admin")] = "client",
     expires_in_days: Annotated[
         float | None, typer.Option(help="The key stops working after this many days.", min=0.0, max=36500)
     ] = None,

@@ -15,7 +15,10 @@ from sqlalchemy.orm import Session
 from service.errors import Conflict, Invalid, NotFound
 from service.tables import ApiKey, utcnow
 
-ROLES = ("client", "reviewer", "admin")
+ROLES = ("client", "reviewer", "lead", "admin")
+SEES_EVERY_TASK = ("lead", "admin")
+"""Roles that review, and see the dashboard of, every task without being assigned to it. A lead also adjudicates;
+only an admin manages keys, tasks and assignments."""
 TOUCH_EVERY = timedelta(minutes=1)
 """Last use is written at most this often per key, so authentication does not write on every request."""
 

@@ -15,8 +15,42 @@ from service.pipeline.agreement import (
     pairwise_kappa,
     reviewer_accuracy,
 )
-from service.store.tasks import check_label
+from service.pipeline.reviewer_model import ReviewerModel, fit_reviewers
+from service.store.tasks import check_label, label_names
 from service.tables import AdjudicationEntry, Item, Label, ReviewVote, Task
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every active answer in a task, and the gold labels of the gold items among them."""
+
+    votes: dict[int, dict[str, str]]
+    """item id -> reviewer -> label."""
+    kinds: dict[int, str]
+    gold: dict[int, str]
+
+    def reviewer_model(self, labels: list[str]) -> ReviewerModel:
+        """The reviewers' confusion matrices, fitted on the gold and multiply answered items."""
+        return fit_reviewers(votes=self.votes, labels=labels, gold=self.gold)
+
+
+def answers(session: Session, *, task: Task) -> Answers:
+    votes: dict[int, dict[str, str]] = {}
+    kinds: dict[int, str] = {}
+    for item_id, reviewer, label, kind in session.execute(
+        select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind)
+        .where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None))
+        .order_by(ReviewVote.id)
+    ):
+        votes.setdefault(item_id, {})[reviewer] = label
+        kinds[item_id] = kind
+    gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
+    gold = {
+        item_id: str(meta["gold_label"])
+        for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
+        if meta.get("gold_label") is not None
+    }
+    return Answers(votes, kinds, gold)
 
 
 @dataclass(frozen=True)
@@ -30,34 +64,27 @@ class AgreementReport:
     audit: dict[str, ReviewerAccuracy]
     """Each reviewer's answers on audit samples against the final label, where more than one human decided it."""
     votes: dict[str, int]
+    model: ReviewerModel
 
 
 def agreement_report(session: Session, *, task: Task) -> AgreementReport:
-    votes: dict[int, dict[str, str]] = {}
-    kinds: dict[int, str] = {}
+    given = answers(session, task=task)
+    votes, kinds, gold = given.votes, given.kinds, given.gold
     counts: dict[str, int] = {}
-    for vote in session.scalars(
-        select(ReviewVote).where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None)).order_by(ReviewVote.id)
-    ):
-        votes.setdefault(vote.item_id, {})[vote.reviewer] = vote.label
-        kinds[vote.item_id] = vote.kind
-        counts[vote.reviewer] = counts.get(vote.reviewer, 0) + 1
-    several = {item_id: answers for item_id, answers in votes.items() if len(answers) >= 2}
-    gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
-    gold = {
-        item_id: str(meta["gold_label"])
-        for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
-        if meta.get("gold_label") is not None
-    }
+    for answered in votes.values():
+        for reviewer in answered:
+            counts[reviewer] = counts.get(reviewer, 0) + 1
+    several = {item_id: answered for item_id, answered in votes.items() if len(answered) >= 2}
     audited = [item_id for item_id in several if kinds[item_id] == "audit"]
     final = _final_labels(session, audited)
     return AgreementReport(
         items_with_several_votes=len(several),
-        alpha=krippendorff_alpha(units=[list(answers.values()) for answers in several.values()]),
+        alpha=krippendorff_alpha(units=[list(answered.values()) for answered in several.values()]),
         pairs=pairwise_kappa(votes=several),
         gold=reviewer_accuracy(votes={i: votes[i] for i in gold}, truth=gold),
         audit=reviewer_accuracy(votes={i: votes[i] for i in final}, truth=final),
-        votes=counts,
+        votes=dict(sorted(counts.items())),
+        model=given.reviewer_model(label_names(task)),
     )
 
 

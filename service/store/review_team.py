@@ -8,6 +8,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Forbidden, Invalid, NotFound
+from service.store.keys import SEES_EVERY_TASK
 from service.store.tasks import get_task
 from service.tables import (
     AdjudicationEntry,
@@ -25,7 +26,7 @@ def assign(session: Session, *, task: Task, reviewer: str, assigned_by: str) -> 
     key = session.scalar(select(ApiKey).where(ApiKey.name == reviewer))
     if key is None:
         raise NotFound(f"no API key named {reviewer!r}", field="reviewer")
-    if key.role not in ("reviewer", "admin"):
+    if key.role not in ("reviewer", *SEES_EVERY_TASK):
         raise Invalid(f"{reviewer!r} has role {key.role!r}; only reviewer keys can be assigned", field="reviewer")
     existing = session.get(ReviewAssignment, (task.id, reviewer))
     if existing is not None:
@@ -54,9 +55,10 @@ def assigned_reviewers(session: Session, *, task: Task) -> list[str]:
 
 
 def visible_tasks(session: Session, key: ApiKey) -> list[Task]:
-    """Every task for an admin; for a reviewer, the tasks assigned to them (none until an admin assigns one)."""
+    """Every task for a lead or an admin; for a reviewer, the tasks assigned to them (none until an admin assigns
+    one)."""
     query = select(Task).order_by(Task.id)
-    if key.role != "admin":
+    if key.role not in SEES_EVERY_TASK:
         query = query.join(ReviewAssignment, ReviewAssignment.task_id == Task.id).where(
             ReviewAssignment.reviewer == key.name
         )
@@ -65,7 +67,7 @@ def visible_tasks(session: Session, key: ApiKey) -> list[Task]:
 
 def task_for(session: Session, key: ApiKey, name: str) -> Task:
     """The task, if this key may review it."""
-    if key.role == "admin":
+    if key.role in SEES_EVERY_TASK:
         return get_task(session, name)
     row = session.execute(
         select(Task, ReviewAssignment.reviewer)

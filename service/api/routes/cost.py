@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from service.api.deps import ReaderDep, SessionDep, SettingsDep
 from service.api.schemas.cost import CostPublic, PricesPublic, SourceCostPublic, StudentSavingPublic
@@ -35,7 +36,6 @@ def read_cost(
     server_hour_usd: Price = None,
     reviewer_hour_usd: Price = None,
 ) -> CostPublic:
-    task_id = tasks.get_task(session, task).id
     configured = settings.cost
     prices = Prices(
         cpu_hour_usd=configured.cpu_hour_usd if cpu_hour_usd is None else cpu_hour_usd,
@@ -43,6 +43,11 @@ def read_cost(
         server_hour_usd=configured.server_hour_usd if server_hour_usd is None else server_hour_usd,
         reviewer_hour_usd=configured.reviewer_hour_usd if reviewer_hour_usd is None else reviewer_hour_usd,
     )
+    return cost_of(session, task_id=tasks.get_task(session, task).id, prices=prices)
+
+
+def cost_of(session: Session, *, task_id: int, prices: Prices) -> CostPublic:
+    """The task's cost report at these prices (also on the lead's dashboard)."""
     file_rows = usage.file_rows(session, task_id=task_id)
     report = cost_report(
         usage=usage.totals(session, task_id=task_id),

@@ -5,20 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 
 from service import task_policy
 from service.api.deps import ReaderDep, SessionDep, SettingsDep
 from service.api.schemas.quality import LabelerPublic, QualityPublic
 from service.pipeline.policy import quality_summary
 from service.store import history, items, labelers, review, tasks
+from service.tables import Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/quality", tags=["quality"])
 
 
 @router.get("", response_model=QualityPublic)
 def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: ReaderDep) -> QualityPublic:
-    task_row = tasks.get_task(session, task)
-    min_reviews = settings.policy.min_reviews
+    return quality_of(session, tasks.get_task(session, task), min_reviews=settings.policy.min_reviews)
+
+
+def quality_of(session: Session, task_row: Task, *, min_reviews: int) -> QualityPublic:
+    """The task's quality report (also on the lead's dashboard)."""
     reviews = history.uniform_reviews(session, task_id=task_row.id)
     applied = task_policy.applied(session, task_row, reviews=reviews, min_reviews=min_reviews)
     audits = [r for r in reviews if r.audit]

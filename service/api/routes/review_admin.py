@@ -1,11 +1,11 @@
 """Running a review team: assignments and votes per item (admin), the reviewer's tasks, agreement and reviewer
-accuracy, and the adjudication queue of items whose reviewers disagreed (admin)."""
+accuracy, and the adjudication queue of items whose reviewers disagreed (a lead or an admin)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service.api.deps import AdminDep, ReviewerDep, RowId, SessionDep
+from service.api.deps import AdminDep, LeadDep, ReviewerDep, RowId, SessionDep
 from service.api.schemas.review import (
     AccuracyPublic,
     AdjudicationCreate,
@@ -85,7 +85,7 @@ def _accuracy(row: ReviewerAccuracy | None) -> AccuracyPublic | None:
 @router.get("/v1/tasks/{task}/review/agreement", response_model=AgreementPublic)
 def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPublic:
     """Krippendorff's alpha over items with several answers, Cohen's kappa per reviewer pair, and each reviewer's
-    accuracy on gold items and on audit samples decided by more than one human."""
+    accuracy on gold items, on audit samples decided by more than one human, and as the reviewer model estimates it."""
     task_row = review_team.task_for(session, key, task)
     report = review_quality.agreement_report(session, task=task_row)
     return AgreementPublic(
@@ -102,6 +102,8 @@ def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPubl
                 votes=count,
                 gold=_accuracy(report.gold.get(name)),
                 audit=_accuracy(report.audit.get(name)),
+                estimated_accuracy=report.model.accuracy(name) if name in report.model.evidence else None,
+                evidence=report.model.evidence.get(name, 0),
             )
             for name, count in sorted(report.votes.items())
         ],
@@ -109,7 +111,7 @@ def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPubl
 
 
 @router.get("/v1/tasks/{task}/adjudication", response_model=list[DisputedPublic])
-def adjudication_queue(task: str, session: SessionDep, _key: AdminDep) -> list[DisputedPublic]:
+def adjudication_queue(task: str, session: SessionDep, _key: LeadDep) -> list[DisputedPublic]:
     return [
         DisputedPublic(
             item_id=d.item.id,
@@ -123,7 +125,7 @@ def adjudication_queue(task: str, session: SessionDep, _key: AdminDep) -> list[D
 
 
 @router.post("/v1/tasks/{task}/adjudication/{item_id}", response_model=VotePublic)
-def adjudicate(task: str, item_id: RowId, body: AdjudicationCreate, session: SessionDep, key: AdminDep) -> VotePublic:
+def adjudicate(task: str, item_id: RowId, body: AdjudicationCreate, session: SessionDep, key: LeadDep) -> VotePublic:
     label = review_quality.adjudicate(
         session, task=tasks.get_task(session, task), item_id=item_id, adjudicator=key.name, label=body.label
     )

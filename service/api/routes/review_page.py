@@ -17,24 +17,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.deps import SESSION_COOKIE, lookup_key, lookup_session
 from service.errors import Forbidden, NotFound
 from service.store import review, review_team, web_sessions
+from service.store.keys import SEES_EVERY_TASK
 from service.tables import ApiKey
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 STATIC_FILES = {"review.js": "text/javascript", "review.css": "text/css"}
 SESSION_MAX_AGE_S = 12 * 3600
-PAGE_ROLES = ("reviewer", "admin")
+PAGE_ROLES = ("reviewer", "lead", "admin")
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 router = APIRouter(prefix="/review", include_in_schema=False)
 
 
-def _reviewer(request: Request) -> web_sessions.LoggedIn | None:
-    """The session the cookie names, if it is live and its key may use the page."""
+def session_of(request: Request, roles: tuple[str, ...] = PAGE_ROLES) -> web_sessions.LoggedIn | None:
+    """The session the cookie names, if it is live and its key has one of ``roles``."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     found = lookup_session(request.app.state.sessions, token)
-    if isinstance(found, web_sessions.LoggedIn) and found.key.role in PAGE_ROLES:
+    if isinstance(found, web_sessions.LoggedIn) and found.key.role in roles:
         return found
     return None
 
@@ -45,7 +46,7 @@ def _login_page(request: Request, error: str | None = None, code: int = status.H
 
 @router.get("", response_class=HTMLResponse)
 def home(request: Request) -> Response:
-    logged_in = _reviewer(request)
+    logged_in = session_of(request)
     if logged_in is None:
         return _login_page(request)
     key = logged_in.key
@@ -57,7 +58,12 @@ def home(request: Request) -> Response:
     if len(visible) == 1:
         return RedirectResponse(f"/review/{visible[0][0]}", status_code=status.HTTP_303_SEE_OTHER)
     tasks = [{"name": name, "waiting": waiting} for name, waiting in visible]
-    context = {"tasks": tasks, "reviewer": key.name, "csrf": logged_in.csrf_token}
+    context = {
+        "tasks": tasks,
+        "reviewer": key.name,
+        "csrf": logged_in.csrf_token,
+        "lead": key.role in SEES_EVERY_TASK,
+    }
     return templates.TemplateResponse(request, "tasks.html", context)
 
 
@@ -92,7 +98,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End the session (the form carries its CSRF token) and drop the cookie."""
     form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
-    logged_in = _reviewer(request)
+    logged_in = session_of(request)
     if logged_in is not None and hmac.compare_digest((form.get("csrf") or [""])[0], logged_in.csrf_token):
         factory: sessionmaker[Session] = request.app.state.sessions
         with factory() as session, session.begin():
@@ -112,7 +118,7 @@ def static(name: str) -> Response:
 
 @router.get("/{task}", response_class=HTMLResponse)
 def page(task: str, request: Request) -> Response:
-    logged_in = _reviewer(request)
+    logged_in = session_of(request)
     if logged_in is None:
         return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
     key, csrf = logged_in.key, logged_in.csrf_token
@@ -131,5 +137,11 @@ def page(task: str, request: Request) -> Response:
         labels = [
             {"name": str(label["name"]), "description": str(label.get("description", ""))} for label in task_row.labels
         ]
-        context = {"task": task_row, "labels": labels, "reviewer": key.name, "csrf": csrf}
+        context = {
+            "task": task_row,
+            "labels": labels,
+            "reviewer": key.name,
+            "csrf": csrf,
+            "lead": key.role in SEES_EVERY_TASK,
+        }
         return templates.TemplateResponse(request, "review.html", context)

@@ -14,7 +14,7 @@ MAX_GRACE_S = 30 * 24 * 3600
 
 class ApiKeyCreate(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    role: Literal["client", "reviewer", "admin"]
+    role: Literal["client", "reviewer", "lead", "admin"]
     project: Name | None = Field(
         None, description="A client key's project: it sees and changes only that project's tasks; null: all."
     )

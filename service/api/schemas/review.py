@@ -105,6 +105,11 @@ class ReviewerQualityPublic(BaseModel):
     votes: int
     gold: AccuracyPublic | None
     audit: AccuracyPublic | None
+    estimated_accuracy: float | None = Field(
+        description="The reviewer model's estimate (Dawid-Skene with a prior, fitted on gold items and items answered "
+        "more than once); null when none of their answers is on such an item."
+    )
+    evidence: int = Field(description="Their answers on gold or multiply answered items: what the estimate rests on.")
 
 
 class AgreementPublic(BaseModel):

@@ -1,0 +1,154 @@
+"""The lead's dashboard at /ui/tasks/{task}: a server-rendered page (a lead or admin session, the review page's
+login) with the task's progress, quality, reviewers, students and cost. Plots are SVG drawn by the server and
+each figure's data downloads as CSV or JSON from /ui/tasks/{task}/data/{name}.{csv,json}."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import dashboard
+from service.api.routes.cost import cost_of
+from service.api.routes.quality import quality_of
+from service.api.routes.review_page import session_of, templates
+from service.config import Settings
+from service.errors import NotFound
+from service.pipeline.cost import Prices
+from service.store import review_team, tasks, web_sessions
+from service.store.keys import SEES_EVERY_TASK
+from service.tables import Task
+from service.web import charts
+
+router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
+CHARTS = ("timeline", "confusion", "accuracy")
+SVG = "image/svg+xml"
+
+
+def _lead_page(request: Request) -> web_sessions.LoggedIn | Response:
+    """The lead's session, or where to send a visitor without one: to log in, or an error page for a reviewer."""
+    found = session_of(request)
+    if found is None:
+        return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    if found.key.role not in SEES_EVERY_TASK:
+        context = {
+            "title": "Forbidden",
+            "detail": f"The dashboard is for leads and admins; {found.key.name!r} is a {found.key.role} key.",
+            "reviewer": found.key.name,
+            "csrf": found.csrf_token,
+        }
+        return templates.TemplateResponse(request, "error.html", context, status_code=status.HTTP_403_FORBIDDEN)
+    return found
+
+
+def _task(session: Session, request: Request, name: str, who: web_sessions.LoggedIn) -> Task | Response:
+    try:
+        return tasks.get_task(session, name)
+    except NotFound as exc:
+        context = {"title": exc.title, "detail": exc.detail, "reviewer": who.key.name, "csrf": who.csrf_token}
+        return templates.TemplateResponse(request, "error.html", context, status_code=exc.status)
+
+
+@router.get("/{task}", response_class=HTMLResponse)
+def page(task: str, request: Request) -> Response:
+    who = _lead_page(request)
+    if isinstance(who, Response):
+        return who
+    settings: Settings = request.app.state.settings
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        row = _task(session, request, task, who)
+        if isinstance(row, Response):
+            return row
+        states = dashboard.states(session, row)
+        total = sum(int(s["items"] or 0) for s in states)
+        context = {
+            "task": row,
+            "reviewer": who.key.name,
+            "csrf": who.csrf_token,
+            "states": [{**s, "share": int(s["items"] or 0) / total if total else 0.0} for s in states],
+            "total": total,
+            "sources": dashboard.sources(session, row),
+            "quality": quality_of(session, row, min_reviews=settings.policy.min_reviews),
+            "cost": cost_of(session, task_id=row.id, prices=Prices(**settings.cost.model_dump())),
+            "accuracy": dashboard.accuracy(session, row),
+            "reviewers": dashboard.reviewers(session, row),
+            "students": dashboard.student_versions(session, row),
+            "to_adjudicate": review_team.progress(session, task=row, reviewer=who.key.name).adjudication,
+            "tables": list(dashboard.TABLES),
+        }
+    return templates.TemplateResponse(request, "dashboard.html", context)
+
+
+@router.get("/{task}/charts/{name}.svg")
+def chart(task: str, name: str, request: Request) -> Response:
+    who = _lead_page(request)
+    if isinstance(who, Response):
+        return who
+    if name not in CHARTS:
+        raise NotFound(f"no chart {name!r}; the dashboard draws {', '.join(CHARTS)}", field="name")
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        row = tasks.get_task(session, task)
+        table = dashboard.TABLES[name](session, row)
+        labels = [str(label["name"]) for label in row.labels]
+        epsilon = row.epsilon
+    return Response(_draw(name, table, labels=labels, epsilon=epsilon), media_type=SVG)
+
+
+def _draw(name: str, table: dashboard.Table, *, labels: list[str], epsilon: float) -> str:
+    if name == "confusion":
+        cells = {(r["human"], r["machine"]): int(r["items"] or 0) for r in table}
+        return charts.confusion(matrix=[[cells[(h, m)] for m in labels] for h in labels], labels=labels)
+    if name == "accuracy":
+        return charts.source_accuracy(
+            sources=[str(r["source"]) for r in table],
+            accuracy=[_number(r["accuracy"]) for r in table],
+            lower=[_number(r["lower"]) for r in table],
+            upper=[_number(r["upper"]) for r in table],
+        )
+    series = {key: [r for r in table if r["series"] == key] for key in ("coverage", "error_bound", "audit_error")}
+    return charts.timeline(
+        routed_at=[_when(r["at"]) for r in series["coverage"]],
+        coverage=[float(_number(r["value"]) or 0.0) for r in series["coverage"]],
+        bound_at=[_when(r["at"]) for r in series["error_bound"]],
+        bound=[_number(r["value"]) for r in series["error_bound"]],
+        audit_at=[_when(r["at"]) for r in series["audit_error"]],
+        audit_error=[float(_number(r["value"]) or 0.0) for r in series["audit_error"]],
+        epsilon=epsilon,
+    )
+
+
+def _number(cell: dashboard.Cell) -> float | None:
+    return None if cell is None or isinstance(cell, str) else float(cell)
+
+
+def _when(cell: dashboard.Cell) -> datetime:
+    return datetime.fromisoformat(str(cell))
+
+
+@router.get("/{task}/data/{name}.{fmt}")
+def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) -> Response:
+    who = _lead_page(request)
+    if isinstance(who, Response):
+        return who
+    if name not in dashboard.TABLES:
+        raise NotFound(f"no table {name!r}; the dashboard has {', '.join(dashboard.TABLES)}", field="name")
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        table = dashboard.TABLES[name](session, tasks.get_task(session, task))
+    filename = f'attachment; filename="{task}-{name}.{fmt}"'
+    if fmt == "json":
+        return Response(json.dumps(table), media_type="application/json", headers={"Content-Disposition": filename})
+    buffer = io.StringIO()
+    columns = list(table[0]) if table else []
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(table)
+    return Response(buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": filename})

@@ -1,0 +1,129 @@
+"""The lead's dashboard as tables: each figure on the page is one named table (a list of rows), drawn as a plot or
+shown as HTML and downloadable as CSV or JSON, so what a lead sees is exactly the data they can take away."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.pipeline import task_report
+from service.store import dashboard, items, review_quality, students, usage
+from service.store.tasks import label_names
+from service.tables import Task
+
+Cell = str | int | float | bool | None
+Table = list[dict[str, Cell]]
+
+STATES = ("queued", "accepted", "review", "resolved")
+"""The order of the progress bar: waiting for the machine, accepted, waiting for a human, labeled by a human."""
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def states(session: Session, task: Task) -> Table:
+    counts = items.counts_by_state(session, task_id=task.id)
+    order = [*STATES, *sorted(set(counts) - set(STATES))]
+    return [{"state": state, "items": counts.get(state, 0)} for state in order]
+
+
+def sources(session: Session, task: Task) -> Table:
+    """Items per source of their final label."""
+    counts = dashboard.final_sources(session, task_id=task.id)
+    return [{"source": source, "items": count} for source, count in sorted(counts.items())]
+
+
+def timeline(session: Session, task: Task) -> Table:
+    """Three series: coverage (cumulative share of routing decisions that accepted), the certified error bound at
+    each look (empty where a look certified nothing), and the realised error of audited labels (cumulative)."""
+    rows: Table = [
+        {"series": "coverage", "at": _at(p.at), "value": p.accepted / p.routed, "n": p.routed}
+        for p in dashboard.routing_timeline(session, task_id=task.id)
+    ]
+    rows += [
+        {"series": "error_bound", "at": _at(look.looked_at), "value": look.error_bound, "n": look.certified_on}
+        for look in dashboard.looks(session, task_id=task.id)
+        if look.looked_at is not None
+    ]
+    judged = dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
+    rows += [
+        {"series": "audit_error", "at": _at(p.at), "value": p.error, "n": p.audits}
+        for p in task_report.audit_timeline(judged)
+    ]
+    return rows
+
+
+def confusion(session: Session, task: Task) -> Table:
+    """Reviewed items by the human's label and the machine's."""
+    labels = label_names(task)
+    matrix = task_report.confusion(dashboard.reviewed_items(session, task_id=task.id, labels=labels), labels=labels)
+    return [
+        {"human": human, "machine": machine, "items": matrix[i][j]}
+        for i, human in enumerate(labels)
+        for j, machine in enumerate(labels)
+    ]
+
+
+def accuracy(session: Session, task: Task) -> Table:
+    """Each source's accuracy on uniform reviews, with its interval at level 1 - delta."""
+    judged = dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
+    meaning = dict(task_report.SOURCES)
+    return [
+        {
+            "source": row.source,
+            "items": row.items,
+            "correct": row.correct,
+            "accuracy": row.accuracy,
+            "lower": row.lower,
+            "upper": row.upper,
+            "what": meaning[row.source],
+        }
+        for row in task_report.source_accuracy(judged, delta=task.delta)
+    ]
+
+
+def reviewers(session: Session, task: Task) -> Table:
+    given = review_quality.answers(session, task=task)
+    rows = task_report.reviewer_rows(
+        votes=given.votes,
+        answered_at=usage.answer_times(session, task_id=task.id),
+        gold=given.gold,
+        model=given.reviewer_model(label_names(task)),
+    )
+    return [dict(vars(row)) for row in rows]
+
+
+def student_versions(session: Session, task: Task) -> Table:
+    rows: Table = []
+    for row in students.list_versions(session, task_id=task.id):
+        metrics = row.metrics
+        student, teacher = metrics.get("student", {}), metrics.get("teacher", {})
+        rows.append(
+            {
+                "version": row.version,
+                "promoted": row.promoted,
+                "trained_at": _at(row.created_at),
+                "gold_examples": metrics.get("gold_examples"),
+                "accuracy": student.get("accuracy"),
+                "macro_f1": student.get("macro_f1"),
+                "teacher_macro_f1": teacher.get("macro_f1"),
+                "threshold": metrics.get("threshold"),
+                "threshold_error_bound": metrics.get("threshold_error_bound"),
+                "gate_passed": metrics.get("gate_passed"),
+            }
+        )
+    return rows
+
+
+TABLES: dict[str, Callable[[Session, Task], Table]] = {
+    "states": states,
+    "sources": sources,
+    "timeline": timeline,
+    "confusion": confusion,
+    "accuracy": accuracy,
+    "reviewers": reviewers,
+    "students": student_versions,
+}
