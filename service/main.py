@@ -12,6 +12,7 @@ from service.api.deps import KEY_CACHE_S
 from service.api.limits import BodySizeLimit, RateLimiter
 from service.api.observability import RequestObservation
 from service.api.routes import (
+    adjudication_page,
     batches,
     cost,
     dashboard,
@@ -79,7 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports,
     ):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
-    for page in (review_page, dashboard):  # HTML pages: their failures are pages or redirects, not problems
+    for page in (
+        review_page,
+        dashboard,
+        adjudication_page,
+    ):  # HTML pages: their failures are pages or redirects, not problems
         app.include_router(page.router)
     generate = app.openapi
     app.openapi = lambda: problem_media_type(generate())  # type: ignore[method-assign]

@@ -170,7 +170,7 @@ class Label(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
     label: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20))
-    """teacher | student | human."""
+    """teacher | student | human | adjudicated (a lead's final label on a disputed item)."""
     confidence: Mapped[float | None] = mapped_column(Float)
     prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
     reviewer: Mapped[str | None] = mapped_column(String(200))

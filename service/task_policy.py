@@ -27,6 +27,7 @@ from service.pipeline.certification import (
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe, ProbeInput
+from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray
 from service.store import items, labelers, review, tasks
@@ -373,7 +374,7 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
     extra = [
         i
         for i, (item_id, source, label) in enumerate(pool.provenance())
-        if source == "human" and label in names and item_id not in fit_ids
+        if source in HUMAN_SOURCES and label in names and item_id not in fit_ids
     ]
     return fit_stacked(
         teacher=_raw(fitting),

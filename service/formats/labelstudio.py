@@ -14,6 +14,7 @@ from xml.sax.saxutils import quoteattr
 from service.api.schemas.batches import item_create
 from service.errors import Invalid
 from service.formats.tabular import ImportedTask
+from service.pipeline.sources import HUMAN_SOURCES
 from service.ports import LabelDef
 
 FROM_NAME = "label"
@@ -74,7 +75,7 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "result": _choice(row["prediction"]),
                 }
             )
-        if row["source"] == "human" and row["label"] is not None:
+        if row["source"] in HUMAN_SOURCES and row["label"] is not None:
             task["annotations"].append(
                 {"result": _choice(row["label"]), "was_cancelled": False, "created_at": row["labeled_at"]}
             )

@@ -103,6 +103,8 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             margin=signals.margin,
             wrong_chance=float(wrong[index]),
         )
+        if audit:
+            recorded["would_accept"] = route(signals=signals, policy=policy, audit_draw=1.0).accept
         if scored.score.source == "teacher" and plan.labeler.look is not None:
             recorded["labeler"] = plan.labeler.look
         if signals.neighbour_disagreement is not None:

@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from service.pipeline.sources import HUMAN, HUMAN_SOURCES
 from service.ports import TrainExample
-
-HUMAN = "human"
 
 
 class PlanRow(Protocol):
@@ -82,7 +81,7 @@ def plan_training(
     for row in rows:
         if row.label not in known:
             continue
-        if row.source == HUMAN:
+        if row.source in HUMAN_SOURCES:
             if is_gold(row.item_id, seed=seed, gold_share=gold_share):
                 gold.append(row)
             else:

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
+from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.task_report import Judged
 from service.store.history import drawn_at_random
 from service.tables import DecisionRecord, Item, Label, LabelerVersion, Prediction
@@ -72,7 +73,7 @@ def reviewed_items(session: Session, *, task_id: int, labels: list[str]) -> list
     newest routing decision carried, the model behind it, and the teacher's own top label before calibration."""
     newest_human = (
         select(func.max(Label.id).label("id"))
-        .where(Label.task_id == task_id, Label.source == "human")
+        .where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
         .group_by(Label.item_id)
         .subquery()
     )

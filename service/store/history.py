@@ -11,6 +11,7 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import DecisionRecord, Item, Label, Prediction
 
 UNBIASED_REASONS = frozenset({"cold_start", "audit_sample"})
@@ -64,7 +65,7 @@ def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
     humans: dict[int, str] = {}
     first: dict[int, int] = {}
     for label in session.scalars(
-        select(Label).where(Label.task_id == task_id, Label.source == "human").order_by(Label.id)
+        select(Label).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES)).order_by(Label.id)
     ):
         humans[label.item_id] = label.label
         first.setdefault(label.item_id, label.id)

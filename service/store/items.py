@@ -43,6 +43,9 @@ class RecordedSignals(TypedDict, total=False):
     """Few-shot examples in the teacher's prompt (absent for the student)."""
     labeler: int
     """The look whose labeler scored the item (absent before the first look, and for the student)."""
+    would_accept: bool
+    """For an audit sample: whether the policy would have accepted its machine label had it not been drawn. A
+    reviewer who contradicts such a label sends the item to a lead (see store.review.resolve)."""
 
 
 @dataclass(frozen=True)

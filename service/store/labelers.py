@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import Label, LabelerVersion, utcnow
 
 
@@ -42,14 +43,16 @@ def delta_spent(session: Session, *, task_id: int) -> float:
 
 def newest_human_label(session: Session, *, task_id: int) -> int:
     """The id of the task's newest human label (0 before any): what a labeler fitted now has seen."""
-    return session.scalar(select(func.max(Label.id)).where(Label.task_id == task_id, Label.source == "human")) or 0
+    return (
+        session.scalar(select(func.max(Label.id)).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))) or 0
+    )
 
 
 def human_labels_since(session: Session, *, task_id: int, label_id: int) -> int:
     """Human labels of the task newer than ``label_id``: what a labeler fitted through it has not seen."""
     return int(
         session.scalar(
-            select(func.count()).where(Label.task_id == task_id, Label.source == "human", Label.id > label_id)
+            select(func.count()).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES), Label.id > label_id)
         )
         or 0
     )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
 from service.pipeline.review_order import COLD_START_PRIORITY
+from service.pipeline.sources import HUMAN_SOURCES
 from service.store.review_team import required_votes
 from service.store.tasks import check_label
 from service.tables import (
@@ -124,7 +125,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     found = _item_with_latest(session, item_id)
     if found is None or found[0].task_id != task.id:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
-    item, _, decision = found
+    item, prediction, decision = found
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
     kind = item_kind(item, decision.reason_names if decision is not None else [])
@@ -140,6 +141,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
         raise Conflict(f"item {item_id} is leased to another reviewer", field="item_id")
     complete = len(votes) + 1 >= required
     agreed = all(vote.label == label for vote in votes)
+    to_lead = complete and not agreed
     human = None
     if complete:
         session.delete(entry)
@@ -155,6 +157,10 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
             session.add(human)
             item.state = "resolved"
             session.flush()
+            if contradicts_accepted(decision, prediction, label):
+                # The label stands (the audit counts as it is); a lead decides which answer is final.
+                session.add(AdjudicationEntry(item_id=item_id, task_id=task.id, priority=entry.priority))
+                to_lead = True
         else:
             session.add(
                 AdjudicationEntry(
@@ -177,14 +183,25 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
             label_id=human.id if human is not None else None,
         )
     )
-    status: Status = "waiting" if not complete else "final" if agreed else "adjudication"
+    status: Status = "adjudication" if to_lead else "final" if complete else "waiting"
     return Resolution(item_id, label, status, len(votes) + 1, required)
 
 
+def contradicts_accepted(decision: DecisionRecord | None, prediction: Prediction | None, label: str) -> bool:
+    """Whether a human label contradicts a machine label the policy would have accepted: an audit sample drawn
+    from above the threshold, answered otherwise."""
+    return (
+        decision is not None
+        and prediction is not None
+        and bool(decision.signals.get("would_accept"))
+        and prediction.label != label
+    )
+
+
 def _status(session: Session, item: Item, entry: ReviewEntry | None) -> Status:
-    if item.state == "resolved":
-        return "final"
-    return "adjudication" if entry is None and session.get(AdjudicationEntry, item.id) is not None else "waiting"
+    if entry is None and session.get(AdjudicationEntry, item.id) is not None:
+        return "adjudication"
+    return "final" if item.state == "resolved" else "waiting"
 
 
 def undo_last(session: Session, *, task: Task, reviewer: str, lease_s: float) -> Leased:
@@ -205,12 +222,12 @@ def undo_last(session: Session, *, task: Task, reviewer: str, lease_s: float) ->
     adjudication = session.get(AdjudicationEntry, item.id)
     if adjudication is not None:
         session.delete(adjudication)
-    elif vote.label_id is not None:
+    if vote.label_id is not None:
         latest = session.scalar(select(Label).where(Label.item_id == item.id).order_by(Label.id.desc()).limit(1))
         if latest is None or latest.id != vote.label_id:
             raise Conflict(f"item {item.id} has been labeled again since; it can no longer be undone")
         item.state = "review"
-    elif item.state == "resolved":
+    elif adjudication is None and item.state == "resolved":
         raise Conflict(f"item {item.id} has been adjudicated; it can no longer be undone")
     entry = session.get(ReviewEntry, item.id)
     if entry is None:
@@ -261,7 +278,9 @@ def waiting_draws(session: Session, *, task: Task) -> int:
 def human_count(session: Session, *, task_id: int) -> int:
     return int(
         session.scalar(
-            select(func.count()).select_from(Label).where(and_(Label.task_id == task_id, Label.source == "human"))
+            select(func.count())
+            .select_from(Label)
+            .where(and_(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES)))
         )
         or 0
     )

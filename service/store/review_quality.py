@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
@@ -16,8 +17,10 @@ from service.pipeline.agreement import (
     reviewer_accuracy,
 )
 from service.pipeline.reviewer_model import ReviewerModel, fit_reviewers
+from service.pipeline.sources import ADJUDICATED
+from service.store.items import latest_rows
 from service.store.tasks import check_label, label_names
-from service.tables import AdjudicationEntry, Item, Label, ReviewVote, Task
+from service.tables import AdjudicationEntry, Item, Label, Prediction, ReviewVote, Task
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,14 @@ class Disputed:
     entry: AdjudicationEntry
     item: Item
     votes: dict[str, str]
+    machine: str | None
+    """The machine's label (of the item's newest routing decision), if it had one."""
+
+    @property
+    def reason(self) -> Literal["disagreement", "audit_contradiction"]:
+        """disagreement (the answers differ) or audit_contradiction (an answer, already stored as the label,
+        contradicts a machine label the policy would have accepted)."""
+        return "audit_contradiction" if self.item.state == "resolved" else "disagreement"
 
 
 def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> list[Disputed]:
@@ -118,6 +129,8 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
             .limit(limit)
         )
     )
+    ids = [entry.item_id for entry in entries]
+    predictions = latest_rows(session, Prediction, ids)
     result = []
     for entry in entries:
         votes = session.scalars(
@@ -125,19 +138,36 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
             .where(ReviewVote.item_id == entry.item_id, ReviewVote.undone_at.is_(None))
             .order_by(ReviewVote.id)
         )
-        result.append(Disputed(entry, session.get_one(Item, entry.item_id), {v.reviewer: v.label for v in votes}))
+        prediction = predictions.get(entry.item_id)
+        result.append(
+            Disputed(
+                entry,
+                session.get_one(Item, entry.item_id),
+                {v.reviewer: v.label for v in votes},
+                prediction.label if prediction is not None else None,
+            )
+        )
     return result
 
 
+def adjudication_count(session: Session, *, task: Task) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task.id))
+        or 0
+    )
+
+
 def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str) -> Label:
-    """The final label of a disputed item, given by an admin; it supersedes every earlier label."""
+    """The final label of a disputed item, given by a lead; it supersedes every earlier label."""
     check_label(task, label)
     entry = session.get(AdjudicationEntry, item_id, with_for_update=True)
     if entry is None or entry.task_id != task.id:
         raise NotFound(f"item {item_id} is not waiting for adjudication in task {task.name!r}", field="item_id")
-    human = Label(item_id=item_id, task_id=task.id, label=label, source="human", reviewer=adjudicator, confidence=None)
-    session.add(human)
+    final = Label(
+        item_id=item_id, task_id=task.id, label=label, source=ADJUDICATED, reviewer=adjudicator, confidence=None
+    )
+    session.add(final)
     session.delete(entry)
     session.get_one(Item, item_id).state = "resolved"
     session.flush()
-    return human
+    return final

@@ -1,5 +1,6 @@
-"""The lead's dashboard in Chromium: a lead logs in on the review page, reaches the dashboard from it, every plot
-loads, and a screenshot is kept (docs/dashboard.png)."""
+"""The lead's pages in Chromium: a lead logs in on the review page, follows its "to adjudicate" count to the
+adjudication page and settles a disagreement from the keyboard, then opens the dashboard, where every plot loads.
+Screenshots are kept (docs/adjudication.png, docs/dashboard.png)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service import db
 from service.db import transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.store import keys
-from service.tables import Job
+from service.tables import Job, Label
 from tests.browser.test_review_page import CHROMIUM, CHROMIUM_ARGS, TEXTS, LiveServer, live_server
 from tests.conftest import ADMIN_KEY
 from tests.fakes import HashEmbedder, KeywordTeacher
@@ -23,11 +24,12 @@ pytestmark = pytest.mark.browser
 __all__ = ["live_server"]  # the fixture, imported to be used here
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+ADJUDICATION_SCREENSHOT = SCREENSHOT.with_name("adjudication.png")
 
 
 def _review_everything(server: LiveServer) -> None:
-    """Rita (always right) and Sam (wrong on every fourth answer) answer everything waiting, gold items twice; a
-    second batch with gold items follows the first."""
+    """Rita (always right) and Sam (wrong on his first answer and every third after it) answer everything waiting,
+    gold items twice; a second batch with gold items follows the first."""
     sessions = db.open(server.settings)
     context = WorkerContext(
         settings=server.settings,
@@ -44,7 +46,8 @@ def _review_everything(server: LiveServer) -> None:
         admin.put("/v1/tasks/sms/review/settings", json={"audit_reviewers": 1, "gold_reviewers": 2}).status_code == 200
     )
     client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.client_key}"})
-    reviewers = [(server.reviewer_key, 0), (sam_key, 4)]
+    reviewers = [(server.reviewer_key, 0), (sam_key, 3)]
+    turns = {key: 0 for key, _ in reviewers}
     for round_ in range(5):
         if round_ == 2:  # a second batch, once the first is reviewed, with 20 gold items
             more = [
@@ -58,12 +61,11 @@ def _review_everything(server: LiveServer) -> None:
             assert client.post("/v1/tasks/sms/batches", json={"items": more}).status_code == 202
         for key, every in reviewers:
             http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"})
-            turn = 0
             while (leased := http.post("/v1/tasks/sms/review/next")).status_code == 200:
                 item = leased.json()
                 right = _right(item["text"])
-                turn += 1
-                label = ("ham" if right == "spam" else "spam") if every and turn % every == 0 else right
+                turns[key] += 1
+                label = ("ham" if right == "spam" else "spam") if every and turns[key] % every == 1 else right
                 assert (
                     http.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}).status_code
                     == 200
@@ -98,7 +100,17 @@ def test_a_lead_opens_the_dashboard_from_the_review_page(live_server: LiveServer
         page.fill("#key", lead_key)
         page.keyboard.press("Enter")
         page.wait_for_url(f"{live_server.url}/review/sms")
-        page.click("#dashboard-link")
+        # The review page's "to adjudicate" count leads a lead to the adjudication page.
+        page.click("#adjudication-link")
+        page.wait_for_url(f"{live_server.url}/ui/tasks/sms/adjudication")
+        disputed = int(page.get_attribute("#adjudication", "data-item-id") or 0)
+        assert disputed and "reviewers disagree" in page.inner_text("main"), page.inner_text("main")
+        weighted = page.inner_text("#weighted")
+        page.keyboard.press("Enter")  # the weighted answer, from the keyboard
+        page.wait_for_selector("#adjudication-done")
+        assert f"#{disputed} {weighted}: final" in page.inner_text("#adjudication-done")
+        page.screenshot(path=str(ADJUDICATION_SCREENSHOT))
+        page.click("text=Dashboard")
         page.wait_for_url(f"{live_server.url}/ui/tasks/sms")
         page.wait_for_function(
             "[...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"
@@ -110,3 +122,9 @@ def test_a_lead_opens_the_dashboard_from_the_review_page(live_server: LiveServer
         assert "teacher, raw" in page.inner_text("#accuracy-panel")
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         browser.close()
+
+    sessions = db.open(live_server.settings)
+    with transaction(sessions) as session:
+        final = session.scalars(select(Label).where(Label.item_id == disputed).order_by(Label.id.desc())).first()
+        assert final is not None and (final.source, final.label, final.reviewer) == ("adjudicated", weighted, "lena")
+    db.engine_of(sessions).dispose()

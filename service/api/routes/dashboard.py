@@ -10,41 +10,24 @@ import json
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
 from service.api.routes.cost import cost_of
 from service.api.routes.quality import quality_of
-from service.api.routes.review_page import session_of, templates
+from service.api.routes.review_page import lead_session, templates
 from service.config import Settings
 from service.errors import NotFound
 from service.pipeline.cost import Prices
 from service.store import review_team, tasks, web_sessions
-from service.store.keys import SEES_EVERY_TASK
 from service.tables import Task
 from service.web import charts
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
 CHARTS = ("timeline", "confusion", "accuracy")
 SVG = "image/svg+xml"
-
-
-def _lead_page(request: Request) -> web_sessions.LoggedIn | Response:
-    """The lead's session, or where to send a visitor without one: to log in, or an error page for a reviewer."""
-    found = session_of(request)
-    if found is None:
-        return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
-    if found.key.role not in SEES_EVERY_TASK:
-        context = {
-            "title": "Forbidden",
-            "detail": f"The dashboard is for leads and admins; {found.key.name!r} is a {found.key.role} key.",
-            "reviewer": found.key.name,
-            "csrf": found.csrf_token,
-        }
-        return templates.TemplateResponse(request, "error.html", context, status_code=status.HTTP_403_FORBIDDEN)
-    return found
 
 
 def _task(session: Session, request: Request, name: str, who: web_sessions.LoggedIn) -> Task | Response:
@@ -57,7 +40,7 @@ def _task(session: Session, request: Request, name: str, who: web_sessions.Logge
 
 @router.get("/{task}", response_class=HTMLResponse)
 def page(task: str, request: Request) -> Response:
-    who = _lead_page(request)
+    who = lead_session(request)
     if isinstance(who, Response):
         return who
     settings: Settings = request.app.state.settings
@@ -88,7 +71,7 @@ def page(task: str, request: Request) -> Response:
 
 @router.get("/{task}/charts/{name}.svg")
 def chart(task: str, name: str, request: Request) -> Response:
-    who = _lead_page(request)
+    who = lead_session(request)
     if isinstance(who, Response):
         return who
     if name not in CHARTS:
@@ -135,7 +118,7 @@ def _when(cell: dashboard.Cell) -> datetime:
 
 @router.get("/{task}/data/{name}.{fmt}")
 def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) -> Response:
-    who = _lead_page(request)
+    who = lead_session(request)
     if isinstance(who, Response):
         return who
     if name not in dashboard.TABLES:

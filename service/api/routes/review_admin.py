@@ -119,6 +119,8 @@ def adjudication_queue(task: str, session: SessionDep, _key: LeadDep) -> list[Di
             text=d.item.text,
             votes=d.votes,
             priority=d.entry.priority,
+            reason=d.reason,
+            machine=d.machine,
         )
         for d in review_quality.adjudication_queue(session, task=tasks.get_task(session, task))
     ]

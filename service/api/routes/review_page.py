@@ -21,7 +21,7 @@ from service.store.keys import SEES_EVERY_TASK
 from service.tables import ApiKey
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-STATIC_FILES = {"review.js": "text/javascript", "review.css": "text/css"}
+STATIC_FILES = {"review.js": "text/javascript", "adjudicate.js": "text/javascript", "review.css": "text/css"}
 SESSION_MAX_AGE_S = 12 * 3600
 PAGE_ROLES = ("reviewer", "lead", "admin")
 
@@ -38,6 +38,23 @@ def session_of(request: Request, roles: tuple[str, ...] = PAGE_ROLES) -> web_ses
     if isinstance(found, web_sessions.LoggedIn) and found.key.role in roles:
         return found
     return None
+
+
+def lead_session(request: Request) -> web_sessions.LoggedIn | Response:
+    """The session of a lead or admin, or where to send anyone else: to log in, or an error page for a reviewer
+    (the dashboard and adjudication pages)."""
+    found = session_of(request)
+    if found is None:
+        return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+    if found.key.role not in SEES_EVERY_TASK:
+        context = {
+            "title": "Forbidden",
+            "detail": f"This page is for leads and admins; {found.key.name!r} is a {found.key.role} key.",
+            "reviewer": found.key.name,
+            "csrf": found.csrf_token,
+        }
+        return templates.TemplateResponse(request, "error.html", context, status_code=status.HTTP_403_FORBIDDEN)
+    return found
 
 
 def _login_page(request: Request, error: str | None = None, code: int = status.HTTP_200_OK) -> HTMLResponse:

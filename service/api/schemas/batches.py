@@ -66,7 +66,7 @@ class LabelPublic(BaseModel):
     item_id: str
     label: str | None
     confidence: float | None
-    source: Literal["teacher", "student", "human"] | None
+    source: Literal["teacher", "student", "human", "adjudicated"] | None
     state: str
     reasons: list[str]
     prompt_version: str | None

@@ -43,7 +43,9 @@ class VotePublic(BaseModel):
     label: str
     source: Literal["human"] = "human"
     status: Literal["final", "waiting", "adjudication"] = Field(
-        description="final: the label is stored; waiting: more reviewers must answer; adjudication: they disagreed."
+        description="final: the label is stored; waiting: more reviewers must answer; adjudication: they disagreed, "
+        "or the answer contradicts a machine label the policy would have accepted (the label is stored and counts "
+        "as an audit), and a lead gives the final label."
     )
     votes: int
     required: int
@@ -126,6 +128,11 @@ class DisputedPublic(BaseModel):
     text: str
     votes: dict[str, str]
     priority: float
+    reason: Literal["disagreement", "audit_contradiction"] = Field(
+        description="disagreement: the reviewers' answers differ; audit_contradiction: an audit answer (stored, "
+        "and counted as the audit's result) contradicts a machine label the policy would have accepted."
+    )
+    machine: str | None = Field(description="The machine's label, if it gave one.")
 
 
 class AdjudicationCreate(Strict):

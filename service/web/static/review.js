@@ -73,7 +73,17 @@ async function refreshProgress() {
   const done = (counts.accepted || 0) + (counts.resolved || 0);
   $("progress").textContent =
     `You: ${progress.reviewed} answered · Task: ${done} of ${progress.task.items} labeled, ` +
-    `${progress.task.waiting} waiting for review, ${progress.task.adjudication} to adjudicate`;
+    `${progress.task.waiting} waiting for review, `;
+  const disputed = `${progress.task.adjudication} to adjudicate`;
+  if (root.dataset.lead === "true") {
+    const link = document.createElement("a");
+    link.id = "adjudication-link";
+    link.href = `/ui/tasks/${encodeURIComponent(task)}/adjudication`;
+    link.textContent = disputed;
+    $("progress").append(link);
+  } else {
+    $("progress").append(disputed);
+  }
   root.dataset.reviewed = String(progress.reviewed);
 }
 
@@ -112,7 +122,7 @@ async function answer(label) {
   if (!current || !label) return;
   const result = await api(`/review/${current.item_id}/resolve?next=true`, "POST", { label });
   answered += 1;
-  const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "reviewers disagree: sent to adjudication" };
+  const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "sent to a lead for adjudication" };
   say(`#${result.item_id} ${result.label}: ${notes[result.status]}`);
   show(result.next_item);
   await refreshProgress();

@@ -1,0 +1,86 @@
+"""The adjudication page at /ui/tasks/{task}/adjudication: a lead gives the final label of items whose reviewers
+disagreed or whose audit answer contradicted a machine label the policy would have accepted, one item at a time,
+from the keyboard (1-9 choose a label, Enter takes the weighted answer). Plain HTML forms: each answer is a POST
+carrying the session's CSRF token, answered with a redirect to the next item."""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.routes.review_page import lead_session, templates
+from service.db import transaction
+from service.errors import ServiceError
+from service.store import review_quality, tasks
+from service.store.tasks import label_names
+
+router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
+
+
+@router.get("/{task}/adjudication", response_class=HTMLResponse)
+def page(task: str, request: Request, done: str = "", error: str = "") -> Response:
+    who = lead_session(request)
+    if isinstance(who, Response):
+        return who
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        row = tasks.get_task(session, task)
+        labels = label_names(row)
+        queue = review_quality.adjudication_queue(session, task=row, limit=1)
+        context: dict[str, object] = {
+            "task": row,
+            "labels": labels,
+            "reviewer": who.key.name,
+            "csrf": who.csrf_token,
+            "waiting": review_quality.adjudication_count(session, task=row),
+            "done": done,
+            "error": error,
+            "item": None,
+        }
+        if queue:
+            disputed = queue[0]
+            model = review_quality.answers(session, task=row).reviewer_model(labels)
+            answers = {name: answer for name, answer in disputed.votes.items() if answer in labels}
+            suggestion, probability = model.aggregate(answers) if answers else (None, None)
+            context |= {
+                "item": disputed.item,
+                "reason": disputed.reason,
+                "machine": disputed.machine,
+                "votes": [
+                    {
+                        "reviewer": name,
+                        "label": answer,
+                        "accuracy": model.accuracy(name) if name in model.evidence else None,
+                    }
+                    for name, answer in disputed.votes.items()
+                ],
+                "suggestion": suggestion,
+                "probability": probability,
+            }
+    return templates.TemplateResponse(request, "adjudicate.html", context)
+
+
+@router.post("/{task}/adjudication/{item_id}")
+async def adjudicate(task: str, item_id: int, request: Request) -> Response:
+    who = lead_session(request)
+    if isinstance(who, Response):
+        return who
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    back = f"/ui/tasks/{quote(task)}/adjudication"
+    if not hmac.compare_digest((form.get("csrf") or [""])[0], who.csrf_token):
+        return RedirectResponse(
+            f"{back}?error={quote('the form is stale; reload the page')}", status.HTTP_303_SEE_OTHER
+        )
+    label = (form.get("label") or [""])[0]
+    factory: sessionmaker[Session] = request.app.state.sessions
+    try:
+        with transaction(factory) as session:
+            row = tasks.get_task(session, task)
+            review_quality.adjudicate(session, task=row, item_id=item_id, adjudicator=who.key.name, label=label)
+    except ServiceError as exc:
+        return RedirectResponse(f"{back}?error={quote(exc.detail)}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{back}?done={quote(f'#{item_id} {label}')}", status.HTTP_303_SEE_OTHER)
