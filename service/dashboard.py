@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.pipeline import task_report
-from service.store import dashboard, items, review_quality, students, usage
+from service.store import answers, dashboard, items, students, usage
 from service.store.tasks import label_names
 from service.tables import Task
 
@@ -86,7 +86,7 @@ def accuracy(session: Session, task: Task) -> Table:
 
 
 def reviewers(session: Session, task: Task) -> Table:
-    given = review_quality.answers(session, task=task)
+    given = answers.of_task(session, task=task)
     rows = task_report.reviewer_rows(
         votes=given.votes,
         answered_at=usage.answer_times(session, task_id=task.id),

@@ -307,12 +307,16 @@ class ReviewAssignment(Base):
 
 
 class ReviewSettings(Base):
-    """How many distinct reviewers an audit sample and a gold item (meta "gold_label") need; others need one."""
+    """How many distinct reviewers an audit sample and a gold item (meta "gold_label") need; others need one, or
+    two when the first answer comes from a reviewer estimated less accurate than ``second_review_below``."""
 
     __tablename__ = "review_settings"
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
     audit_reviewers: Mapped[int] = mapped_column(Integer, default=1)
     gold_reviewers: Mapped[int] = mapped_column(Integer, default=1)
+    second_review_below: Mapped[float | None] = mapped_column(Float, nullable=True)
+    aggregate_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Stored rows start at DEFAULT_AGGREGATE_AT (store.review_team); null sends every disagreement to a lead."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -27,6 +27,9 @@ PRIOR_RIGHT = 4.0
 about 80% of the time, and real answers outweigh the prior after about a dozen items."""
 PRIOR_WRONG = 1.0
 """Pseudo-answers spread over the wrong labels of each row, together."""
+DEFAULT_AGGREGATE_AT = 0.95
+"""Answers that disagree are settled by their weighted aggregate when it is at least this probable (a task's
+review settings may change it); below, a lead adjudicates."""
 ITERATIONS = 200
 TOLERANCE = 1e-7
 

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from service.errors import Conflict, NotFound
 from service.pipeline.review_order import COLD_START_PRIORITY
 from service.pipeline.sources import HUMAN_SOURCES
-from service.store.review_team import required_votes
-from service.store.tasks import check_label
+from service.store import answers
+from service.store.review_team import required_votes, review_settings
+from service.store.tasks import check_label, label_names
 from service.tables import (
     AdjudicationEntry,
     DecisionRecord,
@@ -25,6 +26,7 @@ from service.tables import (
     Label,
     Prediction,
     ReviewEntry,
+    ReviewSettings,
     ReviewSkip,
     ReviewVote,
     Task,
@@ -129,35 +131,47 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
     kind = item_kind(item, decision.reason_names if decision is not None else [])
-    required = 1 if kind == "review" else required_votes(session, task_id=task.id, kind=kind)
+    settings = review_settings(session, task_id=task.id)
     own = [vote for vote in votes if vote.reviewer == reviewer]
     if own:
         if own[-1].label != label:
             raise Conflict(f"you answered item {item_id} with {own[-1].label!r} already; undo it first", field="label")
-        return Resolution(item_id, label, _status(session, item, entry), len(votes), required)
+        return Resolution(item_id, label, _status(session, item, entry), len(votes), own[-1].required)
     if entry is None:
         raise Conflict(f"item {item_id} is not waiting for review", field="item_id")
     if entry.leased_to not in (None, reviewer) and not _expired(entry.lease_expires):
         raise Conflict(f"item {item_id} is leased to another reviewer", field="item_id")
+    required = _required(session, task=task, kind=kind, settings=settings, votes=votes, reviewer=reviewer)
     complete = len(votes) + 1 >= required
     agreed = all(vote.label == label for vote in votes)
-    to_lead = complete and not agreed
+    final = label if agreed else None
+    names = [*(v.reviewer for v in votes), reviewer]
+    if complete and not agreed and settings.aggregate_at is not None:
+        weighted, probability = (
+            answers.of_task(session, task=task)
+            .reviewer_model(label_names(task))
+            .aggregate({**{v.reviewer: v.label for v in votes}, reviewer: label})
+        )
+        if probability >= settings.aggregate_at:
+            final = weighted
+            names.append("(weighted)")
+    to_lead = complete and final is None
     human = None
     if complete:
         session.delete(entry)
-        if agreed:
+        if final is not None:
             human = Label(
                 item_id=item_id,
                 task_id=task.id,
-                label=label,
+                label=final,
                 source="human",
-                reviewer=",".join([*(v.reviewer for v in votes), reviewer])[:200],
+                reviewer=",".join(names)[:200],
                 confidence=None,
             )
             session.add(human)
             item.state = "resolved"
             session.flush()
-            if contradicts_accepted(decision, prediction, label):
+            if contradicts_accepted(decision, prediction, final):
                 # The label stands (the audit counts as it is); a lead decides which answer is final.
                 session.add(AdjudicationEntry(item_id=item_id, task_id=task.id, priority=entry.priority))
                 to_lead = True
@@ -185,6 +199,22 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     )
     status: Status = "adjudication" if to_lead else "final" if complete else "waiting"
     return Resolution(item_id, label, status, len(votes) + 1, required)
+
+
+def _required(
+    session: Session, *, task: Task, kind: ItemKind, settings: ReviewSettings, votes: list[ReviewVote], reviewer: str
+) -> int:
+    """Answers the item needs: the task's setting for audit and gold items; for a review item one, or two when
+    its first answer comes from a reviewer the reviewer model estimates below ``second_review_below``."""
+    if kind != "review":
+        return {"audit": settings.audit_reviewers, "gold": settings.gold_reviewers}[kind]
+    if votes:
+        return len(votes) + 1  # a second answer was asked for: this one settles it
+    if settings.second_review_below is None:
+        return 1
+    model = answers.of_task(session, task=task).reviewer_model(label_names(task))
+    known = reviewer in model.evidence
+    return 2 if known and model.accuracy(reviewer) < settings.second_review_below else 1
 
 
 def contradicts_accepted(decision: DecisionRecord | None, prediction: Prediction | None, label: str) -> bool:

@@ -16,44 +16,12 @@ from service.pipeline.agreement import (
     pairwise_kappa,
     reviewer_accuracy,
 )
-from service.pipeline.reviewer_model import ReviewerModel, fit_reviewers
+from service.pipeline.reviewer_model import ReviewerModel
 from service.pipeline.sources import ADJUDICATED
+from service.store import answers
 from service.store.items import latest_rows
 from service.store.tasks import check_label, label_names
 from service.tables import AdjudicationEntry, Item, Label, Prediction, ReviewVote, Task
-
-
-@dataclass(frozen=True)
-class Answers:
-    """Every active answer in a task, and the gold labels of the gold items among them."""
-
-    votes: dict[int, dict[str, str]]
-    """item id -> reviewer -> label."""
-    kinds: dict[int, str]
-    gold: dict[int, str]
-
-    def reviewer_model(self, labels: list[str]) -> ReviewerModel:
-        """The reviewers' confusion matrices, fitted on the gold and multiply answered items."""
-        return fit_reviewers(votes=self.votes, labels=labels, gold=self.gold)
-
-
-def answers(session: Session, *, task: Task) -> Answers:
-    votes: dict[int, dict[str, str]] = {}
-    kinds: dict[int, str] = {}
-    for item_id, reviewer, label, kind in session.execute(
-        select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind)
-        .where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None))
-        .order_by(ReviewVote.id)
-    ):
-        votes.setdefault(item_id, {})[reviewer] = label
-        kinds[item_id] = kind
-    gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
-    gold = {
-        item_id: str(meta["gold_label"])
-        for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
-        if meta.get("gold_label") is not None
-    }
-    return Answers(votes, kinds, gold)
 
 
 @dataclass(frozen=True)
@@ -71,7 +39,7 @@ class AgreementReport:
 
 
 def agreement_report(session: Session, *, task: Task) -> AgreementReport:
-    given = answers(session, task=task)
+    given = answers.of_task(session, task=task)
     votes, kinds, gold = given.votes, given.kinds, given.gold
     counts: dict[str, int] = {}
     for answered in votes.values():

@@ -8,6 +8,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Forbidden, Invalid, NotFound
+from service.pipeline.reviewer_model import DEFAULT_AGGREGATE_AT
 from service.store.keys import SEES_EVERY_TASK
 from service.store.tasks import get_task
 from service.tables import (
@@ -87,17 +88,34 @@ def task_for(session: Session, key: ApiKey, name: str) -> Task:
 
 
 def review_settings(session: Session, *, task_id: int) -> ReviewSettings:
-    """The task's settings; defaults (one vote each) when none were stored."""
-    return session.get(ReviewSettings, task_id) or ReviewSettings(task_id=task_id, audit_reviewers=1, gold_reviewers=1)
+    """The task's settings; the defaults when none were stored (one vote each, no second reviews, disagreements
+    settled by the weighted aggregate at DEFAULT_AGGREGATE_AT)."""
+    return session.get(ReviewSettings, task_id) or ReviewSettings(
+        task_id=task_id,
+        audit_reviewers=1,
+        gold_reviewers=1,
+        second_review_below=None,
+        aggregate_at=DEFAULT_AGGREGATE_AT,
+    )
 
 
-def update_settings(session: Session, *, task: Task, audit_reviewers: int, gold_reviewers: int) -> ReviewSettings:
+def update_settings(
+    session: Session,
+    *,
+    task: Task,
+    audit_reviewers: int,
+    gold_reviewers: int,
+    second_review_below: float | None,
+    aggregate_at: float | None,
+) -> ReviewSettings:
     row = session.get(ReviewSettings, task.id)
     if row is None:
         row = ReviewSettings(task_id=task.id)
         session.add(row)
     row.audit_reviewers = audit_reviewers
     row.gold_reviewers = gold_reviewers
+    row.second_review_below = second_review_below
+    row.aggregate_at = aggregate_at
     session.flush()
     return row
 

@@ -167,3 +167,64 @@ def test_an_audit_that_contradicts_an_accepted_label_counts_and_goes_to_a_lead(
     client.post(f"/ui/tasks/sms/adjudication/{item_id}", data={"csrf": csrf, "label": machine})
     settled = [r for r in _uniform(fake_worker) if r.item_id == item_id]
     assert settled and settled[0].human == machine, "the lead's label is the truth from now on"
+
+
+def test_weighted_answers_settle_disagreements_and_a_weak_reviewer_gets_a_second_look(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    gold = [
+        {"id": f"g{i}", "text": f"{TEXTS[i % 4]} {i}", "meta": {"gold_label": _right(TEXTS[i % 4])}} for i in range(16)
+    ]
+    client.post("/v1/tasks/sms/batches", json={"items": gold}, headers=client_headers)
+    _drain(fake_worker)
+    changed = client.put(
+        "/v1/tasks/sms/review/settings",
+        json={"audit_reviewers": 1, "gold_reviewers": 3, "second_review_below": 0.8, "aggregate_at": None},
+        headers=ADMIN,
+    )
+    assert changed.json() == {
+        "audit_reviewers": 1,
+        "gold_reviewers": 3,
+        "second_review_below": 0.8,
+        "aggregate_at": None,
+    }
+    bad = client.put("/v1/tasks/sms/review/settings", json={"aggregate_at": 0.4}, headers=ADMIN)
+    assert bad.status_code == 422, "an aggregate below one half would settle nothing"
+    careful, steady, weak = (_reviewer(client, settings) for _ in range(3))
+    _answer(client, careful)
+    _answer(client, steady)
+    results = []
+    for turn in range(16):  # the weak reviewer errs on every other gold item
+        if turn == 8:  # first every disagreement goes to a lead; then the weighted answer may settle it
+            settled = {"audit_reviewers": 1, "gold_reviewers": 3, "second_review_below": 0.8, "aggregate_at": 0.95}
+            client.put("/v1/tasks/sms/review/settings", json=settled, headers=ADMIN)
+            assert all(status == "adjudication" for status, _, _ in results[::2])
+        leased = client.post("/v1/tasks/sms/review/next", headers=weak).json()
+        right = _right(leased["text"])
+        label = ("ham" if right == "spam" else "spam") if turn % 2 == 0 else right
+        done = client.post(f"/v1/tasks/sms/review/{leased['item_id']}/resolve", json={"label": label}, headers=weak)
+        results.append((done.json()["status"], leased["item_id"], right))
+    assert [status for status, _, _ in results[9::2]] == ["final"] * 4, "two proven reviewers against one settle it"
+    with transaction(fake_worker.sessions) as session:
+        weighted = [
+            (label.item_id, label.label)
+            for label in session.scalars(select(Label).where(Label.reviewer.like("%(weighted)")))
+        ]
+    truth = {item_id: right for _, item_id, right in results}
+    assert weighted and all(label == truth[item_id] for item_id, label in weighted)
+
+    agreement = client.get("/v1/tasks/sms/review/agreement", headers=ADMIN).json()
+    estimates = {row["reviewer"]: row["estimated_accuracy"] for row in agreement["reviewers"]}
+    weak_name = client.get("/v1/review/me", headers=weak).json()["name"]
+    assert estimates[weak_name] < 0.8 < min(v for k, v in estimates.items() if k != weak_name)
+
+    # Review items: the weak reviewer's answer waits for a second one; a careful reviewer's settles at once.
+    more = [{"id": f"r{i}", "text": f"{TEXTS[i % 4]} r{i}"} for i in range(6)]
+    client.post("/v1/tasks/sms/batches", json={"items": more}, headers=client_headers)
+    _drain(fake_worker)
+    first = _answer(client, weak)
+    assert first and {r["status"] for r in first} == {"waiting"}
+    second = _answer(client, careful)
+    assert {r["item_id"] for r in second} >= {r["item_id"] for r in first}
+    assert all(r["status"] in ("final", "adjudication") for r in second)

@@ -11,6 +11,7 @@ from service.config import Settings
 from service.db import make_engine, session_factory, transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
+from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import Label, ReviewVote
 from tests.conftest import SPAM_TASK, make_key
 
@@ -37,7 +38,7 @@ def _reviewer(client: TestClient, settings: Settings, *, assign: bool = True) ->
 def _labels(settings: Settings) -> list[Label]:
     engine = make_engine(settings.resolved_database_url)
     with transaction(session_factory(engine)) as session:
-        rows = list(session.scalars(select(Label).where(Label.source == "human").order_by(Label.id)))
+        rows = list(session.scalars(select(Label).where(Label.source.in_(HUMAN_SOURCES)).order_by(Label.id)))
     engine.dispose()
     return rows
 
@@ -155,8 +156,8 @@ def test_gold_items_need_k_reviewers_and_disagreements_go_to_adjudication(
     assert report["pairs"][0]["items"] == 2 and report["pairs"][0]["observed"] == 0.5
     accuracy = {row["reviewer"]: row["gold"] for row in report["reviewers"]}
     assert sorted((row["items"], row["correct"]) for row in accuracy.values()) == [(2, 1), (2, 2)]
-    final = {row.item_id: row.label for row in _labels(settings)}
-    assert final == {first["item_id"]: "spam", disputed["item_id"]: "spam"}
+    final = {row.item_id: (row.label, row.source) for row in _labels(settings)}
+    assert final == {first["item_id"]: ("spam", "human"), disputed["item_id"]: ("spam", "adjudicated")}
 
 
 def test_login_sets_an_http_only_cookie_for_reviewers_only(

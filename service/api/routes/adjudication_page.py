@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.routes.review_page import lead_session, templates
 from service.db import transaction
 from service.errors import ServiceError
-from service.store import review_quality, tasks
+from service.store import answers, review_quality, tasks
 from service.store.tasks import label_names
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
@@ -43,9 +43,9 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
         }
         if queue:
             disputed = queue[0]
-            model = review_quality.answers(session, task=row).reviewer_model(labels)
-            answers = {name: answer for name, answer in disputed.votes.items() if answer in labels}
-            suggestion, probability = model.aggregate(answers) if answers else (None, None)
+            model = answers.of_task(session, task=row).reviewer_model(labels)
+            known = {name: answer for name, answer in disputed.votes.items() if answer in labels}
+            suggestion, probability = model.aggregate(known) if known else (None, None)
             context |= {
                 "item": disputed.item,
                 "reason": disputed.reason,

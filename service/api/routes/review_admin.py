@@ -22,6 +22,7 @@ from service.api.schemas.review import (
 )
 from service.pipeline.agreement import ReviewerAccuracy
 from service.store import review, review_quality, review_team, tasks
+from service.tables import ReviewSettings
 
 router = APIRouter(tags=["review team"])
 
@@ -63,19 +64,31 @@ def unassign(task: str, reviewer: str, session: SessionDep, _key: AdminDep) -> N
 @router.get("/v1/tasks/{task}/review/settings", response_model=ReviewSettingsPublic)
 def read_settings(task: str, session: SessionDep, key: ReviewerDep) -> ReviewSettingsPublic:
     row = review_team.review_settings(session, task_id=review_team.task_for(session, key, task).id)
-    return ReviewSettingsPublic(audit_reviewers=row.audit_reviewers, gold_reviewers=row.gold_reviewers)
+    return _settings(row)
+
+
+def _settings(row: ReviewSettings) -> ReviewSettingsPublic:
+    return ReviewSettingsPublic(
+        audit_reviewers=row.audit_reviewers,
+        gold_reviewers=row.gold_reviewers,
+        second_review_below=row.second_review_below,
+        aggregate_at=row.aggregate_at,
+    )
 
 
 @router.put("/v1/tasks/{task}/review/settings", response_model=ReviewSettingsPublic)
 def update_settings(task: str, body: ReviewSettingsUpdate, session: SessionDep, _key: AdminDep) -> ReviewSettingsPublic:
-    """Reviewers needed per audit sample and per gold item; applies to answers given from now on."""
+    """Reviewers needed per audit sample and per gold item, when a review item needs a second answer, and when the
+    weighted aggregate settles answers that disagree; applies to answers given from now on."""
     row = review_team.update_settings(
         session,
         task=tasks.get_task(session, task),
         audit_reviewers=body.audit_reviewers,
         gold_reviewers=body.gold_reviewers,
+        second_review_below=body.second_review_below,
+        aggregate_at=body.aggregate_at,
     )
-    return ReviewSettingsPublic(audit_reviewers=row.audit_reviewers, gold_reviewers=row.gold_reviewers)
+    return _settings(row)
 
 
 def _accuracy(row: ReviewerAccuracy | None) -> AccuracyPublic | None:

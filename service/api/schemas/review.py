@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from service.api.schemas.common import Strict
+from service.pipeline.reviewer_model import DEFAULT_AGGREGATE_AT
 
 
 class ReviewItemPublic(BaseModel):
@@ -70,6 +71,21 @@ class ProgressPublic(BaseModel):
 class ReviewSettingsUpdate(Strict):
     audit_reviewers: int = Field(1, ge=1, le=10)
     gold_reviewers: int = Field(1, ge=1, le=10)
+    second_review_below: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="An item answered by a reviewer whose estimated accuracy (the reviewer model) is below this "
+        "waits for a second reviewer; null: one answer settles a review item.",
+    )
+    aggregate_at: float | None = Field(
+        DEFAULT_AGGREGATE_AT,
+        gt=0.5,
+        le=1.0,
+        description="Answers that disagree are settled by their weighted aggregate (each answer weighed by its "
+        "reviewer's estimated confusion matrix) when it is at least this probable; below it, or when null, they go "
+        "to a lead for adjudication.",
+    )
 
 
 class ReviewSettingsPublic(ReviewSettingsUpdate):

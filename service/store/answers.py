@@ -1,0 +1,45 @@
+"""Every active review answer of a task, and the reviewer model fitted on them (store.review reads it to weigh
+answers and to ask for second reviews; the agreement report and the dashboard show it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.pipeline.reviewer_model import ReviewerModel, fit_reviewers
+from service.tables import Item, ReviewVote, Task
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Every active answer in a task, and the gold labels of the gold items among them."""
+
+    votes: dict[int, dict[str, str]]
+    """item id -> reviewer -> label."""
+    kinds: dict[int, str]
+    gold: dict[int, str]
+
+    def reviewer_model(self, labels: list[str]) -> ReviewerModel:
+        """The reviewers' confusion matrices, fitted on the gold and multiply answered items."""
+        return fit_reviewers(votes=self.votes, labels=labels, gold=self.gold)
+
+
+def of_task(session: Session, *, task: Task) -> Answers:
+    votes: dict[int, dict[str, str]] = {}
+    kinds: dict[int, str] = {}
+    for item_id, reviewer, label, kind in session.execute(
+        select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind)
+        .where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None))
+        .order_by(ReviewVote.id)
+    ):
+        votes.setdefault(item_id, {})[reviewer] = label
+        kinds[item_id] = kind
+    gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
+    gold = {
+        item_id: str(meta["gold_label"])
+        for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
+        if meta.get("gold_label") is not None
+    }
+    return Answers(votes, kinds, gold)
