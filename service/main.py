@@ -29,6 +29,7 @@ from service.api.routes import (
     students,
     tasks,
 )
+from service.api.routes.dashboard import Figures
 from service.api.routes.predict import PROMOTED_CACHE_S, Promoted
 from service.api.schemas.problem import PROBLEM_RESPONSES, problem_media_type
 from service.config import Settings, get_settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.state.predictors = {}
     app.state.promoted_cache = TtlCache[str, Promoted](PROMOTED_CACHE_S)
+    app.state.dashboard_figures = Figures()
     app.state.student_loader = lambda path: _load_student(settings, path)
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

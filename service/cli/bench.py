@@ -434,3 +434,20 @@ def bench_reviewers(
             json_out=json_out,
         )
     )
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    items: Annotated[int, typer.Option(help="Items in the seeded task.", min=100)] = 100_000,
+    reviews: Annotated[int, typer.Option(help="Of those, items reviewed by humans.", min=10)] = 10_000,
+    repeats: Annotated[int, typer.Option(help="Timed requests per page, plot and table.", min=1)] = 5,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+) -> None:
+    """The lead's dashboard on a large SQLite task: time of the page, each plot and each data table."""
+    from service.bench.dashboard import run_dashboard_bench
+
+    if reviews > items:
+        raise fail(f"--reviews ({reviews}) cannot exceed --items ({items})")
+    _print_in_scratch(
+        lambda work: run_dashboard_bench(items=items, reviews=reviews, repeats=repeats, work=work, json_out=json_out)
+    )

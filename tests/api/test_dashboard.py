@@ -19,7 +19,9 @@ from tests.conftest import SPAM_TASK, make_key
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 
 
-def _reviewed_task(client: TestClient, client_headers: dict[str, str], ctx: WorkerContext, settings: Settings) -> None:
+def _reviewed_task(
+    client: TestClient, client_headers: dict[str, str], ctx: WorkerContext, settings: Settings
+) -> list[dict[str, str]]:
     """60 messages scored by the keyword teacher; two reviewers answer what is queued, gold items twice."""
     client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
     rows = [
@@ -44,6 +46,7 @@ def _reviewed_task(client: TestClient, client_headers: dict[str, str], ctx: Work
         while worker.run_once(ctx):
             pass
         _answer_all(client, reviewers)
+    return reviewers
 
 
 def _answer_all(client: TestClient, reviewers: list[dict[str, str]]) -> None:
@@ -71,7 +74,7 @@ def _login(client: TestClient, role: str, settings: Settings) -> None:
 def test_a_lead_sees_progress_quality_reviewers_and_plots_with_their_data(
     client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
 ) -> None:
-    _reviewed_task(client, client_headers, fake_worker, settings)
+    reviewers = _reviewed_task(client, client_headers, fake_worker, settings)
     assert client.get("/ui/tasks/sms", follow_redirects=False).headers["location"] == "/review", "log in first"
     _login(client, "lead", settings)
     page = client.get("/ui/tasks/sms")
@@ -107,6 +110,13 @@ def test_a_lead_sees_progress_quality_reviewers_and_plots_with_their_data(
     coverage = [row for row in timeline if row["series"] == "coverage"]
     queued = next(row["items"] for row in states if row["state"] == "queued")
     assert queued == 0 and coverage[-1]["n"] >= 60
+
+    # Figures are kept while nothing changes, and follow any change: an undone answer leaves the table at once.
+    answers = {row["reviewer"]: row["answers"] for row in client.get("/ui/tasks/sms/data/reviewers.json").json()}
+    name = client.get("/v1/review/me", headers=reviewers[0]).json()["name"]
+    assert client.post("/v1/tasks/sms/review/undo", headers=reviewers[0]).status_code == 200
+    after = {row["reviewer"]: row["answers"] for row in client.get("/ui/tasks/sms/data/reviewers.json").json()}
+    assert after == {**answers, name: answers[name] - 1}
 
 
 def test_the_dashboard_refuses_reviewers_and_answers_bad_names_clearly(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,13 +22,15 @@ from service.api.routes.review_page import lead_session, templates
 from service.config import Settings
 from service.errors import NotFound
 from service.pipeline.cost import Prices
-from service.store import review_team, tasks, web_sessions
+from service.store import dashboard as store_dashboard
+from service.store import review_quality, tasks, web_sessions
 from service.tables import Task
 from service.web import charts
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
 CHARTS = ("timeline", "confusion", "accuracy")
 SVG = "image/svg+xml"
+V = TypeVar("V")
 
 
 def _task(session: Session, request: Request, name: str, who: web_sessions.LoggedIn) -> Task | Response:
@@ -49,24 +52,48 @@ def page(task: str, request: Request) -> Response:
         row = _task(session, request, task, who)
         if isinstance(row, Response):
             return row
-        states = dashboard.states(session, row)
-        total = sum(int(s["items"] or 0) for s in states)
+        task_row = row
+
+        def figures() -> dict[str, object]:
+            states = dashboard.states(session, task_row)
+            total = sum(int(s["items"] or 0) for s in states)
+            return {
+                "states": [{**s, "share": int(s["items"] or 0) / total if total else 0.0} for s in states],
+                "total": total,
+                "sources": dashboard.sources(session, task_row),
+                "quality": quality_of(session, task_row, min_reviews=settings.policy.min_reviews),
+                "cost": cost_of(session, task_id=task_row.id, prices=Prices(**settings.cost.model_dump())),
+                "accuracy": dashboard.accuracy(session, task_row),
+                "reviewers": dashboard.reviewers(session, task_row),
+                "students": dashboard.student_versions(session, task_row),
+                "to_adjudicate": review_quality.adjudication_count(session, task=task_row),
+            }
+
         context = {
             "task": row,
             "reviewer": who.key.name,
             "csrf": who.csrf_token,
-            "states": [{**s, "share": int(s["items"] or 0) / total if total else 0.0} for s in states],
-            "total": total,
-            "sources": dashboard.sources(session, row),
-            "quality": quality_of(session, row, min_reviews=settings.policy.min_reviews),
-            "cost": cost_of(session, task_id=row.id, prices=Prices(**settings.cost.model_dump())),
-            "accuracy": dashboard.accuracy(session, row),
-            "reviewers": dashboard.reviewers(session, row),
-            "students": dashboard.student_versions(session, row),
-            "to_adjudicate": review_team.progress(session, task=row, reviewer=who.key.name).adjudication,
-            "tables": list(dashboard.TABLES),
+            **_cached(request, session, row, "page", figures),
         }
     return templates.TemplateResponse(request, "dashboard.html", context)
+
+
+Figures = dict[tuple[int, str], tuple[tuple[int, ...], object]]
+"""(task id, figure) -> the task state it was computed in (store.dashboard.version) and its value: the newest
+only, so the cache holds one entry per task and figure however often the task changes."""
+
+
+def _cached(request: Request, session: Session, task: Task, name: str, compute: Callable[[], V]) -> V:
+    """``compute()``, or what it gave in the same task state: a dashboard reloaded while nothing happened costs a
+    handful of indexed lookups, not a pass over every review."""
+    figures: Figures = request.app.state.dashboard_figures
+    state = store_dashboard.version(session, task_id=task.id)
+    found = figures.get((task.id, name))
+    if found is not None and found[0] == state:
+        return cast(V, found[1])
+    value = compute()
+    figures[(task.id, name)] = (state, value)
+    return value
 
 
 @router.get("/{task}/charts/{name}.svg")
@@ -79,10 +106,15 @@ def chart(task: str, name: str, request: Request) -> Response:
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         row = tasks.get_task(session, task)
-        table = dashboard.TABLES[name](session, row)
         labels = [str(label["name"]) for label in row.labels]
-        epsilon = row.epsilon
-    return Response(_draw(name, table, labels=labels, epsilon=epsilon), media_type=SVG)
+        drawn = _cached(
+            request,
+            session,
+            row,
+            f"chart {name}",
+            lambda: _draw(name, dashboard.TABLES[name](session, row), labels=labels, epsilon=row.epsilon),
+        )
+    return Response(drawn, media_type=SVG)
 
 
 def _draw(name: str, table: dashboard.Table, *, labels: list[str], epsilon: float) -> str:
@@ -125,7 +157,8 @@ def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) ->
         raise NotFound(f"no table {name!r}; the dashboard has {', '.join(dashboard.TABLES)}", field="name")
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
-        table = dashboard.TABLES[name](session, tasks.get_task(session, task))
+        row = tasks.get_task(session, task)
+        table = _cached(request, session, row, f"data {name}", lambda: dashboard.TABLES[name](session, row))
     filename = f'attachment; filename="{task}-{name}.{fmt}"'
     if fmt == "json":
         return Response(json.dumps(table), media_type="application/json", headers={"Content-Disposition": filename})

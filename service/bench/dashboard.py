@@ -1,0 +1,92 @@
+"""`understudy bench dashboard`: how fast the lead's dashboard answers on a large task. A task of N items with M
+human reviews is seeded in bulk into a scratch SQLite database (store/dashboard_seed.py); the app runs in this
+process and a lead's session asks for the page, each plot and each data table, several times over, with the
+figures computed afresh (as after any change to the task) and with nothing changed since the last request (the
+figures are kept per task state). Reported: the median and worst time of each, after one warm-up request."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from service import db
+from service.api.routes.dashboard import CHARTS
+from service.bench.report import write_json
+from service.config import Settings
+from service.dashboard import TABLES
+from service.main import create_app
+from service.store.dashboard_seed import seed_labeled_task
+
+TARGET_MS = 300.0
+
+
+def run_dashboard_bench(*, items: int, reviews: int, repeats: int, work: Path, json_out: Path | None) -> dict[str, Any]:
+    settings = Settings(data_dir=work / "data", database_url=f"sqlite:///{work / 'dashboard.db'}")
+    sessions = db.open(settings)
+    started = time.perf_counter()
+    with db.transaction(sessions) as session:
+        task, lead_key = seed_labeled_task(session, items=items, reviews=reviews)
+    seeded_s = time.perf_counter() - started
+    db.engine_of(sessions).dispose()
+    app = create_app(settings)
+    timings: dict[str, list[float]] = {}
+    with TestClient(app) as client:
+        assert client.post("/review/login", data={"key": lead_key}, follow_redirects=False).status_code == 303
+        paths = {
+            "page": f"/ui/tasks/{task}",
+            **{f"chart {name}": f"/ui/tasks/{task}/charts/{name}.svg" for name in CHARTS},
+            **{f"data {name}": f"/ui/tasks/{task}/data/{name}.json" for name in TABLES},
+        }
+        for name, path in paths.items():
+            assert client.get(path).status_code == 200, f"{name}: {path}"  # warm-up: imports, the first plot
+            for fresh in (True, False):
+                for _ in range(repeats):
+                    if fresh:  # as after any change to the task: every figure computed again
+                        app.state.dashboard_figures.clear()
+                    before = time.perf_counter()
+                    response = client.get(path)
+                    timings.setdefault(f"{name}|{fresh}", []).append((time.perf_counter() - before) * 1000)
+                    assert response.status_code == 200
+    app.state.engine.dispose()
+    result: dict[str, Any] = {
+        "items": items,
+        "reviews": reviews,
+        "store": "sqlite",
+        "repeats": repeats,
+        "seeded_s": round(seeded_s, 1),
+        "target_ms": TARGET_MS,
+        "requests": {
+            name: {
+                state: {
+                    "median_ms": round(statistics.median(timings[f"{name}|{fresh}"]), 1),
+                    "max_ms": round(max(timings[f"{name}|{fresh}"]), 1),
+                }
+                for state, fresh in (("changed", True), ("unchanged", False))
+            }
+            for name in paths
+        },
+    }
+    result["table"] = dashboard_table(result)
+    write_json(result, json_out)
+    return result
+
+
+def dashboard_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"Dashboard of a task with {result['items']:,} items and {result['reviews']:,} reviews ({result['store']}, "
+        f"median and worst of {result['repeats']}; 'changed': the task changed since the last request, so every "
+        "figure is computed again; 'unchanged': nothing happened since)",
+        "| request | changed: median ms | worst ms | unchanged: median ms | worst ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in result["requests"].items():
+        changed, unchanged = row["changed"], row["unchanged"]
+        lines.append(
+            f"| {name} | {changed['median_ms']:.0f} | {changed['max_ms']:.0f} | "
+            f"{unchanged['median_ms']:.0f} | {unchanged['max_ms']:.0f} |"
+        )
+    return "\n".join(lines)
