@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.pipeline import task_report
-from service.store import answers, dashboard, items, students, usage
+from service.store import answers, consistency, dashboard, items, students, usage
 from service.store.tasks import label_names
 from service.tables import Task
 
@@ -118,6 +118,23 @@ def student_versions(session: Session, task: Task) -> Table:
     return rows
 
 
+def consistency_pairs(session: Session, task: Task) -> Table:
+    """Near-identical items whose final labels differ, not yet sent to adjudication (store.consistency)."""
+    return [
+        {
+            "pair_id": found.pair.id,
+            "cosine": found.pair.cosine,
+            "first_item_id": found.first.id,
+            "first_text": found.first.text,
+            "first_label": found.first_label,
+            "second_item_id": found.second.id,
+            "second_text": found.second.text,
+            "second_label": found.second_label,
+        }
+        for found in consistency.open_pairs(session, task=task)
+    ]
+
+
 TABLES: dict[str, Callable[[Session, Task], Table]] = {
     "states": states,
     "sources": sources,
@@ -126,4 +143,5 @@ TABLES: dict[str, Callable[[Session, Task], Table]] = {
     "accuracy": accuracy,
     "reviewers": reviewers,
     "students": student_versions,
+    "consistency": consistency_pairs,
 }

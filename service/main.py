@@ -14,6 +14,7 @@ from service.api.observability import RequestObservation
 from service.api.routes import (
     adjudication_page,
     batches,
+    consistency,
     cost,
     dashboard,
     exports,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs,
         review,
         review_admin,
+        consistency,
         students,
         predict,
         quality,

@@ -346,6 +346,32 @@ class ReviewVote(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InconsistentPair(Base):
+    """Two items of a task whose embeddings are near-identical but whose final labels differed when a consistency
+    check found them; ``sent_at`` once a lead sent both to adjudication."""
+
+    __tablename__ = "inconsistent_pairs"
+    __table_args__ = (UniqueConstraint("task_id", "first_item_id", "second_item_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    first_item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    second_item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    cosine: Mapped[float] = mapped_column(Float)
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ConsistencyCheck(Base):
+    """How far a task's consistency checks have read its labels: the next check compares only items labeled
+    after ``checked_through`` (a label id) against every labeled item."""
+
+    __tablename__ = "consistency_checks"
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    checked_through: Mapped[int] = mapped_column(Integer, default=0)
+    min_cosine: Mapped[float] = mapped_column(Float)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AdjudicationEntry(Base):
     """An item whose reviewers disagreed, waiting for a lead's final label; deleted when adjudicated."""
 

@@ -51,6 +51,7 @@ def run_dashboard_bench(*, items: int, reviews: int, repeats: int, work: Path, j
                     response = client.get(path)
                     timings.setdefault(f"{name}|{fresh}", []).append((time.perf_counter() - before) * 1000)
                     assert response.status_code == 200
+        consistency = _time_consistency(client, task, lead_key)
     app.state.engine.dispose()
     result: dict[str, Any] = {
         "items": items,
@@ -58,6 +59,7 @@ def run_dashboard_bench(*, items: int, reviews: int, repeats: int, work: Path, j
         "store": "sqlite",
         "repeats": repeats,
         "seeded_s": round(seeded_s, 1),
+        "consistency": consistency,
         "target_ms": TARGET_MS,
         "requests": {
             name: {
@@ -75,6 +77,17 @@ def run_dashboard_bench(*, items: int, reviews: int, repeats: int, work: Path, j
     return result
 
 
+def _time_consistency(client: TestClient, task: str, lead_key: str) -> dict[str, Any]:
+    """The first consistency check (every labeled item against every other) and one after nothing changed."""
+    headers = {"Authorization": f"Bearer {lead_key}"}
+    runs = {}
+    for name in ("first", "incremental"):
+        response = client.post(f"/v1/tasks/{task}/consistency", headers=headers)
+        assert response.status_code == 200, response.text
+        runs[name] = response.json()
+    return runs
+
+
 def dashboard_table(result: dict[str, Any]) -> str:
     lines = [
         f"Dashboard of a task with {result['items']:,} items and {result['reviews']:,} reviews ({result['store']}, "
@@ -89,4 +102,12 @@ def dashboard_table(result: dict[str, Any]) -> str:
             f"| {name} | {changed['median_ms']:.0f} | {changed['max_ms']:.0f} | "
             f"{unchanged['median_ms']:.0f} | {unchanged['max_ms']:.0f} |"
         )
+    first, again = result["consistency"]["first"], result["consistency"]["incremental"]
+    lines += [
+        "",
+        f"Consistency check (cosine >= {first['min_cosine']}): the first compares {first['checked']:,} labeled items "
+        f"with {first['compared_with']:,} in {first['seconds']:.1f} s and finds {first['found']:,} pairs with "
+        f"different labels; the next, with nothing labeled since, compares {again['checked']} in "
+        f"{again['seconds']:.2f} s.",
+    ]
     return "\n".join(lines)

@@ -14,7 +14,10 @@ from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.task_report import Judged
 from service.store.history import drawn_at_random
 from service.tables import (
+    AdjudicationEntry,
+    ConsistencyCheck,
     DecisionRecord,
+    InconsistentPair,
     Item,
     Label,
     LabelerVersion,
@@ -27,8 +30,9 @@ from service.tables import (
 
 def version(session: Session, *, task_id: int) -> tuple[int, ...]:
     """A fingerprint that changes whenever anything the dashboard shows may have: newest ids of the task's items,
-    labels, labelers, students and usage rows, of routing decisions and review answers (any task's), and how many
-    answers were undone. Each is one indexed lookup, so a page can tell in milliseconds whether its figures from
+    labels, labelers, students, usage rows and inconsistent pairs, of routing decisions and review answers (any
+    task's), how many answers were undone, items wait for adjudication and pairs were sent there, and when the
+    last consistency check ran. Each is one indexed lookup, so a page can tell in milliseconds whether its figures from
     the last request still hold."""
     parts = [
         select(func.max(Item.id)).where(Item.task_id == task_id),
@@ -39,8 +43,14 @@ def version(session: Session, *, task_id: int) -> tuple[int, ...]:
         select(func.max(DecisionRecord.id)),
         select(func.max(ReviewVote.id)),
         select(func.count()).select_from(ReviewVote).where(ReviewVote.undone_at.is_not(None)),
+        select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task_id),
+        select(func.max(InconsistentPair.id)).where(InconsistentPair.task_id == task_id),
+        select(func.count())
+        .select_from(InconsistentPair)
+        .where(InconsistentPair.task_id == task_id, InconsistentPair.sent_at.is_not(None)),
     ]
-    return tuple(int(session.scalar(part) or 0) for part in parts)
+    checked = session.scalar(select(ConsistencyCheck.checked_at).where(ConsistencyCheck.task_id == task_id))
+    return (*(int(session.scalar(part) or 0) for part in parts), int(checked.timestamp()) if checked else 0)
 
 
 TIMELINE_POINTS = 60

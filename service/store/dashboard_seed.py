@@ -20,9 +20,14 @@ REVIEWERS = ("ana", "ben", "cho")
 REVIEWER_ACCURACY = (0.97, 0.9, 0.8)
 
 
+DIMENSIONS = 384
+DUPLICATE_SHARE = 0.01
+"""Share of the items seeded as a near copy (cosine above 0.99) of another item, with its own label."""
+
+
 def seed_labeled_task(session: Session, *, items: int, reviews: int, seed: int = 0) -> tuple[str, str]:
-    """A new task with ``items`` routed items of which ``reviews`` were reviewed; returns its name and a lead
-    key."""
+    """A new task with ``items`` routed items of which ``reviews`` were reviewed, each with a random embedding
+    (``DUPLICATE_SHARE`` of them near copies of another); returns its name and a lead key."""
     rng = np.random.default_rng(seed)
     task = tasks.create_task(
         session,
@@ -36,6 +41,11 @@ def seed_labeled_task(session: Session, *, items: int, reviews: int, seed: int =
     truth = rng.integers(2, size=items)
     reviewed = np.zeros(items, dtype=bool)
     reviewed[rng.choice(items, size=reviews, replace=False)] = True
+    vectors = rng.standard_normal((items, DIMENSIONS)).astype(np.float32)
+    copies = rng.choice(items, size=int(items * DUPLICATE_SHARE), replace=False)
+    vectors[copies] = vectors[rng.integers(items, size=copies.size)] + 0.05 * rng.standard_normal(
+        (copies.size, DIMENSIONS)
+    ).astype(np.float32)
     session.execute(
         insert(Item),
         [
@@ -46,6 +56,7 @@ def seed_labeled_task(session: Session, *, items: int, reviews: int, seed: int =
                 "text": f"message {i}",
                 "state": "resolved" if reviewed[i] else "accepted",
                 "meta": {"gold_label": LABELS[truth[i]]} if reviewed[i] and i % 50 == 0 else {},
+                "embedding": vectors[i].tobytes(),
                 "created_at": start + i * step,
             }
             for i in range(items)

@@ -19,6 +19,7 @@ from service.pipeline.agreement import (
 from service.pipeline.reviewer_model import ReviewerModel
 from service.pipeline.sources import ADJUDICATED
 from service.store import answers
+from service.store.consistency import INCONSISTENT
 from service.store.items import latest_rows
 from service.store.tasks import check_label, label_names
 from service.tables import AdjudicationEntry, Item, Label, Prediction, ReviewVote, Task
@@ -82,9 +83,12 @@ class Disputed:
     """The machine's label (of the item's newest routing decision), if it had one."""
 
     @property
-    def reason(self) -> Literal["disagreement", "audit_contradiction"]:
-        """disagreement (the answers differ) or audit_contradiction (an answer, already stored as the label,
-        contradicts a machine label the policy would have accepted)."""
+    def reason(self) -> Literal["disagreement", "audit_contradiction", "inconsistency"]:
+        """disagreement (the answers differ), audit_contradiction (an answer, already stored as the label,
+        contradicts a machine label the policy would have accepted) or inconsistency (a near-identical item has
+        another final label: store.consistency)."""
+        if self.entry.explanation.startswith(INCONSISTENT):
+            return "inconsistency"
         return "audit_contradiction" if self.item.state == "resolved" else "disagreement"
 
 

@@ -1,9 +1,11 @@
 """The lead's pages in Chromium: a lead logs in on the review page, follows its "to adjudicate" count to the
-adjudication page and settles a disagreement from the keyboard, then opens the dashboard, where every plot loads.
+adjudication page and settles a disagreement from the keyboard, then opens the dashboard, where every plot loads,
+and runs a consistency check from it.
 Screenshots are kept (docs/adjudication.png, docs/dashboard.png)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -120,6 +122,12 @@ def test_a_lead_opens_the_dashboard_from_the_review_page(live_server: LiveServer
         reviewers = page.inner_text("#reviewers-panel")
         assert "rita" in reviewers and "sam" in reviewers
         assert "teacher, raw" in page.inner_text("#accuracy-panel")
+        page.click("#check-consistency")  # a consistency check from the page: a form post and back
+        page.wait_for_selector("#consistency-notice")
+        assert re.search(r"checked (\d+) items against \1: \d+ new pairs", page.inner_text("#consistency-notice"))
+        page.wait_for_function(
+            "[...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"
+        )
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         browser.close()
 

@@ -5,20 +5,20 @@ carrying the session's CSRF token, answered with a redirect to the next item."""
 
 from __future__ import annotations
 
-import hmac
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.routes.review_page import lead_session, templates
+from service.api.routes.review_page import checked_form, lead_session, templates
 from service.db import transaction
 from service.errors import ServiceError
 from service.store import answers, review_quality, tasks
 from service.store.tasks import label_names
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
+STALE = "the form is stale; reload the page"
 
 
 @router.get("/{task}/adjudication", response_class=HTMLResponse)
@@ -49,6 +49,7 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
             context |= {
                 "item": disputed.item,
                 "reason": disputed.reason,
+                "explanation": disputed.entry.explanation,
                 "machine": disputed.machine,
                 "votes": [
                     {
@@ -69,13 +70,11 @@ async def adjudicate(task: str, item_id: int, request: Request) -> Response:
     who = lead_session(request)
     if isinstance(who, Response):
         return who
-    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    form = await checked_form(request, who)
     back = f"/ui/tasks/{quote(task)}/adjudication"
-    if not hmac.compare_digest((form.get("csrf") or [""])[0], who.csrf_token):
-        return RedirectResponse(
-            f"{back}?error={quote('the form is stale; reload the page')}", status.HTTP_303_SEE_OTHER
-        )
-    label = (form.get("label") or [""])[0]
+    if form is None:
+        return RedirectResponse(f"{back}?error={quote(STALE)}", status.HTTP_303_SEE_OTHER)
+    label = form.get("label", "")
     factory: sessionmaker[Session] = request.app.state.sessions
     try:
         with transaction(factory) as session:

@@ -10,26 +10,31 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, TypeVar, cast
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import dashboard
+from service.api.routes.adjudication_page import STALE
 from service.api.routes.cost import cost_of
 from service.api.routes.quality import quality_of
-from service.api.routes.review_page import lead_session, templates
+from service.api.routes.review_page import checked_form, lead_session, templates
 from service.config import Settings
-from service.errors import NotFound
+from service.db import transaction
+from service.errors import NotFound, ServiceError
+from service.pipeline.consistency import DEFAULT_MIN_COSINE
 from service.pipeline.cost import Prices
+from service.store import consistency, review_quality, tasks, web_sessions
 from service.store import dashboard as store_dashboard
-from service.store import review_quality, tasks, web_sessions
 from service.tables import Task
 from service.web import charts
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
 CHARTS = ("timeline", "confusion", "accuracy")
 SVG = "image/svg+xml"
+PAIRS_SHOWN = 20
 V = TypeVar("V")
 
 
@@ -42,7 +47,7 @@ def _task(session: Session, request: Request, name: str, who: web_sessions.Logge
 
 
 @router.get("/{task}", response_class=HTMLResponse)
-def page(task: str, request: Request) -> Response:
+def page(task: str, request: Request, notice: str = "") -> Response:
     who = lead_session(request)
     if isinstance(who, Response):
         return who
@@ -67,12 +72,15 @@ def page(task: str, request: Request) -> Response:
                 "reviewers": dashboard.reviewers(session, task_row),
                 "students": dashboard.student_versions(session, task_row),
                 "to_adjudicate": review_quality.adjudication_count(session, task=task_row),
+                "pairs": dashboard.consistency_pairs(session, task_row)[:PAIRS_SHOWN],
             }
 
         context = {
             "task": row,
             "reviewer": who.key.name,
             "csrf": who.csrf_token,
+            "notice": notice,
+            "min_cosine": DEFAULT_MIN_COSINE,
             **_cached(request, session, row, "page", figures),
         }
     return templates.TemplateResponse(request, "dashboard.html", context)
@@ -168,3 +176,39 @@ def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) ->
     writer.writeheader()
     writer.writerows(table)
     return Response(buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": filename})
+
+
+@router.post("/{task}/consistency")
+async def check_now(task: str, request: Request) -> Response:
+    """Run a consistency check (items labeled since the last one against every labeled item) from the page."""
+    who = lead_session(request)
+    if isinstance(who, Response):
+        return who
+    if await checked_form(request, who) is None:
+        return _back(task, STALE)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with transaction(factory) as session:
+        result = consistency.check(session, task=tasks.get_task(session, task), min_cosine=DEFAULT_MIN_COSINE)
+    return _back(task, f"checked {result.checked} items against {result.compared_with}: {result.found} new pairs")
+
+
+@router.post("/{task}/consistency/{pair_id}")
+async def send_pair(task: str, pair_id: int, request: Request) -> Response:
+    who = lead_session(request)
+    if isinstance(who, Response):
+        return who
+    if await checked_form(request, who) is None:
+        return _back(task, STALE)
+    factory: sessionmaker[Session] = request.app.state.sessions
+    try:
+        with transaction(factory) as session:
+            sent = consistency.send_to_adjudication(session, task=tasks.get_task(session, task), pair_id=pair_id)
+    except ServiceError as exc:
+        return _back(task, exc.detail)
+    return _back(task, f"items {sent.first.id} and {sent.second.id} wait for adjudication")
+
+
+def _back(task: str, notice: str) -> Response:
+    return RedirectResponse(
+        f"/ui/tasks/{quote(task)}?notice={quote(notice)}#consistency-panel", status_code=status.HTTP_303_SEE_OTHER
+    )

@@ -134,6 +134,7 @@ def adjudication_queue(task: str, session: SessionDep, _key: LeadDep) -> list[Di
             priority=d.entry.priority,
             reason=d.reason,
             machine=d.machine,
+            explanation=d.entry.explanation,
         )
         for d in review_quality.adjudication_queue(session, task=tasks.get_task(session, task))
     ]

@@ -57,6 +57,12 @@ def lead_session(request: Request) -> web_sessions.LoggedIn | Response:
     return found
 
 
+async def checked_form(request: Request, who: web_sessions.LoggedIn) -> dict[str, str] | None:
+    """A page's urlencoded form (one value a field), or None when it does not carry the session's CSRF token."""
+    form = {name: values[0] for name, values in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    return form if hmac.compare_digest(form.get("csrf", ""), who.csrf_token) else None
+
+
 def _login_page(request: Request, error: str | None = None, code: int = status.HTTP_200_OK) -> HTMLResponse:
     return templates.TemplateResponse(request, "login.html", {"error": error, "reviewer": None}, status_code=code)
 

@@ -144,10 +144,12 @@ class DisputedPublic(BaseModel):
     text: str
     votes: dict[str, str]
     priority: float
-    reason: Literal["disagreement", "audit_contradiction"] = Field(
+    reason: Literal["disagreement", "audit_contradiction", "inconsistency"] = Field(
         description="disagreement: the reviewers' answers differ; audit_contradiction: an audit answer (stored, "
-        "and counted as the audit's result) contradicts a machine label the policy would have accepted."
+        "and counted as the audit's result) contradicts a machine label the policy would have accepted; "
+        "inconsistency: a near-identical item has another final label (sent by a lead from a consistency check)."
     )
+    explanation: str
     machine: str | None = Field(description="The machine's label, if it gave one.")
 
 

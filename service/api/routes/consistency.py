@@ -1,0 +1,62 @@
+"""Consistency checks (a lead or an admin): find near-identical items whose final labels differ, list the pairs
+whose labels still differ, and send a pair to adjudication."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import LeadDep, RowId, SessionDep
+from service.api.schemas.consistency import CheckPublic, InconsistentPairPublic, PairItemPublic
+from service.pipeline.consistency import DEFAULT_MIN_COSINE
+from service.store import consistency, tasks
+
+router = APIRouter(prefix="/v1/tasks/{task}/consistency", tags=["review team"])
+
+MinCosine = Annotated[float, Query(ge=0.5, le=1.0, description="Cosine at and above which two items count as alike.")]
+
+
+@router.post("", response_model=CheckPublic)
+def run_check(task: str, session: SessionDep, _key: LeadDep, min_cosine: MinCosine = DEFAULT_MIN_COSINE) -> CheckPublic:
+    """Compare the items labeled since the last check with every labeled item (all of them the first time, or
+    when ``min_cosine`` changed) and keep the near-identical pairs whose final labels differ."""
+    started = time.perf_counter()
+    result = consistency.check(session, task=tasks.get_task(session, task), min_cosine=min_cosine)
+    return CheckPublic(
+        checked=result.checked,
+        compared_with=result.compared_with,
+        found=result.found,
+        min_cosine=result.min_cosine,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+@router.get("", response_model=list[InconsistentPairPublic])
+def list_pairs(task: str, session: SessionDep, _key: LeadDep) -> list[InconsistentPairPublic]:
+    """Pairs found and not yet sent to adjudication whose final labels still differ, the most alike first."""
+    return [_public(p) for p in consistency.open_pairs(session, task=tasks.get_task(session, task))]
+
+
+@router.post("/{pair_id}/adjudication", response_model=InconsistentPairPublic)
+def send(task: str, pair_id: RowId, session: SessionDep, _key: LeadDep) -> InconsistentPairPublic:
+    """Both items of the pair wait for a lead's final label on the adjudication page."""
+    return _public(consistency.send_to_adjudication(session, task=tasks.get_task(session, task), pair_id=pair_id))
+
+
+def _public(found: consistency.OpenPair) -> InconsistentPairPublic:
+    return InconsistentPairPublic(
+        pair_id=found.pair.id,
+        cosine=found.pair.cosine,
+        first=PairItemPublic(
+            item_id=found.first.id, external_id=found.first.external_id, text=found.first.text, label=found.first_label
+        ),
+        second=PairItemPublic(
+            item_id=found.second.id,
+            external_id=found.second.external_id,
+            text=found.second.text,
+            label=found.second_label,
+        ),
+        found_at=found.pair.found_at,
+    )
