@@ -87,6 +87,17 @@ def make_key(settings: Settings, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {plain}"}
 
 
+def assigned_reviewer(client: TestClient, settings: Settings, task: str = "sms") -> dict[str, str]:
+    """A new reviewer key, assigned to ``task`` by the admin."""
+    headers = make_key(settings, "reviewer")
+    name = client.get("/v1/review/me", headers=headers).json()["name"]
+    assert (
+        client.put(f"/v1/tasks/{task}/reviewers/{name}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code
+        == 200
+    )
+    return headers
+
+
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -54,23 +54,31 @@ def check(session: Session, *, task: Task, min_cosine: float) -> CheckResult:
             vectors[item_id] = np.frombuffer(embedding, dtype=np.float32)
     ids = sorted(vectors)
     new = [item_id for item_id in ids if label_ids[item_id] > since]
-    pairs = near_pairs(
-        new_ids=new,
-        new_vectors=np.stack([vectors[i] for i in new]) if new else np.zeros((0, 1)),
-        ids=ids,
-        vectors=np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, 1)),
-        min_cosine=min_cosine,
-    )
-    known = set(
-        session.execute(
+    # Only pairs with different labels count, so each label's new items are compared with the items of the
+    # other labels alone: on two labels split 90/10 that is a fifth of the work of all against all.
+    pairs: list[tuple[int, int, float]] = []
+    for label in sorted({labels[item_id] for item_id in new}):
+        mine = [item_id for item_id in new if labels[item_id] == label]
+        others = [item_id for item_id in ids if labels[item_id] != label]
+        pairs += near_pairs(
+            new_ids=mine,
+            new_vectors=np.stack([vectors[i] for i in mine]),
+            ids=others,
+            vectors=np.stack([vectors[i] for i in others]) if others else np.zeros((0, 1)),
+            min_cosine=min_cosine,
+        )
+    known: set[tuple[int, int]] = {
+        (first, second)
+        for first, second in session.execute(
             select(InconsistentPair.first_item_id, InconsistentPair.second_item_id).where(
                 InconsistentPair.task_id == task.id
             )
-        ).all()
-    )
+        )
+    }
     found = 0
-    for first, second, cosine in pairs:
-        if labels[first] != labels[second] and (first, second) not in known:
+    for first, second, cosine in sorted(pairs):
+        if (first, second) not in known:
+            known.add((first, second))
             session.add(InconsistentPair(task_id=task.id, first_item_id=first, second_item_id=second, cosine=cosine))
             found += 1
     through = max(label_ids.values(), default=0)

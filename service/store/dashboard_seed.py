@@ -4,16 +4,15 @@ answered twice or gold), spread over a day of routing."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from service.api.schemas.tasks import TaskCreate, TaskLabel
-from service.store import keys, tasks
-from service.tables import Batch, DecisionRecord, Item, Label, Prediction, ReviewVote, utcnow
+from service.store import keys
+from service.store.review_seed import item_row, seeded_task
+from service.tables import DecisionRecord, Item, Label, Prediction, ReviewVote, utcnow
 
 LABELS = ("ham", "spam")
 REVIEWERS = ("ana", "ben", "cho")
@@ -29,13 +28,7 @@ def seed_labeled_task(session: Session, *, items: int, reviews: int, seed: int =
     """A new task with ``items`` routed items of which ``reviews`` were reviewed, each with a random embedding
     (``DUPLICATE_SHARE`` of them near copies of another); returns its name and a lead key."""
     rng = np.random.default_rng(seed)
-    task = tasks.create_task(
-        session,
-        TaskCreate(name=f"dash-{uuid.uuid4().hex[:8]}", labels=[TaskLabel(name=label) for label in LABELS]),
-    )
-    batch = Batch(task_id=task.id, idempotency_key=None, request_sha="0" * 64, item_count=items)
-    session.add(batch)
-    session.flush()
+    task, batch = seeded_task(session, prefix="dash", labels=LABELS, items=items)
     start = utcnow() - timedelta(days=1)
     step = timedelta(days=1) / items
     truth = rng.integers(2, size=items)
@@ -49,16 +42,15 @@ def seed_labeled_task(session: Session, *, items: int, reviews: int, seed: int =
     session.execute(
         insert(Item),
         [
-            {
-                "task_id": task.id,
-                "batch_id": batch.id,
-                "external_id": f"i{i}",
-                "text": f"message {i}",
-                "state": "resolved" if reviewed[i] else "accepted",
-                "meta": {"gold_label": LABELS[truth[i]]} if reviewed[i] and i % 50 == 0 else {},
-                "embedding": vectors[i].tobytes(),
-                "created_at": start + i * step,
-            }
+            item_row(
+                task,
+                batch,
+                i,
+                state="resolved" if reviewed[i] else "accepted",
+                meta={"gold_label": LABELS[truth[i]]} if reviewed[i] and i % 50 == 0 else {},
+                embedding=vectors[i].tobytes(),
+                created_at=start + i * step,
+            )
             for i in range(items)
         ],
     )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas.tasks import TaskCreate, TaskLabel
 from service.store import keys, tasks
-from service.tables import Batch, DecisionRecord, Item, Prediction, ReviewAssignment, ReviewEntry
+from service.tables import Batch, DecisionRecord, Item, Prediction, ReviewAssignment, ReviewEntry, Task
 
 
 def seed_review_queue(
@@ -19,27 +19,10 @@ def seed_review_queue(
 ) -> tuple[str, list[str]]:
     """A new task with ``items`` items waiting for review; returns its name and one assigned reviewer key per
     reviewer."""
-    task = tasks.create_task(
-        session,
-        TaskCreate(
-            name=f"load-{uuid.uuid4().hex[:8]}", labels=[TaskLabel(name=label) for label in labels], epsilon=0.05
-        ),
-    )
-    batch = Batch(task_id=task.id, idempotency_key=None, request_sha="0" * 64, item_count=items)
-    session.add(batch)
-    session.flush()
+    task, batch = seeded_task(session, prefix="load", labels=labels, items=items, epsilon=0.05)
     session.execute(
         insert(Item),
-        [
-            {
-                "task_id": task.id,
-                "batch_id": batch.id,
-                "external_id": f"i{i}",
-                "text": f"message {i}",
-                "state": "review",
-            }
-            for i in range(items)
-        ],
+        [item_row(task, batch, i, state="review") for i in range(items)],
     )
     _seed_predictions(session, task_id=task.id)
     plain = []
@@ -48,6 +31,27 @@ def seed_review_queue(
         plain.append(keys.create_key(session, name=name, role="reviewer")[1])
         session.add(ReviewAssignment(task_id=task.id, reviewer=name, assigned_by="bench"))
     return task.name, plain
+
+
+def seeded_task(
+    session: Session, *, prefix: str, labels: tuple[str, ...], items: int, epsilon: float = 0.05
+) -> tuple[Task, Batch]:
+    """A new task named ``prefix``-<random> and one batch for ``items`` items, to insert them into."""
+    task = tasks.create_task(
+        session,
+        TaskCreate(
+            name=f"{prefix}-{uuid.uuid4().hex[:8]}", labels=[TaskLabel(name=label) for label in labels], epsilon=epsilon
+        ),
+    )
+    batch = Batch(task_id=task.id, idempotency_key=None, request_sha="0" * 64, item_count=items)
+    session.add(batch)
+    session.flush()
+    return task, batch
+
+
+def item_row(task: Task, batch: Batch, index: int, **columns: object) -> dict[str, object]:
+    """An items row of a seeded batch: message ``index``, with any other ``columns``."""
+    return {"task_id": task.id, "batch_id": batch.id, "external_id": f"i{index}", "text": f"message {index}", **columns}
 
 
 def _seed_predictions(session: Session, *, task_id: int) -> None:

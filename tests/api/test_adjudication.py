@@ -15,7 +15,7 @@ from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.store import history, tasks
 from service.tables import DecisionRecord, Job, Label
-from tests.conftest import SPAM_TASK, make_key
+from tests.conftest import SPAM_TASK, assigned_reviewer, make_key
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 TEXTS = ("win a free prize", "see you at lunch", "claim your cash", "pick up milk")
@@ -35,13 +35,6 @@ def _uniform(ctx: WorkerContext) -> list[history.UniformReview]:
 
 def _right(text: str) -> str:
     return "spam" if any(word in text for word in ("prize", "cash")) else "ham"
-
-
-def _reviewer(client: TestClient, settings: Settings) -> dict[str, str]:
-    headers = make_key(settings, "reviewer")
-    name = client.get("/v1/review/me", headers=headers).json()["name"]
-    assert client.put(f"/v1/tasks/sms/reviewers/{name}", headers=ADMIN).status_code == 200
-    return headers
 
 
 def _answer(client: TestClient, headers: dict[str, str], choose: dict[str, str] | None = None) -> list[dict[str, str]]:
@@ -73,7 +66,7 @@ def test_a_lead_settles_a_disagreement_on_the_page(
     client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
     _drain(fake_worker)
     client.put("/v1/tasks/sms/review/settings", json={"audit_reviewers": 2, "gold_reviewers": 2}, headers=ADMIN)
-    alice, bob = _reviewer(client, settings), _reviewer(client, settings)
+    alice, bob = assigned_reviewer(client, settings), assigned_reviewer(client, settings)
     _answer(client, alice)
     disputes = [r for r in _answer(client, bob, {"gold": "ham"}) if r["status"] == "adjudication"]
     assert len(disputes) == 4
@@ -114,7 +107,7 @@ def test_an_audit_that_contradicts_an_accepted_label_counts_and_goes_to_a_lead(
     client.post("/v1/tasks", json={**SPAM_TASK, "audit_share": 0.3}, headers=client_headers)
     batch = [{"id": f"a{i}", "text": f"{TEXTS[i % 4]} {i}"} for i in range(300)]
     client.post("/v1/tasks/sms/batches", json={"items": batch}, headers=client_headers)
-    rita = _reviewer(client, settings)
+    rita = assigned_reviewer(client, settings)
     for _ in range(6):  # cold start: the batch waits for uniform draws, until a look certifies a threshold
         _drain(fake_worker)
         if client.get("/v1/tasks/sms/quality", headers=client_headers).json()["threshold"] is not None:
@@ -191,7 +184,7 @@ def test_weighted_answers_settle_disagreements_and_a_weak_reviewer_gets_a_second
     }
     bad = client.put("/v1/tasks/sms/review/settings", json={"aggregate_at": 0.4}, headers=ADMIN)
     assert bad.status_code == 422, "an aggregate below one half would settle nothing"
-    careful, steady, weak = (_reviewer(client, settings) for _ in range(3))
+    careful, steady, weak = (assigned_reviewer(client, settings) for _ in range(3))
     _answer(client, careful)
     _answer(client, steady)
     results = []

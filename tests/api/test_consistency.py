@@ -15,7 +15,7 @@ from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.pipeline.consistency import near_pairs
 from service.tables import Job
-from tests.conftest import SPAM_TASK, make_key
+from tests.conftest import SPAM_TASK, assigned_reviewer, make_key
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 
@@ -45,9 +45,7 @@ def test_a_lead_finds_inconsistent_pairs_and_sends_them_to_adjudication(
     items = [{"id": f"m{i}", "text": text} for i, text in enumerate(texts)]
     client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
     _drain(fake_worker)
-    reviewer = make_key(settings, "reviewer")
-    name = client.get("/v1/review/me", headers=reviewer).json()["name"]
-    client.put(f"/v1/tasks/sms/reviewers/{name}", headers=ADMIN)
+    reviewer = assigned_reviewer(client, settings)
     seen_prize = 0
     while (leased := client.post("/v1/tasks/sms/review/next", headers=reviewer)).status_code == 200:
         item = leased.json()
@@ -87,9 +85,7 @@ def test_the_dashboard_runs_a_check_and_sends_a_pair(
     items = [{"id": f"d{i}", "text": "claim your cash reward"} for i in range(2)]
     client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
     _drain(fake_worker)
-    reviewer = make_key(settings, "reviewer")
-    name = client.get("/v1/review/me", headers=reviewer).json()["name"]
-    client.put(f"/v1/tasks/sms/reviewers/{name}", headers=ADMIN)
+    reviewer = assigned_reviewer(client, settings)
     for label in ("spam", "ham"):
         item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
         client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)

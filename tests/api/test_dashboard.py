@@ -14,7 +14,7 @@ from service.db import transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.tables import Job
-from tests.conftest import SPAM_TASK, make_key
+from tests.conftest import SPAM_TASK, assigned_reviewer, make_key
 
 ADMIN = {"Authorization": "Bearer test-admin-key"}
 
@@ -36,10 +36,7 @@ def _reviewed_task(
     client.put("/v1/tasks/sms/review/settings", json={"audit_reviewers": 1, "gold_reviewers": 2}, headers=ADMIN)
     reviewers = []
     for _ in range(2):
-        headers = make_key(settings, "reviewer")
-        me = client.get("/v1/review/me", headers=headers).json()["name"]
-        client.put(f"/v1/tasks/sms/reviewers/{me}", headers=ADMIN)
-        reviewers.append(headers)
+        reviewers.append(assigned_reviewer(client, settings))
     for _ in range(2):  # cold start holds the rest of the batch until its draws are reviewed
         with transaction(ctx.sessions) as session:
             session.execute(update(Job).where(Job.state == "queued").values(not_before=None))

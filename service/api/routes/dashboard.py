@@ -181,11 +181,8 @@ def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) ->
 @router.post("/{task}/consistency")
 async def check_now(task: str, request: Request) -> Response:
     """Run a consistency check (items labeled since the last one against every labeled item) from the page."""
-    who = lead_session(request)
-    if isinstance(who, Response):
-        return who
-    if await checked_form(request, who) is None:
-        return _back(task, STALE)
+    if (refused := await _refused(task, request)) is not None:
+        return refused
     factory: sessionmaker[Session] = request.app.state.sessions
     with transaction(factory) as session:
         result = consistency.check(session, task=tasks.get_task(session, task), min_cosine=DEFAULT_MIN_COSINE)
@@ -194,11 +191,8 @@ async def check_now(task: str, request: Request) -> Response:
 
 @router.post("/{task}/consistency/{pair_id}")
 async def send_pair(task: str, pair_id: int, request: Request) -> Response:
-    who = lead_session(request)
-    if isinstance(who, Response):
-        return who
-    if await checked_form(request, who) is None:
-        return _back(task, STALE)
+    if (refused := await _refused(task, request)) is not None:
+        return refused
     factory: sessionmaker[Session] = request.app.state.sessions
     try:
         with transaction(factory) as session:
@@ -206,6 +200,14 @@ async def send_pair(task: str, pair_id: int, request: Request) -> Response:
     except ServiceError as exc:
         return _back(task, exc.detail)
     return _back(task, f"items {sent.first.id} and {sent.second.id} wait for adjudication")
+
+
+async def _refused(task: str, request: Request) -> Response | None:
+    """Where to send a form post that is not a lead's with the session's CSRF token; None for one that is."""
+    who = lead_session(request)
+    if isinstance(who, Response):
+        return who
+    return _back(task, STALE) if await checked_form(request, who) is None else None
 
 
 def _back(task: str, notice: str) -> Response:
