@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.pipeline import task_report
-from service.store import answers, consistency, dashboard, items, students, usage
+from service.store import answers, consistency, dashboard, guidelines, items, students, usage
 from service.store.tasks import label_names
 from service.tables import Task
 
@@ -135,6 +135,37 @@ def consistency_pairs(session: Session, task: Task) -> Table:
     ]
 
 
+def guideline_versions(session: Session, task: Task) -> Table:
+    """Each guidelines version with the answers given under it: how many, how many of the gold items were answered
+    right, and how often an answer matched the other answers on the same item."""
+    given = answers.of_task(session, task=task)
+    tally: dict[int | None, list[int]] = {}
+    for version, item_id, reviewer, label in guidelines.answers_by_version(session, task_id=task.id):
+        row = tally.setdefault(version, [0, 0, 0, 0, 0])
+        row[0] += 1
+        if item_id in given.gold:
+            row[1] += 1
+            row[2] += int(label == given.gold[item_id])
+        others = [other for name, other in given.votes.get(item_id, {}).items() if name != reviewer]
+        row[3] += len(others)
+        row[4] += sum(other == label for other in others)
+    rows: Table = []
+    for guide in guidelines.versions(session, task=task):
+        answered, gold, right, compared, agreed = tally.get(guide.version, [0, 0, 0, 0, 0])
+        rows.append(
+            {
+                "version": guide.version,
+                "author": guide.author,
+                "written_at": _at(guide.created_at),
+                "answers": answered,
+                "gold_answers": gold,
+                "gold_accuracy": right / gold if gold else None,
+                "agreement": agreed / compared if compared else None,
+            }
+        )
+    return rows
+
+
 TABLES: dict[str, Callable[[Session, Task], Table]] = {
     "states": states,
     "sources": sources,
@@ -144,4 +175,5 @@ TABLES: dict[str, Callable[[Session, Task], Table]] = {
     "reviewers": reviewers,
     "students": student_versions,
     "consistency": consistency_pairs,
+    "guidelines": guideline_versions,
 }

@@ -342,7 +342,24 @@ class ReviewVote(Base):
     """The queue entry's priority and explanation, to put the item back in the queue on undo."""
     label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
     """The final label this vote completed, if it did."""
+    guideline_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The task's guidelines version when the answer was given (null for answers from before versions)."""
     undone_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Guideline(Base):
+    """A version of a task's guidelines for reviewers (Markdown). Revising them adds a version; each review answer
+    records the version it was given under. The teacher's prompt keeps the task's ``instructions``: guidelines
+    written for people are not fed to a small model."""
+
+    __tablename__ = "guidelines"
+    __table_args__ = (UniqueConstraint("task_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

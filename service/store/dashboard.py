@@ -17,6 +17,7 @@ from service.tables import (
     AdjudicationEntry,
     ConsistencyCheck,
     DecisionRecord,
+    Guideline,
     InconsistentPair,
     Item,
     Label,
@@ -30,10 +31,10 @@ from service.tables import (
 
 def version(session: Session, *, task_id: int) -> tuple[int, ...]:
     """A fingerprint that changes whenever anything the dashboard shows may have: newest ids of the task's items,
-    labels, labelers, students, usage rows and inconsistent pairs, of routing decisions and review answers (any
-    task's), how many answers were undone, items wait for adjudication and pairs were sent there, and when the
-    last consistency check ran. Each is one indexed lookup, so a page can tell in milliseconds whether its figures from
-    the last request still hold."""
+    labels, labelers, students, usage rows, guideline versions and inconsistent pairs, of routing decisions and
+    review answers (any task's), how many answers were undone, items wait for adjudication and pairs were sent
+    there, and when the last consistency check ran. Each is one indexed lookup, so a page can tell in
+    milliseconds whether its figures from the last request still hold."""
     parts = [
         select(func.max(Item.id)).where(Item.task_id == task_id),
         select(func.max(Label.id)).where(Label.task_id == task_id),
@@ -45,6 +46,7 @@ def version(session: Session, *, task_id: int) -> tuple[int, ...]:
         select(func.count()).select_from(ReviewVote).where(ReviewVote.undone_at.is_not(None)),
         select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task_id),
         select(func.max(InconsistentPair.id)).where(InconsistentPair.task_id == task_id),
+        select(func.max(Guideline.id)).where(Guideline.task_id == task_id),
         select(func.count())
         .select_from(InconsistentPair)
         .where(InconsistentPair.task_id == task_id, InconsistentPair.sent_at.is_not(None)),

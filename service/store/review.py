@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from service.errors import Conflict, NotFound
 from service.pipeline.review_order import COLD_START_PRIORITY
 from service.pipeline.sources import HUMAN_SOURCES
-from service.store import answers
+from service.store import answers, guidelines
 from service.store.review_team import required_votes, review_settings
 from service.store.tasks import check_label, label_names
 from service.tables import (
@@ -195,6 +195,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
             priority=entry.priority,
             explanation=entry.explanation,
             label_id=human.id if human is not None else None,
+            guideline_version=guidelines.current_version(session, task_id=task.id),
         )
     )
     status: Status = "adjudication" if to_lead else "final" if complete else "waiting"

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from service.api.schemas.tasks import TaskCreate
 from service.errors import Conflict, Invalid, NotFound
 from service.ports import Example, LabelDef, TaskDef, TaskKind
+from service.store import guidelines
 from service.tables import Task
 
 DEFAULT_PROJECT = "default"
@@ -35,6 +36,7 @@ def create_task(session: Session, spec: TaskCreate, *, project: str | None = Non
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"a task named {spec.name!r} exists already", field="name") from exc
+    guidelines.start(session, task)
     return task
 
 

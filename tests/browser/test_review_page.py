@@ -145,6 +145,13 @@ def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServe
         assert review.get_attribute("data-suggestion") == ""
         assert page.locator("#machine").is_hidden() and page.locator("#blind").is_visible()
         assert "Suggestion" not in page.inner_text("#item")
+        # G hides and shows the guidelines (version 1: the task's instructions, rendered from Markdown).
+        assert page.get_attribute("#guidelines", "data-version") == "1"
+        assert page.locator("#guidelines .guidelines").is_visible()
+        page.keyboard.press("g")
+        assert page.locator("#guidelines .guidelines").is_hidden()
+        page.keyboard.press("g")
+        assert page.locator("#guidelines .guidelines").is_visible()
         blind_item = current()
         page.keyboard.press("Enter")
         page.wait_for_function("document.querySelector('#status').textContent.includes('Blind review')")

@@ -73,6 +73,7 @@ def page(task: str, request: Request, notice: str = "") -> Response:
                 "students": dashboard.student_versions(session, task_row),
                 "to_adjudicate": review_quality.adjudication_count(session, task=task_row),
                 "pairs": dashboard.consistency_pairs(session, task_row)[:PAIRS_SHOWN],
+                "guidelines": dashboard.guideline_versions(session, task_row),
             }
 
         context = {

@@ -12,11 +12,13 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.deps import SESSION_COOKIE, lookup_key, lookup_session
 from service.errors import Forbidden, NotFound
-from service.store import review, review_team, web_sessions
+from service.store import guidelines, review, review_team, web_sessions
 from service.store.keys import SEES_EVERY_TASK
 from service.tables import ApiKey
 
@@ -26,6 +28,8 @@ SESSION_MAX_AGE_S = 12 * 3600
 PAGE_ROLES = ("reviewer", "lead", "admin")
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
+MARKDOWN = MarkdownIt("commonmark", {"html": False})
+"""Guidelines are Markdown; raw HTML in them is shown as text, so a guideline cannot run script on the page."""
 router = APIRouter(prefix="/review", include_in_schema=False)
 
 
@@ -160,8 +164,11 @@ def page(task: str, request: Request) -> Response:
         labels = [
             {"name": str(label["name"]), "description": str(label.get("description", ""))} for label in task_row.labels
         ]
+        guide = guidelines.current(session, task=task_row)
         context = {
             "task": task_row,
+            "guidelines_version": guide.version,
+            "guidelines_html": Markup(MARKDOWN.render(guide.text)),
             "labels": labels,
             "reviewer": key.name,
             "csrf": csrf,

@@ -178,6 +178,9 @@ document.addEventListener("keydown", (event) => {
   } else if (key === "z") {
     event.preventDefault();
     act(undo);
+  } else if (key === "g") {
+    event.preventDefault();
+    $("guidelines").open = !$("guidelines").open;
   }
 });
 
