@@ -30,6 +30,24 @@ def final_labels(session: Session, *, task_id: int) -> tuple[dict[int, str], dic
     return labels, ids
 
 
+LOOKUP_CHUNK = 1000
+"""Item ids read per query (SQLite allows a limited number of bound parameters)."""
+
+
+def labels_of(session: Session, item_ids: list[int]) -> dict[int, str]:
+    """The final label of each of these items (only theirs: a task may hold 100k others)."""
+    labels: dict[int, str] = {}
+    unique = sorted(set(item_ids))
+    for start in range(0, len(unique), LOOKUP_CHUNK):
+        for item_id, label in session.execute(
+            select(Label.item_id, Label.label)
+            .where(Label.item_id.in_(unique[start : start + LOOKUP_CHUNK]))
+            .order_by(Label.id)
+        ):
+            labels[item_id] = label
+    return labels
+
+
 @dataclass(frozen=True)
 class CheckResult:
     checked: int
@@ -101,13 +119,16 @@ class OpenPair:
 
 def open_pairs(session: Session, *, task: Task, limit: int = 50) -> list[OpenPair]:
     """Pairs not yet sent to adjudication whose final labels still differ, the most alike first."""
-    labels, _ = final_labels(session, task_id=task.id)
+    pairs = list(
+        session.scalars(
+            select(InconsistentPair)
+            .where(InconsistentPair.task_id == task.id, InconsistentPair.sent_at.is_(None))
+            .order_by(InconsistentPair.cosine.desc(), InconsistentPair.id)
+        )
+    )
+    labels = labels_of(session, [item for pair in pairs for item in (pair.first_item_id, pair.second_item_id)])
     result = []
-    for pair in session.scalars(
-        select(InconsistentPair)
-        .where(InconsistentPair.task_id == task.id, InconsistentPair.sent_at.is_(None))
-        .order_by(InconsistentPair.cosine.desc(), InconsistentPair.id)
-    ):
+    for pair in pairs:
         first, second = labels.get(pair.first_item_id), labels.get(pair.second_item_id)
         if first is None or second is None or first == second:
             continue
@@ -140,5 +161,5 @@ def send_to_adjudication(session: Session, *, task: Task, pair_id: int) -> OpenP
             )
     pair.sent_at = pair.sent_at or utcnow()
     session.flush()
-    labels, _ = final_labels(session, task_id=task.id)
+    labels = labels_of(session, [pair.first_item_id, pair.second_item_id])
     return _view(session, pair, labels[pair.first_item_id], labels[pair.second_item_id])

@@ -11,7 +11,15 @@ from service.jobs import worker
 from service.jobs.context import WorkerContext
 from tests.conftest import SPAM_TASK
 
-PATH_VALUES = {"task": "sms", "batch_id": "1", "item_id": "1", "version": "v1", "reviewer": "someone", "job_id": "1"}
+PATH_VALUES = {
+    "task": "sms",
+    "batch_id": "1",
+    "item_id": "1",
+    "version": "v1",
+    "reviewer": "someone",
+    "job_id": "1",
+    "pair_id": "1",
+}
 
 
 def _key(client: TestClient, admin: dict[str, str], name: str, project: str | None) -> dict[str, str]:
