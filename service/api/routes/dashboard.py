@@ -1,6 +1,7 @@
 """The lead's dashboard at /ui/tasks/{task}: a server-rendered page (a lead or admin session, the review page's
-login) with the task's progress, quality, reviewers, students and cost. Plots are SVG drawn by the server and
-each figure's data downloads as CSV or JSON from /ui/tasks/{task}/data/{name}.{csv,json}."""
+login) with the task's progress, quality, reviewers, consistency pairs, guideline versions, students and cost, and
+two forms (run a consistency check, send a pair to adjudication). Plots are SVG drawn by the server and each
+figure's data downloads as CSV or JSON from /ui/tasks/{task}/data/{name}.{csv,json}."""
 
 from __future__ import annotations
 
