@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from service.pipeline import task_report
+from service.pipeline.task_report import Judged
 from service.store import answers, consistency, dashboard, guidelines, items, students, usage
 from service.store.tasks import label_names
 from service.tables import Task
@@ -20,25 +21,60 @@ STATES = ("queued", "accepted", "review", "resolved")
 """The order of the progress bar: waiting for the machine, accepted, waiting for a human, labeled by a human."""
 
 
+class Reads:
+    """The task's rows the figures read, with the two reads several of them share (every reviewed item with what
+    the machine said; every review answer) made at most once. ``reviewed`` and ``given`` load them; the route
+    passes loaders that keep them per task state, so a page and its plots share one pass."""
+
+    def __init__(
+        self,
+        session: Session,
+        task: Task,
+        *,
+        reviewed: Callable[[], list[Judged]] | None = None,
+        given: Callable[[], answers.Answers] | None = None,
+    ) -> None:
+        self.session, self.task = session, task
+        self._load_reviewed = reviewed or (
+            lambda: dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
+        )
+        self._load_given = given or (lambda: answers.of_task(session, task=task))
+        self._reviewed: list[Judged] | None = None
+        self._given: answers.Answers | None = None
+
+    def reviewed(self) -> list[Judged]:
+        if self._reviewed is None:
+            self._reviewed = self._load_reviewed()
+        return self._reviewed
+
+    def given(self) -> answers.Answers:
+        if self._given is None:
+            self._given = self._load_given()
+        return self._given
+
+
 def _at(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def states(session: Session, task: Task) -> Table:
+def states(reads: Reads) -> Table:
+    session, task = reads.session, reads.task
     counts = items.counts_by_state(session, task_id=task.id)
     order = [*STATES, *sorted(set(counts) - set(STATES))]
     return [{"state": state, "items": counts.get(state, 0)} for state in order]
 
 
-def sources(session: Session, task: Task) -> Table:
+def sources(reads: Reads) -> Table:
     """Items per source of their final label."""
+    session, task = reads.session, reads.task
     counts = dashboard.final_sources(session, task_id=task.id)
     return [{"source": source, "items": count} for source, count in sorted(counts.items())]
 
 
-def timeline(session: Session, task: Task) -> Table:
+def timeline(reads: Reads) -> Table:
     """Three series: coverage (cumulative share of routing decisions that accepted), the certified error bound at
     each look (empty where a look certified nothing), and the realised error of audited labels (cumulative)."""
+    session, task = reads.session, reads.task
     rows: Table = [
         {"series": "coverage", "at": _at(p.at), "value": p.accepted / p.routed, "n": p.routed}
         for p in dashboard.routing_timeline(session, task_id=task.id)
@@ -48,18 +84,17 @@ def timeline(session: Session, task: Task) -> Table:
         for look in dashboard.looks(session, task_id=task.id)
         if look.looked_at is not None
     ]
-    judged = dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
     rows += [
         {"series": "audit_error", "at": _at(p.at), "value": p.error, "n": p.audits}
-        for p in task_report.audit_timeline(judged)
+        for p in task_report.audit_timeline(reads.reviewed())
     ]
     return rows
 
 
-def confusion(session: Session, task: Task) -> Table:
+def confusion(reads: Reads) -> Table:
     """Reviewed items by the human's label and the machine's."""
-    labels = label_names(task)
-    matrix = task_report.confusion(dashboard.reviewed_items(session, task_id=task.id, labels=labels), labels=labels)
+    labels = label_names(reads.task)
+    matrix = task_report.confusion(reads.reviewed(), labels=labels)
     return [
         {"human": human, "machine": machine, "items": matrix[i][j]}
         for i, human in enumerate(labels)
@@ -67,9 +102,8 @@ def confusion(session: Session, task: Task) -> Table:
     ]
 
 
-def accuracy(session: Session, task: Task) -> Table:
+def accuracy(reads: Reads) -> Table:
     """Each source's accuracy on uniform reviews, with its interval at level 1 - delta."""
-    judged = dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
     meaning = dict(task_report.SOURCES)
     return [
         {
@@ -81,12 +115,12 @@ def accuracy(session: Session, task: Task) -> Table:
             "upper": row.upper,
             "what": meaning[row.source],
         }
-        for row in task_report.source_accuracy(judged, delta=task.delta)
+        for row in task_report.source_accuracy(reads.reviewed(), delta=reads.task.delta)
     ]
 
 
-def reviewers(session: Session, task: Task) -> Table:
-    given = answers.of_task(session, task=task)
+def reviewers(reads: Reads) -> Table:
+    session, task, given = reads.session, reads.task, reads.given()
     rows = task_report.reviewer_rows(
         votes=given.votes,
         answered_at=usage.answer_times(session, task_id=task.id),
@@ -96,9 +130,9 @@ def reviewers(session: Session, task: Task) -> Table:
     return [dict(vars(row)) for row in rows]
 
 
-def student_versions(session: Session, task: Task) -> Table:
+def student_versions(reads: Reads) -> Table:
     rows: Table = []
-    for row in students.list_versions(session, task_id=task.id):
+    for row in students.list_versions(reads.session, task_id=reads.task.id):
         metrics = row.metrics
         student, teacher = metrics.get("student", {}), metrics.get("teacher", {})
         rows.append(
@@ -118,7 +152,7 @@ def student_versions(session: Session, task: Task) -> Table:
     return rows
 
 
-def consistency_pairs(session: Session, task: Task) -> Table:
+def consistency_pairs(reads: Reads) -> Table:
     """Near-identical items whose final labels differ, not yet sent to adjudication (store.consistency)."""
     return [
         {
@@ -131,14 +165,14 @@ def consistency_pairs(session: Session, task: Task) -> Table:
             "second_text": found.second.text,
             "second_label": found.second_label,
         }
-        for found in consistency.open_pairs(session, task=task)
+        for found in consistency.open_pairs(reads.session, task=reads.task)
     ]
 
 
-def guideline_versions(session: Session, task: Task) -> Table:
+def guideline_versions(reads: Reads) -> Table:
     """Each guidelines version with the answers given under it: how many, how many of the gold items were answered
     right, and how often an answer matched the other answers on the same item."""
-    given = answers.of_task(session, task=task)
+    session, task, given = reads.session, reads.task, reads.given()
     tally: dict[int | None, list[int]] = {}
     for version, item_id, reviewer, label in guidelines.answers_by_version(session, task_id=task.id):
         row = tally.setdefault(version, [0, 0, 0, 0, 0])
@@ -166,7 +200,7 @@ def guideline_versions(session: Session, task: Task) -> Table:
     return rows
 
 
-TABLES: dict[str, Callable[[Session, Task], Table]] = {
+TABLES: dict[str, Callable[[Reads], Table]] = {
     "states": states,
     "sources": sources,
     "timeline": timeline,

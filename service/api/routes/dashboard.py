@@ -58,23 +58,23 @@ def page(task: str, request: Request, notice: str = "") -> Response:
         row = _task(session, request, task, who)
         if isinstance(row, Response):
             return row
-        task_row = row
+        task_row, reads = row, _reads(request, session, row)
 
         def figures() -> dict[str, object]:
-            states = dashboard.states(session, task_row)
+            states = dashboard.states(reads)
             total = sum(int(s["items"] or 0) for s in states)
             return {
                 "states": [{**s, "share": int(s["items"] or 0) / total if total else 0.0} for s in states],
                 "total": total,
-                "sources": dashboard.sources(session, task_row),
+                "sources": dashboard.sources(reads),
                 "quality": quality_of(session, task_row, min_reviews=settings.policy.min_reviews),
                 "cost": cost_of(session, task_id=task_row.id, prices=Prices(**settings.cost.model_dump())),
-                "accuracy": dashboard.accuracy(session, task_row),
-                "reviewers": dashboard.reviewers(session, task_row),
-                "students": dashboard.student_versions(session, task_row),
+                "accuracy": dashboard.accuracy(reads),
+                "reviewers": dashboard.reviewers(reads),
+                "students": dashboard.student_versions(reads),
                 "to_adjudicate": review_quality.adjudication_count(session, task=task_row),
-                "pairs": dashboard.consistency_pairs(session, task_row)[:PAIRS_SHOWN],
-                "guidelines": dashboard.guideline_versions(session, task_row),
+                "pairs": dashboard.consistency_pairs(reads)[:PAIRS_SHOWN],
+                "guidelines": dashboard.guideline_versions(reads),
             }
 
         context = {
@@ -86,6 +86,18 @@ def page(task: str, request: Request, notice: str = "") -> Response:
             **_cached(request, session, row, "page", figures),
         }
     return templates.TemplateResponse(request, "dashboard.html", context)
+
+
+def _reads(request: Request, session: Session, task: Task) -> dashboard.Reads:
+    """The task's reads for the figures, the shared ones kept per task state: a page and the plots it loads next
+    make one pass over the reviews, not four."""
+    reads = dashboard.Reads(session, task)
+    return dashboard.Reads(
+        session,
+        task,
+        reviewed=lambda: _cached(request, session, task, "reviewed", reads.reviewed),
+        given=lambda: _cached(request, session, task, "answers", reads.given),
+    )
 
 
 Figures = dict[tuple[int, str], tuple[tuple[int, ...], object]]
@@ -122,7 +134,9 @@ def chart(task: str, name: str, request: Request) -> Response:
             session,
             row,
             f"chart {name}",
-            lambda: _draw(name, dashboard.TABLES[name](session, row), labels=labels, epsilon=row.epsilon),
+            lambda: _draw(
+                name, dashboard.TABLES[name](_reads(request, session, row)), labels=labels, epsilon=row.epsilon
+            ),
         )
     return Response(drawn, media_type=SVG)
 
@@ -168,7 +182,9 @@ def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) ->
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         row = tasks.get_task(session, task)
-        table = _cached(request, session, row, f"data {name}", lambda: dashboard.TABLES[name](session, row))
+        table = _cached(
+            request, session, row, f"data {name}", lambda: dashboard.TABLES[name](_reads(request, session, row))
+        )
     filename = f'attachment; filename="{task}-{name}.{fmt}"'
     if fmt == "json":
         return Response(json.dumps(table), media_type="application/json", headers={"Content-Disposition": filename})
