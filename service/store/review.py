@@ -95,7 +95,8 @@ def _lease(session: Session, *, task: Task, entry: ReviewEntry, reviewer: str, l
     if kind == "review":  # one answer makes it final, so none is pending: spare the queries
         return Leased(entry, item, prediction, reasons, kind, 0, 1)
     votes = len(active_votes(session, item.id))
-    return Leased(entry, item, prediction, reasons, kind, votes, required_votes(session, task_id=task.id, kind=kind))
+    settings = review_settings(session, task_id=task.id)
+    return Leased(entry, item, prediction, reasons, kind, votes, required_votes(settings, kind=kind))
 
 
 def _item_with_latest(session: Session, item_id: int) -> tuple[Item, Prediction | None, DecisionRecord | None] | None:
@@ -208,7 +209,7 @@ def _required(
     """Answers the item needs: the task's setting for audit and gold items; for a review item one, or two when
     its first answer comes from a reviewer the reviewer model estimates below ``second_review_below``."""
     if kind != "review":
-        return {"audit": settings.audit_reviewers, "gold": settings.gold_reviewers}[kind]
+        return required_votes(settings, kind=kind)
     if votes:
         return len(votes) + 1  # a second answer was asked for: this one settles it
     if settings.second_review_below is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
@@ -120,13 +120,6 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
             )
         )
     return result
-
-
-def adjudication_count(session: Session, *, task: Task) -> int:
-    return int(
-        session.scalar(select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task.id))
-        or 0
-    )
 
 
 def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str) -> Label:

@@ -120,9 +120,17 @@ def update_settings(
     return row
 
 
-def required_votes(session: Session, *, task_id: int, kind: str) -> int:
-    settings = review_settings(session, task_id=task_id)
+def required_votes(settings: ReviewSettings, *, kind: str) -> int:
+    """Answers an audit or gold item needs under the task's settings; one for any other item."""
     return {"audit": settings.audit_reviewers, "gold": settings.gold_reviewers}.get(kind, 1)
+
+
+def adjudication_count(session: Session, *, task: Task) -> int:
+    """Items of the task waiting for a lead's final label."""
+    return int(
+        session.scalar(select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task.id))
+        or 0
+    )
 
 
 @dataclass(frozen=True)
@@ -143,9 +151,6 @@ def progress(session: Session, *, task: Task, reviewer: str) -> Progress:
         .where(ReviewVote.task_id == task.id, ReviewVote.reviewer == reviewer, ReviewVote.undone_at.is_(None))
     )
     waiting = session.scalar(select(func.count()).select_from(ReviewEntry).where(ReviewEntry.task_id == task.id))
-    adjudication = session.scalar(
-        select(func.count()).select_from(AdjudicationEntry).where(AdjudicationEntry.task_id == task.id)
-    )
     counts = {
         str(state): int(n)
         for state, n in session.execute(
@@ -153,5 +158,10 @@ def progress(session: Session, *, task: Task, reviewer: str) -> Progress:
         ).all()
     }
     return Progress(
-        reviewer, int(reviewed or 0), int(waiting or 0), int(adjudication or 0), sum(counts.values()), counts
+        reviewer,
+        int(reviewed or 0),
+        int(waiting or 0),
+        adjudication_count(session, task=task),
+        sum(counts.values()),
+        counts,
     )

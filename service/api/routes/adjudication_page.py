@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.routes.review_page import checked_form, lead_session, templates
 from service.db import transaction
 from service.errors import ServiceError
-from service.store import answers, review_quality, tasks
+from service.store import answers, review_quality, review_team, tasks
 from service.store.tasks import label_names
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
@@ -36,7 +36,7 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
             "labels": labels,
             "reviewer": who.key.name,
             "csrf": who.csrf_token,
-            "waiting": review_quality.adjudication_count(session, task=row),
+            "waiting": review_team.adjudication_count(session, task=row),
             "done": done,
             "error": error,
             "item": None,

@@ -27,7 +27,7 @@ from service.db import transaction
 from service.errors import NotFound, ServiceError
 from service.pipeline.consistency import DEFAULT_MIN_COSINE
 from service.pipeline.cost import Prices
-from service.store import consistency, review_quality, tasks, web_sessions
+from service.store import consistency, review_team, tasks, web_sessions
 from service.store import dashboard as store_dashboard
 from service.tables import Task
 from service.web import charts
@@ -72,7 +72,7 @@ def page(task: str, request: Request, notice: str = "") -> Response:
                 "accuracy": dashboard.accuracy(reads),
                 "reviewers": dashboard.reviewers(reads),
                 "students": dashboard.student_versions(reads),
-                "to_adjudicate": review_quality.adjudication_count(session, task=task_row),
+                "to_adjudicate": review_team.adjudication_count(session, task=task_row),
                 "pairs": dashboard.consistency_pairs(reads)[:PAIRS_SHOWN],
                 "guidelines": dashboard.guideline_versions(reads),
             }
