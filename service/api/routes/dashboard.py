@@ -29,6 +29,7 @@ from service.pipeline.consistency import DEFAULT_MIN_COSINE
 from service.pipeline.cost import Prices
 from service.store import consistency, review_team, tasks, web_sessions
 from service.store import dashboard as store_dashboard
+from service.store.tasks import label_names
 from service.tables import Task
 from service.web import charts
 
@@ -58,7 +59,8 @@ def page(task: str, request: Request, notice: str = "") -> Response:
         row = _task(session, request, task, who)
         if isinstance(row, Response):
             return row
-        task_row, reads = row, _reads(request, session, row)
+        task_row, kept = row, _Kept(request, session, row)
+        reads = kept.reads()
 
         def figures() -> dict[str, object]:
             states = dashboard.states(reads)
@@ -83,21 +85,9 @@ def page(task: str, request: Request, notice: str = "") -> Response:
             "csrf": who.csrf_token,
             "notice": notice,
             "min_cosine": DEFAULT_MIN_COSINE,
-            **_cached(request, session, row, "page", figures),
+            **kept.get("page", figures),
         }
     return templates.TemplateResponse(request, "dashboard.html", context)
-
-
-def _reads(request: Request, session: Session, task: Task) -> dashboard.Reads:
-    """The task's reads for the figures, the shared ones kept per task state: a page and the plots it loads next
-    make one pass over the reviews, not four."""
-    reads = dashboard.Reads(session, task)
-    return dashboard.Reads(
-        session,
-        task,
-        reviewed=lambda: _cached(request, session, task, "reviewed", reads.reviewed),
-        given=lambda: _cached(request, session, task, "answers", reads.given),
-    )
 
 
 Figures = dict[tuple[int, str], tuple[tuple[int, ...], object]]
@@ -105,17 +95,34 @@ Figures = dict[tuple[int, str], tuple[tuple[int, ...], object]]
 only, so the cache holds one entry per task and figure however often the task changes."""
 
 
-def _cached(request: Request, session: Session, task: Task, name: str, compute: Callable[[], V]) -> V:
-    """``compute()``, or what it gave in the same task state: a dashboard reloaded while nothing happened costs a
-    handful of indexed lookups, not a pass over every review."""
-    figures: Figures = request.app.state.dashboard_figures
-    state = store_dashboard.version(session, task_id=task.id)
-    found = figures.get((task.id, name))
-    if found is not None and found[0] == state:
-        return cast(V, found[1])
-    value = compute()
-    figures[(task.id, name)] = (state, value)
-    return value
+class _Kept:
+    """The figures kept for one task, as one request sees them: the task's state (store.dashboard.version) is read
+    once, and a figure computed in that state before is served as it was. A dashboard reloaded while nothing
+    happened costs a handful of indexed lookups, not a pass over every review."""
+
+    def __init__(self, request: Request, session: Session, task: Task) -> None:
+        self.figures: Figures = request.app.state.dashboard_figures
+        self.session, self.task = session, task
+        self.state = store_dashboard.version(session, task_id=task.id)
+
+    def get(self, name: str, compute: Callable[[], V]) -> V:
+        found = self.figures.get((self.task.id, name))
+        if found is not None and found[0] == self.state:
+            return cast(V, found[1])
+        value = compute()
+        self.figures[(self.task.id, name)] = (self.state, value)
+        return value
+
+    def reads(self) -> dashboard.Reads:
+        """The task's reads for the figures, the shared ones kept too: a page and the plots it loads next make one
+        pass over the reviews, not four."""
+        fresh = dashboard.Reads(self.session, self.task)
+        return dashboard.Reads(
+            self.session,
+            self.task,
+            reviewed=lambda: self.get("reviewed", fresh.reviewed),
+            given=lambda: self.get("answers", fresh.given),
+        )
 
 
 @router.get("/{task}/charts/{name}.svg")
@@ -128,15 +135,10 @@ def chart(task: str, name: str, request: Request) -> Response:
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         row = tasks.get_task(session, task)
-        labels = [str(label["name"]) for label in row.labels]
-        drawn = _cached(
-            request,
-            session,
-            row,
+        kept = _Kept(request, session, row)
+        drawn = kept.get(
             f"chart {name}",
-            lambda: _draw(
-                name, dashboard.TABLES[name](_reads(request, session, row)), labels=labels, epsilon=row.epsilon
-            ),
+            lambda: _draw(name, dashboard.TABLES[name](kept.reads()), labels=label_names(row), epsilon=row.epsilon),
         )
     return Response(drawn, media_type=SVG)
 
@@ -181,10 +183,8 @@ def data(task: str, name: str, fmt: Literal["csv", "json"], request: Request) ->
         raise NotFound(f"no table {name!r}; the dashboard has {', '.join(dashboard.TABLES)}", field="name")
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
-        row = tasks.get_task(session, task)
-        table = _cached(
-            request, session, row, f"data {name}", lambda: dashboard.TABLES[name](_reads(request, session, row))
-        )
+        kept = _Kept(request, session, tasks.get_task(session, task))
+        table = kept.get(f"data {name}", lambda: dashboard.TABLES[name](kept.reads()))
     filename = f'attachment; filename="{task}-{name}.{fmt}"'
     if fmt == "json":
         return Response(json.dumps(table), media_type="application/json", headers={"Content-Disposition": filename})
