@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +16,17 @@ from sqlalchemy.pool import QueuePool
 from service.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+IDS_PER_QUERY = 1000
+"""Ids bound in one IN (...) clause: SQLite allows a limited number of bound parameters per statement."""
+
+
+T = TypeVar("T")
+
+
+def id_chunks(ids: Sequence[T], size: int = IDS_PER_QUERY) -> Iterator[Sequence[T]]:
+    """``ids`` in slices of at most ``size``, one IN (...) query each."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import NotFound
 from service.pipeline.consistency import near_pairs
+from service.store.items import latest_rows
 from service.tables import AdjudicationEntry, ConsistencyCheck, InconsistentPair, Item, Label, Task, utcnow
 
 INCONSISTENT = "inconsistent"
@@ -30,22 +31,9 @@ def final_labels(session: Session, *, task_id: int) -> tuple[dict[int, str], dic
     return labels, ids
 
 
-LOOKUP_CHUNK = 1000
-"""Item ids read per query (SQLite allows a limited number of bound parameters)."""
-
-
 def labels_of(session: Session, item_ids: list[int]) -> dict[int, str]:
     """The final label of each of these items (only theirs: a task may hold 100k others)."""
-    labels: dict[int, str] = {}
-    unique = sorted(set(item_ids))
-    for start in range(0, len(unique), LOOKUP_CHUNK):
-        for item_id, label in session.execute(
-            select(Label.item_id, Label.label)
-            .where(Label.item_id.in_(unique[start : start + LOOKUP_CHUNK]))
-            .order_by(Label.id)
-        ):
-            labels[item_id] = label
-    return labels
+    return {item_id: row.label for item_id, row in latest_rows(session, Label, sorted(set(item_ids))).items()}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.db import id_chunks
 from service.errors import Invalid, MalformedJson
 from service.formats import labelstudio, tabular
 from service.formats.tabular import ImportedTask
@@ -120,9 +121,7 @@ def import_tasks(
     matched = [t for t in imported if t.item.id in existing]
     labeled_rows = [t for t in matched if t.label is not None]
     ids = [existing[t.item.id].id for t in labeled_rows]
-    finals: dict[int, Label] = {}
-    for start in range(0, len(ids), MATCH_CHUNK):
-        finals.update(latest_rows(session, Label, ids[start : start + MATCH_CHUNK]))
+    finals = latest_rows(session, Label, ids)
     changed = sum(
         _label(session, task, existing[t.item.id], t, importer=importer, final=finals.get(existing[t.item.id].id))
         for t in labeled_rows
@@ -152,8 +151,7 @@ def _items_by_external_id(session: Session, task: Task, external_ids: Sequence[s
     """The task's newest item for each external id that has one."""
     found: dict[str, Item] = {}
     wanted = list(dict.fromkeys(external_ids))
-    for start in range(0, len(wanted), MATCH_CHUNK):
-        chunk = wanted[start : start + MATCH_CHUNK]
+    for chunk in id_chunks(wanted, MATCH_CHUNK):
         for item in session.scalars(
             select(Item).where(Item.task_id == task.id, Item.external_id.in_(chunk)).order_by(Item.id)
         ):

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from service.db import id_chunks
 from service.pipeline.route import stored_reasons
 from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import DecisionRecord, Item, Label, Prediction
@@ -114,19 +115,15 @@ def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
     return list(found.values())
 
 
-DETAIL_CHUNK = 1000
-"""Decisions read per query by id (SQLite allows a limited number of bound parameters)."""
-
-
 def _decision_details(session: Session, ids: list[int]) -> dict[int, tuple[str, bytes | None, list[float], str]]:
     """decision id -> the item's text and embedding, and the teacher's raw distribution and label."""
     details = {}
-    for start in range(0, len(ids), DETAIL_CHUNK):
+    for chunk in id_chunks(ids):
         for decision_id, text, embedding, raw_probs, label in session.execute(
             select(DecisionRecord.id, Item.text, Item.embedding, Prediction.raw_probs, Prediction.label)
             .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
             .join(Item, Item.id == DecisionRecord.item_id)
-            .where(DecisionRecord.id.in_(ids[start : start + DETAIL_CHUNK]))
+            .where(DecisionRecord.id.in_(chunk))
         ):
             details[decision_id] = (text, embedding, raw_probs, label)
     return details

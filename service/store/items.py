@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, cast, delete, exists, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from service.db import id_chunks
 from service.pipeline.route import Decision
 from service.ports import FloatArray
 from service.store import review
@@ -154,8 +155,8 @@ def counts_by_state(session: Session, *, task_id: int) -> dict[str, int]:
 def latest_rows(session: Session, table: type[Row], ids: list[int]) -> dict[int, Row]:
     """The newest row of ``table`` (labels, predictions or decisions) for each item id that has one."""
     latest: dict[int, Row] = {}
-    if ids:
-        for row in session.scalars(select(table).where(table.item_id.in_(ids)).order_by(table.id)):
+    for chunk in id_chunks(ids):
+        for row in session.scalars(select(table).where(table.item_id.in_(chunk)).order_by(table.id)):
             latest[row.item_id] = row
     return latest
 
