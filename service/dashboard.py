@@ -5,52 +5,64 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
 from service.pipeline import task_report
 from service.pipeline.task_report import Judged
-from service.store import answers, consistency, dashboard, guidelines, items, students, usage
+from service.store import answers, consistency, dashboard, guidelines, history, items, students, usage
 from service.store.tasks import label_names
 from service.tables import Task
 
 Cell = str | int | float | bool | None
 Table = list[dict[str, Cell]]
+V = TypeVar("V")
 
 STATES = ("queued", "accepted", "review", "resolved")
 """The order of the progress bar: waiting for the machine, accepted, waiting for a human, labeled by a human."""
 
 
 class Reads:
-    """The task's rows the figures read, with the two reads several of them share (every reviewed item with what
-    the machine said; every review answer) made at most once. ``reviewed`` and ``given`` load them; the route
-    passes loaders that keep them per task state, so a page and its plots share one pass."""
+    """The task's rows the figures read, with the reads several of them share (the human labels and the decisions
+    of the items they label; every reviewed item with what the machine said; the uniform reviews; every active
+    answer; when each reviewer answered) made at most once. ``kept(name, load)`` may serve a shared read from
+    elsewhere: the route keeps them per task state, so a page and the plots it loads next make one pass."""
 
-    def __init__(
-        self,
-        session: Session,
-        task: Task,
-        *,
-        reviewed: Callable[[], list[Judged]] | None = None,
-        given: Callable[[], answers.Answers] | None = None,
-    ) -> None:
+    def __init__(self, session: Session, task: Task, *, kept: Callable[[str, Callable[[], Any]], Any] | None = None):
         self.session, self.task = session, task
-        self._load_reviewed = reviewed or (
-            lambda: dashboard.reviewed_items(session, task_id=task.id, labels=label_names(task))
-        )
-        self._load_given = given or (lambda: answers.of_task(session, task=task))
-        self._reviewed: list[Judged] | None = None
-        self._given: answers.Answers | None = None
+        self._kept = kept or (lambda name, load: load())
+        self._done: dict[str, Any] = {}
+
+    def _once(self, name: str, load: Callable[[], V]) -> V:
+        if name not in self._done:
+            self._done[name] = self._kept(name, load)
+        return cast(V, self._done[name])
+
+    def read(self) -> history.Reviewed:
+        return self._once("reviewed rows", lambda: history.reviewed(self.session, task_id=self.task.id))
 
     def reviewed(self) -> list[Judged]:
-        if self._reviewed is None:
-            self._reviewed = self._load_reviewed()
-        return self._reviewed
+        return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=label_names(self.task)))
+
+    def reviewed_uniform(self) -> list[Judged]:
+        """The reviewed items drawn at random: a fifth of them, all the accuracy table on the page needs."""
+        return self._once(
+            "reviewed uniform",
+            lambda: dashboard.reviewed_items(self.read(), labels=label_names(self.task), uniform_only=True),
+        )
+
+    def uniform(self) -> list[history.UniformReview]:
+        return self._once(
+            "uniform", lambda: history.uniform_reviews(self.session, task_id=self.task.id, read=self.read())
+        )
 
     def given(self) -> answers.Answers:
-        if self._given is None:
-            self._given = self._load_given()
-        return self._given
+        return self._once("answers", lambda: answers.of_task(self.session, task=self.task))
+
+    def times(self) -> dict[str, list[datetime]]:
+        """When each reviewer answered (the cost report and the reviewers' throughput)."""
+        return self._once("answer times", lambda: usage.answer_times(self.session, task_id=self.task.id))
 
 
 def _at(moment: datetime) -> str:
@@ -115,15 +127,15 @@ def accuracy(reads: Reads) -> Table:
             "upper": row.upper,
             "what": meaning[row.source],
         }
-        for row in task_report.source_accuracy(reads.reviewed(), delta=reads.task.delta)
+        for row in task_report.source_accuracy(reads.reviewed_uniform(), delta=reads.task.delta)
     ]
 
 
 def reviewers(reads: Reads) -> Table:
-    session, task, given = reads.session, reads.task, reads.given()
+    task, given = reads.task, reads.given()
     rows = task_report.reviewer_rows(
         votes=given.votes,
-        answered_at=usage.answer_times(session, task_id=task.id),
+        answered_at=reads.times(),
         gold=given.gold,
         model=given.reviewer_model(label_names(task)),
     )
@@ -174,15 +186,15 @@ def guideline_versions(reads: Reads) -> Table:
     right, and how often an answer matched the other answers on the same item."""
     session, task, given = reads.session, reads.task, reads.given()
     tally: dict[int | None, list[int]] = {}
-    for version, item_id, reviewer, label in guidelines.answers_by_version(session, task_id=task.id):
-        row = tally.setdefault(version, [0, 0, 0, 0, 0])
-        row[0] += 1
-        if item_id in given.gold:
-            row[1] += 1
-            row[2] += int(label == given.gold[item_id])
-        others = [other for name, other in given.votes.get(item_id, {}).items() if name != reviewer]
-        row[3] += len(others)
-        row[4] += sum(other == label for other in others)
+    for item_id, on_item in given.votes.items():
+        for reviewer, label in on_item.items():
+            row = tally.setdefault(given.versions[(item_id, reviewer)], [0, 0, 0, 0, 0])
+            row[0] += 1
+            if item_id in given.gold:
+                row[1] += 1
+                row[2] += int(label == given.gold[item_id])
+            row[3] += len(on_item) - 1
+            row[4] += sum(other == label for name, other in on_item.items() if name != reviewer)
     rows: Table = []
     for guide in guidelines.versions(session, task=task):
         answered, gold, right, compared, agreed = tally.get(guide.version, [0, 0, 0, 0, 0])

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -53,6 +54,7 @@ def make_engine(url: str) -> Engine:
         # the moment it is returned; the busy handler is left to waits on other processes.
         engine = create_engine(
             url,
+            json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=QueuePool,
             pool_size=1,
@@ -62,7 +64,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
+    return create_engine(url, json_deserializer=orjson.loads, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 def migrate(engine: Engine) -> None:

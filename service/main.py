@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -95,6 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     generate = app.openapi
     app.openapi = lambda: problem_media_type(generate())  # type: ignore[method-assign]
     return app
+
+
+def settle_heap() -> None:
+    """Called once by a long-running process when startup is over. The objects made until then (modules, torch,
+    the app, loaded models: hundreds of thousands) live as long as the process, and the collector walked them all
+    at every full collection: a dashboard request that reads 10k rows spent 140 of its 180 ms in such pauses.
+    Frozen, they are left out of collections; garbage from startup is collected first so none is frozen."""
+    gc.collect()
+    gc.freeze()
 
 
 def _load_student(settings: Settings, path: Path) -> Student:

@@ -164,7 +164,10 @@ class DecisionRecord(Base):
 
 class Label(Base):
     __tablename__ = "labels"
-    __table_args__ = (Index("ix_labels_item", "item_id", "id"),)
+    __table_args__ = (
+        Index("ix_labels_item", "item_id", "id"),
+        Index("ix_labels_task_source", "task_id", "source", "item_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)

@@ -32,7 +32,7 @@ def serve(
     from service import logs
     from service.jobs import worker as worker_loop
     from service.jobs.context import WorkerContext
-    from service.main import create_app
+    from service.main import create_app, settle_heap
 
     settings = get_settings()
     logs.configure(settings.log_format)
@@ -41,6 +41,7 @@ def serve(
     if worker and settings.embedded_worker:
         ctx = WorkerContext.from_settings(settings)
         threading.Thread(target=worker_loop.run, args=(ctx,), kwargs={"stop": stop}, daemon=True).start()
+    settle_heap()
     try:
         # Access lines come from the app (with the request id and route), so uvicorn's own are off.
         uvicorn.run(api, host=host, port=port, log_config=None, access_log=False)
@@ -60,6 +61,7 @@ def worker(
     from service.jobs import metrics
     from service.jobs import worker as worker_loop
     from service.jobs.context import WorkerContext
+    from service.main import settle_heap
 
     settings = get_settings()
     logs.configure(settings.log_format)
@@ -70,6 +72,7 @@ def worker(
             raise fail(f"cannot serve metrics on port {metrics_port}: {exc.strerror}") from exc
     ctx = WorkerContext.from_settings(settings)
     typer.echo(f"worker {ctx.worker_id} started")
+    settle_heap()
     worker_loop.run(ctx, stop=threading.Event(), exit_when_idle=exit_when_idle)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from service.pipeline.agreement import Votes
 from service.pipeline.cost import review_seconds
@@ -14,9 +15,8 @@ from service.pipeline.policy import clopper_pearson_upper
 from service.pipeline.reviewer_model import ReviewerModel
 
 
-@dataclass(frozen=True)
-class Judged:
-    """One reviewed item as this module needs it."""
+class Judged(NamedTuple):
+    """One reviewed item as this module needs it (a tuple: one per review is made for each dashboard)."""
 
     human: str
     machine: str

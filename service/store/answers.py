@@ -20,6 +20,8 @@ class Answers:
     """item id -> reviewer -> label."""
     kinds: dict[int, str]
     gold: dict[int, str]
+    versions: dict[tuple[int, str], int | None]
+    """(item id, reviewer) -> the guidelines version the answer was given under (None: before versions)."""
 
     def reviewer_model(self, labels: list[str]) -> ReviewerModel:
         """The reviewers' confusion matrices, fitted on the gold and multiply answered items."""
@@ -29,17 +31,19 @@ class Answers:
 def of_task(session: Session, *, task: Task) -> Answers:
     votes: dict[int, dict[str, str]] = {}
     kinds: dict[int, str] = {}
-    for item_id, reviewer, label, kind in session.execute(
-        select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind)
+    versions: dict[tuple[int, str], int | None] = {}
+    for item_id, reviewer, label, kind, version in session.execute(
+        select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind, ReviewVote.guideline_version)
         .where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None))
         .order_by(ReviewVote.id)
     ):
         votes.setdefault(item_id, {})[reviewer] = label
         kinds[item_id] = kind
+        versions[(item_id, reviewer)] = version
     gold_ids = [item_id for item_id, kind in kinds.items() if kind == "gold"]
     gold = {
         item_id: str(meta["gold_label"])
         for item_id, meta in session.execute(select(Item.id, Item.meta).where(Item.id.in_(gold_ids))).all()
         if meta.get("gold_label") is not None
     }
-    return Answers(votes, kinds, gold)
+    return Answers(votes, kinds, gold, versions)

@@ -4,16 +4,17 @@ labels still differ, and sent to adjudication on a lead's request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
 from service.pipeline.consistency import near_pairs
 from service.store.items import latest_rows
-from service.tables import AdjudicationEntry, ConsistencyCheck, InconsistentPair, Item, Label, Task, utcnow
+from service.tables import AdjudicationEntry, ConsistencyCheck, InconsistentPair, Item, Job, Label, Task, utcnow
 
 INCONSISTENT = "inconsistent"
 """The start of the explanation of an adjudication entry made from a pair (see review_quality.Disputed.reason)."""
@@ -46,10 +47,71 @@ class CheckResult:
     min_cosine: float
 
 
-def check(session: Session, *, task: Task, min_cosine: float) -> CheckResult:
-    """Compare the items labeled since the last check (all of them at the first, or when ``min_cosine`` changed)
-    with every labeled item that has an embedding; keep the pairs whose final labels differ."""
-    state = session.get(ConsistencyCheck, task.id, with_for_update=True)
+INLINE_COMPARISONS = 50_000_000
+"""Checks up to this many item comparisons (new items x labeled items, about 0.2 s of arithmetic) run inside the
+request; larger ones (the first check of a large task: 100k x 100k took 42 s) run as a job."""
+
+CHECK_JOB = "consistency_check"
+
+
+def pending(session: Session, *, task: Task, min_cosine: float) -> tuple[int, int]:
+    """(labels written since the last check at this threshold, labeled items with an embedding): what the next
+    check would compare, from two indexed counts, to decide where it runs."""
+    state = session.get(ConsistencyCheck, task.id)
+    since = state.checked_through if state is not None and state.min_cosine == min_cosine else 0
+    new = session.scalar(select(func.count()).where(Label.task_id == task.id, Label.id > since)) or 0
+    labeled = select(Label.item_id).where(Label.task_id == task.id)
+    total = session.scalar(
+        select(func.count()).where(Item.task_id == task.id, Item.embedding.is_not(None), Item.id.in_(labeled))
+    )
+    return int(new), int(total or 0)
+
+
+def queued_check(session: Session, *, task: Task) -> Job | None:
+    """The task's check that waits for a worker or runs, if any."""
+    return session.scalar(
+        select(Job).where(Job.kind == CHECK_JOB, Job.task_id == task.id, Job.state.in_(("queued", "running"))).limit(1)
+    )
+
+
+@dataclass(frozen=True)
+class Queued:
+    job: Job
+    new: int
+    """Labels written since the last check: the size of the check to come."""
+    labeled: int
+
+
+def run_or_queue(session: Session, *, task: Task, min_cosine: float) -> CheckResult | Queued:
+    """Run a small check now; queue a large one as a job (or answer the task's check already queued)."""
+    queued = queued_check(session, task=task)
+    new, labeled = pending(session, task=task, min_cosine=min_cosine)
+    if queued is None and new == 0:  # nothing labeled since: no embedding needs reading
+        return record(session, snap=Snapshot(task.id, min_cosine, {}, {}, [], 0), pairs=[], compared_with=labeled)
+    if queued is None and new * labeled <= INLINE_COMPARISONS:
+        return check(session, task=task, min_cosine=min_cosine)
+    if queued is None:
+        queued = Job(kind=CHECK_JOB, task_id=task.id, payload={"min_cosine": min_cosine})
+        session.add(queued)
+        session.flush()
+    return Queued(queued, new, labeled)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a check compares, read in one short transaction: the computation runs outside it."""
+
+    task_id: int
+    min_cosine: float
+    labels: dict[int, str]
+    vectors: dict[int, np.ndarray]
+    new: list[int]
+    through: int
+    """The newest label id read: the next check starts after it."""
+
+
+def snapshot(session: Session, *, task: Task, min_cosine: float) -> Snapshot:
+    state = session.get(ConsistencyCheck, task.id)
     since = state.checked_through if state is not None and state.min_cosine == min_cosine else 0
     labels, label_ids = final_labels(session, task_id=task.id)
     vectors: dict[int, np.ndarray] = {}
@@ -58,26 +120,45 @@ def check(session: Session, *, task: Task, min_cosine: float) -> CheckResult:
     ):
         if item_id in labels and embedding is not None:
             vectors[item_id] = np.frombuffer(embedding, dtype=np.float32)
-    ids = sorted(vectors)
-    new = [item_id for item_id in ids if label_ids[item_id] > since]
+    new = [item_id for item_id in sorted(vectors) if label_ids[item_id] > since]
+    return Snapshot(task.id, min_cosine, labels, vectors, new, max(label_ids.values(), default=0))
+
+
+def find(snap: Snapshot, progress: Callable[[int, int], None] | None = None) -> list[tuple[int, int, float]]:
+    """Near-identical pairs with different labels among the snapshot's items, each with a new item in it;
+    ``progress(new items compared, new items)`` is called after each label's."""
+    labels, vectors, ids = snap.labels, snap.vectors, sorted(snap.vectors)
     # Only pairs with different labels count, so each label's new items are compared with the items of the
     # other labels alone: on two labels split 90/10 that is a fifth of the work of all against all.
     pairs: list[tuple[int, int, float]] = []
-    for label in sorted({labels[item_id] for item_id in new}):
-        mine = [item_id for item_id in new if labels[item_id] == label]
+    done = 0
+    for label in sorted({labels[item_id] for item_id in snap.new}):
+        mine = [item_id for item_id in snap.new if labels[item_id] == label]
         others = [item_id for item_id in ids if labels[item_id] != label]
         pairs += near_pairs(
             new_ids=mine,
             new_vectors=np.stack([vectors[i] for i in mine]),
             ids=others,
             vectors=np.stack([vectors[i] for i in others]) if others else np.zeros((0, 1)),
-            min_cosine=min_cosine,
+            min_cosine=snap.min_cosine,
         )
+        done += len(mine)
+        if progress is not None:
+            progress(done, len(snap.new))
+    return pairs
+
+
+def record(
+    session: Session, *, snap: Snapshot, pairs: list[tuple[int, int, float]], compared_with: int | None = None
+) -> CheckResult:
+    """Keep the pairs not known yet and move the task's check past the snapshot (a check that ran beside this one
+    and got further keeps its place)."""
+    state = session.get(ConsistencyCheck, snap.task_id, with_for_update=True)
     known: set[tuple[int, int]] = {
         (first, second)
         for first, second in session.execute(
             select(InconsistentPair.first_item_id, InconsistentPair.second_item_id).where(
-                InconsistentPair.task_id == task.id
+                InconsistentPair.task_id == snap.task_id
             )
         )
     }
@@ -85,15 +166,27 @@ def check(session: Session, *, task: Task, min_cosine: float) -> CheckResult:
     for first, second, cosine in sorted(pairs):
         if (first, second) not in known:
             known.add((first, second))
-            session.add(InconsistentPair(task_id=task.id, first_item_id=first, second_item_id=second, cosine=cosine))
+            session.add(
+                InconsistentPair(task_id=snap.task_id, first_item_id=first, second_item_id=second, cosine=cosine)
+            )
             found += 1
-    through = max(label_ids.values(), default=0)
     if state is None:
-        session.add(ConsistencyCheck(task_id=task.id, checked_through=through, min_cosine=min_cosine))
+        session.add(ConsistencyCheck(task_id=snap.task_id, checked_through=snap.through, min_cosine=snap.min_cosine))
+    elif state.min_cosine != snap.min_cosine or state.checked_through < snap.through:
+        state.checked_through, state.min_cosine, state.checked_at = snap.through, snap.min_cosine, utcnow()
     else:
-        state.checked_through, state.min_cosine, state.checked_at = through, min_cosine, utcnow()
+        state.checked_at = utcnow()
     session.flush()
-    return CheckResult(checked=len(new), compared_with=len(ids), found=found, min_cosine=min_cosine)
+    compared = len(snap.vectors) if compared_with is None else compared_with
+    return CheckResult(checked=len(snap.new), compared_with=compared, found=found, min_cosine=snap.min_cosine)
+
+
+def check(session: Session, *, task: Task, min_cosine: float) -> CheckResult:
+    """Compare the items labeled since the last check (all of them at the first, or when ``min_cosine`` changed)
+    with every labeled item that has an embedding; keep the pairs whose final labels differ. In one transaction:
+    for checks small enough to run in a request (see INLINE_COMPARISONS; a job splits the three steps)."""
+    snap = snapshot(session, task=task, min_cosine=min_cosine)
+    return record(session, snap=snap, pairs=find(snap))
 
 
 @dataclass(frozen=True)

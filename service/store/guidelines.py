@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import Invalid
-from service.tables import Guideline, ReviewVote, Task
+from service.tables import Guideline, Task
 
 MAX_CHARS = 100_000
 FIRST_AUTHOR = "task"
@@ -51,13 +51,3 @@ def revise(session: Session, *, task: Task, text: str, author: str) -> tuple[Gui
     session.add(revised)
     session.flush()
     return revised, True
-
-
-def answers_by_version(session: Session, *, task_id: int) -> list[tuple[int | None, int, str, str]]:
-    """(guideline version, item id, reviewer, label) of every active answer in the task."""
-    rows = session.execute(
-        select(ReviewVote.guideline_version, ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label).where(
-            ReviewVote.task_id == task_id, ReviewVote.undone_at.is_(None)
-        )
-    )
-    return [(version, item_id, reviewer, label) for version, item_id, reviewer, label in rows]

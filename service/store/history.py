@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -61,71 +63,120 @@ class UniformReview:
     """Scored with the prompts the teacher uses now (see in_current_regime)."""
 
 
-def uniform_reviews(session: Session, *, task_id: int) -> list[UniformReview]:
-    """The task's uniform reviews with the teacher's scores, oldest first; items the student labeled alone are
-    left out (the student's labels are routed by its own threshold, certified on gold at training time)."""
-    humans: dict[int, str] = {}
-    first: dict[int, int] = {}
-    for label_id, item_id, label in session.execute(
-        select(Label.id, Label.item_id, Label.label)
-        .where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
-        .order_by(Label.id)
-    ):
-        humans[item_id] = label
-        first.setdefault(item_id, label_id)
+class Decided(NamedTuple):
+    """One routing decision of an item a human labeled, as the reads over reviews need it (a tuple: thousands are
+    made per read)."""
+
+    decision_id: int
+    item_id: int
+    item_state: str
+    reasons: frozenset[str]
+    shots: int | None
+    labeler: int | None
+    """The stacked labeler version that routed it (None: the teacher's calibrated confidence alone)."""
+    machine: str
+    source: str
+    raw_probs: list[float]
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """The task's human labels (label id, item id, label, when; oldest first) and every routing decision of the
+    items they label (oldest first): what the certification and the lead's dashboard both read, once."""
+
+    humans: list[tuple[int, int, str, datetime]]
+    decisions: list[Decided]
+
+
+def reviewed(session: Session, *, task_id: int) -> Reviewed:
+    humans = [
+        (label_id, item_id, label, at)
+        for label_id, item_id, label, at in session.execute(
+            select(Label.id, Label.item_id, Label.label, Label.created_at)
+            .where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
+            .order_by(Label.id)
+        )
+    ]
     if not humans:
-        return []
-    # Every routed decision of a reviewed item is read (the prompt regime depends on all of them), but only the
-    # few columns that choose the uniform ones; their scores, text and embedding come in a second read. Loading
-    # whole rows took 1.2 s on a task with 10k reviews, and the worker reads this before every chunk.
+        return Reviewed([], [])
+    # A join against the labeled items' ids, not against a grouped subquery (SQLite plans that as a scan per
+    # row: 35 s on a task of 100k items); only the few columns the readers use (whole rows took 1.2 s at 10k
+    # reviews, and the worker reads this before every chunk).
+    labeled = select(Label.item_id).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
     rows = session.execute(
         select(
             DecisionRecord.id,
             DecisionRecord.item_id,
+            Item.state,
             DecisionRecord.reasons,
             DecisionRecord.signals["shots"].as_integer(),
+            DecisionRecord.signals["labeler"].as_integer(),
+            Prediction.label,
+            Prediction.source,
+            Prediction.raw_probs,
         )
         .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
         .join(Item, Item.id == DecisionRecord.item_id)
-        .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == "teacher")
+        .where(DecisionRecord.item_id.in_(labeled))
         .order_by(DecisionRecord.id)
-    ).all()
-    regimes = in_current_regime([{"shots": shots} for _, _, _, shots in rows])
-    chosen: dict[int, tuple[int, set[str], bool]] = {}
-    for (decision_id, item_id, reasons, _), current in zip(rows, regimes, strict=True):
-        names = set(stored_reasons(reasons))
-        if item_id in humans and drawn_at_random(names) and item_id not in chosen:
-            chosen[item_id] = (decision_id, names, current)
-    details = _decision_details(session, [decision_id for decision_id, _, _ in chosen.values()])
-    found: dict[int, UniformReview] = {}
-    for item_id, (decision_id, reasons, current) in chosen.items():
-        text, embedding, raw_probs, machine = details[decision_id]
-        found[item_id] = UniformReview(
+    )
+    decisions = [
+        Decided(decision_id, item_id, state, frozenset(stored_reasons(reasons)), shots, labeler, machine, source, raw)
+        for decision_id, item_id, state, reasons, shots, labeler, machine, source, raw in rows
+    ]
+    return Reviewed(humans, decisions)
+
+
+def uniform_reviews(session: Session, *, task_id: int, read: Reviewed | None = None) -> list[UniformReview]:
+    """The task's uniform reviews with the teacher's scores, oldest first; items the student labeled alone are
+    left out (the student's labels are routed by its own threshold, certified on gold at training time). ``read``:
+    the task's reviewed rows, where the caller has them already."""
+    read = reviewed(session, task_id=task_id) if read is None else read
+    humans: dict[int, str] = {}
+    first: dict[int, int] = {}
+    for label_id, item_id, label, _ in read.humans:
+        humans[item_id] = label
+        first.setdefault(item_id, label_id)
+    # Every teacher decision of a resolved item counts for the prompt regime; the first drawn at random is the
+    # item's uniform review.
+    rows = [d for d in read.decisions if d.item_state == "resolved" and d.source == "teacher"]
+    regimes = in_current_regime([{"shots": d.shots} for d in rows])
+    chosen: dict[int, tuple[Decided, bool]] = {}
+    for decision, current in zip(rows, regimes, strict=True):
+        if decision.item_id not in chosen and decision.reasons & UNBIASED_REASONS:
+            chosen[decision.item_id] = (decision, current)
+    details = _decision_details(session, [decision.decision_id for decision, _ in chosen.values()])
+    return [
+        UniformReview(
             item_id=item_id,
-            text=text,
-            raw_probs=tuple(float(p) for p in raw_probs),
-            embedding=np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None,
+            text=details[decision.decision_id][0],
+            raw_probs=tuple(float(p) for p in decision.raw_probs),
+            embedding=_vector(details[decision.decision_id][1]),
             human=humans[item_id],
             label_id=first[item_id],
-            machine=machine,
-            vetoed=bool(reasons & VETO_REASONS),
-            audit="audit_sample" in reasons,
+            machine=decision.machine,
+            vetoed=bool(decision.reasons & VETO_REASONS),
+            audit="audit_sample" in decision.reasons,
             current_regime=current,
         )
-    return list(found.values())
+        for item_id, (decision, current) in chosen.items()
+    ]
 
 
-def _decision_details(session: Session, ids: list[int]) -> dict[int, tuple[str, bytes | None, list[float], str]]:
-    """decision id -> the item's text and embedding, and the teacher's raw distribution and label."""
+def _vector(embedding: bytes | None) -> npt.NDArray[np.float32] | None:
+    return np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None
+
+
+def _decision_details(session: Session, ids: list[int]) -> dict[int, tuple[str, bytes | None]]:
+    """decision id -> the item's text and embedding."""
     details = {}
     for chunk in id_chunks(ids):
-        for decision_id, text, embedding, raw_probs, label in session.execute(
-            select(DecisionRecord.id, Item.text, Item.embedding, Prediction.raw_probs, Prediction.label)
-            .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
+        for decision_id, text, embedding in session.execute(
+            select(DecisionRecord.id, Item.text, Item.embedding)
             .join(Item, Item.id == DecisionRecord.item_id)
             .where(DecisionRecord.id.in_(chunk))
         ):
-            details[decision_id] = (text, embedding, raw_probs, label)
+            details[decision_id] = (text, embedding)
     return details
 
 

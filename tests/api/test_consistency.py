@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -14,6 +15,7 @@ from service.db import transaction
 from service.jobs import worker
 from service.jobs.context import WorkerContext
 from service.pipeline.consistency import near_pairs
+from service.store import consistency
 from service.tables import Job
 from tests.conftest import SPAM_TASK, assigned_reviewer, make_key
 
@@ -103,3 +105,47 @@ def test_the_dashboard_runs_a_check_and_sends_a_pair(
     sent = client.post(f"/ui/tasks/sms/consistency/{pair_id}", data={"csrf": csrf})
     assert "wait for adjudication" in sent.text and "2 to adjudicate" in sent.text
     assert "No inconsistent pair open" in sent.text
+
+
+def test_a_large_check_runs_as_a_job_that_the_dashboard_shows(
+    client: TestClient,
+    client_headers: dict[str, str],
+    settings: Settings,
+    fake_worker: WorkerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    items = [{"id": f"j{i}", "text": "claim your cash reward"} for i in range(2)]
+    client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
+    _drain(fake_worker)
+    reviewer = assigned_reviewer(client, settings)
+    for label in ("spam", "ham"):
+        item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
+        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)
+    monkeypatch.setattr(consistency, "INLINE_COMPARISONS", 1)  # 2 new x 2 labeled: too large to run in the request
+    lead = make_key(settings, "lead")
+    queued = client.post("/v1/tasks/sms/consistency", headers=lead)
+    assert queued.status_code == 202, queued.text
+    body = queued.json()
+    assert (body["state"], body["checked"], body["compared_with"], body["found"]) == ("queued", 2, 2, None)
+    assert queued.headers["Location"] == body["job_url"]
+    again = client.post("/v1/tasks/sms/consistency", headers=lead).json()
+    assert again["job_id"] == body["job_id"], "asking again answers the check already queued"
+    assert client.get("/v1/tasks/sms/consistency", headers=lead).json() == [], "no pair before the job ran"
+
+    client.post("/review/login", data={"key": lead["Authorization"][7:]})
+    page = client.get("/ui/tasks/sms").text
+    assert f"A check is waiting for a worker (job {body['job_id']}" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    from_page = client.post("/ui/tasks/sms/consistency", data={"csrf": csrf}).text
+    assert f"runs in the background (job {body['job_id']})" in from_page
+
+    _drain(fake_worker)
+    job = client.get(body["job_url"], headers=lead).json()
+    assert job["state"] == "done" and job["result"]["found"] == 1 and job["result"]["checked"] == 2
+    assert len(client.get("/v1/tasks/sms/consistency", headers=lead).json()) == 1
+    page = client.get("/ui/tasks/sms").text
+    assert "A check is" not in page and "claim your cash reward" in page
+    monkeypatch.setattr(consistency, "INLINE_COMPARISONS", 10**9)
+    small = client.post("/v1/tasks/sms/consistency", headers=lead)
+    assert small.status_code == 200 and small.json()["state"] == "done" and small.json()["checked"] == 0

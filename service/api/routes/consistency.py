@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response, status
 
 from service.api.deps import LeadDep, RowId, SessionDep
 from service.api.schemas.consistency import CheckPublic, InconsistentPairPublic, PairItemPublic
@@ -18,18 +18,35 @@ router = APIRouter(prefix="/v1/tasks/{task}/consistency", tags=["review team"])
 MinCosine = Annotated[float, Query(ge=0.5, le=1.0, description="Cosine at and above which two items count as alike.")]
 
 
-@router.post("", response_model=CheckPublic)
-def run_check(task: str, session: SessionDep, _key: LeadDep, min_cosine: MinCosine = DEFAULT_MIN_COSINE) -> CheckPublic:
+@router.post("", response_model=CheckPublic, responses={202: {"model": CheckPublic, "description": "Queued as a job."}})
+def run_check(
+    task: str,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _key: LeadDep,
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE,
+) -> CheckPublic:
     """Compare the items labeled since the last check with every labeled item (all of them the first time, or
-    when ``min_cosine`` changed) and keep the near-identical pairs whose final labels differ."""
+    when ``min_cosine`` changed) and keep the near-identical pairs whose final labels differ. A small check runs
+    here (200); a large one (the first on a large task) is queued as a job (202, ``job_url``), and asking again
+    while it waits or runs answers the same job."""
     started = time.perf_counter()
-    result = consistency.check(session, task=tasks.get_task(session, task), min_cosine=min_cosine)
+    outcome = consistency.run_or_queue(session, task=tasks.get_task(session, task), min_cosine=min_cosine)
+    if isinstance(outcome, consistency.CheckResult):
+        return CheckPublic(state="done", **vars(outcome), seconds=round(time.perf_counter() - started, 3))
+    response.status_code = status.HTTP_202_ACCEPTED
+    job_url = str(request.url_for("read_job", job_id=outcome.job.id))
+    response.headers["Location"] = job_url
     return CheckPublic(
-        checked=result.checked,
-        compared_with=result.compared_with,
-        found=result.found,
-        min_cosine=result.min_cosine,
-        seconds=round(time.perf_counter() - started, 3),
+        state="queued",
+        checked=outcome.new,
+        compared_with=outcome.labeled,
+        found=None,
+        min_cosine=float(outcome.job.payload["min_cosine"]),
+        seconds=None,
+        job_id=outcome.job.id,
+        job_url=job_url,
     )
 
 

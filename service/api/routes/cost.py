@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -46,12 +47,15 @@ def read_cost(
     return cost_of(session, task_id=tasks.get_task(session, task).id, prices=prices)
 
 
-def cost_of(session: Session, *, task_id: int, prices: Prices) -> CostPublic:
-    """The task's cost report at these prices (also on the lead's dashboard)."""
+def cost_of(
+    session: Session, *, task_id: int, prices: Prices, answered_at: dict[str, list[datetime]] | None = None
+) -> CostPublic:
+    """The task's cost report at these prices (also on the lead's dashboard, which passes the answer times it has
+    already read)."""
     file_rows = usage.file_rows(session, task_id=task_id)
     report = cost_report(
         usage=usage.totals(session, task_id=task_id),
-        answered_at=usage.answer_times(session, task_id=task_id),
+        answered_at=usage.answer_times(session, task_id=task_id) if answered_at is None else answered_at,
         labeled=usage.labeled_count(session, task_id=task_id) + file_rows,
         imported=usage.imported_count(session, task_id=task_id),
         prices=prices,

@@ -69,8 +69,15 @@ def page(task: str, request: Request, notice: str = "") -> Response:
                 "states": [{**s, "share": int(s["items"] or 0) / total if total else 0.0} for s in states],
                 "total": total,
                 "sources": dashboard.sources(reads),
-                "quality": quality_of(session, task_row, min_reviews=settings.policy.min_reviews),
-                "cost": cost_of(session, task_id=task_row.id, prices=Prices(**settings.cost.model_dump())),
+                "quality": quality_of(
+                    session, task_row, min_reviews=settings.policy.min_reviews, reviews=reads.uniform()
+                ),
+                "cost": cost_of(
+                    session,
+                    task_id=task_row.id,
+                    prices=Prices(**settings.cost.model_dump()),
+                    answered_at=reads.times(),
+                ),
                 "accuracy": dashboard.accuracy(reads),
                 "reviewers": dashboard.reviewers(reads),
                 "students": dashboard.student_versions(reads),
@@ -85,6 +92,7 @@ def page(task: str, request: Request, notice: str = "") -> Response:
             "csrf": who.csrf_token,
             "notice": notice,
             "min_cosine": DEFAULT_MIN_COSINE,
+            "checking": consistency.queued_check(session, task=task_row),
             **kept.get("page", figures),
         }
     return templates.TemplateResponse(request, "dashboard.html", context)
@@ -116,13 +124,7 @@ class _Kept:
     def reads(self) -> dashboard.Reads:
         """The task's reads for the figures, the shared ones kept too: a page and the plots it loads next make one
         pass over the reviews, not four."""
-        fresh = dashboard.Reads(self.session, self.task)
-        return dashboard.Reads(
-            self.session,
-            self.task,
-            reviewed=lambda: self.get("reviewed", fresh.reviewed),
-            given=lambda: self.get("answers", fresh.given),
-        )
+        return dashboard.Reads(self.session, self.task, kept=self.get)
 
 
 @router.get("/{task}/charts/{name}.svg")
@@ -203,8 +205,14 @@ async def check_now(task: str, request: Request) -> Response:
         return refused
     factory: sessionmaker[Session] = request.app.state.sessions
     with transaction(factory) as session:
-        result = consistency.check(session, task=tasks.get_task(session, task), min_cosine=DEFAULT_MIN_COSINE)
-    return _back(task, f"checked {result.checked} items against {result.compared_with}: {result.found} new pairs")
+        outcome = consistency.run_or_queue(session, task=tasks.get_task(session, task), min_cosine=DEFAULT_MIN_COSINE)
+    if isinstance(outcome, consistency.Queued):
+        return _back(
+            task,
+            f"a check of {outcome.new} new labels against {outcome.labeled} items runs in the background "
+            f"(job {outcome.job.id}); its pairs appear here when it ends",
+        )
+    return _back(task, f"checked {outcome.checked} items against {outcome.compared_with}: {outcome.found} new pairs")
 
 
 @router.post("/{task}/consistency/{pair_id}")

@@ -22,9 +22,11 @@ def read_quality(task: str, session: SessionDep, settings: SettingsDep, _key: Re
     return quality_of(session, tasks.get_task(session, task), min_reviews=settings.policy.min_reviews)
 
 
-def quality_of(session: Session, task_row: Task, *, min_reviews: int) -> QualityPublic:
-    """The task's quality report (also on the lead's dashboard)."""
-    reviews = history.uniform_reviews(session, task_id=task_row.id)
+def quality_of(
+    session: Session, task_row: Task, *, min_reviews: int, reviews: list[history.UniformReview] | None = None
+) -> QualityPublic:
+    """The task's quality report (also on the lead's dashboard, which passes the uniform reviews it has read)."""
+    reviews = history.uniform_reviews(session, task_id=task_row.id) if reviews is None else reviews
     applied = task_policy.applied(session, task_row, reviews=reviews, min_reviews=min_reviews)
     audits = [r for r in reviews if r.audit]
     counts = items.counts_by_state(session, task_id=task_row.id)
