@@ -45,24 +45,35 @@ class Reads:
     def reviewed(self) -> list[Judged]:
         return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=label_names(self.task)))
 
+    def drawn(self) -> history.Reviewed:
+        """The human labels and only the decisions that drew their items at random: the page needs no more."""
+        return self._once("drawn rows", lambda: history.reviewed(self.session, task_id=self.task.id, drawn_only=True))
+
     def reviewed_uniform(self) -> list[Judged]:
-        """The reviewed items drawn at random: a fifth of them, all the accuracy table on the page needs."""
+        """The reviewed items drawn at random, each with the decision that drew it (the accuracy table, and the
+        audits of the timeline)."""
         return self._once(
-            "reviewed uniform",
-            lambda: dashboard.reviewed_items(self.read(), labels=label_names(self.task), uniform_only=True),
+            "reviewed uniform", lambda: dashboard.reviewed_items(self.drawn(), labels=label_names(self.task))
         )
 
     def uniform(self) -> list[history.UniformReview]:
         return self._once(
-            "uniform", lambda: history.uniform_reviews(self.session, task_id=self.task.id, read=self.read())
+            "uniform", lambda: history.uniform_reviews(self.session, task_id=self.task.id, read=self.drawn())
         )
 
     def given(self) -> answers.Answers:
-        return self._once("answers", lambda: answers.of_task(self.session, task=self.task))
+        return self._votes()[0]
+
+    def final_sources(self) -> dict[str, int]:
+        """Items per source of their final label (the sources table, and the cost report's labeled items)."""
+        return self._once("final sources", lambda: usage.final_sources(self.session, task_id=self.task.id))
 
     def times(self) -> dict[str, list[datetime]]:
         """When each reviewer answered (the cost report and the reviewers' throughput)."""
-        return self._once("answer times", lambda: usage.answer_times(self.session, task_id=self.task.id))
+        return self._votes()[1]
+
+    def _votes(self) -> tuple[answers.Answers, dict[str, list[datetime]]]:
+        return self._once("answers", lambda: answers.with_times(self.session, task=self.task))
 
 
 def _at(moment: datetime) -> str:
@@ -78,8 +89,7 @@ def states(reads: Reads) -> Table:
 
 def sources(reads: Reads) -> Table:
     """Items per source of their final label."""
-    session, task = reads.session, reads.task
-    counts = dashboard.final_sources(session, task_id=task.id)
+    counts = reads.final_sources()
     return [{"source": source, "items": count} for source, count in sorted(counts.items())]
 
 
@@ -98,7 +108,7 @@ def timeline(reads: Reads) -> Table:
     ]
     rows += [
         {"series": "audit_error", "at": _at(p.at), "value": p.error, "n": p.audits}
-        for p in task_report.audit_timeline(reads.reviewed())
+        for p in task_report.audit_timeline(reads.reviewed_uniform())  # audits are uniform draws
     ]
     return rows
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Integer, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from service.pipeline.task_report import Judged
 from service.store.history import UNBIASED_REASONS, Reviewed
@@ -57,18 +57,6 @@ TIMELINE_POINTS = 60
 """Points on the routing timeline: routed items are counted in this many groups, however many there are."""
 
 
-def final_sources(session: Session, *, task_id: int) -> dict[str, int]:
-    """Items per source of their final (newest) label: teacher, student, human, adjudicated."""
-    # "No newer label of the same item" probes the (item_id, id) index once per label: twice as fast on SQLite as
-    # IN (max(id) ... GROUP BY item_id), which sorts every label of the task first.
-    newer = aliased(Label)
-    superseded = select(newer.id).where(newer.item_id == Label.item_id, newer.id > Label.id).exists()
-    rows = session.execute(
-        select(Label.source, func.count()).where(Label.task_id == task_id, ~superseded).group_by(Label.source)
-    )
-    return {str(source): int(count) for source, count in rows.all()}
-
-
 @dataclass(frozen=True)
 class RoutedPoint:
     at: datetime
@@ -109,10 +97,10 @@ def routing_timeline(session: Session, *, task_id: int) -> list[RoutedPoint]:
     return points
 
 
-def reviewed_items(read: Reviewed, *, labels: list[str], uniform_only: bool = False) -> list[Judged]:
+def reviewed_items(read: Reviewed, *, labels: list[str]) -> list[Judged]:
     """Every routed item with a human label, oldest review first, with what the machine had said: the label its
     newest routing decision carried, the model behind it, and the teacher's own top label before calibration.
-    ``uniform_only``: only those whose newest decision drew them at random (the accuracy table needs no more)."""
+    From a read of the drawn decisions only: the items drawn at random, each with the decision that drew it."""
     humans = {item_id: (label, at) for _, item_id, label, at in read.humans}
     newest = {decision.item_id: decision for decision in read.decisions}
     result = []
@@ -120,8 +108,6 @@ def reviewed_items(read: Reviewed, *, labels: list[str], uniform_only: bool = Fa
         decision = newest.get(item_id)
         if decision is None:
             continue  # imported with its label: never routed
-        if uniform_only and not decision.reasons & UNBIASED_REASONS:
-            continue
         raw, raw_label = decision.raw_probs, None
         if decision.source == "teacher" and raw and len(raw) == len(labels):
             raw_label = labels[max(range(len(raw)), key=lambda k: float(raw[k]))]
@@ -133,7 +119,7 @@ def reviewed_items(read: Reviewed, *, labels: list[str], uniform_only: bool = Fa
                 source=decision.source,
                 raw_label=raw_label,
                 stacked=decision.labeler is not None,
-                uniform=bool(decision.reasons & UNBIASED_REASONS),
+                uniform=not UNBIASED_REASONS.isdisjoint(decision.reasons),
                 audit="audit_sample" in decision.reasons,
             )
         )

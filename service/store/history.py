@@ -10,11 +10,10 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from service.db import id_chunks
-from service.pipeline.route import stored_reasons
 from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import DecisionRecord, Item, Label, Prediction
 
@@ -30,15 +29,13 @@ def drawn_at_random(reasons: Iterable[object]) -> bool:
 VETO_REASONS = frozenset({"neighbour_disagreement", "student_disagreement", "out_of_distribution"})
 
 
-def in_current_regime(signals: list[dict[str, object]]) -> list[bool]:
-    """Which predictions belong to the prompts the teacher uses now: once any reviewed prediction had few-shot
+def in_current_regime(shots: int | None, *, few_shot_seen: bool) -> bool:
+    """Whether a prediction belongs to the prompts the teacher uses now: once any reviewed prediction had few-shot
     examples, those made zero-shot (the first chunk, before anything was labeled) are left out of calibration.
     Their label bias differs from the few-shot prompts' (SmolLM2 on SMS: raw accuracy 0.22 zero-shot, 0.85 to
     0.98 few-shot), and fitted together they pulled calibrated accuracy of few-shot scores from 0.98 to 0.88.
     Certification keeps them: a worse regime among the uniform reviews only makes the bound more cautious."""
-    shots = [s.get("shots") for s in signals]
-    few_shot_seen = any(isinstance(n, int) and n > 0 for n in shots)
-    return [not (few_shot_seen and n == 0) for n in shots]
+    return not (few_shot_seen and shots == 0)
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,8 @@ class Decided(NamedTuple):
     decision_id: int
     item_id: int
     item_state: str
-    reasons: frozenset[str]
+    reasons: list[str]
+    """As stored: the readers ask only for reasons that were never renamed (see pipeline.route.RENAMED_REASONS)."""
     shots: int | None
     labeler: int | None
     """The stacked labeler version that routed it (None: the teacher's calibrated confidence alone)."""
@@ -81,35 +79,43 @@ class Decided(NamedTuple):
 
 @dataclass(frozen=True)
 class Reviewed:
-    """The task's human labels (label id, item id, label, when; oldest first) and every routing decision of the
-    items they label (oldest first): what the certification and the lead's dashboard both read, once."""
+    """The task's human labels (label id, item id, label, when; oldest first) and the routing decisions of the
+    items they label (oldest first): every decision, or only those that drew their item at random. What the
+    certification and the lead's dashboard read, once."""
 
     humans: list[tuple[int, int, str, datetime]]
     decisions: list[Decided]
+    few_shot_seen: bool
+    """Whether any teacher decision of a resolved item had few-shot examples (see in_current_regime)."""
 
 
-def reviewed(session: Session, *, task_id: int) -> Reviewed:
-    humans = [
-        (label_id, item_id, label, at)
-        for label_id, item_id, label, at in session.execute(
+_DRAWN = or_(*(cast(DecisionRecord.reasons, String).like(f'%"{reason}"%') for reason in sorted(UNBIASED_REASONS)))
+"""Decisions whose stored reasons (a JSON list of names, as text on both stores) include a uniform draw: tested
+in SQL, a task with 10k reviews reads the 2k drawn decisions instead of every decision."""
+
+
+def reviewed(session: Session, *, task_id: int, drawn_only: bool = False) -> Reviewed:
+    humans = list(
+        session.execute(
             select(Label.id, Label.item_id, Label.label, Label.created_at)
             .where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
             .order_by(Label.id)
-        )
-    ]
+        ).tuples()
+    )
     if not humans:
-        return Reviewed([], [])
+        return Reviewed([], [], few_shot_seen=False)
     # A join against the labeled items' ids, not against a grouped subquery (SQLite plans that as a scan per
     # row: 35 s on a task of 100k items); only the few columns the readers use (whole rows took 1.2 s at 10k
     # reviews, and the worker reads this before every chunk).
     labeled = select(Label.item_id).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
+    shots = DecisionRecord.signals["shots"].as_integer()
     rows = session.execute(
         select(
             DecisionRecord.id,
             DecisionRecord.item_id,
             Item.state,
             DecisionRecord.reasons,
-            DecisionRecord.signals["shots"].as_integer(),
+            shots,
             DecisionRecord.signals["labeler"].as_integer(),
             Prediction.label,
             Prediction.source,
@@ -117,35 +123,44 @@ def reviewed(session: Session, *, task_id: int) -> Reviewed:
         )
         .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
         .join(Item, Item.id == DecisionRecord.item_id)
-        .where(DecisionRecord.item_id.in_(labeled))
+        .where(DecisionRecord.item_id.in_(labeled), *([_DRAWN] if drawn_only else []))
         .order_by(DecisionRecord.id)
     )
-    decisions = [
-        Decided(decision_id, item_id, state, frozenset(stored_reasons(reasons)), shots, labeler, machine, source, raw)
-        for decision_id, item_id, state, reasons, shots, labeler, machine, source, raw in rows
-    ]
-    return Reviewed(humans, decisions)
+    decisions = [Decided._make(row) for row in rows]
+    if drawn_only:
+        few_shot = session.scalar(
+            select(DecisionRecord.id)
+            .join(Prediction, Prediction.id == DecisionRecord.prediction_id)
+            .join(Item, Item.id == DecisionRecord.item_id)
+            .where(Item.task_id == task_id, Item.state == "resolved", Prediction.source == "teacher", shots > 0)
+            .limit(1)
+        )
+        return Reviewed(humans, decisions, few_shot_seen=few_shot is not None)
+    seen = any(d.shots for d in decisions if d.item_state == "resolved" and d.source == "teacher")
+    return Reviewed(humans, decisions, few_shot_seen=seen)
 
 
 def uniform_reviews(session: Session, *, task_id: int, read: Reviewed | None = None) -> list[UniformReview]:
     """The task's uniform reviews with the teacher's scores, oldest first; items the student labeled alone are
     left out (the student's labels are routed by its own threshold, certified on gold at training time). ``read``:
     the task's reviewed rows, where the caller has them already."""
-    read = reviewed(session, task_id=task_id) if read is None else read
+    read = reviewed(session, task_id=task_id, drawn_only=True) if read is None else read
     humans: dict[int, str] = {}
     first: dict[int, int] = {}
     for label_id, item_id, label, _ in read.humans:
         humans[item_id] = label
         first.setdefault(item_id, label_id)
-    # Every teacher decision of a resolved item counts for the prompt regime; the first drawn at random is the
-    # item's uniform review.
-    rows = [d for d in read.decisions if d.item_state == "resolved" and d.source == "teacher"]
-    regimes = in_current_regime([{"shots": d.shots} for d in rows])
-    chosen: dict[int, tuple[Decided, bool]] = {}
-    for decision, current in zip(rows, regimes, strict=True):
-        if decision.item_id not in chosen and decision.reasons & UNBIASED_REASONS:
-            chosen[decision.item_id] = (decision, current)
-    details = _decision_details(session, [decision.decision_id for decision, _ in chosen.values()])
+    # The first teacher decision of a resolved item that drew it at random is the item's uniform review.
+    chosen: dict[int, Decided] = {}
+    for decision in read.decisions:
+        if (
+            decision.item_id not in chosen
+            and decision.item_state == "resolved"
+            and decision.source == "teacher"
+            and not UNBIASED_REASONS.isdisjoint(decision.reasons)
+        ):
+            chosen[decision.item_id] = decision
+    details = _decision_details(session, [decision.decision_id for decision in chosen.values()])
     return [
         UniformReview(
             item_id=item_id,
@@ -155,11 +170,11 @@ def uniform_reviews(session: Session, *, task_id: int, read: Reviewed | None = N
             human=humans[item_id],
             label_id=first[item_id],
             machine=decision.machine,
-            vetoed=bool(decision.reasons & VETO_REASONS),
+            vetoed=not VETO_REASONS.isdisjoint(decision.reasons),
             audit="audit_sample" in decision.reasons,
-            current_regime=current,
+            current_regime=in_current_regime(decision.shots, few_shot_seen=read.few_shot_seen),
         )
-        for item_id, (decision, current) in chosen.items()
+        for item_id, decision in chosen.items()
     ]
 
 

@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 
 from service.pipeline.policy import Policy
-from service.pipeline.route import REASONS, Decision, Signals, route, stored_reasons
+from service.pipeline.route import REASONS, RENAMED_REASONS, Decision, Signals, route, stored_reasons
+from service.store.history import UNBIASED_REASONS, VETO_REASONS
 
 POLICY = Policy(
     epsilon=0.05,
@@ -109,3 +110,10 @@ def test_reasons_stored_under_an_old_name_read_back_under_the_new_one() -> None:
 def test_without_a_certificate_in_reach_items_wait_by_their_chance_of_being_wrong() -> None:
     stopped = replace(POLICY, threshold=None, error_bound=None, uniform_draws=False)
     assert route(signals=CONFIDENT, policy=stopped, audit_draw=0.0).reasons == ("no_certificate",)
+
+
+def test_the_reasons_read_as_stored_were_never_renamed() -> None:
+    """history.reviewed keeps reasons as stored (no renaming pass over 10k decisions); that holds only while the
+    reasons it asks about have one name."""
+    asked = UNBIASED_REASONS | VETO_REASONS
+    assert asked.isdisjoint(RENAMED_REASONS) and asked.isdisjoint(RENAMED_REASONS.values())

@@ -48,15 +48,20 @@ def read_cost(
 
 
 def cost_of(
-    session: Session, *, task_id: int, prices: Prices, answered_at: dict[str, list[datetime]] | None = None
+    session: Session,
+    *,
+    task_id: int,
+    prices: Prices,
+    answered_at: dict[str, list[datetime]] | None = None,
+    labeled: int | None = None,
 ) -> CostPublic:
-    """The task's cost report at these prices (also on the lead's dashboard, which passes the answer times it has
-    already read)."""
+    """The task's cost report at these prices (also on the lead's dashboard, which passes the answer times and the
+    count of labeled items it has already read)."""
     file_rows = usage.file_rows(session, task_id=task_id)
     report = cost_report(
         usage=usage.totals(session, task_id=task_id),
         answered_at=usage.answer_times(session, task_id=task_id) if answered_at is None else answered_at,
-        labeled=usage.labeled_count(session, task_id=task_id) + file_rows,
+        labeled=(usage.labeled_count(session, task_id=task_id) if labeled is None else labeled) + file_rows,
         imported=usage.imported_count(session, task_id=task_id),
         prices=prices,
     )

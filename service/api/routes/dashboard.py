@@ -77,6 +77,7 @@ def page(task: str, request: Request, notice: str = "") -> Response:
                     task_id=task_row.id,
                     prices=Prices(**settings.cost.model_dump()),
                     answered_at=reads.times(),
+                    labeled=sum(reads.final_sources().values()),
                 ),
                 "accuracy": dashboard.accuracy(reads),
                 "reviewers": dashboard.reviewers(reads),
