@@ -36,7 +36,7 @@ def of_task(session: Session, *, task: Task) -> Answers:
         select(ReviewVote.item_id, ReviewVote.reviewer, ReviewVote.label, ReviewVote.kind, ReviewVote.guideline_version)
         .where(ReviewVote.task_id == task.id, ReviewVote.undone_at.is_(None))
         .order_by(ReviewVote.id)
-    ).tuples()
+    ).all()
     return _answers(session, active)
 
 

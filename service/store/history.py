@@ -3,7 +3,7 @@ for kNN and the probe, final labels for training the student."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -83,7 +83,7 @@ class Reviewed:
     items they label (oldest first): every decision, or only those that drew their item at random. What the
     certification and the lead's dashboard read, once."""
 
-    humans: list[tuple[int, int, str, datetime]]
+    humans: Sequence[tuple[int, int, str, datetime]]
     decisions: list[Decided]
     few_shot_seen: bool
     """Whether any teacher decision of a resolved item had few-shot examples (see in_current_regime)."""
@@ -95,19 +95,20 @@ in SQL, a task with 10k reviews reads the 2k drawn decisions instead of every de
 
 
 def reviewed(session: Session, *, task_id: int, drawn_only: bool = False) -> Reviewed:
-    humans = list(
-        session.execute(
-            select(Label.id, Label.item_id, Label.label, Label.created_at)
-            .where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
-            .order_by(Label.id)
-        ).tuples()
-    )
-    if not humans:
-        return Reviewed([], [], few_shot_seen=False)
     # A join against the labeled items' ids, not against a grouped subquery (SQLite plans that as a scan per
     # row: 35 s on a task of 100k items); only the few columns the readers use (whole rows took 1.2 s at 10k
     # reviews, and the worker reads this before every chunk).
     labeled = select(Label.item_id).where(Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
+    human = [Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES)]
+    if drawn_only:  # only the drawn items' labels
+        human.append(
+            Label.item_id.in_(select(DecisionRecord.item_id).where(DecisionRecord.item_id.in_(labeled), _DRAWN))
+        )
+    humans = session.execute(
+        select(Label.id, Label.item_id, Label.label, Label.created_at).where(*human).order_by(Label.id)
+    ).all()
+    if not humans:
+        return Reviewed([], [], few_shot_seen=False)
     shots = DecisionRecord.signals["shots"].as_integer()
     rows = session.execute(
         select(
