@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +96,11 @@ def service_stack(
     workers: int,
     teacher_delay_ms: float = 5.0,
     extra_env: Mapping[str, str] | None = None,
+    worker_args: Sequence[str] = ("-m", "service.cli", "worker"),
 ) -> Iterator[Stack]:
-    """The API (uvicorn, no embedded worker), ``workers`` workers and the stand-in teacher server (sleeping
-    ``teacher_delay_ms`` per prompt), on a database, until the block ends; ``extra_env`` adds settings."""
+    """The API (uvicorn, no embedded worker), ``workers`` workers (``python worker_args``) and the stand-in
+    teacher server (sleeping ``teacher_delay_ms`` per prompt), on a database, until the block ends; ``extra_env``
+    adds settings."""
     from service.backends.factory import teacher_model_dir
     from service.config import Settings
 
@@ -121,7 +123,7 @@ def service_stack(
     api: list[subprocess.Popen[bytes]] = []
     try:
         with running_server(database_url, work, extra_env=env, started=api) as url:
-            running += [_spawn(["-m", "service.cli", "worker"], env, work / f"worker{i}.log") for i in range(workers)]
+            running += [_spawn(list(worker_args), env, work / f"worker{i}.log") for i in range(workers)]
             yield Stack(url, database_url, env, api[0], running, teacher, port)
     finally:
         for process in running + teacher:

@@ -25,16 +25,28 @@ def run_workers(
     items: int,
     job_items: int,
     teacher_delay_ms: float,
+    embed_ms: float | None,
     pg_admin_url: str,
     work: Path,
     timeout_s: float = 1800,
 ) -> dict[str, Any]:
-    """One run: a fresh database, ``workers`` worker processes, one batch of ``items`` in jobs of ``job_items``."""
+    """One run: a fresh database, ``workers`` worker processes, one batch of ``items`` in jobs of ``job_items``;
+    the workers embed with the stand-in embedder sleeping ``embed_ms`` per text (None: the real MiniLM)."""
     work.mkdir(parents=True, exist_ok=True)
     env = {"UNDERSTUDY_LABEL_JOB_ITEMS": str(job_items)}
+    worker_args = ["-m", "service.cli", "worker"]
+    if embed_ms is not None:
+        worker_args = ["-m", "service.bench.scale_worker", "--embed-ms", str(embed_ms)]
     with (
         scratch_postgres(pg_admin_url) as database_url,
-        service_stack(database_url, work, workers=workers, teacher_delay_ms=teacher_delay_ms, extra_env=env) as stack,
+        service_stack(
+            database_url,
+            work,
+            workers=workers,
+            teacher_delay_ms=teacher_delay_ms,
+            extra_env=env,
+            worker_args=worker_args,
+        ) as stack,
     ):
         create_task(stack)
         # Warm-up: a batch of one job per worker, so every worker has loaded its models (on its first job) before
@@ -90,6 +102,7 @@ def run_scale(
     items: int,
     job_items: int,
     teacher_delay_ms: float,
+    embed_ms: float | None,
     pg_admin_url: str,
     work: Path,
     json_out: Path | None = None,
@@ -100,6 +113,7 @@ def run_scale(
             items=items,
             job_items=job_items,
             teacher_delay_ms=teacher_delay_ms,
+            embed_ms=embed_ms,
             pg_admin_url=pg_admin_url,
             work=work / f"workers-{n}",
         )
@@ -107,6 +121,7 @@ def run_scale(
     ]
     result = {
         "teacher_delay_ms_per_prompt": teacher_delay_ms,
+        "embedder": "MiniLM" if embed_ms is None else f"stand-in, {embed_ms:g} ms a text",
         "job_items": job_items,
         "runs": runs,
         "table": scale_table(runs),

@@ -372,11 +372,19 @@ def bench_scale(
     items: Annotated[int, typer.Option(help="Items in the timed batch.", min=1)] = 2000,
     job_items: Annotated[int, typer.Option(help="Items per chunk job.", min=1)] = 50,
     teacher_delay_ms: Annotated[float, typer.Option(help="The stand-in teacher's sleep per prompt.", min=0)] = 80.0,
+    embed_ms: Annotated[
+        float,
+        typer.Option(help="The stand-in embedder's sleep per text (MiniLM's time on one core of this machine).", min=0),
+    ] = 10.0,
+    real_embedder: Annotated[
+        bool, typer.Option(help="Embed with the real MiniLM: the workers then share this machine's cores.")
+    ] = False,
     postgres: PostgresOpt = DEFAULT_POSTGRES,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
 ) -> None:
     """One batch labeled by 1, 2 and 4 worker processes sharing its chunk jobs on PostgreSQL, with a stand-in
-    teacher that sleeps per prompt: items/s, speed-up, and items lost or labeled twice."""
+    teacher that sleeps per prompt and a stand-in embedder that sleeps per text (each worker as if on CPUs of its
+    own): items/s, speed-up, and items lost or labeled twice."""
     from service.bench.scale import run_scale
 
     try:
@@ -392,6 +400,7 @@ def bench_scale(
             items=items,
             job_items=job_items,
             teacher_delay_ms=teacher_delay_ms,
+            embed_ms=None if real_embedder else embed_ms,
             pg_admin_url=postgres,
             work=work,
             json_out=json_out,
