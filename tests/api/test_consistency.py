@@ -39,6 +39,20 @@ def _drain(ctx: WorkerContext) -> None:
         pass
 
 
+def _one_message_labeled_both_ways(
+    client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
+) -> None:
+    """Two copies of one message in task "sms", reviewed as spam and as ham: one inconsistent pair to find."""
+    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
+    items = [{"id": f"d{i}", "text": "claim your cash reward"} for i in range(2)]
+    client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
+    _drain(fake_worker)
+    reviewer = assigned_reviewer(client, settings)
+    for label in ("spam", "ham"):
+        item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
+        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)
+
+
 def test_a_lead_finds_inconsistent_pairs_and_sends_them_to_adjudication(
     client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
 ) -> None:
@@ -83,14 +97,7 @@ def test_a_lead_finds_inconsistent_pairs_and_sends_them_to_adjudication(
 def test_the_dashboard_runs_a_check_and_sends_a_pair(
     client: TestClient, client_headers: dict[str, str], settings: Settings, fake_worker: WorkerContext
 ) -> None:
-    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
-    items = [{"id": f"d{i}", "text": "claim your cash reward"} for i in range(2)]
-    client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
-    _drain(fake_worker)
-    reviewer = assigned_reviewer(client, settings)
-    for label in ("spam", "ham"):
-        item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
-        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)
+    _one_message_labeled_both_ways(client, client_headers, settings, fake_worker)
     plain = make_key(settings, "lead")["Authorization"][7:]
     client.post("/review/login", data={"key": plain})
     page = client.get("/ui/tasks/sms").text
@@ -114,14 +121,7 @@ def test_a_large_check_runs_as_a_job_that_the_dashboard_shows(
     fake_worker: WorkerContext,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client.post("/v1/tasks", json=SPAM_TASK, headers=client_headers)
-    items = [{"id": f"j{i}", "text": "claim your cash reward"} for i in range(2)]
-    client.post("/v1/tasks/sms/batches", json={"items": items}, headers=client_headers)
-    _drain(fake_worker)
-    reviewer = assigned_reviewer(client, settings)
-    for label in ("spam", "ham"):
-        item = client.post("/v1/tasks/sms/review/next", headers=reviewer).json()
-        client.post(f"/v1/tasks/sms/review/{item['item_id']}/resolve", json={"label": label}, headers=reviewer)
+    _one_message_labeled_both_ways(client, client_headers, settings, fake_worker)
     monkeypatch.setattr(consistency, "INLINE_COMPARISONS", 1)  # 2 new x 2 labeled: too large to run in the request
     lead = make_key(settings, "lead")
     queued = client.post("/v1/tasks/sms/consistency", headers=lead)
