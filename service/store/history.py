@@ -89,12 +89,19 @@ class Reviewed:
     """Whether any teacher decision of a resolved item had few-shot examples (see in_current_regime)."""
 
 
-_DRAWN = or_(*(cast(DecisionRecord.reasons, String).like(f'%"{reason}"%') for reason in sorted(UNBIASED_REASONS)))
+_DRAWN = or_(
+    *(
+        cast(DecisionRecord.reasons, String).contains(f'"{reason}"', autoescape=True)
+        for reason in sorted(UNBIASED_REASONS)
+    )
+)
 """Decisions whose stored reasons (a JSON list of names, as text on both stores) include a uniform draw: tested
 in SQL, a task with 10k reviews reads the 2k drawn decisions instead of every decision."""
 
 
 def reviewed(session: Session, *, task_id: int, drawn_only: bool = False) -> Reviewed:
+    """The task's human labels and their items' decisions; ``drawn_only``: only the decisions that drew their item
+    at random, and the labels of those items (what the certification and the dashboard's page need)."""
     # A join against the labeled items' ids, not against a grouped subquery (SQLite plans that as a scan per
     # row: 35 s on a task of 100k items); only the few columns the readers use (whole rows took 1.2 s at 10k
     # reviews, and the worker reads this before every chunk).
