@@ -98,6 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def served_app() -> FastAPI:
+    """The app as a long-running server runs it (`understudy serve`; `uvicorn service.main:served_app
+    --factory`, one per uvicorn worker process): created, then its startup heap settled."""
+    app = create_app()
+    settle_heap()
+    return app
+
+
 def settle_heap() -> None:
     """Called once by a long-running process when startup is over. The objects made until then (modules, torch,
     the app, loaded models: hundreds of thousands) live as long as the process, and the collector walked them all

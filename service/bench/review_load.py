@@ -1,6 +1,6 @@
 """`understudy bench review_load`: concurrent reviewers doing next + resolve against a running server.
 
-The server is `uvicorn service.main:create_app --factory` in a subprocess (real HTTP on localhost, no worker). The
+The server is `uvicorn service.main:served_app --factory` in a subprocess (real HTTP on localhost, no worker). The
 database is seeded directly with a task, `items` items waiting for review (with a prediction and a decision each,
 as the worker would leave them) and one assigned reviewer key per simulated reviewer. Each reviewer is an asyncio
 task with its own keep-alive connection doing POST next then POST resolve (or resolve?next=true, one request per

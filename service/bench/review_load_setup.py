@@ -52,7 +52,7 @@ def running_server(
     extra_env: Mapping[str, str] | None = None,
     started: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[str]:
-    """`uvicorn service.main:create_app --factory` on a free port, until the block ends; ``admin_key`` None starts
+    """`uvicorn service.main:served_app --factory` on a free port, until the block ends; ``admin_key`` None starts
     it without bootstrapping an admin key (a database that has its own). The process is appended to ``started``
     (to watch its memory)."""
     port = _free_port()
@@ -62,7 +62,7 @@ def running_server(
         "UNDERSTUDY_DATA_DIR": str(data_dir),
         **({"UNDERSTUDY_ADMIN_KEY": admin_key} if admin_key is not None else {}),
     }
-    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "service.main:served_app", "--factory", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--workers", str(workers), "--log-level", "warning", "--no-access-log"], env=env
     )
