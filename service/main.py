@@ -99,8 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def served_app() -> FastAPI:
-    """The app as a long-running server runs it (`understudy serve`; `uvicorn service.main:served_app
-    --factory`, one per uvicorn worker process): created, then its startup heap settled."""
+    """The app for `uvicorn service.main:served_app --factory` (one per uvicorn worker process): created, then its
+    startup heap settled, as `understudy serve` does around its embedded worker."""
     app = create_app()
     settle_heap()
     return app

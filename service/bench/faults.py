@@ -88,6 +88,10 @@ def _teacher(
     raise RuntimeError("the stand-in teacher server did not start")
 
 
+SERVICE_WORKER = ("-m", "service.cli", "worker")
+"""The worker processes' arguments to python: the service's own worker."""
+
+
 @contextlib.contextmanager
 def service_stack(
     database_url: str,
@@ -96,7 +100,7 @@ def service_stack(
     workers: int,
     teacher_delay_ms: float = 5.0,
     extra_env: Mapping[str, str] | None = None,
-    worker_args: Sequence[str] = ("-m", "service.cli", "worker"),
+    worker_args: Sequence[str] = SERVICE_WORKER,
 ) -> Iterator[Stack]:
     """The API (uvicorn, no embedded worker), ``workers`` workers (``python worker_args``) and the stand-in
     teacher server (sleeping ``teacher_delay_ms`` per prompt), on a database, until the block ends; ``extra_env``

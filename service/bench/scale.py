@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from service.bench.faults import Stack, _verify, create_task, post_batch, service_stack
+from service.bench.faults import SERVICE_WORKER, Stack, _verify, create_task, post_batch, service_stack
 from service.bench.report import write_json
 from service.bench.review_load_setup import ADMIN_KEY, scratch_postgres
 
@@ -34,9 +34,9 @@ def run_workers(
     the workers embed with the stand-in embedder sleeping ``embed_ms`` per text (None: the real MiniLM)."""
     work.mkdir(parents=True, exist_ok=True)
     env = {"UNDERSTUDY_LABEL_JOB_ITEMS": str(job_items)}
-    worker_args = ["-m", "service.cli", "worker"]
+    worker_args: Sequence[str] = SERVICE_WORKER
     if embed_ms is not None:
-        worker_args = ["-m", "service.bench.scale_worker", "--embed-ms", str(embed_ms)]
+        worker_args = ("-m", "service.bench.scale_worker", "--embed-ms", str(embed_ms))
     with (
         scratch_postgres(pg_admin_url) as database_url,
         service_stack(

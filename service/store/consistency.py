@@ -57,14 +57,19 @@ CHECK_JOB = "consistency_check"
 def pending(session: Session, *, task: Task, min_cosine: float) -> tuple[int, int]:
     """(labels written since the last check at this threshold, labeled items with an embedding): what the next
     check would compare, from two indexed counts, to decide where it runs."""
-    state = session.get(ConsistencyCheck, task.id)
-    since = state.checked_through if state is not None and state.min_cosine == min_cosine else 0
+    since = _checked_through(session, task=task, min_cosine=min_cosine)
     new = session.scalar(select(func.count()).where(Label.task_id == task.id, Label.id > since)) or 0
     labeled = select(Label.item_id).where(Label.task_id == task.id)
     total = session.scalar(
         select(func.count()).where(Item.task_id == task.id, Item.embedding.is_not(None), Item.id.in_(labeled))
     )
     return int(new), int(total or 0)
+
+
+def _checked_through(session: Session, *, task: Task, min_cosine: float) -> int:
+    """The newest label id the task's last check at this threshold covered (0: none, or another threshold)."""
+    state = session.get(ConsistencyCheck, task.id)
+    return state.checked_through if state is not None and state.min_cosine == min_cosine else 0
 
 
 def queued_check(session: Session, *, task: Task) -> Job | None:
@@ -111,8 +116,7 @@ class Snapshot:
 
 
 def snapshot(session: Session, *, task: Task, min_cosine: float) -> Snapshot:
-    state = session.get(ConsistencyCheck, task.id)
-    since = state.checked_through if state is not None and state.min_cosine == min_cosine else 0
+    since = _checked_through(session, task=task, min_cosine=min_cosine)
     labels, label_ids = final_labels(session, task_id=task.id)
     vectors: dict[int, np.ndarray] = {}
     for item_id, embedding in session.execute(

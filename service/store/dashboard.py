@@ -100,7 +100,7 @@ def routing_timeline(session: Session, *, task_id: int) -> list[RoutedPoint]:
 def reviewed_items(read: Reviewed, *, labels: list[str]) -> list[Judged]:
     """Every routed item with a human label, oldest review first, with what the machine had said: the label its
     newest routing decision carried, the model behind it, and the teacher's own top label before calibration.
-    From a read of the drawn decisions only: the items drawn at random, each with the decision that drew it."""
+    Given a read of the drawn decisions only: the items drawn at random, each with the decision that drew it."""
     humans = {item_id: (label, at) for _, item_id, label, at in read.humans}
     newest = {decision.item_id: decision for decision in read.decisions}
     result = []
