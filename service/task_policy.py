@@ -27,11 +27,13 @@ from service.pipeline.certification import (
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
 from service.pipeline.probe import Probe, ProbeInput
+from service.pipeline.review_order import density, explain_priority, review_priority, wrong_chance
 from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray
 from service.store import items, labelers, review, tasks
 from service.store.history import UniformReview
+from service.store.items import QueuedForReview
 from service.tables import LabelerVersion, Task
 
 FIT_MIN = 10
@@ -427,3 +429,37 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
             )
             accepted += 1
     return accepted
+
+
+def rank_queue(
+    task: Task, *, reviews: Sequence[UniformReview], pool: LabeledPool, queued: Sequence[QueuedForReview]
+) -> dict[int, tuple[float, str]]:
+    """New review priorities (and their explanations) of the ``queued`` items: their chance of being wrong under
+    the labeler refitted now, the stack on the uniform ``reviews`` and its probe on every human label in ``pool``,
+    as a candidate is fitted. Routing ranked them by the labeler of their day; every review since taught the probe,
+    so the next reviews go where it is now least sure (the rerank_queue job)."""
+    names = tuple(tasks.label_names(task))
+    rows = [q for q in queued if len(q.prediction.raw_probs) == len(names)]
+    if not rows:
+        return {}
+    ranker = _fit([r for r in _usable(reviews, names) if r.current_regime], pool, names)
+    inputs = ProbeInput.of(np.stack([q.embedding for q in rows]), [q.text for q in rows])
+    probs = ranker.predict(np.asarray([q.prediction.raw_probs for q in rows], dtype=np.float64), inputs)
+    # A stack without a probe (too few uniform reviews) gets the probe's opinion as routing gives it.
+    probe = None if ranker.probe is not None else pool.probe(names)
+    support = None if probe is None else probe.predict(inputs)
+    wrong = wrong_chance(probs=probs, predicted=probs.argmax(axis=1), support=support)
+    typical = np.asarray([q.density if q.density is not None else np.nan for q in rows], dtype=np.float64)
+    missing = np.flatnonzero(np.isnan(typical))
+    if missing.size:
+        # Routed before density was recorded: measured among the queued items like them.
+        typical[missing] = density(embeddings=inputs.embeddings[missing])
+    humans = sum(1 for _, source, _ in pool.provenance() if source in HUMAN_SOURCES)
+    ranked = {}
+    for q, chance, dense in zip(rows, wrong, typical, strict=True):
+        why = explain_priority(wrong_chance=float(chance), density=float(dense), probed=True)
+        ranked[q.item_id] = (
+            review_priority(wrong_chance=float(chance), density=float(dense)),
+            f"{why} Ranked again after {humans} human labels.",
+        )
+    return ranked

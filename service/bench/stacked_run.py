@@ -8,8 +8,8 @@ its floor (draws below it are passed over and wait for priority review), at leve
 look the budget pays for, on what the budget has left at all of delta that is left (certification.plan_look); a
 failed look fits the next candidate on everything, the slice included. Cold start ends at a certified look, when
 the budget pays for no further look, or when nothing it could accept is in reach; what budget is left goes to the
-labels likeliest wrong, accepted or not. Items neither reviewed nor accepted get the label of the labeler refitted
-on every human label.
+labels likeliest wrong, accepted or not, ranked again every RERANK_EVERY reviews by the labeler refitted on them.
+Items neither reviewed nor accepted get the label of the labeler refitted on every human label.
 
 The active-learning baseline (``run_active_learning``) uses no LLM: logistic regression on the MiniLM embeddings of
 the labeled items, uncertainty sampling in ten rounds for the same budget, its predictions as the labels of every
@@ -34,7 +34,7 @@ from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
 from service.pipeline.certification import LookPlan, SliceFloor, candidate_floor, expected_slice, plan_look
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
 from service.pipeline.probe import ProbeInput, fit_probe
-from service.pipeline.review_order import review_priority
+from service.pipeline.review_order import RERANK_EVERY, review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
 from service.pipeline.stacking import StackedLabeler, fit_stacked
 from service.ports import FloatArray
@@ -98,15 +98,21 @@ def run_certified(
     reviewed = np.zeros(n, dtype=bool)
     reviewed[uniform] = True
     # After cold start the rest of the budget goes to the labels likeliest wrong, accepted ones included (a label
-    # above the threshold is safe enough to keep, not too good to check), ranked once by the labeler refitted on
-    # the uniform labels, as the service ranks its queue when items are routed.
-    ranker = _refit(labeled, pool, np.zeros(0, dtype=np.int64), reviewer, k, sources)
-    waiting = np.flatnonzero(~reviewed)
-    priority = np.array(
-        [review_priority(wrong_chance=1.0 - float(ranker[i].max()), density=float(pool.density[i])) for i in waiting]
-    )
-    spent = waiting[np.lexsort((rng.random(waiting.size), -priority))][: budget - uniform.size].astype(np.int64)
-    reviewed[spent] = True
+    # above the threshold is safe enough to keep, not too good to check), ranked by the labeler refitted on the
+    # human labels, and re-ranked every RERANK_EVERY reviews as the service's rerank_queue job does.
+    spent = np.zeros(0, dtype=np.int64)
+    while (left := budget - uniform.size - spent.size) > 0 and not reviewed.all():
+        ranker = _refit(labeled, pool, spent, reviewer, k, sources)
+        waiting = np.flatnonzero(~reviewed)
+        priority = np.array(
+            [
+                review_priority(wrong_chance=1.0 - float(ranker[i].max()), density=float(pool.density[i]))
+                for i in waiting
+            ]
+        )
+        taken = waiting[np.lexsort((rng.random(waiting.size), -priority))][: min(left, RERANK_EVERY)]
+        reviewed[taken] = True
+        spent = np.concatenate([spent, taken]).astype(np.int64)
     order = np.concatenate([uniform, spent]).astype(np.int64)
     # The best label for what is left: the labeler refitted on every human label (the queue's picks teach the probe).
     best = _refit(labeled, pool, spent, reviewer, k, sources)

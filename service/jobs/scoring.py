@@ -102,6 +102,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
             confidence=signals.confidence,
             margin=signals.margin,
             wrong_chance=float(wrong[index]),
+            density=float(density[index]),
         )
         if audit:
             recorded["would_accept"] = route(signals=signals, policy=policy, audit_draw=1.0).accept

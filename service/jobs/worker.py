@@ -14,9 +14,10 @@ from service.jobs import metrics
 from service.jobs.consistency_check import run_consistency_check
 from service.jobs.context import WorkerContext
 from service.jobs.label_batch import run_label_batch
+from service.jobs.rerank_queue import run_rerank_queue
 from service.jobs.train_student import run_train_student
 from service.ports import TeacherUnavailable
-from service.store import consistency
+from service.store import consistency, review
 from service.store import jobs as job_store
 from service.tables import Job, utcnow
 
@@ -27,6 +28,7 @@ HANDLERS: dict[str, Handler] = {
     "label_batch": run_label_batch,
     "train_student": run_train_student,
     consistency.CHECK_JOB: run_consistency_check,
+    review.RERANK_JOB: run_rerank_queue,
 }
 MAX_ATTEMPTS = 5
 TEACHER_RETRY_S = 15.0

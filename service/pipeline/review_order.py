@@ -22,6 +22,9 @@ COLD_START_PRIORITY = 1.0
 """Cold-start draws rank from here up (1 + a uniform draw): above every other item."""
 AUDIT_PRIORITY = 0.15
 """Equal to the priority of a typical item with a 15% chance of being wrong (an atypical one at 20%)."""
+RERANK_EVERY = 10
+"""Human labels after which the waiting queue is ranked again by the labeler refitted on every human label (the
+rerank_queue job): each review teaches the probe, and the next ones should go where it is now least sure."""
 _CHUNK = 1024
 
 

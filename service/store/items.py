@@ -44,6 +44,8 @@ class RecordedSignals(TypedDict, total=False):
     """Few-shot examples in the teacher's prompt (absent for the student)."""
     labeler: int
     """The look whose labeler scored the item (absent before the first look, and for the student)."""
+    density: float
+    """How typical the item is of its chunk (review_order.density), which breaks near-ties in the review order."""
     would_accept: bool
     """For an audit sample: whether the policy would have accepted its machine label had it not been drawn. A
     reviewer who contradicts such a label sends the item to a lead (see store.review.resolve)."""
@@ -226,6 +228,8 @@ class QueuedForReview:
     """Its latest teacher prediction: the raw scores a newer labeler recomputes from."""
     embedding: FloatArray
     vetoed: bool
+    density: float | None
+    """As recorded when it was routed (absent from decisions older than the signal)."""
 
 
 def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForReview]:
@@ -265,6 +269,7 @@ def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForRevie
                 prediction=prediction,
                 embedding=np.frombuffer(embedding, dtype=np.float32).astype(np.float64),
                 vetoed=bool(reasons & VETO_REASONS),
+                density=decision.signals.get("density"),
             )
         )
     return found

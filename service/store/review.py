@@ -8,21 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
-from service.pipeline.review_order import COLD_START_PRIORITY
+from service.pipeline.review_order import COLD_START_PRIORITY, RERANK_EVERY
 from service.pipeline.sources import HUMAN_SOURCES
-from service.store import answers, guidelines
+from service.store import answers, guidelines, jobs
 from service.store.review_team import required_votes, review_settings
 from service.store.tasks import check_label, label_names
 from service.tables import (
     AdjudicationEntry,
     DecisionRecord,
     Item,
+    Job,
     Label,
     Prediction,
     ReviewEntry,
@@ -33,6 +34,7 @@ from service.tables import (
     utcnow,
 )
 
+RERANK_JOB = "rerank_queue"
 ItemKind = Literal["review", "audit", "gold"]
 Status = Literal["final", "waiting", "adjudication"]
 
@@ -172,6 +174,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
             session.add(human)
             item.state = "resolved"
             session.flush()
+            _rank_again_when_due(session, task_id=task.id, label_id=human.id)
             if contradicts_accepted(decision, prediction, final):
                 # The label stands (the audit counts as it is); a lead decides which answer is final.
                 session.add(AdjudicationEntry(item_id=item_id, task_id=task.id, priority=entry.priority))
@@ -289,6 +292,51 @@ def active_votes(session: Session, item_id: int) -> list[ReviewVote]:
             .order_by(ReviewVote.id)
         )
     )
+
+
+def _rank_again_when_due(session: Session, *, task_id: int, label_id: int) -> None:
+    """Queue a rerank_queue job once RERANK_EVERY human labels have come in since the last one was queued; one
+    waiting job serves every label that comes in before it runs."""
+    last = session.scalar(
+        select(Job).where(Job.kind == RERANK_JOB, Job.task_id == task_id).order_by(Job.id.desc()).limit(1)
+    )
+    if last is not None and last.state == "queued":
+        return
+    since = 0 if last is None else int(last.payload["through"])
+    # By ascending id from the last one: a short range scan however many labels the task has.
+    fresh = session.scalars(
+        select(Label.id)
+        .where(Label.id > since, Label.task_id == task_id, Label.source.in_(HUMAN_SOURCES))
+        .order_by(Label.id)
+        .limit(RERANK_EVERY)
+    ).all()
+    if len(fresh) >= RERANK_EVERY:
+        jobs.enqueue(session, kind=RERANK_JOB, task_id=task_id, payload={"through": label_id})
+
+
+def reprioritize(session: Session, *, task_id: int, ranked: dict[int, tuple[float, str]]) -> int:
+    """Give the queued items in ``ranked`` their new (priority, explanation); items answered, leased or gone since
+    it was computed keep what they have. Returns how many changed."""
+    if not ranked:
+        return 0
+    free = session.scalars(
+        select(ReviewEntry.item_id).where(
+            ReviewEntry.task_id == task_id,
+            ReviewEntry.item_id.in_(list(ranked)),
+            or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()),
+            ~exists().where(ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.undone_at.is_(None)),
+        )
+    ).all()
+    if not free:
+        return 0
+    table = cast(Table, ReviewEntry.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.item_id == bindparam("entry"))
+        .values(priority=bindparam("new_priority"), explanation=bindparam("new_explanation")),
+        [{"entry": i, "new_priority": ranked[i][0], "new_explanation": ranked[i][1]} for i in free],
+    )
+    return len(free)
 
 
 def waiting_count(session: Session, *, task: Task) -> int:
