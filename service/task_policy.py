@@ -38,6 +38,8 @@ from service.tables import LabelerVersion, Task
 
 FIT_MIN = 10
 """Uniform reviews below which a candidate's stack is the teacher alone."""
+DENSITY_BLOCK = 256
+"""Queued items per block when rank_queue measures the density of items routed before it was recorded."""
 
 
 @dataclass(frozen=True)
@@ -451,9 +453,11 @@ def rank_queue(
     wrong = wrong_chance(probs=probs, predicted=probs.argmax(axis=1), support=support)
     typical = np.asarray([q.density if q.density is not None else np.nan for q in rows], dtype=np.float64)
     missing = np.flatnonzero(np.isnan(typical))
-    if missing.size:
-        # Routed before density was recorded: measured among the queued items like them.
-        typical[missing] = density(embeddings=inputs.embeddings[missing])
+    for block in range(0, missing.size, DENSITY_BLOCK):
+        # Routed before density was recorded: measured as routing measures it, among a chunk of items (here the
+        # queued ones like them); among all of them would cost the square of the queue at every rerank.
+        rows_of = missing[block : block + DENSITY_BLOCK]
+        typical[rows_of] = density(embeddings=inputs.embeddings[rows_of])
     humans = sum(1 for _, source, _ in pool.provenance() if source in HUMAN_SOURCES)
     ranked = {}
     for q, chance, dense in zip(rows, wrong, typical, strict=True):

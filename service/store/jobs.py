@@ -23,8 +23,16 @@ def enqueue(
     batch_id: int | None = None,
     payload: dict[str, Any] | None = None,
     total: int = 0,
+    not_before: datetime | None = None,
 ) -> Job:
-    job = Job(kind=kind, task_id=task_id, batch_id=batch_id, payload=payload or {}, progress_total=total)
+    job = Job(
+        kind=kind,
+        task_id=task_id,
+        batch_id=batch_id,
+        payload=payload or {},
+        progress_total=total,
+        not_before=not_before,
+    )
     session.add(job)
     session.flush()
     return job

@@ -35,6 +35,9 @@ from service.tables import (
 )
 
 RERANK_JOB = "rerank_queue"
+RERANK_PACE = 4.0
+"""A rerank waits this many times as long as the last one took: on a long queue, ranking it again takes at most a
+fifth of a worker's time however fast reviews come in."""
 ItemKind = Literal["review", "audit", "gold"]
 Status = Literal["final", "waiting", "adjudication"]
 
@@ -295,8 +298,9 @@ def active_votes(session: Session, item_id: int) -> list[ReviewVote]:
 
 
 def _rank_again_when_due(session: Session, *, task_id: int, label_id: int) -> None:
-    """Queue a rerank_queue job once RERANK_EVERY human labels have come in since the last one was queued; one
-    waiting job serves every label that comes in before it runs."""
+    """Queue a rerank_queue job once RERANK_EVERY human labels have come in since the last one was queued, to run
+    no sooner than RERANK_PACE times the last one's duration; one waiting job serves every label that comes in
+    before it runs."""
     last = session.scalar(
         select(Job).where(Job.kind == RERANK_JOB, Job.task_id == task_id).order_by(Job.id.desc()).limit(1)
     )
@@ -311,7 +315,14 @@ def _rank_again_when_due(session: Session, *, task_id: int, label_id: int) -> No
         .limit(RERANK_EVERY)
     ).all()
     if len(fresh) >= RERANK_EVERY:
-        jobs.enqueue(session, kind=RERANK_JOB, task_id=task_id, payload={"through": label_id})
+        took = float(last.result.get("seconds", 0.0)) if last is not None and last.state == "done" else 0.0
+        jobs.enqueue(
+            session,
+            kind=RERANK_JOB,
+            task_id=task_id,
+            payload={"through": label_id},
+            not_before=utcnow() + timedelta(seconds=RERANK_PACE * took) if took else None,
+        )
 
 
 def reprioritize(session: Session, *, task_id: int, ranked: dict[int, tuple[float, str]]) -> int:

@@ -1,5 +1,6 @@
 """The review queue is ranked again as reviews come in: every RERANK_EVERY human labels queue one rerank_queue job,
-which refits the labeler on them and moves up the items whose machine label it now doubts. On both stores."""
+which refits the labeler on them and moves up the items whose machine label it now doubts; the next waits in
+proportion to how long the last took. On both stores."""
 
 from __future__ import annotations
 
@@ -93,3 +94,10 @@ def test_reviews_rank_the_queue_again_by_the_refitted_labeler(
 
     served = answer(len(invoices))
     assert all(str(item["external_id"]).startswith("v") for item in served), "reviewers get the invoices next"
+
+    answer(RERANK_EVERY)
+    with db.transaction(fake_worker.sessions) as session:
+        done, waiting = session.scalars(select(Job).where(Job.kind == review.RERANK_JOB).order_by(Job.id)).all()
+    assert waiting.state == "queued" and waiting.not_before is not None
+    paused = (waiting.not_before - waiting.created_at).total_seconds()
+    assert paused >= review.RERANK_PACE * done.result["seconds"] - 0.01, "the next waits in proportion to the last"
