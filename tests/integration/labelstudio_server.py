@@ -20,7 +20,8 @@ import httpx
 from service.backends.venvs import cached_venv
 from service.backends.vllm_env import free_port
 
-LABEL_STUDIO = "label-studio==1.23.2"
+LABEL_STUDIO = ("label-studio==1.23.2", "sentry-sdk<3")
+"""sentry-sdk 3 (December 2026) refuses an option Label Studio 1.23 passes it, and Label Studio does not bound it."""
 STARTUP_TIMEOUT_S = 600.0
 EMAIL = "lead@example.com"
 
@@ -44,7 +45,7 @@ class LabelStudio:
 
 @contextlib.contextmanager
 def running_label_studio(cache_dir: Path, data_dir: Path) -> Iterator[LabelStudio]:
-    python = cached_venv(cache_dir / "venv-labelstudio", installs=[(LABEL_STUDIO,)], check="import label_studio.server")
+    python = cached_venv(cache_dir / "venv-labelstudio", installs=[LABEL_STUDIO], check="import label_studio.server")
     port, token = free_port(), secrets.token_hex(20)
     env = {
         **os.environ,
