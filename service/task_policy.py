@@ -436,10 +436,11 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
 def rank_queue(
     task: Task, *, reviews: Sequence[UniformReview], pool: LabeledPool, queued: Sequence[QueuedForReview]
 ) -> dict[int, tuple[float, str]]:
-    """New review priorities (and their explanations) of the ``queued`` items: their chance of being wrong under
-    the labeler refitted now, the stack on the uniform ``reviews`` and its probe on every human label in ``pool``,
-    as a candidate is fitted. Routing ranked them by the labeler of their day; every review since taught the probe,
-    so the next reviews go where it is now least sure (the rerank_queue job)."""
+    """New review priorities (and their explanations) of the ``queued`` items: the chance that the label routing
+    gave them is wrong, under the labeler refitted now (the stack on the uniform ``reviews`` and its probe on every
+    human label in ``pool``, as a candidate is fitted). Routing ranked them by the labeler of their day; every
+    review since taught the probe, so the next reviews go where it now doubts the label most (the rerank_queue
+    job)."""
     names = tuple(tasks.label_names(task))
     rows = [q for q in queued if len(q.prediction.raw_probs) == len(names)]
     if not rows:
@@ -450,7 +451,10 @@ def rank_queue(
     # A stack without a probe (too few uniform reviews) gets the probe's opinion as routing gives it.
     probe = None if ranker.probe is not None else pool.probe(names)
     support = None if probe is None else probe.predict(inputs)
-    wrong = wrong_chance(probs=probs, predicted=probs.argmax(axis=1), support=support)
+    # The label that ships unless someone reviews it is the one routing gave: its chance of being wrong now.
+    routed = [names.index(q.prediction.label) if q.prediction.label in names else -1 for q in rows]
+    predicted = np.where(np.asarray(routed) >= 0, routed, probs.argmax(axis=1))
+    wrong = wrong_chance(probs=probs, predicted=predicted, support=support)
     typical = np.asarray([q.density if q.density is not None else np.nan for q in rows], dtype=np.float64)
     missing = np.flatnonzero(np.isnan(typical))
     for block in range(0, missing.size, DENSITY_BLOCK):

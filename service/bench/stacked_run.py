@@ -99,7 +99,9 @@ def run_certified(
     reviewed[uniform] = True
     # After cold start the rest of the budget goes to the labels likeliest wrong, accepted ones included (a label
     # above the threshold is safe enough to keep, not too good to check), ranked by the labeler refitted on the
-    # human labels, and re-ranked every RERANK_EVERY reviews as the service's rerank_queue job does.
+    # human labels, and re-ranked every RERANK_EVERY reviews as the service's rerank_queue job does (by the chance
+    # that the refitted labeler's own label is wrong: here that label, not the routed one, is what an unreviewed
+    # item ends with).
     spent = np.zeros(0, dtype=np.int64)
     while (left := budget - uniform.size - spent.size) > 0 and not reviewed.all():
         ranker = _refit(labeled, pool, spent, reviewer, k, sources)
