@@ -401,6 +401,17 @@ def expected_reviews_to_target(session: Session, task: Task, *, reviews: Sequenc
     return max(0, newest.expected_slice - len(_slice(newest, _usable(reviews, tasks.label_names(task)))))
 
 
+def _scorable(queued: Sequence[QueuedForReview], names: Sequence[str]) -> list[QueuedForReview]:
+    """The queued items whose stored teacher scores cover the task's labels as they are now."""
+    return [q for q in queued if len(q.prediction.raw_probs) == len(names)]
+
+
+def _queued_inputs(rows: Sequence[QueuedForReview]) -> tuple[FloatArray, ProbeInput]:
+    """What a labeler reads of queued items: the teacher's raw scores (n, k), and the embeddings and texts."""
+    raw = np.asarray([q.prediction.raw_probs for q in rows], dtype=np.float64)
+    return raw, ProbeInput.of(np.stack([q.embedding for q in rows]), [q.text for q in rows])
+
+
 def rescore_queue(session: Session, task: Task, now: Applied) -> int:
     """Accept the items waiting for review that the newly certified labeler is sure of (their stored scores and
     embeddings recomputed with it, the same rule as for new items); returns how many left the queue. Uniform draws
@@ -409,15 +420,11 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
     if threshold is None or now.labeler.look is None:
         return 0
     names = tasks.label_names(task)
-    waiting = [
-        q
-        for q in items.rescore_candidates(session, task_id=task.id)
-        if not q.vetoed and len(q.prediction.raw_probs) == len(names)
-    ]
+    waiting = [q for q in _scorable(items.rescore_candidates(session, task_id=task.id), names) if not q.vetoed]
     if not waiting:
         return 0
-    raw = np.asarray([q.prediction.raw_probs for q in waiting], dtype=np.float64)
-    probs = now.labeler.probs(raw, ProbeInput.of(np.stack([q.embedding for q in waiting]), [q.text for q in waiting]))
+    raw, inputs = _queued_inputs(waiting)
+    probs = now.labeler.probs(raw, inputs)
     accepted = 0
     for queued, row in zip(waiting, probs, strict=True):
         if float(row.max()) >= threshold:
@@ -442,12 +449,12 @@ def rank_queue(
     review since taught the probe, so the next reviews go where it now doubts the label most (the rerank_queue
     job)."""
     names = tuple(tasks.label_names(task))
-    rows = [q for q in queued if len(q.prediction.raw_probs) == len(names)]
+    rows = _scorable(queued, names)
     if not rows:
         return {}
     ranker = _fit([r for r in _usable(reviews, names) if r.current_regime], pool, names)
-    inputs = ProbeInput.of(np.stack([q.embedding for q in rows]), [q.text for q in rows])
-    probs = ranker.predict(np.asarray([q.prediction.raw_probs for q in rows], dtype=np.float64), inputs)
+    raw, inputs = _queued_inputs(rows)
+    probs = ranker.predict(raw, inputs)
     # A stack without a probe (too few uniform reviews) gets the probe's opinion as routing gives it.
     probe = None if ranker.probe is not None else pool.probe(names)
     support = None if probe is None else probe.predict(inputs)

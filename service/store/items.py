@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypedDict, TypeVar
 
 import numpy as np
-from sqlalchemy import BigInteger, ColumnElement, cast, delete, exists, func, literal, or_, select, true, update
+from sqlalchemy import BigInteger, ColumnElement, cast, delete, func, literal, select, true, update
 from sqlalchemy.orm import Session
 
 from service.db import id_chunks
@@ -16,7 +16,7 @@ from service.pipeline.route import Decision
 from service.ports import FloatArray
 from service.store import review
 from service.store.history import VETO_REASONS, drawn_at_random
-from service.tables import DecisionRecord, Item, Job, Label, Prediction, ReviewEntry, ReviewVote, utcnow
+from service.tables import DecisionRecord, Item, Job, Label, Prediction, ReviewEntry
 
 Row = TypeVar("Row", Label, Prediction, DecisionRecord)
 
@@ -236,11 +236,7 @@ def rescore_candidates(session: Session, *, task_id: int) -> list[QueuedForRevie
     """Items of the task waiting for review that no reviewer holds or has answered and that were not drawn at
     random (those are the uniform sample, and must be reviewed whatever their score)."""
     waiting = session.scalars(
-        select(ReviewEntry).where(
-            ReviewEntry.task_id == task_id,
-            or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()),
-            ~exists().where(ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.undone_at.is_(None)),
-        )
+        select(ReviewEntry).where(ReviewEntry.task_id == task_id, *review.unclaimed_entries())
     ).all()
     ids = [entry.item_id for entry in waiting]
     predictions = latest_rows(session, Prediction, ids)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
@@ -325,6 +325,15 @@ def _rank_again_when_due(session: Session, *, task_id: int, label_id: int) -> No
         )
 
 
+def unclaimed_entries() -> tuple[ColumnElement[bool], ...]:
+    """Queue entries no reviewer holds (or whose lease ran out) and nobody has answered: the ones a newer labeler
+    may rescore or rank again."""
+    return (
+        or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()),
+        ~exists().where(ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.undone_at.is_(None)),
+    )
+
+
 def reprioritize(session: Session, *, task_id: int, ranked: dict[int, tuple[float, str]]) -> int:
     """Give the queued items in ``ranked`` their new (priority, explanation); items answered, leased or gone since
     it was computed keep what they have. Returns how many changed."""
@@ -332,10 +341,7 @@ def reprioritize(session: Session, *, task_id: int, ranked: dict[int, tuple[floa
         return 0
     free = session.scalars(
         select(ReviewEntry.item_id).where(
-            ReviewEntry.task_id == task_id,
-            ReviewEntry.item_id.in_(list(ranked)),
-            or_(ReviewEntry.leased_to.is_(None), ReviewEntry.lease_expires < utcnow()),
-            ~exists().where(ReviewVote.item_id == ReviewEntry.item_id, ReviewVote.undone_at.is_(None)),
+            ReviewEntry.task_id == task_id, ReviewEntry.item_id.in_(list(ranked)), *unclaimed_entries()
         )
     ).all()
     if not free:
