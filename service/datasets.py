@@ -70,5 +70,7 @@ def read_labeled(path: Path, *, text_field: str, label_field: str) -> list[tuple
     for number, row in enumerate(tabular.iter_rows(path, tabular.format_of(path)), 1):
         if text_field not in row or label_field not in row:
             raise Invalid(f"{path}: row {number} lacks field {text_field!r} or {label_field!r}", field="path")
-        pairs.append((str(row[text_field]), str(row[label_field])))
+        label = row[label_field]
+        # A list (a multi-label row's set) is kept as JSON, as CSV stores it.
+        pairs.append((str(row[text_field]), json.dumps(label) if isinstance(label, list) else str(label)))
     return pairs

@@ -26,7 +26,7 @@ from service.pipeline.certification import (
 )
 from service.pipeline.policy import Policy, fit_policy
 from service.pipeline.pool import LabeledPool
-from service.pipeline.probe import Probe, ProbeInput
+from service.pipeline.probe import AnyProbe, ProbeInput, probe_from_json
 from service.pipeline.review_order import density, explain_priority, review_priority, wrong_chance
 from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
@@ -47,7 +47,7 @@ class TaskLabeler:
     """What turns the teacher's raw scores (and an item's embedding) into the probabilities items are routed on."""
 
     stack: Stack | None
-    probe: Probe | None
+    probe: AnyProbe | None
     calibration: Calibration | None
     """Before any stack: the teacher's calibration on the uniform reviews so far (None with too few)."""
     look: int | None
@@ -83,7 +83,7 @@ class Applied:
 def _labeler(row: LabelerVersion) -> TaskLabeler:
     return TaskLabeler(
         stack=Stack.from_json(row.stack),
-        probe=Probe.from_json(row.probe) if row.probe is not None else None,
+        probe=probe_from_json(row.probe) if row.probe is not None else None,
         calibration=None,
         look=row.look,
     )

@@ -19,7 +19,7 @@ from service.datasets import read_labeled, write_jsonl
 from service.pipeline.calibration import batch_calibrate, batch_prior
 from service.pipeline.render import few_shot_examples
 from service.pipeline.teacher_scoring import score_items, score_leave_one_out
-from service.ports import Embedder, Example, FloatArray, LabelDef, TaskDef, Teacher
+from service.ports import Embedder, Example, FloatArray, LabelDef, TaskDef, TaskKind, Teacher
 
 CHUNK = 32
 
@@ -44,6 +44,7 @@ def knn_teacher_scores(
     shots: int = 4,
     instructions: str = "Classify the text.",
     cache: bool = True,
+    kind: TaskKind = "single_label",
 ) -> TeacherScores:
     """Scores of the teacher with ``shots`` nearest examples from ``pool`` per item (batch-calibrated when there are
     no examples); cached on disk by content unless ``cache`` is false (to time the teacher)."""
@@ -53,7 +54,7 @@ def knn_teacher_scores(
         key = content_key(texts, list(names), f"{teacher.model_name}:{template}:{shots}:{pool_key}:raw")
 
         def compute() -> FloatArray:
-            task = TaskDef("bench", tuple(LabelDef(name) for name in names), instructions, template=template)
+            task = TaskDef("bench", tuple(LabelDef(name) for name in names), instructions, template=template, kind=kind)
             examples = [Example(text, label) for text, label in pool]
             pool_embeddings = embedder.embed([text for text, _ in pool])
             embeddings = embedder.embed(texts)
@@ -92,6 +93,7 @@ def knn_pool_scores(
     template: str = "classify/chatml",
     shots: int = 4,
     instructions: str = "Classify the text.",
+    kind: TaskKind = "single_label",
 ) -> LabeledScores:
     """The teacher's raw scores of the pool items themselves, each with ``shots`` nearest examples from the rest of
     the pool (leave-one-out): what the service holds for items it has reviewed. Cached on disk by content."""
@@ -101,7 +103,7 @@ def knn_pool_scores(
         key = content_key(texts, list(names), f"{teacher.model_name}:{template}:{shots}:pool-loo")
 
         def compute() -> FloatArray:
-            task = TaskDef("bench", tuple(LabelDef(name) for name in names), instructions, template=template)
+            task = TaskDef("bench", tuple(LabelDef(name) for name in names), instructions, template=template, kind=kind)
             scored = score_leave_one_out(
                 teacher,
                 task,

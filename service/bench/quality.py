@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ from service.bench.quality_sim import Outcome, Pool, RunConfig, run_max_prob, ru
 from service.bench.report import write_json
 from service.bench.stacked_run import run_active_learning, run_certified, run_certified_lr
 from service.datasets import read_labeled
+from service.pipeline import label_sets
 from service.pipeline.review_order import density
-from service.ports import FloatArray
+from service.ports import FloatArray, TaskKind
 
 TeacherScores = Callable[[Sequence[str], tuple[str, ...]], FloatArray]
-"""(texts, label names) -> (n, k) teacher probabilities over the labels, in that order."""
+"""(texts, the task's label names) -> (n, columns) teacher probabilities over the score columns (pipeline/kinds.py:
+the labels in that order, or a multi-label task's label sets)."""
 Embed = Callable[[Sequence[str]], FloatArray]
 """texts -> (n, d) L2-normalised embeddings."""
 LabeledScores = Callable[[tuple[str, ...]], FloatArray]
-"""label names -> (m, k) teacher probabilities of the items labeled before the run (``labeled``), in order."""
+"""the task's label names -> (m, columns) teacher probabilities of the items labeled before the run (``labeled``),
+in order."""
 
 BUDGET_SHARES = (0.05, 0.1, 0.2)
 """Review budgets, as shares of the items to label."""
@@ -63,6 +67,7 @@ _SUMMARY_KEYS = (
     "final_accuracy",
     "realised_error",
     "cold_start_reviews",
+    "final_f1",
 )
 
 
@@ -92,7 +97,9 @@ def _mean(values: Sequence[float | int | None]) -> float | None:
 
 
 def _summarise(per_seed: list[dict[str, float | int | None]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {key: _mean([run[key] for run in per_seed]) for key in _SUMMARY_KEYS}
+    summary: dict[str, Any] = {
+        key: _mean([run[key] for run in per_seed]) for key in _SUMMARY_KEYS if key in per_seed[0]
+    }
     summary["share_within_epsilon"] = _mean([run["within_epsilon"] for run in per_seed])
     summary["certified_share"] = _mean([run["error_bound"] is not None for run in per_seed])
     return summary
@@ -104,6 +111,7 @@ def run_quality_bench(
     label_field: str,
     *,
     teacher_scores: TeacherScores,
+    kind: TaskKind = "single_label",
     budget_shares: Sequence[float] = BUDGET_SHARES,
     epsilon: float = 0.05,
     delta: float = 0.1,
@@ -137,20 +145,37 @@ def run_quality_bench(
     the certified labelers fit their first candidate on them (see stacked_run). ``embed``
     gives the MiniLM embeddings the probe and the active-learning baseline read. ``limit`` keeps a seeded random
     subset of that many items; ``name`` is the dataset's name in the report (default: the file's).
+
+    ``kind`` multi_label reads each label as a list of labels (or a JSON string of one) and runs every method on
+    label sets (pipeline/label_sets.py): an item is right when its whole set is, and each seed's row also has
+    ``final_f1``, the micro-F1 of the final label sets against gold.
     """
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
     texts, label_strings = [text for text, _ in pairs], [label for _, label in pairs]
     if limit is not None and limit < len(texts):
         keep = np.sort(np.random.default_rng(seed).choice(len(texts), limit, replace=False))
         texts, label_strings = [texts[i] for i in keep], [label_strings[i] for i in keep]
-    names = tuple(sorted(set(label_strings)))
+    task_labels, names, column = _columns(label_strings, kind)
     if len(names) < 2:
         raise ValueError(f"{data} needs at least two labels in {label_field!r}, found {names}")
-    gold = np.array([names.index(label) for label in label_strings], dtype=np.int64)
-    probs = np.asarray(teacher_scores(texts, names), dtype=np.float64)
+    gold = np.array([names.index(column(label)) for label in label_strings], dtype=np.int64)
+    probs = np.asarray(teacher_scores(texts, task_labels), dtype=np.float64)
     if probs.shape != (len(texts), len(names)):
         raise ValueError(f"teacher_scores gave shape {probs.shape}, expected {(len(texts), len(names))}")
-    pool = _pool(probs, gold, names, embed, texts, labeled, labeled_scores)
+    known = [(text, column(label)) for text, label in labeled]
+    pool = replace(
+        _pool(
+            probs,
+            gold,
+            names,
+            embed,
+            texts,
+            known,
+            None if labeled_scores is None else partial(labeled_scores, task_labels),
+        ),
+        kind=kind,
+    )
+    label_count = len(task_labels)
     methods = [m for m in METHODS if pool.embeddings is not None or m not in NEEDS_EMBEDDINGS]
     budgets: dict[str, Any] = {}
     runs: dict[str, dict[str, list[dict[str, float | int | None]]]] = {}
@@ -176,7 +201,10 @@ def run_quality_bench(
                     outcome = RUNS[method](
                         pool, config, np.random.default_rng([seed, run, METHODS.index(method)]), reviewer
                     )
-                    per_seed[method].append({"seed": run, **outcome.metrics(gold, epsilon)})
+                    row = {"seed": run, **outcome.metrics(gold, epsilon)}
+                    if kind == "multi_label":
+                        row["final_f1"] = label_sets.micro_f1(outcome.final, gold, label_count)
+                    per_seed[method].append(row)
             key = f"{round(100 * share)}%"
             budgets[key] = {"review_budget": config.review_budget, **{m: _summarise(per_seed[m]) for m in methods}}
             runs[key] = per_seed
@@ -189,17 +217,40 @@ def run_quality_bench(
         "delta": delta,
         "reviewer_noise": reviewer_noise,
         "seeds": seeds,
+        "kind": kind,
         "teacher_accuracy": float((probs.argmax(axis=1) == gold).mean()),
         "max_prob_threshold": baseline_threshold,
         "target_coverage": target_coverage,
         "budgets": budgets,
         "per_seed": runs,
     }
+    if kind == "multi_label":
+        result["task_labels"] = list(task_labels)
+        result["teacher_f1"] = label_sets.micro_f1(probs.argmax(axis=1), gold, label_count)
     result["table"] = quality_table([result])
     write_json(result, json_out)
     if plot_out is not None:
         plot_budgets(result, plot_out)
     return result
+
+
+def _columns(
+    label_strings: Sequence[str], kind: TaskKind
+) -> tuple[tuple[str, ...], tuple[str, ...], Callable[[str], str]]:
+    """The task's labels, the score columns and how a row's label value names its column (an unknown label set
+    names none, "")."""
+    if kind != "multi_label":
+        names = tuple(sorted(set(label_strings)))
+        return names, names, lambda label: label
+    task_labels = label_sets.labels_in(label_strings)
+
+    def column(label: str) -> str:
+        try:
+            return label_sets.canonical(label, task_labels)
+        except ValueError:
+            return ""
+
+    return task_labels, label_sets.set_names(task_labels), column
 
 
 def _pool(
@@ -209,14 +260,14 @@ def _pool(
     embed: Embed | None,
     texts: list[str],
     labeled: Sequence[tuple[str, str]],
-    labeled_scores: LabeledScores | None,
+    labeled_scores: Callable[[], FloatArray] | None,
 ) -> Pool:
     embeddings = None if embed is None else np.asarray(embed(texts), dtype=np.float64)
     in_task = [label in names for _, label in labeled]
     known = [(text, names.index(label)) for (text, label), keep in zip(labeled, in_task, strict=True) if keep]
     labeled_probs = None
     if labeled_scores is not None and known:
-        labeled_probs = np.asarray(labeled_scores(names), dtype=np.float64)
+        labeled_probs = np.asarray(labeled_scores(), dtype=np.float64)
         if labeled_probs.shape != (len(labeled), len(names)):
             raise ValueError(f"labeled_scores gave shape {labeled_probs.shape}, expected {(len(labeled), len(names))}")
         labeled_probs = labeled_probs[np.asarray(in_task)]
@@ -242,11 +293,13 @@ def _cell(value: Any, percent: bool = True) -> str:
 
 
 def quality_table(results: Sequence[dict[str, Any]]) -> str:
-    """A markdown table: one row per dataset, budget and method, means over seeds."""
+    """A markdown table: one row per dataset, budget and method, means over seeds (with multi-label runs, the
+    accuracies are of whole label sets and a last column gives the final micro-F1)."""
+    sets = any(result.get("kind") == "multi_label" for result in results)
     lines = [
         "| dataset | budget | method | coverage | accepted acc. | error bound | realised error | runs within ε "
-        "| final acc. |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| final acc. |" + (" final micro-F1 |" if sets else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if sets else ""),
     ]
     for result in results:
         for budget, rows in result["budgets"].items():
@@ -259,7 +312,7 @@ def quality_table(results: Sequence[dict[str, Any]]) -> str:
                     f"| {result['dataset']} | {budget} ({rows['review_budget']}) | {label} | {_cell(row['coverage'])} "
                     f"| {_cell(row['accepted_accuracy'])} | {_cell(row['error_bound'])} "
                     f"| {_cell(row['realised_error'])} | {_cell(row['share_within_epsilon'])} "
-                    f"| {_cell(row['final_accuracy'])} |"
+                    f"| {_cell(row['final_accuracy'])} |" + (f" {_cell(row.get('final_f1'))} |" if sets else "")
                 )
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.probe import ProbeInput
-from service.ports import FloatArray
+from service.ports import FloatArray, TaskKind
 
 IntArray = npt.NDArray[np.int64]
 NEIGHBOURS = 5
@@ -42,6 +42,8 @@ class Pool:
     """The items' texts, whose words the certified labelers' probe reads beside the embeddings; None: embeddings
     alone."""
     labeled_texts: tuple[str, ...] | None = None
+    kind: TaskKind = "single_label"
+    """What a label is: columns of ``probs`` are labels, or label sets (pipeline/label_sets.py)."""
 
     @cached_property
     def items(self) -> ProbeInput | None:

@@ -14,6 +14,7 @@ from service.bench.student_accepted import AcceptedLabels, accepted_labels, spli
 from service.config import Settings
 from service.datasets import read_labeled
 from service.pipeline.render import check_template
+from service.ports import TaskKind
 
 
 def quality_run(
@@ -34,6 +35,7 @@ def quality_run(
     target_coverage: float | None,
     json_out: Path | None,
     plot: Path | None,
+    kind: TaskKind = "single_label",
 ) -> dict[str, Any]:
     """The confidence filter and its baselines over seeded runs, on the teacher's kNN few-shot scores."""
     pool_pairs, rest = split_pool(
@@ -50,7 +52,10 @@ def quality_run(
         rest,
         "text",
         "label",
-        teacher_scores=knn_teacher_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template),
+        teacher_scores=knn_teacher_scores(
+            teacher, embedder, pool=pool_pairs, settings=settings, template=template, kind=kind
+        ),
+        kind=kind,
         budget_shares=budget_shares,
         epsilon=epsilon,
         delta=delta,
@@ -59,7 +64,9 @@ def quality_run(
         seeds=seeds,
         embed=embedder.embed,
         labeled=pool_pairs,
-        labeled_scores=knn_pool_scores(teacher, embedder, pool=pool_pairs, settings=settings, template=template),
+        labeled_scores=knn_pool_scores(
+            teacher, embedder, pool=pool_pairs, settings=settings, template=template, kind=kind
+        ),
         limit=limit,
         target_coverage=target_coverage,
         name=str(data),

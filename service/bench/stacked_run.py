@@ -32,8 +32,9 @@ import numpy.typing as npt
 
 from service.bench.quality_sim import Outcome, Pool, RunConfig, finish
 from service.pipeline.certification import LookPlan, SliceFloor, candidate_floor, expected_slice, plan_look
+from service.pipeline.kinds import probe_fitter
 from service.pipeline.policy import Policy, clopper_pearson_upper, fit_policy
-from service.pipeline.probe import ProbeInput, fit_probe
+from service.pipeline.probe import ProbeInput
 from service.pipeline.review_order import RERANK_EVERY, review_priority
 from service.pipeline.signals import neighbour_disagreement, ood_distance
 from service.pipeline.stacking import StackedLabeler, fit_stacked
@@ -76,7 +77,7 @@ def run_certified(
                 if policy.threshold is not None:
                     break
                 used, look = used + plan.level, look + 1
-            candidate, through = _fit(labeled, k, sources), labeled.labels.size
+            candidate, through = _fit(labeled, pool, sources), labeled.labels.size
             floor = candidate_floor(fit_probs=candidate.fit_probs, labels=labeled.labels, epsilon=config.epsilon)
             if floor is None:
                 break  # nothing it could accept is worth a slice
@@ -166,11 +167,19 @@ def _refit(
         sources=sources,
         extra=_rows(pool.items, spent),
         extra_labels=reviewer[spent],
+        kind=pool.kind,
     ).predict(pool.probs, pool.items)
 
 
-def _fit(labeled: _Labeled, k: int, sources: Sequence[str]) -> StackedLabeler:
-    return fit_stacked(teacher=labeled.teacher, items=labeled.items, labels=labeled.labels, n_labels=k, sources=sources)
+def _fit(labeled: _Labeled, pool: Pool, sources: Sequence[str]) -> StackedLabeler:
+    return fit_stacked(
+        teacher=labeled.teacher,
+        items=labeled.items,
+        labels=labeled.labels,
+        n_labels=pool.probs.shape[1],
+        sources=sources,
+        kind=pool.kind,
+    )
 
 
 @dataclass(frozen=True)
@@ -296,7 +305,7 @@ def run_active_learning(pool: Pool, config: RunConfig, rng: np.random.Generator,
     rounds = [len(chunk) for chunk in np.array_split(np.arange(budget), AL_ROUNDS) if len(chunk)]
     predictions = np.zeros((n, k))
     for size in [*rounds, 0]:
-        probe = fit_probe(inputs=emb, labels=labels, n_labels=k)
+        probe = probe_fitter(pool.kind)(inputs=emb, labels=labels, n_labels=k)
         predictions = probe.predict(alone) if probe is not None else np.full((n, k), 1.0 / k)
         if size == 0:
             break
@@ -327,6 +336,7 @@ def run_certified_lr(pool: Pool, config: RunConfig, rng: np.random.Generator, re
     n, k = pool.probs.shape
     alone = ProbeInput.of(embeddings, None)
     reviewed = rng.permutation(n)[: min(config.review_budget, n)].astype(np.int64)
+    fit_probe = probe_fitter(pool.kind)
     before = fit_probe(inputs=ProbeInput.of(known_emb, None), labels=known_labels, n_labels=k, l2=PEER_L2)
     full = fit_probe(
         inputs=ProbeInput.of(np.vstack([known_emb, embeddings[reviewed]]), None),

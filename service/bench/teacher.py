@@ -27,11 +27,11 @@ import numpy as np
 from service.bench.report import write_json
 from service.datasets import read_labeled
 from service.errors import Invalid
+from service.pipeline import kinds
 from service.pipeline.calibration import batch_calibrate, batch_prior, normalize
 from service.pipeline.metrics import classification_report
 from service.pipeline.render import (
     default_prompts_dir,
-    label_continuations,
     nearest_examples,
     nearest_examples_per_label,
 )
@@ -233,7 +233,7 @@ def run_teacher_bench(
         requests = [
             ScoreRequest(
                 fit_prompt(teacher, task, text, ex, template, default_prompts_dir(), max_text_tokens)[0].prompt,
-                label_continuations(task),
+                kinds.continuations(task),
             )
             for text, ex in zip(texts[:count], auto_examples[:count], strict=True)
         ]

@@ -11,6 +11,7 @@ import typer
 from service.cli.app import bench_app, fail
 from service.config import get_settings
 from service.errors import ServiceError
+from service.ports import TaskKind
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PostgresOpt = Annotated[str, typer.Option(help="Admin URL of a PostgreSQL to create scratch databases in.")]
@@ -182,10 +183,14 @@ def bench_quality(
     limit: Annotated[int, typer.Option(help="Items evaluated (a seeded subset).")] = 1000,
     pool: Annotated[int, typer.Option(help="Labeled items kept aside for the teacher's few-shot examples.")] = 200,
     template: Annotated[
-        str, typer.Option(help="Prompt template under prompts/ (classify/plain for base models).")
-    ] = "classify/chatml",
+        str | None,
+        typer.Option(help="Prompt template under prompts/ (default classify/chatml, or multi_label/chatml)."),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy and coverage against the budget.")] = None,
+    kind: Annotated[
+        TaskKind, typer.Option(help="multi_label: each label is a list of labels (or a JSON string of one).")
+    ] = "single_label",
 ) -> None:
     """The certified labelers (stacked, teacher alone) against random review, a max-probability threshold and
     active learning without the LLM, at each review budget, over seeded runs (reviewer simulated from gold)."""
@@ -207,9 +212,10 @@ def bench_quality(
             seeds=seeds,
             limit=limit,
             pool=pool,
-            template=template,
+            template=template or ("multi_label/chatml" if kind == "multi_label" else "classify/chatml"),
             json_out=json_out,
             plot=plot,
+            kind=kind,
         )
     )
 

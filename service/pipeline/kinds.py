@@ -1,25 +1,63 @@
-"""What the machine's label of an item is, per task kind: the one place that knows a label is a single choice.
+"""What a label is, per task kind: the one place that knows whether a label is a single choice or a set.
 
-A new kind (a set of labels, spans) adds its branch here and in the stages that read ``kind``, instead of a hunt
-through ``argmax`` calls.
+Every stage after the teacher works on score columns: the task's labels for ``single_label``, its label sets for
+``multi_label`` (pipeline/label_sets.py), so that the machine's label is the likeliest column and its confidence
+that column's probability for both. A new kind (spans) adds its branch here and in the stages that read ``kind``,
+instead of a hunt through ``argmax`` calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
-from service.ports import FloatArray, TaskKind
+from service.pipeline import label_sets
+from service.pipeline.calibration import normalize
+from service.pipeline.probe import AnyProbe, fit_probe, fit_set_probe
+from service.ports import FloatArray, TaskDef, TaskKind
 
 IntArray = npt.NDArray[np.int64]
+ProbeFit = Callable[..., AnyProbe | None]
+"""fit(inputs=ProbeInput, labels=column indices, n_labels=columns) -> a probe, or None with too few labels."""
+
+
+def columns(task: TaskDef) -> tuple[str, ...]:
+    """The names of the columns of the task's score rows: its labels, or the names of its label sets."""
+    if task.kind == "multi_label":
+        return label_sets.set_names(task.label_names)
+    return task.label_names
+
+
+def continuations(task: TaskDef) -> tuple[str, ...]:
+    """What the teacher scores after the prompt. single_label: " <label>" per label; multi_label: each label's
+    "<label>: yes" and "<label>: no" answer lines (the prompt ends at the assistant's turn; each line starts with
+    its newline, as each label starts with its space)."""
+    if task.kind == "multi_label":
+        return tuple(f"\n{name}: {answer}" for name in task.label_names for answer in ("yes", "no"))
+    return tuple(f" {name}" for name in task.label_names)
+
+
+def column_probs(task: TaskDef, logliks: npt.ArrayLike) -> FloatArray:
+    """(n, columns) probabilities from the teacher's (n, continuations) log-likelihoods."""
+    if task.kind == "multi_label":
+        return label_sets.set_probs(label_sets.presence_from_scores(logliks))
+    return normalize(np.asarray(logliks, dtype=np.float64))
+
+
+def probe_fitter(kind: TaskKind) -> ProbeFit:
+    """How the embedding probe is fitted: multinomial over labels, or one-vs-rest read over label sets."""
+    return fit_set_probe if kind == "multi_label" else fit_probe
 
 
 def machine_labels(*, probs: npt.ArrayLike, kind: TaskKind) -> tuple[IntArray, FloatArray]:
-    """The machine's label per row of (n, k) label probabilities, as column indices (n,), and its confidence (n,):
-    the probability that the label is right. single_label: the top label and its probability."""
-    p = np.asarray(probs, dtype=np.float64)
-    if kind != "single_label":
+    """The machine's label per row of (n, columns) probabilities, as column indices (n,), and its confidence (n,):
+    the probability that the label is right. For both kinds the likeliest column: the top label, or the likeliest
+    whole set (with independent labels, each label present when its probability is over one half)."""
+    if kind not in ("single_label", "multi_label"):
         raise ValueError(f"unknown task kind {kind!r}")
+    p = np.asarray(probs, dtype=np.float64)
     labels: IntArray = p.argmax(axis=1).astype(np.int64)
     confidence: FloatArray = p.max(axis=1)
     return labels, confidence

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, sparse, special
 
+from service.pipeline import label_sets
 from service.pipeline.signals import unit_rows
 from service.pipeline.words import WIDTH, hashed_words
 from service.ports import FloatArray
@@ -153,3 +154,52 @@ def fit_probe(*, inputs: ProbeInput, labels: npt.ArrayLike, n_labels: int, l2: f
     result = optimize.minimize(loss, np.zeros((d + m + 1) * n_labels), jac=True, method="L-BFGS-B")
     dense, lexical, bias = unpack(np.asarray(result.x, dtype=np.float64))
     return Probe(weights=dense, bias=bias, word_ids=word_ids if m else None, word_weights=lexical if m else None)
+
+
+@dataclass(frozen=True)
+class SetProbe:
+    """A probe for multi-label tasks: one two-way probe per label (one-vs-rest), read as a distribution over label
+    sets (pipeline/label_sets.py)."""
+
+    probes: tuple[Probe, ...]
+    """Per label, a probe over (absent, present)."""
+
+    def to_json(self) -> dict[str, list[dict[str, list[list[float]] | list[float] | list[int]]]]:
+        return {"probes": [probe.to_json() for probe in self.probes]}
+
+    def predict(self, inputs: ProbeInput) -> FloatArray:
+        """(n, 2^k) label-set probabilities of the items."""
+        present = np.column_stack([probe.predict(inputs)[:, 1] for probe in self.probes])
+        return label_sets.set_probs(present)
+
+
+def fit_set_probe(*, inputs: ProbeInput, labels: npt.ArrayLike, n_labels: int, l2: float = L2) -> SetProbe | None:
+    """The one-vs-rest probe fitted on labeled items' ``inputs`` with label-set column indices (n,) in
+    [0, n_labels = 2^k). A label present in none (or all) of them gets a constant probe at its smoothed share.
+    Returns None with fewer than MIN_LABELED usable rows."""
+    y = np.asarray(labels, dtype=np.int64)
+    usable = (y >= 0) & (y < n_labels)
+    if int(usable.sum()) < MIN_LABELED:
+        return None
+    rows = inputs.take(usable)
+    present = label_sets.indicators(y[usable], label_sets.label_count(n_labels))
+    probes = []
+    for column in present.T:
+        fitted = fit_probe(inputs=rows, labels=column.astype(np.int64), n_labels=2, l2=l2)
+        if fitted is None:
+            share = (column.sum() + 0.5) / (column.size + 1.0)
+            fitted = Probe(weights=np.zeros((rows.embeddings.shape[1], 2)), bias=np.log(np.array([1.0 - share, share])))
+        probes.append(fitted)
+    return SetProbe(probes=tuple(probes))
+
+
+AnyProbe = Probe | SetProbe
+"""The probe of a single-label task or of a multi-label one."""
+
+
+def probe_from_json(data: Mapping[str, object]) -> AnyProbe:
+    """A stored probe of either kind (see ``to_json``)."""
+    probes = data.get("probes")
+    if isinstance(probes, list):
+        return SetProbe(probes=tuple(Probe.from_json(probe) for probe in probes))
+    return Probe.from_json(data)

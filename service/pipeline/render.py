@@ -1,8 +1,9 @@
 """Teacher prompts: Jinja2 templates under prompts/, label continuations, and nearest few-shot examples.
 
 Every template ends exactly where the model writes the label, right after "Label:" with no trailing space;
-each label is then scored as the continuation " <name>" (see `label_continuations`), so all templates share
-one convention and the label tokens are the same whatever the template.
+each label is then scored as the continuation " <name>" (see `kinds.continuations`), so all templates share
+one convention and the label tokens are the same whatever the template. Multi-label templates end where the
+assistant's answer opens, before the newline of its first "<label>: yes|no" line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from service.pipeline import label_sets
 from service.ports import Example, FloatArray, TaskDef
 
 _REPO_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
@@ -78,7 +80,7 @@ def render_prompt(
     prompt = template.render(
         instructions=task.instructions,
         labels=task.labels,
-        examples=examples,
+        examples=_shown(task, examples),
         text=text,
     )
     return RenderedPrompt(
@@ -86,6 +88,16 @@ def render_prompt(
         template_sha=_sha256(template_source(template_name, prompts_dir)),
         prompt_sha=_sha256(prompt),
     )
+
+
+def _shown(task: TaskDef, examples: Sequence[Example]) -> Sequence[object]:
+    """The examples as a template reads them; a multi-label example also gives the labels ``present`` in its set."""
+    if task.kind != "multi_label":
+        return examples
+    return [
+        {"text": example.text, "label": example.label, "present": label_sets.members(example.label, task.label_names)}
+        for example in examples
+    ]
 
 
 WORD_JOINER = "\u2060"
@@ -99,11 +111,6 @@ def escape_special(text: str, special_tokens: Sequence[str]) -> str:
         if len(token) > 1 and token in text:
             text = text.replace(token, token[0] + WORD_JOINER + token[1:])
     return text
-
-
-def label_continuations(task: TaskDef) -> tuple[str, ...]:
-    """What the teacher scores after a prompt, one per label in the task's order."""
-    return tuple(f" {name}" for name in task.label_names)
 
 
 def nearest_examples(

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-from service.pipeline.probe import Probe, ProbeInput, fit_probe
-from service.ports import FloatArray
+from service.pipeline.kinds import probe_fitter
+from service.pipeline.probe import AnyProbe, ProbeInput
+from service.ports import FloatArray, TaskKind
 
 IntArray = npt.NDArray[np.int64]
 
@@ -206,7 +207,7 @@ class StackedLabeler:
     """A fitted labeler: the stack, and the probe it reads (None when the stack does not use one)."""
 
     stack: Stack
-    probe: Probe | None
+    probe: AnyProbe | None
     fit_probs: FloatArray | None = None
     """(n, k) probabilities of the items it was fitted on, the probe's cross-fitted (only the stack's few weights
     saw them): an estimate of how it will do on new items, for planning reviews, never for certifying."""
@@ -228,10 +229,13 @@ def fit_stacked(
     sources: Sequence[str],
     extra: ProbeInput | None = None,
     extra_labels: IntArray | None = None,
+    kind: TaskKind = "single_label",
 ) -> StackedLabeler:
     """The labeler fitted on uniformly drawn labeled ``items``: the probe on all of them (and on ``extra`` human
     labels, items reviewed for looking wrong, which teach the probe but would bias the stack), the stack on the
-    teacher's scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it)."""
+    teacher's scores and the probe's cross-fitted probabilities (each item scored by a probe that did not see it).
+    ``labels`` are column indices (pipeline/kinds.py); a multi-label task's probe is one-vs-rest."""
+    fit_probe_of_kind = probe_fitter(kind)
     inputs: dict[str, FloatArray] = {"teacher": teacher} if "teacher" in sources else {}
     probe = None
     if "probe" in sources and items is not None:
@@ -240,14 +244,16 @@ def fit_stacked(
         more_labels = np.zeros(0, dtype=np.int64) if extra_labels is None else extra_labels
 
         def fit(rows: IntArray) -> Callable[[IntArray], FloatArray] | None:
-            fitted = fit_probe(
+            fitted = fit_probe_of_kind(
                 inputs=seen.take(rows).plus(more),
                 labels=np.concatenate([labels[rows], more_labels]),
                 n_labels=n_labels,
             )
             return None if fitted is None else (lambda held: fitted.predict(seen.take(held)))
 
-        probe = fit_probe(inputs=seen.plus(more), labels=np.concatenate([labels, more_labels]), n_labels=n_labels)
+        probe = fit_probe_of_kind(
+            inputs=seen.plus(more), labels=np.concatenate([labels, more_labels]), n_labels=n_labels
+        )
         if probe is not None:
             inputs["probe"] = cross_fitted(fit=fit, n=labels.size, k=n_labels)
     if not inputs:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.calibration import batch_calibrate, batch_prior, fitted_prior, normalize
+from service.pipeline import kinds
+from service.pipeline.calibration import batch_calibrate, batch_prior, fitted_prior
 from service.pipeline.render import (
     RenderedPrompt,
     escape_special,
     few_shot_examples,
-    label_continuations,
     render_prompt,
 )
 from service.ports import Example, FloatArray, ScoreRequest, TaskDef, Teacher
@@ -56,7 +56,7 @@ def score_items(
         raise ValueError(f"{len(texts)} texts but {len(examples_per_item)} example lists")
     if not texts:
         return []
-    continuations = label_continuations(task)
+    continuations = kinds.continuations(task)
     fitted = [
         fit_prompt(teacher, task, text, examples, template_name, prompts_dir, max_text_tokens)
         for text, examples in zip(texts, examples_per_item, strict=True)
@@ -68,9 +68,9 @@ def score_items(
         raise ValueError(
             f"teacher returned scores of shape {logliks.shape}, expected {(len(texts), len(continuations))}"
         )
-    raw = normalize(logliks)
+    raw = kinds.column_probs(task, logliks)
     calibrated = raw if prior is None else batch_calibrate(raw, prior)
-    names = task.label_names
+    names = kinds.columns(task)
     return [
         ItemScore(
             raw_probs=tuple(float(p) for p in raw_row),
@@ -95,7 +95,7 @@ def recalibrate(scores: Sequence[ItemScore], prior: FloatArray, task: TaskDef) -
     if not scores:
         return []
     calibrated = batch_calibrate(np.asarray([score.raw_probs for score in scores], dtype=np.float64), prior)
-    names = task.label_names
+    names = kinds.columns(task)
     return [
         replace(
             score,
@@ -167,7 +167,7 @@ def pool_prior(
         max_text_tokens=max_text_tokens,
         limit=limit,
     )
-    names = task.label_names
+    names = kinds.columns(task)
     gold = [names.index(example.label) for example in pool_examples[: len(scores)]]
     return fitted_prior(np.asarray([s.raw_probs for s in scores], dtype=np.float64), np.asarray(gold))
 

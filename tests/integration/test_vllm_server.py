@@ -19,8 +19,9 @@ from service.backends.teacher_transformers import TransformersTeacher
 from service.backends.teacher_vllm_server import VLLMServerTeacher
 from service.backends.vllm_env import ServerOptions, VLLMServer, free_port, running_server, server_counters
 from service.datasets import load_builtin
+from service.pipeline import kinds
 from service.pipeline.calibration import normalize
-from service.pipeline.render import default_prompts_dir, label_continuations, render_prompt
+from service.pipeline.render import default_prompts_dir, render_prompt
 from service.ports import Example, LabelDef, ScoreRequest, TaskDef
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -57,7 +58,7 @@ def _requests() -> list[ScoreRequest]:
     for index, (text, _) in enumerate(pairs[4:16]):
         task = SMS if index % 2 else OFFERS
         prompt = render_prompt(task, text, examples[: index % 5], "classify/chatml", default_prompts_dir()).prompt
-        requests.append(ScoreRequest(prompt, label_continuations(task)))
+        requests.append(ScoreRequest(prompt, kinds.continuations(task)))
     return requests
 
 

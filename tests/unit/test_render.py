@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.pipeline import kinds
 from service.pipeline.render import (
     default_prompts_dir,
     few_shot_examples,
-    label_continuations,
     nearest_examples,
     nearest_examples_per_label,
     render_prompt,
@@ -73,7 +73,7 @@ def test_an_undefined_template_variable_fails_loudly(tmp_path: Path) -> None:
 
 
 def test_label_continuations_are_the_names_after_a_space() -> None:
-    assert label_continuations(TASK) == (" ham", " spam")
+    assert kinds.continuations(TASK) == (" ham", " spam")
 
 
 def test_nearest_examples_are_by_cosine_with_the_nearest_last() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from service.api.schemas.common import Name, NonEmptyText, Strict
-from service.ports import TaskKind
+from service.ports import ServedKind, TaskKind
 
 
 class TaskLabel(Strict):
@@ -26,7 +26,7 @@ class TaskCreate(Strict):
     project: Name | None = Field(
         None, description="The project it belongs to: a scoped key's own project (the default), else 'default'."
     )
-    kind: TaskKind = Field("single_label", description="What one item's label is: one of the task's labels.")
+    kind: ServedKind = Field("single_label", description="What one item's label is: one of the task's labels.")
     labels: list[TaskLabel] = Field(min_length=2, max_length=50)
     instructions: str = ""
     examples: list[TaskExample] = Field(default_factory=list, max_length=50)
