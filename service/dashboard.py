@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.pipeline import task_report
 from service.pipeline.task_report import Judged
 from service.store import answers, consistency, dashboard, guidelines, history, items, students, usage
-from service.store.tasks import label_names
+from service.store.tasks import label_names, label_values
 from service.tables import Task
 
 Cell = str | int | float | bool | None
@@ -43,7 +43,7 @@ class Reads:
         return self._once("reviewed rows", lambda: history.reviewed(self.session, task_id=self.task.id))
 
     def reviewed(self) -> list[Judged]:
-        return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=label_names(self.task)))
+        return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=label_values(self.task)))
 
     def drawn(self) -> history.Reviewed:
         """The human labels and only the decisions that drew their items at random: the page needs no more."""
@@ -53,7 +53,7 @@ class Reads:
         """The reviewed items drawn at random, each with the decision that drew it (the accuracy table, and the
         audits of the timeline)."""
         return self._once(
-            "reviewed uniform", lambda: dashboard.reviewed_items(self.drawn(), labels=label_names(self.task))
+            "reviewed uniform", lambda: dashboard.reviewed_items(self.drawn(), labels=label_values(self.task))
         )
 
     def uniform(self) -> list[history.UniformReview]:
@@ -114,9 +114,15 @@ def timeline(reads: Reads) -> Table:
 
 
 def confusion(reads: Reads) -> Table:
-    """Reviewed items by the human's label and the machine's."""
-    labels = label_names(reads.task)
-    matrix = task_report.confusion(reads.reviewed(), labels=labels)
+    """Reviewed items by the human's label and the machine's; a multi-label task's by the labels in their sets
+    (task_report.set_confusion)."""
+    if reads.task.kind == "multi_label":
+        names = label_names(reads.task)
+        labels = [*names, task_report.NO_LABEL]
+        matrix = task_report.set_confusion(reads.reviewed(), labels=names)
+    else:
+        labels = label_values(reads.task)
+        matrix = task_report.confusion(reads.reviewed(), labels=labels)
     return [
         {"human": human, "machine": machine, "items": matrix[i][j]}
         for i, human in enumerate(labels)
@@ -147,7 +153,7 @@ def reviewers(reads: Reads) -> Table:
         votes=given.votes,
         answered_at=reads.times(),
         gold=given.gold,
-        model=given.reviewer_model(label_names(task)),
+        model=given.reviewer_model(label_values(task)),
     )
     return [dict(vars(row)) for row in rows]
 

@@ -33,9 +33,7 @@ class Example:
 TaskKind = Literal["single_label", "multi_label"]
 """What one item's label is. single_label: exactly one of the task's labels; multi_label: a set of them, possibly
 empty, scored as a choice among the sets (pipeline.label_sets). Each stage decides what a kind means in one place
-(pipeline.kinds). The service serves single_label tasks; multi_label runs in `understudy bench quality`."""
-ServedKind = Literal["single_label"]
-"""The kinds a task may be created with."""
+(pipeline.kinds)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from service.pipeline.probe import AnyProbe, ProbeInput, probe_from_json
 from service.pipeline.review_order import density, explain_priority, review_priority, wrong_chance
 from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
-from service.ports import FloatArray
+from service.ports import FloatArray, TaskKind
 from service.store import items, labelers, review, tasks
 from service.store.history import UniformReview
 from service.store.items import QueuedForReview
@@ -190,7 +190,7 @@ def _target_in_reach(
     left = _reviews_left(task, humans)
     if left is None:
         return True
-    usable = _usable(reviews, tasks.label_names(task))
+    usable = _usable(reviews, tasks.label_values(task))
     if newest is None:
         # The first candidate needs its labels to fit on, and then a look the budget left after them can pay for.
         need = max(0, _first_fit(task, have=len(usable), humans=humans, min_reviews=min_reviews) - len(usable))
@@ -210,7 +210,7 @@ def _target_in_reach(
 
 def _calibration(task: Task, reviews: Sequence[UniformReview], min_reviews: int) -> Calibration | None:
     """The teacher's calibration on the uniform reviews in the current prompt regime; None until ``min_reviews``."""
-    names = tasks.label_names(task)
+    names = tasks.label_values(task)
     usable = [r for r in _usable(reviews, names) if r.current_regime]
     if len(usable) < min_reviews:
         return None
@@ -226,7 +226,7 @@ def run_look(
     reached the look's size, and fit the next candidate after every look (the first once there are a look's worth
     of uniform reviews to fit on). Returns the candidate whose look was taken now, else None. A candidate's probe
     also learns from every other human label it could see (``pool`` holds them with their embeddings)."""
-    names = tuple(tasks.label_names(task))
+    names = tuple(tasks.label_values(task))
     usable = _usable(reviews, names)
     newest = labelers.latest(session, task_id=task.id)
     humans = review.human_count(session, task_id=task.id)
@@ -317,7 +317,7 @@ def _add_candidate(
     review budget pays for none)."""
     through = labelers.newest_human_label(session, task_id=task.id)
     fitting = [r for r in usable if r.current_regime and r.label_id <= through]
-    fitted = _fit(fitting, pool, names)
+    fitted = _fit(fitting, pool, names, tasks.kind_of(task))
     labels = [names.index(r.human) for r in fitting]
     floor = candidate_floor(fit_probs=fitted.fit_probs, labels=labels, epsilon=task.epsilon)
     plan = (
@@ -368,7 +368,7 @@ def _items(reviews: Sequence[UniformReview]) -> ProbeInput:
     return ProbeInput.of(np.asarray([r.embedding for r in reviews], dtype=np.float64), [r.text for r in reviews])
 
 
-def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]) -> StackedLabeler:
+def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...], kind: TaskKind) -> StackedLabeler:
     """The stack over the teacher and the probe, fitted on the uniform reviews; the probe also learns from every
     other human label (items reviewed for looking wrong teach the probe, but would bias the stack)."""
     if len(fitting) < FIT_MIN:
@@ -388,6 +388,7 @@ def _fit(fitting: list[UniformReview], pool: LabeledPool, names: tuple[str, ...]
         sources=("teacher", "probe"),
         extra=ProbeInput.of(embeddings[extra], [examples[i].text for i in extra]) if extra else None,
         extra_labels=np.asarray([names.index(labels[i]) for i in extra], dtype=np.int64) if extra else None,
+        kind=kind,
     )
 
 
@@ -398,7 +399,7 @@ def expected_reviews_to_target(session: Session, task: Task, *, reviews: Sequenc
     newest = labelers.latest(session, task_id=task.id)
     if task.target_coverage is None or newest is None or newest.expected_slice is None:
         return None
-    return max(0, newest.expected_slice - len(_slice(newest, _usable(reviews, tasks.label_names(task)))))
+    return max(0, newest.expected_slice - len(_slice(newest, _usable(reviews, tasks.label_values(task)))))
 
 
 def _scorable(queued: Sequence[QueuedForReview], names: Sequence[str]) -> list[QueuedForReview]:
@@ -419,7 +420,7 @@ def rescore_queue(session: Session, task: Task, now: Applied) -> int:
     threshold = now.policy.threshold
     if threshold is None or now.labeler.look is None:
         return 0
-    names = tasks.label_names(task)
+    names = tasks.label_values(task)
     waiting = [q for q in _scorable(items.rescore_candidates(session, task_id=task.id), names) if not q.vetoed]
     if not waiting:
         return 0
@@ -448,15 +449,16 @@ def rank_queue(
     human label in ``pool``, as a candidate is fitted). Routing ranked them by the labeler of their day; every
     review since taught the probe, so the next reviews go where it now doubts the label most (the rerank_queue
     job)."""
-    names = tuple(tasks.label_names(task))
+    names = tuple(tasks.label_values(task))
     rows = _scorable(queued, names)
     if not rows:
         return {}
-    ranker = _fit([r for r in _usable(reviews, names) if r.current_regime], pool, names)
+    kind = tasks.kind_of(task)
+    ranker = _fit([r for r in _usable(reviews, names) if r.current_regime], pool, names, kind)
     raw, inputs = _queued_inputs(rows)
     probs = ranker.predict(raw, inputs)
     # A stack without a probe (too few uniform reviews) gets the probe's opinion as routing gives it.
-    probe = None if ranker.probe is not None else pool.probe(names)
+    probe = None if ranker.probe is not None else pool.probe(names, kind=kind)
     support = None if probe is None else probe.predict(inputs)
     # The label that ships unless someone reviews it is the one routing gave: its chance of being wrong now.
     routed = [names.index(q.prediction.label) if q.prediction.label in names else -1 for q in rows]

@@ -14,7 +14,8 @@ SPAM_WORDS = ("free", "win", "prize", "claim", "call now", "cash", "txt")
 
 
 class KeywordTeacher:
-    """Scores ' spam' high when the item text has a spam keyword; every other label gets a flat score."""
+    """Scores ' spam' high when the item text has a spam keyword; every other label gets a flat score. A multi-label
+    answer line ("\n<label>: yes|no") is likely yes when the label is a word of the item text."""
 
     model_name = "keyword-teacher"
     max_prompt_tokens = 2000
@@ -36,8 +37,16 @@ class KeywordTeacher:
         for request in requests:
             item = request.prompt.rsplit("Text:", 1)[-1]
             spammy = any(word in item.lower() for word in SPAM_WORDS)
-            scores.append([math.log(0.97 if (c.strip() == "spam") == spammy else 0.03) for c in request.continuations])
+            scores.append([self._one(item, c, spammy) for c in request.continuations])
         return scores
+
+    @staticmethod
+    def _one(item: str, continuation: str, spammy: bool) -> float:
+        if continuation.startswith("\n"):
+            name, answer = continuation.strip().split(": ")
+            present = name in item.lower().replace(".", " ").split()
+            return math.log(0.95 if (answer == "yes") == present else 0.05)
+        return math.log(0.97 if (continuation.strip() == "spam") == spammy else 0.03)
 
 
 class HashEmbedder:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +36,11 @@ def to_bytes(rows: Sequence[Mapping[str, Any]], fmt: Literal["jsonl", "csv", "pa
         if rows:
             writer = csv.DictWriter(text, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(flat(row) for row in rows)
+            # A list (a multi-label set) is a JSON string in CSV; Parquet and datasets keep it a list column.
+            writer.writerows(
+                {key: json.dumps(value) if isinstance(value, list) else value for key, value in flat(row).items()}
+                for row in rows
+            )
         return text.getvalue().encode()
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -161,11 +165,17 @@ BAD_ROWS_SHOWN = 10
 
 
 def imported_from_rows(
-    rows: Sequence[Mapping[str, Any]], *, label_field: str | None = None, labels: Sequence[str] = ()
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    label_field: str | None = None,
+    labels: Sequence[str] = (),
+    read_label: Callable[[Any], str | None],
 ) -> list[ImportedTask]:
     """Raw items: `text` is required, `id` (or `external_id`) names the item (else its row number), every other
     column goes into the item's meta. With ``label_field``, that column (empty in a row: no label) is the item's
-    human label and must be one of ``labels``; a file with any other value is refused whole, naming its rows."""
+    human label as ``read_label`` stores it (store.tasks.read_label: one of the task's ``labels``, or a
+    multi-label task's list of them, or a JSON string of one, as its set's name), None for a value that is no
+    label of the task; a file with any such value is refused whole, naming its rows."""
     imported, bad = [], []
     not_meta = {"text", *ID_COLUMNS, *([label_field] if label_field else [])}
     for index, row in enumerate(rows):
@@ -176,8 +186,8 @@ def imported_from_rows(
         meta = {key: _plain(value) for key, value in row.items() if key not in not_meta}
         label = None
         if label_field is not None and row.get(label_field) not in (None, ""):
-            label = str(row[label_field]).strip()
-            if label not in labels:
+            label = read_label(row[label_field])
+            if label is None:
                 bad.append(index)
         imported.append(ImportedTask(item_create(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"), label))
     if label_field is not None and rows and not any(label_field in row for row in rows):

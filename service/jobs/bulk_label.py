@@ -22,6 +22,7 @@ from service.formats import tabular
 from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
+from service.pipeline import kinds
 from service.pipeline.cascade import student_policy
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
@@ -124,7 +125,7 @@ def label_chunk(ctx: WorkerContext, plan: BulkPlan, rows: list[int], chunk: list
     return [
         {
             "id": row_id,
-            "label": result.label,
+            "label": kinds.shown(plan.task_def.kind, plan.task_def.label_names, result.label),
             "confidence": round(result.confidence, 6),
             "source": result.score.source,
             "accepted": result.decision.accept,

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.jobs.context import WorkerContext
+from service.pipeline import kinds
 from service.pipeline import signals as sig
 from service.pipeline.cascade import split_by_confidence
 from service.pipeline.kinds import machine_labels
@@ -69,7 +70,8 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
     margins = sig.margin(probs=probs)
     neighbours, ood = _neighbour_signals(task, pool, embeddings, predicted)
     density = item_density(embeddings=embeddings)
-    probe = pool.probe(task.label_names)
+    names = kinds.columns(task.kind, task.label_names)
+    probe = pool.probe(names, kind=task.kind)
     # A labeler that reads the probe has it in its probabilities already; count it once.
     support = (
         None if probe is None or plan.labeler.reads_probe else probe.predict(ProbeInput.of(embeddings, plan.texts))
@@ -123,7 +125,7 @@ def score_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: Labele
                 item_id=item_id,
                 embedding=embeddings[index],
                 score=scored.score,
-                label=task.label_names[int(predicted[index])],
+                label=names[int(predicted[index])],
                 confidence=signals.confidence,
                 decision=decision,
                 signals=recorded,
@@ -156,7 +158,7 @@ def _neighbour_signals(
     if len(pool) < NEIGHBOURS:
         return None, None
     pool_embeddings, _, pool_labels = pool.arrays()
-    index = {name: i for i, name in enumerate(task.label_names)}
+    index = {name: i for i, name in enumerate(kinds.columns(task.kind, task.label_names))}
     pool_indices = [index.get(label, -1) for label in pool_labels]
     disagreement = sig.neighbour_disagreement(
         query_emb=embeddings,
@@ -257,7 +259,7 @@ def _teacher(
             replace(
                 score,
                 probs=tuple(float(p) for p in row),
-                label=task.label_names[int(row.argmax())],
+                label=kinds.columns(task.kind, task.label_names)[int(row.argmax())],
                 confidence=float(row.max()),
             )
             for score, row in zip(scores, fitted, strict=True)

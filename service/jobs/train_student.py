@@ -152,6 +152,7 @@ def train_now(
     """Run a train_student job in this process (enqueued, claimed and finished like any job), for the CLI."""
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
+        tasks.check_trainable(task)
         job = job_store.enqueue(
             session, kind="train_student", task_id=task.id, payload={"seed": seed, "epochs": epochs}
         )

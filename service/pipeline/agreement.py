@@ -12,6 +12,8 @@ from itertools import combinations
 
 import numpy as np
 
+from service.pipeline import label_sets
+
 Votes = Mapping[int, Mapping[str, str]]
 """item id -> reviewer -> label."""
 
@@ -65,6 +67,18 @@ class PairAgreement:
     kappa: float | None
     observed: float | None
     """Share of the shared items on which both gave the same label."""
+
+
+def label_votes(*, votes: Votes, label: str, labels: Sequence[str]) -> Votes:
+    """A multi-label task's votes on one of its labels: each answer (a label set's name) as "yes" when the set has
+    it, else "no", so that every measure here reads agreement on that label alone."""
+    return {
+        item_id: {
+            reviewer: "yes" if label in label_sets.members(answer, labels) else "no"
+            for reviewer, answer in answered.items()
+        }
+        for item_id, answered in votes.items()
+    }
 
 
 def pairwise_kappa(*, votes: Votes) -> list[PairAgreement]:

@@ -8,7 +8,7 @@ instead of a hunt through ``argmax`` calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -23,11 +23,19 @@ ProbeFit = Callable[..., AnyProbe | None]
 """fit(inputs=ProbeInput, labels=column indices, n_labels=columns) -> a probe, or None with too few labels."""
 
 
-def columns(task: TaskDef) -> tuple[str, ...]:
-    """The names of the columns of the task's score rows: its labels, or the names of its label sets."""
-    if task.kind == "multi_label":
-        return label_sets.set_names(task.label_names)
-    return task.label_names
+def columns(kind: TaskKind, labels: Sequence[str]) -> tuple[str, ...]:
+    """What an item's label may be, naming the columns of the task's score rows: one of its ``labels``, or for a
+    multi-label task one of its label sets, by its canonical name."""
+    if kind == "multi_label":
+        return label_sets.set_names(labels)
+    return tuple(labels)
+
+
+def shown(kind: TaskKind, labels: Sequence[str], label: str) -> str | list[str]:
+    """A stored label as users read it: the label, or the list of a label set's labels."""
+    if kind == "multi_label":
+        return list(label_sets.members(label, labels))
+    return label
 
 
 def continuations(task: TaskDef) -> tuple[str, ...]:

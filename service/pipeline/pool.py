@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.pipeline.probe import Probe, ProbeInput, fit_probe
-from service.ports import Example, FloatArray
+from service.pipeline.kinds import probe_fitter
+from service.pipeline.probe import AnyProbe, ProbeInput
+from service.ports import Example, FloatArray, TaskKind
 
 PROBE_REFIT_GROWTH = 0.1
 """The probe is refitted once the pool has grown by this share since the last fit: a fit on 20,000 labels of six
@@ -33,7 +34,7 @@ class LabeledPool:
         self.last_label_id = 0
         self.unembedded: set[int] = set()
         self._arrays: tuple[FloatArray, list[Example], list[str]] | None = None
-        self._probe: tuple[tuple[str, ...], int, Probe | None] | None = None
+        self._probe: tuple[tuple[str, ...], int, AnyProbe | None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -77,9 +78,10 @@ class LabeledPool:
         """(item id, source, label) of each entry, in the order of ``arrays``."""
         return [(entry.item_id, entry.source, entry.label) for entry in self._entries.values()]
 
-    def probe(self, label_names: tuple[str, ...]) -> Probe | None:
-        """The probe fitted on the pool's labels (see service.pipeline.probe), refitted when the task's
-        labels differ or the pool has grown by PROBE_REFIT_GROWTH; None while the pool is too small for one."""
+    def probe(self, label_names: tuple[str, ...], *, kind: TaskKind = "single_label") -> AnyProbe | None:
+        """The probe fitted on the pool's labels (see service.pipeline.probe) over ``label_names``, the task's score
+        columns (pipeline/kinds.py), refitted when they differ or the pool has grown by PROBE_REFIT_GROWTH; None
+        while the pool is too small for one."""
         size = len(self)
         cached = self._probe
         if cached is not None and cached[0] == label_names and size <= cached[1] * (1 + PROBE_REFIT_GROWTH):
@@ -91,6 +93,6 @@ class LabeledPool:
         if size > PROBE_MAX_ITEMS:
             keep = np.random.default_rng(0).choice(size, PROBE_MAX_ITEMS, replace=False)
         inputs = ProbeInput.of(embeddings[keep], [examples[i].text for i in keep])
-        fitted = fit_probe(inputs=inputs, labels=targets[keep], n_labels=len(label_names))
+        fitted = probe_fitter(kind)(inputs=inputs, labels=targets[keep], n_labels=len(label_names))
         self._probe = (label_names, size, fitted)
         return fitted

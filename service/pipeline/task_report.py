@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from service.pipeline import label_sets
 from service.pipeline.agreement import Votes
 from service.pipeline.cost import review_seconds
 from service.pipeline.policy import clopper_pearson_upper
@@ -36,6 +37,35 @@ def confusion(items: Sequence[Judged], *, labels: Sequence[str]) -> list[list[in
     for item in items:
         if item.human in index and item.machine in index:
             matrix[index[item.human]][index[item.machine]] += 1
+    return matrix
+
+
+NO_LABEL = "(no label)"
+"""The row and column of a multi-label confusion for an empty set."""
+
+
+def set_confusion(items: Sequence[Judged], *, labels: Sequence[str]) -> list[list[int]]:
+    """A multi-label task's confusion over its labels and NO_LABEL (last), the human's down, the machine's across:
+    a label both sets have counts on the diagonal; the labels only the human gave against those only the machine
+    gave (each against each, a substitution), or against NO_LABEL when the other side gave none beyond the shared
+    ones (a label missed or added); two empty sets count at (NO_LABEL, NO_LABEL). Sets outside the task's labels
+    are left out."""
+    index = {label: k for k, label in enumerate([*labels, NO_LABEL])}
+    matrix = [[0] * len(index) for _ in index]
+    for item in items:
+        try:
+            human, machine = label_sets.members(item.human, labels), label_sets.members(item.machine, labels)
+        except ValueError:
+            continue
+        for label in set(human) & set(machine):
+            matrix[index[label]][index[label]] += 1
+        only_human = [label for label in human if label not in machine]
+        only_machine = [label for label in machine if label not in human]
+        if not (human or machine):
+            only_human = only_machine = [NO_LABEL]
+        for h in only_human or ([NO_LABEL] if only_machine else []):
+            for m in only_machine or [NO_LABEL]:
+                matrix[index[h]][index[m]] += 1
     return matrix
 
 

@@ -70,7 +70,7 @@ def score_items(
         )
     raw = kinds.column_probs(task, logliks)
     calibrated = raw if prior is None else batch_calibrate(raw, prior)
-    names = kinds.columns(task)
+    names = kinds.columns(task.kind, task.label_names)
     return [
         ItemScore(
             raw_probs=tuple(float(p) for p in raw_row),
@@ -95,7 +95,7 @@ def recalibrate(scores: Sequence[ItemScore], prior: FloatArray, task: TaskDef) -
     if not scores:
         return []
     calibrated = batch_calibrate(np.asarray([score.raw_probs for score in scores], dtype=np.float64), prior)
-    names = kinds.columns(task)
+    names = kinds.columns(task.kind, task.label_names)
     return [
         replace(
             score,
@@ -167,7 +167,7 @@ def pool_prior(
         max_text_tokens=max_text_tokens,
         limit=limit,
     )
-    names = kinds.columns(task)
+    names = kinds.columns(task.kind, task.label_names)
     gold = [names.index(example.label) for example in pool_examples[: len(scores)]]
     return fitted_prior(np.asarray([s.raw_probs for s in scores], dtype=np.float64), np.asarray(gold))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,13 +53,13 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
         labels = latest_rows(session, Label, ids)
         predictions = latest_rows(session, Prediction, ids)
         decisions = latest_rows(session, DecisionRecord, ids)
-        votes: dict[int, dict[str, str]] = {}
+        votes: dict[int, dict[str, str | list[str]]] = {}
         for vote in session.scalars(
             select(ReviewVote)
             .where(ReviewVote.item_id.in_(ids), ReviewVote.undone_at.is_(None))
             .order_by(ReviewVote.id)
         ):
-            votes.setdefault(vote.item_id, {})[vote.reviewer] = vote.label
+            votes.setdefault(vote.item_id, {})[vote.reviewer] = tasks.public_label(task, vote.label)
         for item in items:
             label = labels.get(item.id) if item.state in FINAL_STATES else None
             prediction = predictions.get(item.id)
@@ -69,14 +70,14 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
                 "batch_id": item.batch_id,
                 "text": item.text,
                 "state": item.state,
-                "label": label.label if label else None,
+                "label": tasks.public_label(task, label.label) if label else None,
                 "source": label.source if label else None,
                 "confidence": label.confidence if label else None,
                 "reviewer": label.reviewer if label else None,
                 "labeled_at": label.created_at.isoformat() if label else None,
                 "model": prediction.model if prediction else None,
                 "prompt_version": prediction.template_sha if prediction else None,
-                "prediction": prediction.label if prediction else None,
+                "prediction": tasks.public_label(task, prediction.label) if prediction else None,
                 "prediction_confidence": prediction.confidence if prediction else None,
                 "reasons": decision.reason_names if decision else [],
                 "blind": item.state == "review" and decision is not None and drawn_at_random(decision.reason_names),
@@ -212,9 +213,16 @@ def labelstudio_config(task: Task) -> str:
 FileFormat = Literal["jsonl", "csv", "parquet", "hf", "labelstudio"]
 
 
+def check_format(task: Task, fmt: FileFormat) -> None:
+    """Refuse a file format the task's kind does not go through yet: Label Studio files carry single labels."""
+    if fmt == "labelstudio" and task.kind != "single_label":
+        raise Invalid(f"Label Studio files carry single_label tasks only so far, not {task.kind}", field="format")
+
+
 def export_file(session: Session, *, task: Task, fmt: FileFormat, path: Path) -> int:
     """Write the task's final labels (every item, for Label Studio) to `path`; returns the number of rows. For "hf"
     the path is a folder for datasets.load_from_disk."""
+    check_format(task, fmt)
     rows = list(export_rows(session, task=task, final_only=fmt != "labelstudio"))
     if fmt == "labelstudio":
         path.write_text(json.dumps(labelstudio.to_labelstudio(rows)))
@@ -224,7 +232,7 @@ def export_file(session: Session, *, task: Task, fmt: FileFormat, path: Path) ->
 
 
 def read_import(
-    source: bytes | Path, fmt: FileFormat, *, labels: Sequence[str], label_field: str | None = None
+    source: bytes | Path, fmt: FileFormat, *, task: Task, label_field: str | None = None
 ) -> list[ImportedTask]:
     """The items of an import (a path, or an upload's bytes), with the human labels it carries: Label Studio's
     annotations, or the ``label_field`` column of a table."""
@@ -240,8 +248,14 @@ def read_import(
             raise MalformedJson(
                 f"the file is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", field="body"
             ) from exc
-        return labelstudio.from_labelstudio(payload, labels=labels)
-    return tabular.imported_from_rows(tabular.read_rows(source, fmt), label_field=label_field, labels=labels)
+        check_format(task, fmt)
+        return labelstudio.from_labelstudio(payload, labels=tasks.label_names(task))
+    return tabular.imported_from_rows(
+        tabular.read_rows(source, fmt),
+        label_field=label_field,
+        labels=tasks.label_names(task),
+        read_label=partial(tasks.read_label, task),
+    )
 
 
 def import_file(
@@ -255,5 +269,5 @@ def import_file(
     idempotency_key: str | None = None,
 ) -> ImportResult:
     """The items in the file (a folder for "hf"); see import_tasks."""
-    imported = read_import(path, fmt, labels=tasks.label_names(task), label_field=label_field)
+    imported = read_import(path, fmt, task=task, label_field=label_field)
     return import_tasks(session, task=task, imported=imported, importer=importer, idempotency_key=idempotency_key)

@@ -18,7 +18,7 @@ from service.pipeline.review_order import COLD_START_PRIORITY, RERANK_EVERY
 from service.pipeline.sources import HUMAN_SOURCES
 from service.store import answers, guidelines, jobs
 from service.store.review_team import required_votes, review_settings
-from service.store.tasks import check_label, label_names
+from service.store.tasks import label_value, label_values
 from service.tables import (
     AdjudicationEntry,
     DecisionRecord,
@@ -127,9 +127,10 @@ class Resolution:
     required: int
 
 
-def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str) -> Resolution:
-    """Record the reviewer's answer. Repeating the same answer is a no-op that returns the item's status."""
-    check_label(task, label)
+def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str | Sequence[str]) -> Resolution:
+    """Record the reviewer's answer (see tasks.label_value). Repeating the same answer is a no-op that returns the
+    item's status."""
+    label = label_value(task, label)
     found = _item_with_latest(session, item_id)
     if found is None or found[0].task_id != task.id:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
@@ -155,7 +156,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     if complete and not agreed and settings.aggregate_at is not None:
         weighted, probability = (
             answers.of_task(session, task=task)
-            .reviewer_model(label_names(task))
+            .reviewer_model(label_values(task))
             .aggregate({**{v.reviewer: v.label for v in votes}, reviewer: label})
         )
         if probability >= settings.aggregate_at:
@@ -220,7 +221,7 @@ def _required(
         return len(votes) + 1  # a second answer was asked for: this one settles it
     if settings.second_review_below is None:
         return 1
-    model = answers.of_task(session, task=task).reviewer_model(label_names(task))
+    model = answers.of_task(session, task=task).reviewer_model(label_values(task))
     known = reviewer in model.evidence
     return 2 if known and model.accuracy(reviewer) < settings.second_review_below else 1
 

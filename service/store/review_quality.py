@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,7 +13,9 @@ from service.errors import NotFound
 from service.pipeline.agreement import (
     PairAgreement,
     ReviewerAccuracy,
+    Votes,
     krippendorff_alpha,
+    label_votes,
     pairwise_kappa,
     reviewer_accuracy,
 )
@@ -21,7 +24,7 @@ from service.pipeline.sources import ADJUDICATED
 from service.store import answers
 from service.store.consistency import INCONSISTENT
 from service.store.items import latest_rows
-from service.store.tasks import check_label, label_names
+from service.store.tasks import label_names, label_value, label_values
 from service.tables import AdjudicationEntry, Item, Label, Prediction, ReviewVote, Task
 
 
@@ -37,6 +40,14 @@ class AgreementReport:
     """Each reviewer's answers on audit samples against the final label, where more than one human decided it."""
     votes: dict[str, int]
     model: ReviewerModel
+    per_label: dict[str, LabelAgreement] | None = None
+    """A multi-label task's agreement on each label (present or not); alpha and pairs above compare whole sets."""
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    alpha: float | None
+    pairs: list[PairAgreement]
 
 
 def agreement_report(session: Session, *, task: Task) -> AgreementReport:
@@ -56,8 +67,21 @@ def agreement_report(session: Session, *, task: Task) -> AgreementReport:
         gold=reviewer_accuracy(votes={i: votes[i] for i in gold}, truth=gold),
         audit=reviewer_accuracy(votes={i: votes[i] for i in final}, truth=final),
         votes=dict(sorted(counts.items())),
-        model=given.reviewer_model(label_names(task)),
+        model=given.reviewer_model(label_values(task)),
+        per_label=_per_label(task, several) if task.kind == "multi_label" else None,
     )
+
+
+def _per_label(task: Task, several: Votes) -> dict[str, LabelAgreement]:
+    names = label_names(task)
+    result = {}
+    for label in names:
+        on_label = label_votes(votes=several, label=label, labels=names)
+        result[label] = LabelAgreement(
+            alpha=krippendorff_alpha(units=[list(answered.values()) for answered in on_label.values()]),
+            pairs=pairwise_kappa(votes=on_label),
+        )
+    return result
 
 
 def _final_labels(session: Session, item_ids: list[int]) -> dict[int, str]:
@@ -122,9 +146,9 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
     return result
 
 
-def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str) -> Label:
+def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str | Sequence[str]) -> Label:
     """The final label of a disputed item, given by a lead; it supersedes every earlier label."""
-    check_label(task, label)
+    label = label_value(task, label)
     entry = session.get(AdjudicationEntry, item_id, with_for_update=True)
     if entry is None or entry.task_id != task.id:
         raise NotFound(f"item {item_id} is not waiting for adjudication in task {task.name!r}", field="item_id")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.schemas.tasks import TaskCreate
 from service.errors import Conflict, Invalid, NotFound
+from service.pipeline import kinds, label_sets
 from service.ports import Example, LabelDef, TaskDef, TaskKind
 from service.store import guidelines
 from service.tables import Task
@@ -23,7 +27,7 @@ def create_task(session: Session, spec: TaskCreate, *, project: str | None = Non
         labels=[label.model_dump() for label in spec.labels],
         instructions=spec.instructions,
         examples=[example.model_dump() for example in spec.examples],
-        template=spec.template,
+        template=spec.prompt_template,
         epsilon=spec.epsilon,
         delta=spec.delta,
         audit_share=spec.audit_share,
@@ -68,19 +72,74 @@ def project_of(session: Session, name: str) -> str | None:
 
 
 def label_names(task: Task) -> list[str]:
+    """The task's labels, as it was created with them."""
     return [str(label["name"]) for label in task.labels]
 
 
-def check_label(task: Task, label: str, *, field: str = "label") -> None:
-    if label not in label_names(task):
-        raise Invalid(f"{label!r} is not a label of task {task.name!r}; labels: {label_names(task)}", field=field)
+def label_values(task: Task) -> list[str]:
+    """What an item's label may be, as stored: one of the labels, or a multi-label task's label set by its
+    canonical name (pipeline/label_sets.py). Machine probabilities have one column per value, in this order."""
+    return list(kinds.columns(kind_of(task), label_names(task)))
+
+
+def label_value(task: Task, given: str | Sequence[str], *, field: str = "label") -> str:
+    """The stored form of a label a person or file gives: a label of a single-label task; for a multi-label task
+    a list of its labels (or a JSON string of one), returned as the set's canonical name."""
+    if task.kind == "multi_label":
+        try:
+            return label_sets.canonical(given, label_names(task))
+        except ValueError as error:
+            raise Invalid(f"task {task.name!r} takes a list of its labels: {error}", field=field) from None
+    if not isinstance(given, str) or given not in label_names(task):
+        raise Invalid(f"{given!r} is not a label of task {task.name!r}; labels: {label_names(task)}", field=field)
+    return given
+
+
+def read_label(task: Task, value: object) -> str | None:
+    """The stored form of a label value read from a file (see label_value), None when it is no label of the task."""
+    if task.kind == "multi_label":
+        try:
+            return label_sets.canonical(value, label_names(task))
+        except ValueError:
+            return None
+    label = str(value).strip()
+    return label if label in label_names(task) else None
+
+
+def public_label(task: Task, stored: str) -> str | list[str]:
+    """A stored label as the API shows it: the label, or the list of a multi-label set's labels."""
+    return kinds.shown(kind_of(task), label_names(task), stored)
+
+
+def label_probs(task: Task, probs: Sequence[float]) -> dict[str, float]:
+    """Per label, the probability that it is right (a multi-label task: that it applies), from a row of
+    probabilities over ``label_values``."""
+    if task.kind == "multi_label":
+        present = label_sets.presence(np.asarray([probs], dtype=np.float64))[0]
+        return dict(zip(label_names(task), (float(p) for p in present), strict=True))
+    return dict(zip(label_names(task), (float(p) for p in probs), strict=False))
+
+
+def check_trainable(task: Task) -> None:
+    """Refuse to train a student for a kind that has no student head yet."""
+    if task.kind != "single_label":
+        raise Invalid(
+            f"task {task.name!r} is {task.kind}: students are trained for single_label tasks only so far; "
+            "its labels export with `understudy export`",
+            field="task",
+        )
+
+
+def kind_of(task: Task) -> TaskKind:
+    """The task's kind (a row not yet flushed has none: single_label, the column's default)."""
+    return task_kind(task.kind or "single_label")
 
 
 def task_kind(stored: str) -> TaskKind:
     """The stored kind, checked against the kinds this version knows."""
-    if stored != "single_label":
+    if stored not in ("single_label", "multi_label"):
         raise Invalid(f"task kind {stored!r} is not supported by this version", field="kind")
-    return "single_label"
+    return "multi_label" if stored == "multi_label" else "single_label"
 
 
 def task_def(task: Task) -> TaskDef:

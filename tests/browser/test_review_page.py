@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -28,6 +29,9 @@ from service.store import keys
 from service.tables import Label, ReviewVote
 from tests.conftest import ADMIN_KEY, SPAM_TASK
 from tests.fakes import HashEmbedder, KeywordTeacher
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.browser
 
@@ -59,9 +63,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """The app on a real port over SQLite, with 40 cold-start items waiting for review (fake models)."""
+def serve(tmp_path: Path, task: dict[str, object], items: list[dict[str, str]]) -> Iterator[LiveServer]:
+    """The app on a real port over SQLite with ``task``, its ``items`` labeled by the fake models and waiting for
+    the reviewer "rita"."""
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'understudy.db'}",
@@ -80,11 +84,11 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         _, reviewer_key = keys.create_key(session, name="rita", role="reviewer")
         _, client_key = keys.create_key(session, name=f"client-{uuid.uuid4().hex[:6]}", role="client")
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {client_key}"})
-    assert http.post("/v1/tasks", json=SPAM_TASK).status_code == 201
-    items = [{"id": f"m{i}", "text": f"{TEXTS[i % 4]} {i}"} for i in range(60)]
-    assert http.post("/v1/tasks/sms/batches", json={"items": items}).status_code == 202
+    name = task["name"]
+    assert http.post("/v1/tasks", json=task).status_code == 201
+    assert http.post(f"/v1/tasks/{name}/batches", json={"items": items}).status_code == 202
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    assert http.put("/v1/tasks/sms/reviewers/rita", headers=admin).status_code == 200
+    assert http.put(f"/v1/tasks/{name}/reviewers/rita", headers=admin).status_code == 200
     context = WorkerContext(
         settings=settings,
         sessions=app.state.sessions,
@@ -98,6 +102,23 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.should_exit = True
     thread.join(timeout=10)
     app.state.engine.dispose()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """40 cold-start items waiting for review."""
+    yield from serve(tmp_path, SPAM_TASK, [{"id": f"m{i}", "text": f"{TEXTS[i % 4]} {i}"} for i in range(60)])
+
+
+def log_in(page: Page, server: LiveServer) -> None:
+    """Log in as the reviewer from the keyboard and wait for the first item."""
+    page.goto(server.url + "/review")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'key'")
+    page.keyboard.type(server.reviewer_key)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.querySelector('#review') && document.querySelector('#review').dataset.busy === 'false'"
+    )
 
 
 def test_reviewer_resolves_twenty_items_from_the_keyboard(live_server: LiveServer) -> None:

@@ -1,13 +1,16 @@
 """Multi-label items as a choice among label sets (pipeline/label_sets.py) and the one-vs-rest probe."""
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from service.pipeline import kinds, label_sets
+from service.pipeline.agreement import label_votes, pairwise_kappa
 from service.pipeline.probe import ProbeInput, SetProbe, fit_set_probe, probe_from_json
 from service.pipeline.render import default_prompts_dir, render_prompt
+from service.pipeline.task_report import NO_LABEL, Judged, set_confusion
 from service.ports import Example, LabelDef, TaskDef
 
 LABELS = ("anger", "joy", "sadness")
@@ -38,7 +41,7 @@ def test_columns_are_every_subset_with_label_i_on_bit_i() -> None:
     names = label_sets.set_names(LABELS)
     assert len(names) == 8 and len(set(names)) == 8
     assert names[0] == "[]" and names[0b101] == '["anger", "sadness"]'
-    assert kinds.columns(TASK) == names
+    assert kinds.columns(TASK.kind, TASK.label_names) == names
     assert label_sets.label_count(8) == 3
     with pytest.raises(ValueError):
         label_sets.label_count(6)
@@ -102,3 +105,46 @@ def test_the_multi_label_prompt_shows_each_examples_answers_and_ends_at_the_firs
     assert "anger: yes\njoy: no\nsadness: yes\n" in first.split("<|im_start|>user")[0]
     assert "anger: no\njoy: no\nsadness: no\n" in second.split("<|im_start|>user")[0]
     assert prompt.endswith("Text: what a day<|im_end|>\n<|im_start|>assistant")
+
+
+def test_the_multi_label_confusion_counts_shared_missed_added_and_swapped_labels() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def judged(human: list[str], machine: list[str]) -> Judged:
+        return Judged(json.dumps(human), json.dumps(machine), "teacher", None, False, True, False, when)
+
+    items = [
+        judged(["anger", "sadness"], ["anger", "sadness"]),  # both right: two diagonal cells
+        judged(["joy"], []),  # joy missed
+        judged([], ["anger"]),  # anger added
+        judged(["sadness"], ["anger"]),  # sadness read as anger
+        judged([], []),
+        judged(["fear"], []),  # not a label of the task: left out
+    ]
+    matrix = set_confusion(items, labels=LABELS)
+    rows = dict(zip([*LABELS, NO_LABEL], matrix, strict=True))
+    assert rows["anger"] == [1, 0, 0, 0]
+    assert rows["joy"] == [0, 0, 0, 1]
+    assert rows["sadness"] == [1, 0, 1, 0]
+    assert rows[NO_LABEL] == [1, 0, 0, 1]
+
+
+def test_agreement_on_each_label_reads_sets_as_yes_or_no() -> None:
+    votes = {
+        1: {"ann": '["anger", "joy"]', "bob": '["anger"]'},
+        2: {"ann": "[]", "bob": "[]"},
+        3: {"ann": '["sadness"]', "bob": '["sadness", "joy"]'},
+        4: {"ann": '["anger"]', "bob": '["anger"]'},
+    }
+    anger = label_votes(votes=votes, label="anger", labels=LABELS)
+    assert anger == {
+        1: {"ann": "yes", "bob": "yes"},
+        2: {"ann": "no", "bob": "no"},
+        3: {"ann": "no", "bob": "no"},
+        4: {"ann": "yes", "bob": "yes"},
+    }
+    assert pairwise_kappa(votes=anger)[0].kappa == 1.0
+    joy = pairwise_kappa(votes=label_votes(votes=votes, label="joy", labels=LABELS))[0]
+    assert joy.observed == 0.5 and joy.kappa is not None and joy.kappa < 0.5
+    # Whole sets: only items 2 and 4 agree.
+    assert pairwise_kappa(votes=votes)[0].observed == 0.5

@@ -15,7 +15,8 @@ from service.api.routes.review_page import checked_form, lead_session, templates
 from service.db import transaction
 from service.errors import ServiceError
 from service.store import answers, review_quality, review_team, tasks
-from service.store.tasks import label_names
+from service.store.tasks import label_values
+from service.tables import Task
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
 STALE = "the form is stale; reload the page"
@@ -29,11 +30,12 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         row = tasks.get_task(session, task)
-        labels = label_names(row)
+        labels = label_values(row)
         queue = review_quality.adjudication_queue(session, task=row, limit=1)
         context: dict[str, object] = {
             "task": row,
             "labels": labels,
+            "shown": {value: _shown(row, value) for value in labels},
             "reviewer": who.key.name,
             "csrf": who.csrf_token,
             "waiting": review_team.adjudication_count(session, task=row),
@@ -46,6 +48,10 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
             model = answers.of_task(session, task=row).reviewer_model(labels)
             known = {name: answer for name, answer in disputed.votes.items() if answer in labels}
             suggestion, probability = model.aggregate(known) if known else (None, None)
+            if row.kind == "multi_label":
+                # 2^k sets are too many buttons: the lead chooses among the answers in dispute.
+                offered = [*disputed.votes.values(), disputed.machine, suggestion]
+                context["labels"] = list(dict.fromkeys(value for value in offered if value is not None))
             context |= {
                 "item": disputed.item,
                 "reason": disputed.reason,
@@ -63,6 +69,14 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
                 "probability": probability,
             }
     return templates.TemplateResponse(request, "adjudicate.html", context)
+
+
+def _shown(task: Task, value: str) -> str:
+    """A label as the page writes it: a multi-label set as its labels, or "no label"."""
+    public = tasks.public_label(task, value)
+    if isinstance(public, str):
+        return public
+    return ", ".join(public) or "no label"
 
 
 @router.post("/{task}/adjudication/{item_id}")

@@ -73,11 +73,11 @@ def read_batch(task: str, batch_id: RowId, request: Request, session: SessionDep
     return batch_public(request, session, task_row, batches.get_batch(session, task_row, batch_id))
 
 
-def label_public(row: LabeledItem) -> LabelPublic:
+def label_public(task: Task, row: LabeledItem) -> LabelPublic:
     label, prediction, decision = row.label, row.prediction, row.decision
     return LabelPublic(
         item_id=row.item.external_id,
-        label=label.label if label else None,
+        label=tasks.public_label(task, label.label) if label else None,
         confidence=label.confidence if label else None,
         source=label.source if label else None,
         state=row.item.state,
@@ -104,4 +104,4 @@ def read_labels(
         raise Invalid("cursor must be a next_cursor value from an earlier page", field="cursor")
     rows = batches.labeled_items(session, batch, after_id=int(cursor or 0), limit=limit)
     next_cursor = str(rows[-1].item.id) if len(rows) == limit else None
-    return LabelPage(items=[label_public(row) for row in rows], next_cursor=next_cursor)
+    return LabelPage(items=[label_public(task_row, row) for row in rows], next_cursor=next_cursor)

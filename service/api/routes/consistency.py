@@ -12,6 +12,7 @@ from service.api.deps import LeadDep, RowId, SessionDep
 from service.api.schemas.consistency import CheckPublic, InconsistentPairPublic, PairItemPublic
 from service.pipeline.consistency import DEFAULT_MIN_COSINE
 from service.store import consistency, tasks
+from service.tables import Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/consistency", tags=["review team"])
 
@@ -53,27 +54,32 @@ def run_check(
 @router.get("", response_model=list[InconsistentPairPublic])
 def list_pairs(task: str, session: SessionDep, _key: LeadDep) -> list[InconsistentPairPublic]:
     """Pairs found and not yet sent to adjudication whose final labels still differ, the most alike first."""
-    return [_public(p) for p in consistency.open_pairs(session, task=tasks.get_task(session, task))]
+    task_row = tasks.get_task(session, task)
+    return [_public(task_row, p) for p in consistency.open_pairs(session, task=task_row)]
 
 
 @router.post("/{pair_id}/adjudication", response_model=InconsistentPairPublic)
 def send(task: str, pair_id: RowId, session: SessionDep, _key: LeadDep) -> InconsistentPairPublic:
     """Both items of the pair wait for a lead's final label on the adjudication page."""
-    return _public(consistency.send_to_adjudication(session, task=tasks.get_task(session, task), pair_id=pair_id))
+    task_row = tasks.get_task(session, task)
+    return _public(task_row, consistency.send_to_adjudication(session, task=task_row, pair_id=pair_id))
 
 
-def _public(found: consistency.OpenPair) -> InconsistentPairPublic:
+def _public(task: Task, found: consistency.OpenPair) -> InconsistentPairPublic:
     return InconsistentPairPublic(
         pair_id=found.pair.id,
         cosine=found.pair.cosine,
         first=PairItemPublic(
-            item_id=found.first.id, external_id=found.first.external_id, text=found.first.text, label=found.first_label
+            item_id=found.first.id,
+            external_id=found.first.external_id,
+            text=found.first.text,
+            label=tasks.public_label(task, found.first_label),
         ),
         second=PairItemPublic(
             item_id=found.second.id,
             external_id=found.second.external_id,
             text=found.second.text,
-            label=found.second_label,
+            label=tasks.public_label(task, found.second_label),
         ),
         found_at=found.pair.found_at,
     )

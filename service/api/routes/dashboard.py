@@ -29,7 +29,6 @@ from service.pipeline.consistency import DEFAULT_MIN_COSINE
 from service.pipeline.cost import Prices
 from service.store import consistency, review_team, tasks, web_sessions
 from service.store import dashboard as store_dashboard
-from service.store.tasks import label_names
 from service.tables import Task
 from service.web import charts
 
@@ -141,13 +140,14 @@ def chart(task: str, name: str, request: Request) -> Response:
         kept = _Kept(request, session, row)
         drawn = kept.get(
             f"chart {name}",
-            lambda: _draw(name, dashboard.TABLES[name](kept.reads()), labels=label_names(row), epsilon=row.epsilon),
+            lambda: _draw(name, dashboard.TABLES[name](kept.reads()), epsilon=row.epsilon),
         )
     return Response(drawn, media_type=SVG)
 
 
-def _draw(name: str, table: dashboard.Table, *, labels: list[str], epsilon: float) -> str:
+def _draw(name: str, table: dashboard.Table, *, epsilon: float) -> str:
     if name == "confusion":
+        labels = [str(label) for label in dict.fromkeys(r["human"] for r in table)]
         cells = {(r["human"], r["machine"]): int(r["items"] or 0) for r in table}
         return charts.confusion(matrix=[[cells[(h, m)] for m in labels] for h in labels], labels=labels)
     if name == "accuracy":

@@ -37,6 +37,7 @@ def export(task: str, session: SessionDep, _key: ClientDep, format: ExportFormat
     """Final labels with provenance (accepted and resolved items); Label Studio JSON has every item, with the
     machine's prediction and the human annotation where there is one."""
     task_row = tasks.get_task(session, task)
+    exports.check_format(task_row, format)
     rows = list(exports.export_rows(session, task=task_row, final_only=format != "labelstudio"))
     if format == "labelstudio":
         body = json.dumps(labelstudio.to_labelstudio(rows)).encode()
@@ -95,7 +96,7 @@ def import_items(
     becomes its latest human label and takes it out of the review queue. The other rows are added as a new batch
     (202), labeled as usual where they carry no label. Importing the same file again changes nothing (200)."""
     task_row = tasks.get_task(session, task)
-    imported = exports.read_import(body, format, labels=tasks.label_names(task_row), label_field=label_field)
+    imported = exports.read_import(body, format, task=task_row, label_field=label_field)
     if not imported:
         raise Invalid("the file has no items", field="body")
     if len(imported) > settings.max_batch_items:

@@ -32,7 +32,6 @@ def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
     # Uniform draws certify the error of machine labels: shown the machine's answer, a reviewer may anchor on it.
     blind = drawn_at_random(leased.reasons)
     prediction = None if blind else leased.prediction
-    names = tasks.label_names(task)
     assert leased.entry.lease_expires is not None
     return ReviewLeasePublic(
         blind=blind,
@@ -41,9 +40,9 @@ def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
         task=task.name,
         text=leased.item.text,
         truncated=leased.item.truncated,
-        suggestion=prediction.label if prediction else None,
+        suggestion=tasks.public_label(task, prediction.label) if prediction else None,
         confidence=prediction.confidence if prediction else None,
-        probs=dict(zip(names, (float(p) for p in prediction.probs), strict=False)) if prediction else {},
+        probs=tasks.label_probs(task, prediction.probs) if prediction else {},
         reasons=leased.reasons,
         priority=leased.entry.priority,
         priority_explanation=leased.entry.explanation,
@@ -106,7 +105,7 @@ def resolve(
             following = lease_public(task_row, leased) if leased is not None else None
     return VotePublic(
         item_id=item_id,
-        label=result.label,
+        label=tasks.public_label(task_row, result.label),
         status=result.status,
         votes=result.votes,
         required=result.required,

@@ -12,6 +12,7 @@ from service.api.schemas.review import (
     AgreementPublic,
     AssignmentPublic,
     DisputedPublic,
+    LabelAgreementPublic,
     PairPublic,
     ReviewerQualityPublic,
     ReviewSettingsPublic,
@@ -20,7 +21,7 @@ from service.api.schemas.review import (
     VotePublic,
     WhoAmIPublic,
 )
-from service.pipeline.agreement import ReviewerAccuracy
+from service.pipeline.agreement import PairAgreement, ReviewerAccuracy
 from service.store import review, review_quality, review_team, tasks
 from service.tables import ReviewSettings
 
@@ -95,6 +96,12 @@ def _accuracy(row: ReviewerAccuracy | None) -> AccuracyPublic | None:
     return AccuracyPublic(items=row.items, correct=row.correct, accuracy=row.accuracy) if row else None
 
 
+def _pairs(pairs: list[PairAgreement]) -> list[PairPublic]:
+    return [
+        PairPublic(first=p.first, second=p.second, items=p.items, kappa=p.kappa, observed=p.observed) for p in pairs
+    ]
+
+
 @router.get("/v1/tasks/{task}/review/agreement", response_model=AgreementPublic)
 def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPublic:
     """Krippendorff's alpha over items with several answers, Cohen's kappa per reviewer pair, and each reviewer's
@@ -105,10 +112,13 @@ def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPubl
         task=task_row.name,
         items_with_several_votes=report.items_with_several_votes,
         krippendorff_alpha=report.alpha,
-        pairs=[
-            PairPublic(first=p.first, second=p.second, items=p.items, kappa=p.kappa, observed=p.observed)
-            for p in report.pairs
-        ],
+        pairs=_pairs(report.pairs),
+        per_label=None
+        if report.per_label is None
+        else {
+            label: LabelAgreementPublic(krippendorff_alpha=agreed.alpha, pairs=_pairs(agreed.pairs))
+            for label, agreed in report.per_label.items()
+        },
         reviewers=[
             ReviewerQualityPublic(
                 reviewer=name,
@@ -125,24 +135,26 @@ def agreement(task: str, session: SessionDep, key: ReviewerDep) -> AgreementPubl
 
 @router.get("/v1/tasks/{task}/adjudication", response_model=list[DisputedPublic])
 def adjudication_queue(task: str, session: SessionDep, _key: LeadDep) -> list[DisputedPublic]:
+    task_row = tasks.get_task(session, task)
     return [
         DisputedPublic(
             item_id=d.item.id,
             external_id=d.item.external_id,
             text=d.item.text,
-            votes=d.votes,
+            votes={name: tasks.public_label(task_row, answer) for name, answer in d.votes.items()},
             priority=d.entry.priority,
             reason=d.reason,
-            machine=d.machine,
+            machine=tasks.public_label(task_row, d.machine) if d.machine is not None else None,
             explanation=d.entry.explanation,
         )
-        for d in review_quality.adjudication_queue(session, task=tasks.get_task(session, task))
+        for d in review_quality.adjudication_queue(session, task=task_row)
     ]
 
 
 @router.post("/v1/tasks/{task}/adjudication/{item_id}", response_model=VotePublic)
 def adjudicate(task: str, item_id: RowId, body: AdjudicationCreate, session: SessionDep, key: LeadDep) -> VotePublic:
-    label = review_quality.adjudicate(
-        session, task=tasks.get_task(session, task), item_id=item_id, adjudicator=key.name, label=body.label
+    task_row = tasks.get_task(session, task)
+    label = review_quality.adjudicate(session, task=task_row, item_id=item_id, adjudicator=key.name, label=body.label)
+    return VotePublic(
+        item_id=item_id, label=tasks.public_label(task_row, label.label), status="final", votes=1, required=1
     )
-    return VotePublic(item_id=item_id, label=label.label, status="final", votes=1, required=1)

@@ -22,7 +22,9 @@ def task_public(task: Task) -> TaskPublic:
             "kind": task.kind,
             "labels": task.labels,
             "instructions": task.instructions,
-            "examples": task.examples,
+            "examples": [
+                {**example, "label": tasks.public_label(task, str(example["label"]))} for example in task.examples
+            ],
             "template": task.template,
             "epsilon": task.epsilon,
             "delta": task.delta,
@@ -37,7 +39,7 @@ def task_public(task: Task) -> TaskPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskPublic)
 def create_task(body: TaskCreate, session: SessionDep, settings: SettingsDep, key: ClientDep) -> TaskPublic:
     try:
-        check_template(body.template, settings.prompts_dir)
+        check_template(body.prompt_template, settings.prompts_dir)
     except ValueError as error:
         raise Invalid(str(error), field="template") from error
     if key.project is not None and body.project not in (None, key.project):

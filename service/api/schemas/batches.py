@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 
-from service.api.schemas.common import Strict
+from service.api.schemas.common import LabelValue, Strict
 from service.errors import Invalid
 
 
@@ -64,7 +64,7 @@ class ImportPublic(BaseModel):
 
 class LabelPublic(BaseModel):
     item_id: str
-    label: str | None
+    label: LabelValue | None
     confidence: float | None
     source: Literal["teacher", "student", "human", "adjudicated"] | None
     state: str

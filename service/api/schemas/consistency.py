@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.api.schemas.common import LabelValue
+
 
 class CheckPublic(BaseModel):
     state: Literal["done", "queued"] = Field(
@@ -28,7 +30,7 @@ class PairItemPublic(BaseModel):
     item_id: int
     external_id: str
     text: str
-    label: str
+    label: LabelValue
 
 
 class InconsistentPairPublic(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.api.schemas.common import Strict
+from service.api.schemas.common import LabelValue, Strict
 from service.pipeline.reviewer_model import DEFAULT_AGGREGATE_AT
 
 
@@ -20,9 +20,11 @@ class ReviewItemPublic(BaseModel):
     blind: bool = Field(
         description="A uniform draw (cold start or audit): no suggestion, confidence or probabilities are shown."
     )
-    suggestion: str | None
-    confidence: float | None
-    probs: dict[str, float]
+    suggestion: LabelValue | None
+    confidence: float | None = Field(description="The probability that the suggestion (the whole set) is right.")
+    probs: dict[str, float] = Field(
+        description="Per label, the probability that it is right (multi_label: that it applies to the text)."
+    )
     reasons: list[str]
     priority: float
     priority_explanation: str
@@ -30,7 +32,7 @@ class ReviewItemPublic(BaseModel):
 
 
 class VoteCreate(Strict):
-    label: str
+    label: LabelValue
 
 
 class ReviewLeasePublic(ReviewItemPublic):
@@ -41,7 +43,7 @@ class ReviewLeasePublic(ReviewItemPublic):
 
 class VotePublic(BaseModel):
     item_id: int
-    label: str
+    label: LabelValue
     source: Literal["human"] = "human"
     status: Literal["final", "waiting", "adjudication"] = Field(
         description="final: the label is stored; waiting: more reviewers must answer; adjudication: they disagreed, "
@@ -130,11 +132,22 @@ class ReviewerQualityPublic(BaseModel):
     evidence: int = Field(description="Their answers on gold or multiply answered items: what the estimate rests on.")
 
 
+class LabelAgreementPublic(BaseModel):
+    krippendorff_alpha: float | None
+    pairs: list[PairPublic]
+
+
 class AgreementPublic(BaseModel):
     task: str
     items_with_several_votes: int
-    krippendorff_alpha: float | None
-    pairs: list[PairPublic] = Field(description="Cohen's kappa for each pair of reviewers with shared items.")
+    krippendorff_alpha: float | None = Field(description="Over whole answers: a multi_label task's exact sets.")
+    pairs: list[PairPublic] = Field(
+        description="Cohen's kappa for each pair of reviewers with shared items; observed is the share of exact "
+        "agreement (a multi_label task's: the same set)."
+    )
+    per_label: dict[str, LabelAgreementPublic] | None = Field(
+        None, description="multi_label: agreement on each label alone (whether it applies)."
+    )
     reviewers: list[ReviewerQualityPublic]
 
 
@@ -142,7 +155,7 @@ class DisputedPublic(BaseModel):
     item_id: int
     external_id: str
     text: str
-    votes: dict[str, str]
+    votes: dict[str, LabelValue]
     priority: float
     reason: Literal["disagreement", "audit_contradiction", "inconsistency"] = Field(
         description="disagreement: the reviewers' answers differ; audit_contradiction: an audit answer (stored, "
@@ -150,11 +163,11 @@ class DisputedPublic(BaseModel):
         "inconsistency: a near-identical item has another final label (sent by a lead from a consistency check)."
     )
     explanation: str
-    machine: str | None = Field(description="The machine's label, if it gave one.")
+    machine: LabelValue | None = Field(description="The machine's label, if it gave one.")
 
 
 class AdjudicationCreate(Strict):
-    label: str
+    label: LabelValue
 
 
 class WhoAmIPublic(BaseModel):

@@ -1,5 +1,7 @@
 // The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes). Uniform draws
-// (cold start, audits) come blind: no suggestion is shown, so Enter has nothing to accept.
+// (cold start, audits) come blind: no suggestion is shown, so Enter has nothing to accept. In a multi_label task
+// 1-9 toggle labels in the answer, which starts as the suggestion (empty when blind), and Enter submits it: an
+// empty answer says that no label applies.
 // Talks to the JSON API with the session cookie, each change carrying the session's CSRF token; every text goes
 // into the page through textContent.
 "use strict";
@@ -7,9 +9,11 @@
 const root = document.getElementById("review");
 const task = root.dataset.task;
 const labels = JSON.parse(root.dataset.labels).map((label) => label.name);
+const multi = root.dataset.kind === "multi_label";
 const csrf = root.dataset.csrf;
 const $ = (id) => document.getElementById(id);
 let current = null;
+let chosen = new Set();
 let busy = false;
 let answered = 0;
 
@@ -44,10 +48,24 @@ function percent(value) {
   return value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`;
 }
 
+function named(label) {
+  if (!Array.isArray(label)) return label;
+  return label.length ? label.join(", ") : "no label";
+}
+
+function showChosen() {
+  for (const button of document.querySelectorAll("button.label")) {
+    const on = chosen.has(button.dataset.label);
+    button.classList.toggle("chosen", on);
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+  root.dataset.chosen = labels.filter((label) => chosen.has(label)).join(",");
+}
+
 function show(item) {
   current = item;
   root.dataset.itemId = item ? String(item.item_id) : "";
-  root.dataset.suggestion = item && item.suggestion ? item.suggestion : "";
+  root.dataset.suggestion = item && item.suggestion ? String(item.suggestion) : "";
   $("item").hidden = !item;
   $("empty").hidden = Boolean(item);
   if (!item) return;
@@ -57,14 +75,26 @@ function show(item) {
   root.dataset.blind = item.blind ? "true" : "false";
   $("machine").hidden = item.blind;
   $("blind").hidden = !item.blind;
-  $("suggestion").textContent = item.suggestion || "none";
+  $("suggestion").textContent = item.suggestion === null ? "none" : named(item.suggestion);
   $("confidence").textContent = item.confidence === null ? "" : `confidence ${percent(item.confidence)}`;
   $("confidence-bar").style.width = `${Math.round((item.confidence || 0) * 100)}%`;
   $("reasons").textContent = item.reasons.length ? item.reasons.join(", ").replaceAll("_", " ") : "–";
   $("explanation").textContent = item.priority_explanation;
   for (const button of document.querySelectorAll("button.label")) {
-    button.classList.toggle("suggested", button.dataset.label === item.suggestion);
+    const suggested = multi ? (item.suggestion || []).includes(button.dataset.label) : button.dataset.label === item.suggestion;
+    button.classList.toggle("suggested", suggested);
   }
+  if (multi) {
+    chosen = new Set(item.blind ? [] : item.suggestion || []);
+    showChosen();
+  }
+}
+
+function toggle(label) {
+  if (!current) return;
+  if (chosen.has(label)) chosen.delete(label);
+  else chosen.add(label);
+  showChosen();
 }
 
 async function refreshProgress() {
@@ -119,11 +149,11 @@ async function loadNext() {
 }
 
 async function answer(label) {
-  if (!current || !label) return;
+  if (!current || (!label && !Array.isArray(label))) return;
   const result = await api(`/review/${current.item_id}/resolve?next=true`, "POST", { label });
   answered += 1;
   const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "sent to a lead for adjudication" };
-  say(`#${result.item_id} ${result.label}: ${notes[result.status]}`);
+  say(`#${result.item_id} ${named(result.label)}: ${notes[result.status]}`);
   show(result.next_item);
   await refreshProgress();
   if (answered % 10 === 0) await refreshAgreement();
@@ -164,7 +194,11 @@ document.addEventListener("keydown", (event) => {
   const key = event.key.toLowerCase();
   if (/^[1-9]$/.test(key) && Number(key) <= labels.length) {
     event.preventDefault();
-    act(() => answer(labels[Number(key) - 1]));
+    if (multi) toggle(labels[Number(key) - 1]);
+    else act(() => answer(labels[Number(key) - 1]));
+  } else if (key === "enter" && multi) {
+    event.preventDefault();
+    act(() => answer(labels.filter((label) => chosen.has(label))));
   } else if (key === "enter") {
     event.preventDefault();
     if (current && current.blind) {
@@ -186,7 +220,8 @@ document.addEventListener("keydown", (event) => {
 
 $("buttons").addEventListener("click", (event) => {
   const button = event.target.closest("button.label");
-  if (button) act(() => answer(button.dataset.label));
+  if (button && multi) toggle(button.dataset.label);
+  else if (button) act(() => answer(button.dataset.label));
 });
 
 act(async () => {
