@@ -106,8 +106,13 @@ class Student(Protocol):
     @property
     def labels(self) -> tuple[str, ...]: ...
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """What predict_proba's columns are: the labels, or a multi-label task's label sets (kinds.columns)."""
+        ...
+
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
-        """An (n, k) array of probabilities over self.labels."""
+        """An (n, columns) array of probabilities over self.columns."""
         ...
 
 

@@ -46,6 +46,7 @@ def write_folder(session: Session, task: Task, row: StudentVersion, fmt: Student
         raise Invalid(f"student {row.version}'s folder cannot be read: {exc}", field="version") from exc
     card = model_card(
         task=task.name,
+        kind=tasks.kind_of(task),
         version=row.version,
         fmt=fmt,
         labels=tasks.label_names(task),

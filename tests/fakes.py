@@ -69,6 +69,7 @@ class KeywordStudent:
 
     version = "v1"
     labels = ("ham", "spam")
+    columns = labels
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         spammy = [any(word in text.lower() for word in SPAM_WORDS) for text in texts]

@@ -12,7 +12,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from service.backends.minilm import tokenize
-from service.ports import TrainExample
+from service.pipeline import kinds, label_sets
+from service.ports import TaskKind, TrainExample
 
 BATCHES_PER_POOL = 8
 MIN_VALIDATION = 10
@@ -25,8 +26,10 @@ class ExampleTensors:
 
     token_ids: list[list[int]]
     targets: torch.Tensor
+    """(n,) label indices; for a multi-label task (n, k) 0/1 floats, each label's presence."""
     weights: torch.Tensor
     soft_targets: torch.Tensor
+    """(n, k) the teacher's probabilities: over the labels, or of each label's presence (multi-label)."""
     soft_share: torch.Tensor
     """Per row, the share of the loss on the soft target (0 where there is none)."""
 
@@ -43,19 +46,23 @@ def training_data_sha256(examples: Sequence[TrainExample], labels: Sequence[str]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-def validate_examples(examples: Sequence[TrainExample], labels: Sequence[str]) -> None:
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise ValueError(f"need at least two distinct labels, got {list(labels)}")
+def validate_examples(examples: Sequence[TrainExample], labels: Sequence[str], kind: TaskKind) -> None:
+    """Examples' labels must be among the task's score columns (a label, or a label set's name), soft targets
+    one probability per column."""
+    minimum = 1 if kind == "multi_label" else 2
+    if len(labels) < minimum or len(set(labels)) != len(labels):
+        raise ValueError(f"need at least {minimum} distinct labels, got {list(labels)}")
     if not examples:
         raise ValueError("no training examples")
-    known = set(labels)
+    columns = kinds.columns(kind, labels)
+    known = set(columns)
     for e in examples:
         if e.label not in known:
-            raise ValueError(f"example label {e.label!r} is not one of {list(labels)}")
+            raise ValueError(f"example label {e.label!r} is not one of {list(columns)}")
         if e.weight <= 0:
             raise ValueError(f"example weight must be positive, got {e.weight}")
-        if e.soft_target is not None and len(e.soft_target) != len(labels):
-            raise ValueError(f"soft target has {len(e.soft_target)} values for {len(labels)} labels")
+        if e.soft_target is not None and len(e.soft_target) != len(columns):
+            raise ValueError(f"soft target has {len(e.soft_target)} values for {len(columns)} columns")
 
 
 def stratified_split(
@@ -81,16 +88,23 @@ def to_tensors(
     examples: Sequence[TrainExample],
     labels: Sequence[str],
     *,
+    kind: TaskKind,
     soft_target_weight: float,
     max_length: int,
 ) -> ExampleTensors:
-    index = {label: i for i, label in enumerate(labels)}
-    soft = [e.soft_target or (0.0,) * len(labels) for e in examples]
+    columns = kinds.columns(kind, labels)
+    index = {name: i for i, name in enumerate(columns)}
+    targets = torch.tensor([index[e.label] for e in examples], dtype=torch.long)
+    soft = np.asarray([e.soft_target or (0.0,) * len(columns) for e in examples], dtype=np.float64)
+    soft = soft.reshape(len(examples), len(columns))
+    if kind == "multi_label":
+        targets = torch.from_numpy(label_sets.indicators(targets.numpy(), len(labels))).float()
+        soft = label_sets.presence(soft)
     return ExampleTensors(
         token_ids=tokenize(tokenizer, [e.text for e in examples], max_length),
-        targets=torch.tensor([index[e.label] for e in examples], dtype=torch.long),
+        targets=targets,
         weights=torch.tensor([e.weight for e in examples], dtype=torch.float32),
-        soft_targets=torch.tensor(soft, dtype=torch.float32).reshape(len(examples), len(labels)),
+        soft_targets=torch.from_numpy(soft).float(),
         soft_share=torch.tensor(
             [soft_target_weight if e.soft_target is not None else 0.0 for e in examples], dtype=torch.float32
         ),
@@ -120,10 +134,17 @@ def batches_per_epoch(n_rows: int, batch_size: int) -> int:
 
 
 def weighted_loss_sum(logits: torch.Tensor, data: ExampleTensors, rows: Sequence[int]) -> torch.Tensor:
-    """Sum over rows of weight * ((1 - s) * cross-entropy(label) + s * cross-entropy(teacher's probabilities))."""
+    """Sum over rows of weight * ((1 - s) * cross-entropy(label) + s * cross-entropy(teacher's probabilities)):
+    over the labels (softmax), or for a multi-label task summed over each label's present/absent (sigmoid)."""
     index = torch.as_tensor(rows, dtype=torch.long)
-    log_probs = torch.log_softmax(logits, dim=-1)
-    hard = -log_probs.gather(1, data.targets[index].unsqueeze(1)).squeeze(1)
-    soft = -(data.soft_targets[index] * log_probs).sum(dim=1)
+    targets = data.targets[index]
+    if targets.ndim == 2:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        hard = bce(logits, targets, reduction="none").sum(dim=1)
+        soft = bce(logits, data.soft_targets[index], reduction="none").sum(dim=1)
+    else:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        hard = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+        soft = -(data.soft_targets[index] * log_probs).sum(dim=1)
     share = data.soft_share[index]
     return ((1 - share) * hard + share * soft).mul(data.weights[index]).sum()

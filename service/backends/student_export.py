@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,12 +27,20 @@ from transformers import PreTrainedModel, XLMConfig, XLMForSequenceClassificatio
 
 from service.backends.student_lora import LoraStudent
 from service.backends.student_model import MiniLMClassifier
-from service.ports import FloatArray, StudentExportFormat
+from service.pipeline import label_sets
+from service.ports import FloatArray, StudentExportFormat, TaskKind
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 ONNX_CONFIG = "onnx_config.json"
 OPSET = 17
+ProblemType = Literal["single_label_classification", "multi_label_classification"]
+PROBLEM_TYPES: dict[TaskKind, ProblemType] = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+}
+"""transformers' name for how logits become probabilities (softmax, or a sigmoid per label), in config.json and
+onnx_config.json: each label's threshold is folded into the head, so a label applies when its score is over 0.5."""
 
 
 def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, card: str) -> None:
@@ -47,7 +55,7 @@ def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, ca
     # truncation=True then cuts texts where the service's student does (the encoder stops at 512 positions anyway).
     tokenizer.model_max_length = student.meta.max_length
     if fmt == "hf":
-        _as_xlm(network, labels, pad_id=int(tokenizer.pad_token_id)).save_pretrained(str(out))
+        _as_xlm(network, labels, pad_id=int(tokenizer.pad_token_id), kind=student.meta.kind).save_pretrained(str(out))
     else:
         _to_onnx(network, tokenizer, out / ONNX_FILE)
         _quantize(out / ONNX_FILE, out / ONNX_INT8_FILE)
@@ -56,6 +64,7 @@ def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, ca
             "models": {"float32": ONNX_FILE, "int8": ONNX_INT8_FILE},
             "inputs": ["input_ids", "attention_mask"],
             "output": "logits",
+            "problem_type": PROBLEM_TYPES[student.meta.kind],
             "max_length": student.meta.max_length,
         }
         (out / ONNX_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -63,7 +72,7 @@ def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, ca
     (out / "README.md").write_text(card)
 
 
-def _as_xlm(network: MiniLMClassifier, labels: tuple[str, ...], *, pad_id: int) -> PreTrainedModel:
+def _as_xlm(network: MiniLMClassifier, labels: tuple[str, ...], *, pad_id: int, kind: TaskKind) -> PreTrainedModel:
     bert: Any = network.encoder
     source = bert.config
     config = XLMConfig(
@@ -87,6 +96,7 @@ def _as_xlm(network: MiniLMClassifier, labels: tuple[str, ...], *, pad_id: int) 
         summary_proj_to_labels=True,
         summary_first_dropout=0.0,
         is_encoder=True,
+        problem_type=PROBLEM_TYPES[kind],
         **_untyped(labels, pad_id),
     )
     if source.intermediate_size != 4 * source.hidden_size or source.hidden_act != "gelu":
@@ -173,7 +183,8 @@ def exported_scorer(
 ) -> Callable[[Sequence[str]], FloatArray]:
     """Probabilities of texts from an exported folder, as a user of the export would get them: onnxruntime on
     ``onnx_file`` with the saved tokenizer in batches of texts of similar length, or the transformers pipeline
-    (``batch_size`` 1 is its exact mode). For benchmarks."""
+    (``batch_size`` 1 is its exact mode). Columns as the service's student gives them (a multi-label export's
+    per-label scores joined into label sets). For benchmarks and the export test."""
     from transformers import AutoTokenizer, pipeline
 
     if fmt == "onnx":
@@ -181,7 +192,9 @@ def exported_scorer(
 
         tokenizer: Any = AutoTokenizer.from_pretrained(str(folder))
         session = onnxruntime.InferenceSession(str(folder / onnx_file), providers=["CPUExecutionProvider"])
-        max_length = int(json.loads((folder / ONNX_CONFIG).read_text())["max_length"])
+        config = json.loads((folder / ONNX_CONFIG).read_text())
+        max_length = int(config["max_length"])
+        multi = config.get("problem_type") == PROBLEM_TYPES["multi_label"]
 
         def run_onnx(texts: Sequence[str]) -> FloatArray:
             # Batches of similar length, as the service batches its student: padding costs as much as text.
@@ -197,7 +210,8 @@ def exported_scorer(
                     return_tensors="np",
                 )
                 feed = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-                batch = _softmax(np.asarray(session.run(["logits"], feed)[0], dtype=np.float64))
+                logits = np.asarray(session.run(["logits"], feed)[0], dtype=np.float64)
+                batch = label_sets.set_probs(1 / (1 + np.exp(-logits))) if multi else _softmax(logits)
                 if probs.shape[1] == 0:
                     probs = np.zeros((len(texts), batch.shape[1]))
                 probs[chosen] = batch
@@ -207,10 +221,14 @@ def exported_scorer(
     classify: Any = pipeline("text-classification", model=str(folder), top_k=None)
     id2label = classify.model.config.id2label
     names = [id2label[i] for i in range(len(id2label))]
+    multi_hf = classify.model.config.problem_type == PROBLEM_TYPES["multi_label"]
 
     def run_hf(texts: Sequence[str]) -> FloatArray:
         answers = classify(list(texts), batch_size=batch_size, truncation=True)
-        return np.asarray([[{d["label"]: d["score"] for d in a}[n] for n in names] for a in answers], dtype=np.float64)
+        scores = np.asarray(
+            [[{d["label"]: d["score"] for d in a}[n] for n in names] for a in answers], dtype=np.float64
+        )
+        return label_sets.set_probs(scores) if multi_hf else scores
 
     return run_hf
 

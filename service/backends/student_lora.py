@@ -17,6 +17,7 @@ from service.backends.minilm import for_inference, length_sorted_batches, load_e
 from service.backends.student_meta import StudentMeta
 from service.backends.student_model import ADAPTER_DIR, HEAD_FILE, MiniLMClassifier, load_head
 from service.backends.student_train import LoraTrainer
+from service.pipeline import kinds, label_sets
 from service.ports import FloatArray, Precision
 
 __all__ = ["LoraStudent", "LoraTrainer"]
@@ -70,15 +71,22 @@ class LoraStudent:
     def labels(self) -> tuple[str, ...]:
         return self.meta.labels
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return kinds.columns(self.meta.kind, self.meta.labels)
+
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        """Probabilities over the task's score columns: its labels, or its label sets (each label's sigmoid,
+        its validation threshold folded in, joined by independence)."""
+        multi = self.meta.kind == "multi_label"
         probs = np.zeros((len(texts), len(self.meta.labels)), dtype=np.float64)
         if not texts:
-            return probs
+            return label_sets.set_probs(probs) if multi else probs
         batches = length_sorted_batches(
             self._tokenizer, texts, batch_size=self._batch_size, max_length=self.meta.max_length
         )
         with torch.inference_mode():
             for batch in batches:
-                logits = self._model(batch.input_ids, batch.attention_mask)
-                probs[batch.positions] = torch.softmax(logits.double(), dim=-1).numpy()
-        return probs
+                logits = self._model(batch.input_ids, batch.attention_mask).double()
+                probs[batch.positions] = (torch.sigmoid(logits) if multi else torch.softmax(logits, dim=-1)).numpy()
+        return label_sets.set_probs(probs) if multi else probs

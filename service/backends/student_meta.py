@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.ports import TaskKind
+
 META_FILE = "meta.json"
 
 
@@ -29,6 +31,11 @@ class StudentMeta:
     max_length: int
     lora_target_modules: tuple[str, ...]
     library_versions: dict[str, str] = field(default_factory=dict)
+    kind: TaskKind = "single_label"
+    """single_label: a softmax head over the labels; multi_label: a sigmoid per label."""
+    thresholds: tuple[float, ...] = ()
+    """Multi-label: each label's cut on its sigmoid, chosen for F1 on the validation split and already folded into
+    the head's bias (a label is predicted when its probability is over one half); kept as a record."""
 
     @property
     def label_map(self) -> dict[str, int]:
@@ -59,6 +66,14 @@ class StudentMeta:
                 max_length=int(data["max_length"]),
                 lora_target_modules=tuple(str(m) for m in data["lora_target_modules"]),
                 library_versions={str(k): str(v) for k, v in data.get("library_versions", {}).items()},
+                kind=_kind(data.get("kind", "single_label")),
+                thresholds=tuple(float(t) for t in data.get("thresholds", ())),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a student's meta.json ({type(exc).__name__}: {exc})") from exc
+
+
+def _kind(value: object) -> TaskKind:
+    if value not in ("single_label", "multi_label"):
+        raise ValueError(f"unknown student kind {value!r}")
+    return value

@@ -91,6 +91,7 @@ def student_run(
     delta: float,
     json_out: Path | None,
     plot: Path | None,
+    kind: TaskKind = "single_label",
 ) -> dict[str, Any]:
     """The student's learning curve, speed and cost; with the teacher, also trained on what a labeling run with
     the real teacher accepts (``pool`` reviewed items as few-shot examples, ``audit`` to certify the threshold,
@@ -121,4 +122,5 @@ def student_run(
         accepted=accepted,
         json_out=json_out,
         plot_out=plot,
+        kind=kind,
     )

@@ -3,7 +3,10 @@
 For each N in ``train_sizes`` a student is trained on N labels and scored on the same held-out items: with
 ``accepted`` (see service.bench.student_accepted), the labels a labeling run accepted, human labels weighted
 above machine ones, and the teacher scored beside the student on the same held-out items; without it, the
-file's gold labels. Speed is measured on the held-out texts with the largest student.
+file's gold labels. Speed is measured on the held-out texts with the largest student. Beside the largest student,
+the plain baseline a team would try first: logistic regression on frozen MiniLM embeddings (one-vs-rest for a
+multi-label task), trained on the same labels. A multi-label run (``kind="multi_label"``, labels as lists) trains
+the sigmoid-head student and scores micro-F1 (``student_f1``, ``baseline_f1``).
 
 Cost per 1,000 items is CPU-seconds based: one-thread CPU time per 1,000 items times ``cpu_hour_usd``
 (default 0.04 USD per vCPU-hour, about an on-demand cloud vCPU); the teacher's is its wall time per 1,000
@@ -21,12 +24,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.bench.report import write_json
 from service.bench.student_accepted import AcceptedLabels, split_held_out
 from service.datasets import read_labeled
-from service.pipeline.metrics import classification_report, expected_calibration_error
+from service.pipeline import kinds, label_sets
+from service.pipeline.metrics import ClassificationReport, classification_report, expected_calibration_error
+from service.pipeline.probe import ProbeInput
 from service.pipeline.train_plan import HUMAN_WEIGHT
-from service.ports import Precision, TrainConfig, TrainExample
+from service.ports import FloatArray, Precision, TaskKind, TrainConfig, TrainExample
 
 DEFAULT_CPU_HOUR_USD = 0.04
 MIN_TIMING_S = 2.0
@@ -60,6 +67,7 @@ def run_student_bench(
     accepted: AcceptedLabels | None = None,
     cpu_hour_usd: float = DEFAULT_CPU_HOUR_USD,
     teacher_hour_usd: float = 2 * DEFAULT_CPU_HOUR_USD,
+    kind: TaskKind = "single_label",
 ) -> dict[str, Any]:
     """Run the benchmark and return its results (also written to ``json_out``, the curve to ``plot_out``).
 
@@ -73,8 +81,17 @@ def run_student_bench(
     from service.backends.student_lora import LoraStudent, LoraTrainer
 
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
+    if kind == "multi_label":
+        if accepted is not None:
+            raise ValueError(
+                "a multi-label student bench trains on the file's gold labels (run it without the teacher)"
+            )
+        labels = label_sets.labels_in(label for _, label in pairs)
+        pairs = [(text, label_sets.canonical(label, labels)) for text, label in pairs]
+    else:
+        labels = tuple(sorted({label for _, label in pairs}))
     held_out, rest = split_held_out(pairs, test_size=test_size, seed=seed)
-    labels = tuple(sorted({label for _, label in pairs}))
+    columns = kinds.columns(kind, labels)
     if accepted is None:
         pool = [TrainExample(text, label) for text, label in rest]
     else:
@@ -85,7 +102,7 @@ def run_student_bench(
         ]
         random.Random(seed + 1).shuffle(pool)  # every N mixes human and machine labels
     texts, truth = [t for t, _ in held_out], [label for _, label in held_out]
-    index = {label: i for i, label in enumerate(labels)}
+    index = {label: i for i, label in enumerate(columns)}
     curve: list[dict[str, Any]] = []
     student: LoraStudent | None = None
     with tempfile.TemporaryDirectory(prefix="student-bench-") as scratch:
@@ -96,19 +113,19 @@ def run_student_bench(
                 labels,
                 Path(scratch) / f"n{n}",
                 TrainConfig(epochs=epochs, seed=seed),
+                kind=kind,
             )
             train_s = time.perf_counter() - started
             student = LoraStudent.load(result.path, precision=precision)
             probs = student.predict_proba(texts)
-            report = classification_report(
-                y_true=truth, y_pred=[labels[i] for i in probs.argmax(axis=1)], labels=labels
-            )
+            report = _report(kind, probs, truth, labels)
             ece = expected_calibration_error(probs=probs, y_true=[index[t] for t in truth])
             curve.append(
                 {
                     "n_train": n,
                     "accuracy": report["accuracy"],
                     "macro_f1": report["macro_f1"],
+                    **({"micro_f1": report["micro_f1"]} if "micro_f1" in report else {}),
                     "ece": ece,
                     "epochs_run": result.epochs_run,
                     "train_s": train_s,
@@ -116,6 +133,7 @@ def run_student_bench(
             )
         if student is None:
             raise ValueError("no training sizes to run")
+        baseline = _embedding_baseline(kind, pool[: curve[-1]["n_train"]], held_out, labels, precision)
         speed = _speed(student.predict_proba, texts)
         # One thread per worker process is the cheapest way to fill the cores, and its CPU time is not
         # inflated by threads spinning while neighbours hold the cores; it is what the cost is based on.
@@ -125,8 +143,10 @@ def run_student_bench(
             single = _speed(student.predict_proba, texts)
         finally:
             torch.set_num_threads(threads)
+    f1_key = "micro_f1" if kind == "multi_label" else "macro_f1"
     results: dict[str, Any] = {
         "data": str(data),
+        "kind": kind,
         "labels": list(labels),
         "trained_on": "accepted labels" if accepted is not None else "gold labels",
         "test_size": len(held_out),
@@ -140,6 +160,11 @@ def run_student_bench(
             "macro_f1": curve[-1]["macro_f1"],
             "accuracy": curve[-1]["accuracy"],
         },
+        "baseline": baseline,
+        "student_f1": curve[-1][f1_key],
+        "baseline_f1": baseline[f1_key],
+        "student_items_per_s": speed["items_per_s"],
+        "f1": f1_key,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "machine": {
             "torch_threads": torch.get_num_threads(),
@@ -160,6 +185,46 @@ def run_student_bench(
     if plot_out is not None:
         plot_learning_curve(results, plot_out)
     return results
+
+
+def _report(kind: TaskKind, probs: FloatArray, truth: Sequence[str], labels: tuple[str, ...]) -> ClassificationReport:
+    columns = kinds.columns(kind, labels)
+    return kinds.report(kind, y_true=truth, y_pred=[columns[i] for i in probs.argmax(axis=1)], labels=labels)
+
+
+def _embedding_baseline(
+    kind: TaskKind,
+    train: Sequence[TrainExample],
+    held_out: Sequence[tuple[str, str]],
+    labels: tuple[str, ...],
+    precision: Precision,
+) -> dict[str, Any]:
+    """Logistic regression on frozen MiniLM embeddings (one-vs-rest for label sets; the service's probe on
+    embeddings alone, without its hashed words), trained on the student's largest training set, unweighted."""
+    from service.backends.embedder_st import SentenceEmbedder
+
+    embedder = SentenceEmbedder(precision="float32" if precision == "int8" else precision)
+    columns = kinds.columns(kind, labels)
+    index = {name: i for i, name in enumerate(columns)}
+    started = time.perf_counter()
+    probe = kinds.probe_fitter(kind)(
+        inputs=ProbeInput.of(embedder.embed([e.text for e in train]), None),
+        labels=np.asarray([index[e.label] for e in train]),
+        n_labels=len(columns),
+    )
+    train_s = time.perf_counter() - started
+    if probe is None:
+        raise ValueError(f"too few training labels ({len(train)}) for the embedding baseline")
+    probs = probe.predict(ProbeInput.of(embedder.embed([text for text, _ in held_out]), None))
+    report = _report(kind, probs, [label for _, label in held_out], labels)
+    return {
+        "model": "logistic regression on MiniLM embeddings" + (" (one-vs-rest)" if kind == "multi_label" else ""),
+        "n_train": len(train),
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        **({"micro_f1": report["micro_f1"]} if "micro_f1" in report else {}),
+        "train_s": train_s,
+    }
 
 
 def _teacher_side(
@@ -186,18 +251,32 @@ def _cell(value: Any, digits: int = 3) -> str:
 
 def student_table(results: Mapping[str, Any]) -> str:
     """The learning curve and the speed/cost comparison as markdown."""
-    lines = ["| N train | accuracy | macro-F1 | ECE | epochs | train s |", "|---:|---:|---:|---:|---:|---:|"]
+    multi = results.get("kind") == "multi_label"
+    accuracy = "exact-set accuracy" if multi else "accuracy"
+    lines = [
+        f"| N train | {accuracy} | macro-F1 |{' micro-F1 |' if multi else ''} ECE | epochs | train s |",
+        "|---:|---:|---:|---:|---:|---:|" + ("---:|" if multi else ""),
+    ]
     for row in results["curve"]:
-        cells = [row["n_train"], row["accuracy"], row["macro_f1"], row["ece"], row["epochs_run"], row["train_s"]]
-        lines.append("| " + " | ".join(_cell(c, 1 if i == 5 else 3) for i, c in enumerate(cells)) + " |")
+        cells = [row["n_train"], row["accuracy"], row["macro_f1"], *([row["micro_f1"]] if multi else [])]
+        cells += [row["ece"], row["epochs_run"], row["train_s"]]
+        lines.append("| " + " | ".join(_cell(c, 1 if i == len(cells) - 1 else 3) for i, c in enumerate(cells)) + " |")
     student, teacher = results["student"], results.get("teacher", {})
     lines += [
         "",
-        "| model | macro-F1 | accuracy | items/s | cost per 1,000 items (USD) |",
+        f"| model | macro-F1 | {accuracy} | items/s | cost per 1,000 items (USD) |",
         "|---|---:|---:|---:|---:|",
         f"| student | {_cell(student['macro_f1'])} | {_cell(student['accuracy'])} | "
         f"{_cell(student['items_per_s'], 0)} | {_cell(student['cost_per_1000_usd'], 6)} |",
     ]
+    baseline = results.get("baseline")
+    if baseline is not None:
+        lines.append(f"| {baseline['model']} | {_cell(baseline['macro_f1'])} | {_cell(baseline['accuracy'])} | – | – |")
+    if "student_f1" in results:
+        lines.append(
+            f"\n{'Micro' if multi else 'Macro'}-F1 on the same {results['test_size']} held-out items: student "
+            f"{results['student_f1']:.3f}, baseline {results['baseline_f1']:.3f}."
+        )
     if teacher:
         lines.append(
             f"| teacher | {_cell(teacher.get('macro_f1'))} | {_cell(teacher.get('accuracy'))} | "

@@ -267,11 +267,17 @@ def bench_student(
     delta: float = 0.1,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG learning curve.")] = None,
+    kind: Annotated[
+        TaskKind, typer.Option(help="multi_label: each label is a list of labels; trains on gold (--no-teacher).")
+    ] = "single_label",
 ) -> None:
-    """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher."""
+    """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher and
+    logistic regression on MiniLM embeddings."""
     from service.bench.runs import student_run
 
     _check_data(data)
+    if kind == "multi_label" and teacher:
+        raise fail("--kind multi_label trains the student on the file's gold label sets: add --no-teacher")
     _print_table(
         lambda: student_run(
             get_settings(),
@@ -288,6 +294,7 @@ def bench_student(
             delta=delta,
             json_out=json_out,
             plot=plot,
+            kind=kind,
         )
     )
 

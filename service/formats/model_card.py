@@ -35,9 +35,17 @@ the certified threshold above was certified for the exact model.""",
 }
 
 
+MULTI_LABEL = """This is a multi-label model (`problem_type` `multi_label_classification`): each label gets its own
+sigmoid score and applies when that score is over 0.5 (each label's cut, chosen for F1 on the validation split, is
+folded into the head's bias); a text may have none. The confidence of a text's whole label set is the product over
+labels of max(score, 1 - score): that is what the threshold below applies to, and a set is right only when every
+label is. With the pipeline, ask for every label's score: `classify(text, top_k=None, truncation=True)`."""
+
+
 def model_card(
     *,
     task: str,
+    kind: str,
     version: str,
     fmt: str,
     labels: Sequence[str],
@@ -71,6 +79,7 @@ def model_card(
         "",
         USAGE[fmt].format(folder="path/to/this/folder", example="your text here", max_length=max_length),
         "",
+        *([MULTI_LABEL, ""] if kind == "multi_label" else []),
         *_evaluation(metrics),
         "",
         *_threshold(metrics, epsilon=epsilon, delta=delta),
@@ -92,7 +101,10 @@ def _evaluation(metrics: Mapping[str, Any]) -> list[str]:
     for label, scores in student.get("per_class", {}).items():
         figures = " | ".join(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1"))
         lines.append(f"| {label} | {figures} | {scores['support']} |")
-    lines += ["", f"Accuracy {student['accuracy']:.3f}, macro-F1 {student['macro_f1']:.3f}"]
+    accuracy = "Exact-set accuracy" if "micro_f1" in student else "Accuracy"
+    lines += ["", f"{accuracy} {student['accuracy']:.3f}, macro-F1 {student['macro_f1']:.3f}"]
+    if "micro_f1" in student:
+        lines[-1] += f", micro-F1 {student['micro_f1']:.3f}"
     if "ece" in student:
         lines[-1] += f", expected calibration error {student['ece']:.3f}"
     if isinstance(teacher, Mapping):

@@ -10,10 +10,11 @@ from typing import TypedDict
 
 from service.db import transaction
 from service.jobs.context import WorkerContext
+from service.pipeline import kinds
 from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, promotion_gate
-from service.pipeline.metrics import ClassificationReport, classification_report, expected_calibration_error
+from service.pipeline.metrics import ClassificationReport, expected_calibration_error
 from service.pipeline.train_plan import plan_training
-from service.ports import FloatArray, TrainConfig
+from service.ports import FloatArray, TaskDef, TrainConfig
 from service.store import history, students, tasks, usage
 from service.store import jobs as job_store
 from service.store.history import TrainingRow
@@ -77,7 +78,7 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         version = students.next_version(session, task_id=task.id)
     labels = task_def.label_names
     seed = int(job.payload.get("seed", 0))
-    plan = plan_training(rows, labels=labels, seed=seed)
+    plan = plan_training(rows, labels=kinds.columns(task_def.kind, labels), seed=seed)
     if len(plan.train) < ctx.settings.student.min_train_labels:
         raise ValueError(
             f"only {len(plan.train)} accepted labels to train on; need {ctx.settings.student.min_train_labels}"
@@ -105,10 +106,10 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
     # Training's cost includes the gold evaluation: both are what a new student takes.
     with ctx.metered("training", len(plan.train)):
         result = LoraTrainer().train(
-            plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions
+            plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions, kind=task_def.kind
         )
         student = ctx.student(str(out_dir))
-        gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, labels)
+        gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, task_def)
     spent = ctx.take_usage()
     # Gold the service picked for looking wrong is no sample of what the student will meet: certified on it, the
     # threshold answered for the hardest items (the demo's student, right on 98% of held-out messages, then
@@ -152,7 +153,6 @@ def train_now(
     """Run a train_student job in this process (enqueued, claimed and finished like any job), for the CLI."""
     with transaction(ctx.sessions) as session:
         task = tasks.get_task(session, task_name)
-        tasks.check_trainable(task)
         job = job_store.enqueue(
             session, kind="train_student", task_id=task.id, payload={"seed": seed, "epochs": epochs}
         )
@@ -166,17 +166,21 @@ def train_now(
     return result
 
 
-def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], labels: tuple[str, ...]) -> GoldEvaluation:
+def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], task: TaskDef) -> GoldEvaluation:
+    """The student's and the teacher's gold reports (per label and micro-F1 for a multi-label task) and, for the
+    cascade's threshold, the student's confidence and correctness on each item (a label set is right whole)."""
+    labels, columns = task.label_names, kinds.columns(task.kind, task.label_names)
     truth = [row.label for row in gold]
-    predicted = [labels[int(row.argmax())] for row in probs]
+    predicted = [columns[int(row.argmax())] for row in probs]
     with_teacher = [row for row in gold if row.teacher_label is not None]
-    index = {label: i for i, label in enumerate(labels)}
+    index = {label: i for i, label in enumerate(columns)}
     return GoldEvaluation(
         student=StudentReport(
-            **classification_report(y_true=truth, y_pred=predicted, labels=labels),
+            **kinds.report(task.kind, y_true=truth, y_pred=predicted, labels=labels),
             ece=expected_calibration_error(probs=probs, y_true=[index[t] for t in truth]),
         ),
-        teacher=classification_report(
+        teacher=kinds.report(
+            task.kind,
             y_true=[row.label for row in with_teacher],
             y_pred=[str(row.teacher_label) for row in with_teacher],
             labels=labels,

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from service.pipeline import label_sets
 from service.pipeline.calibration import normalize
+from service.pipeline.metrics import ClassificationReport, classification_report
 from service.pipeline.probe import AnyProbe, fit_probe, fit_set_probe
 from service.ports import FloatArray, TaskDef, TaskKind
 
@@ -38,6 +39,15 @@ def shown(kind: TaskKind, labels: Sequence[str], label: str) -> str | list[str]:
     return label
 
 
+def label_probs(kind: TaskKind, labels: Sequence[str], probs: npt.ArrayLike) -> dict[str, float]:
+    """Per label, from one row of column probabilities: the probability that it is right, or for a multi-label task
+    that it applies."""
+    row = np.asarray(probs, dtype=np.float64)
+    if kind == "multi_label":
+        row = label_sets.presence(row[None, :])[0]
+    return {label: float(p) for label, p in zip(labels, row, strict=True)}
+
+
 def continuations(task: TaskDef) -> tuple[str, ...]:
     """What the teacher scores after the prompt. single_label: " <label>" per label; multi_label: each label's
     "<label>: yes" and "<label>: no" answer lines (the prompt ends at the assistant's turn; each line starts with
@@ -52,6 +62,16 @@ def column_probs(task: TaskDef, logliks: npt.ArrayLike) -> FloatArray:
     if task.kind == "multi_label":
         return label_sets.set_probs(label_sets.presence_from_scores(logliks))
     return normalize(np.asarray(logliks, dtype=np.float64))
+
+
+def report(
+    kind: TaskKind, *, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> ClassificationReport:
+    """Gold scores of predicted labels (stored label strings): per class, or per label of a multi-label task with
+    its micro-F1 and exact-set accuracy."""
+    if kind == "multi_label":
+        return label_sets.set_report(y_true=y_true, y_pred=y_pred, labels=labels)
+    return classification_report(y_true=y_true, y_pred=y_pred, labels=labels)
 
 
 def probe_fitter(kind: TaskKind) -> ProbeFit:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from service.pipeline.metrics import ClassificationReport, ClassScores, class_scores
 from service.ports import FloatArray
 
 IntArray = npt.NDArray[np.int64]
@@ -131,6 +132,33 @@ def macro_f1(predicted: npt.ArrayLike, gold: npt.ArrayLike, k: int) -> float:
         hits, total = int((pred[:, i] & true[:, i]).sum()), int(pred[:, i].sum() + true[:, i].sum())
         scores.append(1.0 if total == 0 else 2 * hits / total)
     return float(np.mean(scores))
+
+
+def set_report(*, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> ClassificationReport:
+    """A multi-label classification report from gold and predicted set names: ``per_class`` scores each label's
+    presence, ``macro_f1`` is their mean F1, ``micro_f1`` the F1 over every (item, label) decision and
+    ``accuracy`` the share of items whose whole set is right (the error the filter bounds)."""
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}")
+    index = {name: j for j, name in enumerate(set_names(labels))}
+    truth = indicators([index[set_name(members(name, labels), labels)] for name in y_true], len(labels))
+    predicted = indicators([index[set_name(members(name, labels), labels)] for name in y_pred], len(labels))
+    per_class: dict[str, ClassScores] = {
+        label: class_scores(
+            hits=int((truth[:, i] & predicted[:, i]).sum()),
+            true=int(truth[:, i].sum()),
+            predicted=int(predicted[:, i].sum()),
+        )
+        for i, label in enumerate(labels)
+    }
+    hits, claimed, actual = int((truth & predicted).sum()), int(predicted.sum()), int(truth.sum())
+    return ClassificationReport(
+        per_class=per_class,
+        macro_f1=float(np.mean([s["f1"] for s in per_class.values()])),
+        accuracy=float((truth == predicted).all(axis=1).mean()) if len(truth) else 0.0,
+        n=len(truth),
+        micro_f1=2 * hits / (claimed + actual) if claimed + actual else 1.0,
+    )
 
 
 def labels_in(names: Iterable[str]) -> tuple[str, ...]:

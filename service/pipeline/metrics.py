@@ -6,7 +6,7 @@ Pure numpy, keyword-only arguments over arrays, in the manner of cleanlab's scor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -24,11 +24,20 @@ class ClassificationReport(TypedDict):
     macro_f1: float
     accuracy: float
     n: int
+    micro_f1: NotRequired[float]
+    """Multi-label reports only (label_sets.set_report): F1 over every (item, label) decision."""
 
 
 def _ratio(numerator: int, denominator: int) -> float:
     # A class never predicted (or never present) scores 0, as scikit-learn's zero_division=0 does.
     return numerator / denominator if denominator else 0.0
+
+
+def class_scores(*, hits: int, true: int, predicted: int) -> ClassScores:
+    """One class's precision, recall and F1 from its counts of hits, true items and predicted items."""
+    precision, recall = _ratio(hits, predicted), _ratio(hits, true)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ClassScores(precision=precision, recall=recall, f1=f1, support=true)
 
 
 def classification_report(
@@ -49,12 +58,9 @@ def classification_report(
     for label in labels:
         is_true = truth == label
         is_pred = predicted == label
-        hits = int(np.sum(is_true & is_pred))
-        support = int(np.sum(is_true))
-        precision = _ratio(hits, int(np.sum(is_pred)))
-        recall = _ratio(hits, support)
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = ClassScores(precision=precision, recall=recall, f1=f1, support=support)
+        per_class[label] = class_scores(
+            hits=int(np.sum(is_true & is_pred)), true=int(np.sum(is_true)), predicted=int(np.sum(is_pred))
+        )
     macro_f1 = float(np.mean([s["f1"] for s in per_class.values()])) if per_class else 0.0
     accuracy = float(np.mean(truth == predicted)) if len(truth) else 0.0
     return ClassificationReport(per_class=per_class, macro_f1=macro_f1, accuracy=accuracy, n=len(truth))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -114,20 +113,7 @@ def public_label(task: Task, stored: str) -> str | list[str]:
 def label_probs(task: Task, probs: Sequence[float]) -> dict[str, float]:
     """Per label, the probability that it is right (a multi-label task: that it applies), from a row of
     probabilities over ``label_values``."""
-    if task.kind == "multi_label":
-        present = label_sets.presence(np.asarray([probs], dtype=np.float64))[0]
-        return dict(zip(label_names(task), (float(p) for p in present), strict=True))
-    return dict(zip(label_names(task), (float(p) for p in probs), strict=False))
-
-
-def check_trainable(task: Task) -> None:
-    """Refuse to train a student for a kind that has no student head yet."""
-    if task.kind != "single_label":
-        raise Invalid(
-            f"task {task.name!r} is {task.kind}: students are trained for single_label tasks only so far; "
-            "its labels export with `understudy export`",
-            field="task",
-        )
+    return kinds.label_probs(kind_of(task), label_names(task), probs)
 
 
 def kind_of(task: Task) -> TaskKind:

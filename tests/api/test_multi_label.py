@@ -160,7 +160,7 @@ def test_a_multi_label_task_from_creation_to_export(
         422,
         "rows 0, 1",
     )
-    _problem(client.post("/v1/tasks/emotions/students", json={}, headers=client_headers), 422, "single_label")
+    assert client.post("/v1/tasks/emotions/students", json={}, headers=client_headers).status_code == 202
 
 
 def test_the_filter_certifies_and_accepts_whole_label_sets(

@@ -129,6 +129,8 @@ def test_same_data_and_seed_give_the_same_adapter(
 
 
 EXPORT_CHECK = """
+# What a user of the export runs: plain transformers or onnxruntime; per-label scores (sigmoids for a multi-label
+# model, which the pipeline applies by itself from config.json's problem_type).
 import json, sys
 import numpy as np
 texts = json.loads(sys.argv[3])
@@ -149,8 +151,11 @@ else:
     labels = json.load(open(sys.argv[2] + "/onnx_config.json"))["labels"]
     batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
     logits = session.run(["logits"], {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})[0]
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = (exp / exp.sum(axis=1, keepdims=True)).tolist()
+    if json.load(open(sys.argv[2] + "/onnx_config.json"))["problem_type"] == "multi_label_classification":
+        probs = (1 / (1 + np.exp(-logits))).tolist()
+    else:
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (exp / exp.sum(axis=1, keepdims=True)).tolist()
 assert not any(name == "service" or name.startswith("service.") for name in sys.modules), "imported Understudy"
 print(json.dumps({"labels": labels, "probs": probs}))
 """

@@ -2,6 +2,7 @@ from service.formats.model_card import model_card
 
 COMMON = {
     "task": "news",
+    "kind": "single_label",
     "version": "v2",
     "labels": ["sport", "world"],
     "n_examples": 300,
@@ -38,3 +39,12 @@ def test_an_older_student_without_sources_or_certificate_says_so() -> None:
     assert "sources not recorded" in card and "Teacher it was distilled from: not recorded" in card
     assert "No gold evaluation was recorded" in card and "No threshold was certified at epsilon 0.05" in card
     assert "onnxruntime.InferenceSession" in card
+
+
+def test_a_multi_label_card_says_how_its_scores_make_a_label_set() -> None:
+    report = {"per_class": {"sport": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10}}, "n": 20}
+    metrics = {"student": {**report, "macro_f1": 0.7, "accuracy": 0.6, "micro_f1": 0.75}, "threshold": 1.01}
+    card = model_card(fmt="hf", metrics=metrics, **{**COMMON, "kind": "multi_label"})  # type: ignore[arg-type]
+    assert "multi_label_classification" in card and "over 0.5" in card and "top_k=None" in card
+    assert "Exact-set accuracy 0.600, macro-F1 0.700, micro-F1 0.750" in card
+    assert "multi_label_classification" not in model_card(fmt="hf", metrics=metrics, **COMMON)  # type: ignore[arg-type]

@@ -79,4 +79,35 @@ def test_data_hash_sees_every_field_and_the_order() -> None:
 )
 def test_bad_examples_are_rejected(examples: list[TrainExample], labels: tuple[str, ...]) -> None:
     with pytest.raises(ValueError):
-        validate_examples(examples, labels)
+        validate_examples(examples, labels, "single_label")
+
+
+@pytest.mark.parametrize(
+    "examples",
+    [
+        [TrainExample("a", "ham")],
+        [TrainExample("a", '["spam", "ham"]')],
+        [TrainExample("a", '["ham"]', soft_target=(0.5, 0.5))],
+    ],
+)
+def test_multi_label_examples_must_name_canonical_label_sets(examples: list[TrainExample]) -> None:
+    """A multi-label example's label is a label set's canonical name (task order), its soft target one probability
+    per set."""
+    validate_examples([TrainExample("a", '["ham", "spam"]', soft_target=(0.1, 0.2, 0.3, 0.4))], LABELS, "multi_label")
+    with pytest.raises(ValueError):
+        validate_examples(examples, LABELS, "multi_label")
+
+
+def test_multi_label_loss_sums_each_labels_binary_cross_entropy() -> None:
+    """(n, k) presence targets: every label's present/absent cross-entropy, the teacher's presence as soft target."""
+    data = ExampleTensors(
+        token_ids=[[1]],
+        targets=torch.tensor([[1.0, 0.0]]),
+        weights=torch.tensor([2.0]),
+        soft_targets=torch.tensor([[0.5, 0.5]]),
+        soft_share=torch.tensor([0.25]),
+    )
+    logits = torch.logit(torch.tensor([[0.8, 0.3]]))
+    hard = -math.log(0.8) - math.log(0.7)
+    soft = -(0.5 * math.log(0.8) + 0.5 * math.log(0.2)) - (0.5 * math.log(0.3) + 0.5 * math.log(0.7))
+    assert weighted_loss_sum(logits, data, [0]).item() == pytest.approx(2.0 * (0.75 * hard + 0.25 * soft), rel=1e-5)

@@ -17,8 +17,9 @@ from service.api.deps import ClientDep, SettingsDep
 from service.api.schemas.students import PredictCreate, PredictionPublic, PredictPublic
 from service.db import transaction
 from service.errors import Conflict, Invalid
+from service.pipeline import kinds
 from service.pipeline.cascade import UNCERTIFIED_THRESHOLD
-from service.ports import Student
+from service.ports import Student, TaskKind
 from service.store import students, tasks
 
 router = APIRouter(prefix="/v1/tasks/{task}/predict", tags=["students"])
@@ -33,6 +34,7 @@ class Promoted:
     path: str
     threshold: float | None
     labels: tuple[str, ...]
+    kind: TaskKind
 
 
 @router.post("", response_model=PredictPublic)
@@ -49,14 +51,15 @@ async def predict(
     batcher = await _batcher(request, promoted.path)
     probs = await batcher.predict(body.texts)
     threshold = promoted.threshold
+    columns = kinds.columns(promoted.kind, promoted.labels)
     return PredictPublic(
         student=promoted.version,
         threshold=threshold,
         predictions=[
             PredictionPublic(
-                label=promoted.labels[int(p.argmax())],
+                label=kinds.shown(promoted.kind, promoted.labels, columns[int(p.argmax())]),
                 confidence=float(p.max()),
-                probs={name: float(value) for name, value in zip(promoted.labels, p, strict=True)},
+                probs=kinds.label_probs(promoted.kind, promoted.labels, p),
                 above_threshold=threshold is not None and float(p.max()) >= threshold,
             )
             for p in probs
@@ -84,6 +87,7 @@ def _promoted(sessions: sessionmaker[Session], task: str) -> Promoted:
             path=row.path,
             threshold=threshold if threshold <= 1.0 else None,
             labels=tuple(tasks.label_names(task_row)),
+            kind=tasks.kind_of(task_row),
         )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.api.schemas.common import Strict
+from service.api.schemas.common import LabelValue, Strict
 
 
 class StudentCreate(Strict):
@@ -38,9 +38,12 @@ class PredictCreate(Strict):
 
 
 class PredictionPublic(BaseModel):
-    label: str
+    label: LabelValue
+    """The label, or a multi-label task's list of labels."""
     confidence: float
+    """The probability that the label (the whole list) is right."""
     probs: dict[str, float]
+    """Per label, the probability that it is right, or for a multi-label task that it applies."""
     above_threshold: bool = Field(
         description="Whether the confidence reaches the student's certified threshold, the rule the task applies to "
         "its labels (before the neighbour and out-of-distribution vetoes, which need the task's labeled pool)."
