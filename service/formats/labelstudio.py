@@ -1,12 +1,14 @@
 """Label Studio JSON (a list of tasks with `data`, `predictions` and `annotations`), both ways, and the labeling
-config both sides agree on: <Choices name="label" toName="text"> over <Text name="text" value="$text">.
+config both sides agree on: <Choices name="label" toName="text"> over <Text name="text" value="$text">, with
+``choice="multiple"`` for a multi-label task (a result's ``choices`` then hold the item's labels; an annotation with
+none chosen is the empty set).
 
 Label Studio ignores a task's `id` on import and gives it one of its own, so the item's identity travels in
 `data.external_id`; importing the export back matches on it (store/exports.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -15,18 +17,17 @@ from service.api.schemas.batches import item_create
 from service.errors import Invalid
 from service.formats.tabular import ImportedTask
 from service.pipeline.sources import HUMAN_SOURCES
-from service.ports import LabelDef
+from service.ports import LabelDef, TaskKind
 
 FROM_NAME = "label"
 TO_NAME = "text"
 ANNOTATOR_PREFIX = "labelstudio:"
 
 
-def label_config(labels: Sequence[LabelDef], *, kind: str = "single_label") -> str:
+def label_config(labels: Sequence[LabelDef], *, kind: TaskKind = "single_label") -> str:
     """The labeling config of a task: its text, and one choice per label with the label's description as the
-    hint Label Studio shows on hover."""
-    if kind != "single_label":
-        raise Invalid(f"Label Studio configs are made for single_label tasks, not {kind}", field="kind")
+    hint Label Studio shows on hover (several may be chosen for a multi-label task)."""
+    choice = "multiple" if kind == "multi_label" else "single"
     choices = "\n".join(
         f"    <Choice value={quoteattr(label.name)}"
         + (f" hint={quoteattr(label.description)}" if label.description else "")
@@ -36,15 +37,19 @@ def label_config(labels: Sequence[LabelDef], *, kind: str = "single_label") -> s
     return (
         "<View>\n"
         f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
-        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{choice}" showInline="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
     )
 
 
-def _choice(label: str) -> list[dict[str, Any]]:
-    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}]
+def _choice(label: str | list[str]) -> list[dict[str, Any]]:
+    """A result choosing the label, or a label set's labels (none: no result, as Label Studio saves it)."""
+    chosen = label if isinstance(label, list) else [label]
+    if not chosen:
+        return []
+    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": chosen}}]
 
 
 def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -83,10 +88,13 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return tasks
 
 
-def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTask]:
+def from_labelstudio(
+    payload: Any, *, labels: Sequence[str], kind: TaskKind, read_label: Callable[[Any], str | None]
+) -> list[ImportedTask]:
     """Tasks from a Label Studio export. The text is data["text"] (or the only string in data); the item id is
-    data["external_id"] or the task id; the latest annotation that was not cancelled gives the label, its
-    ``completed_by`` the annotator and its ``created_at`` the time. Other data fields, and the task's own meta
+    data["external_id"] or the task id; the latest annotation that was not cancelled gives the label (as
+    ``read_label`` stores it: one choice, or for a multi-label task the list of choices, none being the empty set),
+    its ``completed_by`` the annotator and its ``created_at`` the time. Other data fields, and the task's own meta
     (under ``labelstudio_meta``), go into the item's meta. Errors name the task by position, Label Studio id and
     external id."""
     if isinstance(payload, dict):
@@ -107,10 +115,14 @@ def from_labelstudio(payload: Any, *, labels: Sequence[str]) -> list[ImportedTas
         meta = {key: value for key, value in data.items() if key not in ("text", "external_id")}
         if isinstance(task.get("meta"), dict) and task["meta"]:
             meta["labelstudio_meta"] = task["meta"]
-        annotation = _annotation(task.get("annotations") or [], where=where, field=f"{index}.annotations")
-        label, annotator, labeled_at = annotation if annotation is not None else (None, None, None)
-        if label is not None and label not in labels:
-            raise Invalid(f"{where} is annotated {label!r}, not one of {list(labels)}", field=f"{index}.annotations")
+        field = f"{index}.annotations"
+        annotation = _annotation(
+            task.get("annotations") or [], where=where, field=field, multiple=kind == "multi_label"
+        )
+        chosen, annotator, labeled_at = annotation if annotation is not None else (None, None, None)
+        label = read_label(chosen) if chosen is not None else None
+        if chosen is not None and label is None:
+            raise Invalid(f"{where} is annotated {chosen!r}, not {_what(kind)} of {list(labels)}", field=field)
         imported.append(
             ImportedTask(
                 item_create(ident=str(ident), text=text, meta=meta, field=str(index)),
@@ -131,17 +143,29 @@ def _where(index: int, task: Any) -> str:
     return f"task {index}" + (f" ({', '.join(found)})" if found else "")
 
 
-def _annotation(annotations: list[Any], *, where: str, field: str) -> tuple[str, str | None, datetime | None] | None:
-    """(label, annotator, time) of the latest annotation that was not cancelled and has a choice."""
+def _what(kind: TaskKind) -> str:
+    return "a list" if kind == "multi_label" else "one"
+
+
+def _annotation(
+    annotations: list[Any], *, where: str, field: str, multiple: bool
+) -> tuple[str | list[str], str | None, datetime | None] | None:
+    """(label, annotator, time) of the latest annotation that was not cancelled and has a choice; with
+    ``multiple``, of the latest one not cancelled, its label the list of its choices (maybe empty)."""
     for annotation in reversed(annotations):
         if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
             continue
+        who, when = _annotator(annotation.get("completed_by")), _time(annotation, where, field)
         for result in annotation.get("result") or []:
             choices = (result.get("value") or {}).get("choices") if isinstance(result, dict) else None
             if choices:
+                if multiple:
+                    return [str(choice) for choice in choices], who, when
                 if len(choices) != 1:
                     raise Invalid(f"{where} has {len(choices)} choices; one is expected", field=field)
-                return str(choices[0]), _annotator(annotation.get("completed_by")), _time(annotation, where, field)
+                return str(choices[0]), who, when
+        if multiple:
+            return [], who, when
     return None
 
 

@@ -207,22 +207,15 @@ def _label(session: Session, task: Task, item: Item, row: ImportedTask, *, impor
 
 def labelstudio_config(task: Task) -> str:
     """The Label Studio labeling config for the task's labels (formats.labelstudio.label_config)."""
-    return labelstudio.label_config(tasks.task_def(task).labels, kind=task.kind)
+    return labelstudio.label_config(tasks.task_def(task).labels, kind=tasks.kind_of(task))
 
 
 FileFormat = Literal["jsonl", "csv", "parquet", "hf", "labelstudio"]
 
 
-def check_format(task: Task, fmt: FileFormat) -> None:
-    """Refuse a file format the task's kind does not go through yet: Label Studio files carry single labels."""
-    if fmt == "labelstudio" and task.kind != "single_label":
-        raise Invalid(f"Label Studio files carry single_label tasks only so far, not {task.kind}", field="format")
-
-
 def export_file(session: Session, *, task: Task, fmt: FileFormat, path: Path) -> int:
     """Write the task's final labels (every item, for Label Studio) to `path`; returns the number of rows. For "hf"
     the path is a folder for datasets.load_from_disk."""
-    check_format(task, fmt)
     rows = list(export_rows(session, task=task, final_only=fmt != "labelstudio"))
     if fmt == "labelstudio":
         path.write_text(json.dumps(labelstudio.to_labelstudio(rows)))
@@ -248,8 +241,12 @@ def read_import(
             raise MalformedJson(
                 f"the file is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", field="body"
             ) from exc
-        check_format(task, fmt)
-        return labelstudio.from_labelstudio(payload, labels=tasks.label_names(task))
+        return labelstudio.from_labelstudio(
+            payload,
+            labels=tasks.label_names(task),
+            kind=tasks.kind_of(task),
+            read_label=partial(tasks.read_label, task),
+        )
     return tabular.imported_from_rows(
         tabular.read_rows(source, fmt),
         label_field=label_field,

@@ -1,6 +1,6 @@
 """A multi-label task through the API on both stores: created with its template, labeled by the teacher as label
-sets, reviewed with lists (an empty list is an answer), exported as lists (JSON strings in CSV), imported from a
-label column, and refused where the kind has no path yet, each with a problem+json."""
+sets, reviewed with lists (an empty list is an answer), exported as lists (JSON strings in CSV, several choices in
+Label Studio) and imported back from a label column or Label Studio annotations; bad values get a problem+json."""
 
 from __future__ import annotations
 
@@ -141,7 +141,34 @@ def test_a_multi_label_task_from_creation_to_export(
     as_csv = client.get("/v1/tasks/emotions/export?format=csv", headers=client_headers).text
     cells = {row["external_id"]: json.loads(row["label"]) for row in csv.DictReader(io.StringIO(as_csv))}
     assert cells == by_id
-    _problem(client.get("/v1/tasks/emotions/export?format=labelstudio", headers=client_headers), 422, "single_label")
+    config = client.get("/v1/tasks/emotions/labelstudio/config", headers=client_headers).text
+    assert 'choice="multiple"' in config
+    studio = client.get("/v1/tasks/emotions/export?format=labelstudio", headers=client_headers).json()
+    annotated = {task["data"]["external_id"]: task["annotations"][0]["result"] for task in studio}
+    assert annotated["c"][0]["value"]["choices"] == ["anger", "sadness"] and annotated["d"] == []
+    # Back from Label Studio: one more label on c, and none on a (an annotation with nothing chosen).
+    annotated_c = {"result": [{**annotated["c"][0], "value": {"choices": ["anger", "joy", "sadness"]}}]}
+    for task in studio:
+        if task["data"]["external_id"] == "c":
+            task["annotations"].append({**annotated_c, "completed_by": {"email": "ann@example.org"}})
+        if task["data"]["external_id"] == "a":
+            task["annotations"].append({"result": [], "completed_by": 7})
+    back = client.post("/v1/tasks/emotions/import?format=labelstudio", json=studio, headers=client_headers)
+    assert back.status_code == 200, back.text  # every row names an item: no new batch
+    assert back.json()["labeled"] == 2
+    again = client.get("/v1/tasks/emotions/export?format=jsonl", headers=client_headers).text
+    final = {json.loads(line)["external_id"]: json.loads(line) for line in again.splitlines()}
+    assert (
+        final["c"]["label"] == ["anger", "joy", "sadness"] and final["c"]["reviewer"] == "labelstudio:ann@example.org"
+    )
+    assert final["a"]["label"] == []
+    studio[0]["annotations"].append({"result": [{**annotated["c"][0], "value": {"choices": ["joy", "awe"]}}]})
+    _problem(
+        client.post("/v1/tasks/emotions/import?format=labelstudio", json=studio, headers=client_headers),
+        422,
+        "0.annotations",
+    )
+    by_id |= {"a": [], "c": ["anger", "joy", "sadness"]}
 
     upload = 'id,text,labels\ng,so much joy and anger,"[""joy"", ""anger""]"\nh,nothing at all,[]\n'
     imported = client.post(
@@ -150,8 +177,8 @@ def test_a_multi_label_task_from_creation_to_export(
     assert imported.status_code == 202, imported.text
     assert imported.json()["labeled"] == 2
     again = client.get("/v1/tasks/emotions/export?format=jsonl", headers=client_headers).text
-    final = {json.loads(line)["external_id"]: json.loads(line)["label"] for line in again.splitlines()}
-    assert final["g"] == ["anger", "joy"] and final["h"] == []
+    labeled = {json.loads(line)["external_id"]: json.loads(line)["label"] for line in again.splitlines()}
+    assert labeled["g"] == ["anger", "joy"] and labeled["h"] == [] and labeled["c"] == by_id["c"]
     bad = 'id,text,labels\ni,x,"[""fear""]"\nj,y,joy\nk,z,[]\n'
     _problem(
         client.post(

@@ -37,7 +37,6 @@ def export(task: str, session: SessionDep, _key: ClientDep, format: ExportFormat
     """Final labels with provenance (accepted and resolved items); Label Studio JSON has every item, with the
     machine's prediction and the human annotation where there is one."""
     task_row = tasks.get_task(session, task)
-    exports.check_format(task_row, format)
     rows = list(exports.export_rows(session, task=task_row, final_only=format != "labelstudio"))
     if format == "labelstudio":
         body = json.dumps(labelstudio.to_labelstudio(rows)).encode()
