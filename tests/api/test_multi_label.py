@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import random
+from collections.abc import Callable
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -34,6 +36,36 @@ TEXTS = {
     "e": "joy joy joy",
     "f": "quiet evening at home",
 }
+
+
+def review_until_done(
+    client: TestClient,
+    worker: WorkerContext,
+    batch_url: str,
+    client_headers: dict[str, str],
+    reviewer_headers: dict[str, str],
+    answer: Callable[[dict[str, Any]], object],
+    rounds: int = 100,
+) -> dict[str, Any]:
+    """Run the worker and answer every review lease of the emotions task with ``answer(lease)`` until the batch is
+    done and nothing waits for review; returns the batch's status."""
+    worker.settings.worker_poll_s = 0
+    for _ in range(rounds):
+        _drain_without_waiting(worker)
+        reviewed = 0
+        while (lease := client.post("/v1/tasks/emotions/review/next", headers=reviewer_headers)).status_code == 200:
+            item = lease.json()
+            resolved = client.post(
+                f"/v1/tasks/emotions/review/{item['item_id']}/resolve",
+                json={"label": answer(item)},
+                headers=reviewer_headers,
+            )
+            assert resolved.status_code == 200, resolved.text
+            reviewed += 1
+        status: dict[str, Any] = client.get(batch_url, headers=client_headers).json()
+        if status["done"] and status["counts"]["review"] == 0 and not reviewed:
+            return status
+    return status
 
 
 def _problem(response: object, status: int, field: str) -> None:
@@ -213,22 +245,9 @@ def test_the_filter_certifies_and_accepts_whole_label_sets(
         json={"items": [{"id": key, "text": text} for key, text in texts.items()]},
         headers=client_headers,
     ).json()
-    fake_worker.settings.worker_poll_s = 0
-    for _ in range(100):
-        _drain_without_waiting(fake_worker)
-        reviewed = 0
-        while (lease := client.post("/v1/tasks/emotions/review/next", headers=reviewer_headers)).status_code == 200:
-            item = lease.json()
-            answer = client.post(
-                f"/v1/tasks/emotions/review/{item['item_id']}/resolve",
-                json={"label": gold[item["external_id"]]},
-                headers=reviewer_headers,
-            )
-            assert answer.status_code == 200, answer.text
-            reviewed += 1
-        status = client.get(batch["url"], headers=client_headers).json()
-        if status["done"] and status["counts"]["review"] == 0 and not reviewed:
-            break
+    status = review_until_done(
+        client, fake_worker, batch["url"], client_headers, reviewer_headers, lambda item: gold[item["external_id"]]
+    )
     assert status["counts"]["accepted"] > 100, status
     rows = client.get(batch["labels_url"], params={"limit": 500}, headers=client_headers).json()["items"]
     machine = [row for row in rows if row["source"] == "teacher"]

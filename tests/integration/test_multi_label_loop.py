@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +17,7 @@ from service.config import Settings
 from service.datasets import read_labeled
 from service.jobs.context import WorkerContext
 from tests.api.test_loop import _drain_without_waiting
+from tests.api.test_multi_label import review_until_done
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.integration
@@ -58,27 +60,16 @@ def test_a_multi_label_task_is_labeled_reviewed_distilled_and_exported(
         json={"items": [{"id": f"c{i}", "text": text} for i, text in enumerate(texts)]},
         headers=client_headers,
     ).json()
-    settings.worker_poll_s = 0
     settings.student.min_train_labels = 15
     worker = WorkerContext.from_settings(settings)
-    for _ in range(20):
-        _drain_without_waiting(worker)
-        reviewed = 0
-        while (lease := client.post("/v1/tasks/emotions/review/next", headers=reviewer_headers)).status_code == 200:
-            item = lease.json()
-            if not item["blind"]:
-                assert isinstance(item["suggestion"], list) and set(item["suggestion"]) <= set(LABELS), item
-                assert set(item["probs"]) == set(LABELS)
-            answer = client.post(
-                f"/v1/tasks/emotions/review/{item['item_id']}/resolve",
-                json={"label": gold[texts[int(item["external_id"][1:])]]},
-                headers=reviewer_headers,
-            )
-            assert answer.status_code == 200, answer.text
-            reviewed += 1
-        status = client.get(batch["url"], headers=client_headers).json()
-        if status["done"] and status["counts"]["review"] == 0 and not reviewed:
-            break
+
+    def answer(item: dict[str, Any]) -> list[str]:
+        if not item["blind"]:
+            assert isinstance(item["suggestion"], list) and set(item["suggestion"]) <= set(LABELS), item
+            assert set(item["probs"]) == set(LABELS)
+        return gold[texts[int(item["external_id"][1:])]]
+
+    status = review_until_done(client, worker, batch["url"], client_headers, reviewer_headers, answer, rounds=20)
     assert status["done"] and status["counts"]["review"] == 0, status
     rows = client.get(batch["labels_url"], params={"limit": 100}, headers=client_headers).json()["items"]
     assert len(rows) == ITEMS and all(isinstance(row["label"], list) for row in rows)

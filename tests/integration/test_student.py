@@ -161,6 +161,24 @@ print(json.dumps({"labels": labels, "probs": probs}))
 """
 
 
+def run_export_check(fmt: str, folder: Path, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The export's label names and per-label scores of ``texts``, from EXPORT_CHECK in a fresh process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_CHECK, fmt, str(folder), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        cwd=folder.parent,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer["labels"], np.asarray(answer["probs"])
+
+
 @pytest.mark.parametrize(
     ("fmt", "tolerance", "same_top"), [("hf", 1e-4, 1.0), ("onnx-float32", 1e-4, 1.0), ("onnx-int8", 0.2, 0.95)]
 )
@@ -175,8 +193,6 @@ def test_exported_student_runs_without_understudy_and_agrees_with_it(
     """The export loads in plain transformers (hf) or onnxruntime (onnx, both its models), in a fresh process that
     imports nothing from this project, and gives the service's probabilities on held-out messages (the int8 model
     within what its quantized weights allow)."""
-    import subprocess
-    import sys
 
     from service.backends.student_export import export_student
 
@@ -184,18 +200,8 @@ def test_exported_student_runs_without_understudy_and_agrees_with_it(
     expected = LoraStudent.load(trained).predict_proba(texts)
     export_student(trained, tmp_path / fmt, fmt=fmt.split("-")[0], card="# card\n")  # type: ignore[arg-type]
     assert (tmp_path / fmt / "README.md").read_text() == "# card\n"
-    done = subprocess.run(
-        [sys.executable, "-c", EXPORT_CHECK, fmt, str(tmp_path / fmt), json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer["labels"] == list(LABELS)
-    probs = np.asarray(answer["probs"])
+    labels, probs = run_export_check(fmt, tmp_path / fmt, texts)
+    assert labels == list(LABELS)
     assert (probs.argmax(axis=1) == expected.argmax(axis=1)).mean() >= same_top, "the same top label"
     np.testing.assert_allclose(probs, expected, atol=tolerance)
 

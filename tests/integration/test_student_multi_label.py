@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ from service.backends.student_lora import LoraStudent, LoraTrainer
 from service.datasets import read_labeled
 from service.pipeline import label_sets
 from service.ports import TrainConfig, TrainExample
-from tests.integration.test_student import EXPORT_CHECK
+from tests.integration.test_student import run_export_check
 
 pytestmark = pytest.mark.integration
 
@@ -92,17 +90,7 @@ def test_multi_label_export_gives_each_label_its_sigmoid_in_plain_transformers(
     export_student(trained, tmp_path / fmt, fmt=fmt.split("-")[0], card="# card\n")  # type: ignore[arg-type]
     if fmt == "hf":
         assert json.loads((tmp_path / fmt / "config.json").read_text())["problem_type"] == "multi_label_classification"
-    done = subprocess.run(
-        [sys.executable, "-c", EXPORT_CHECK, fmt, str(tmp_path / fmt), json.dumps(texts)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    assert answer["labels"] == list(LABELS)
-    probs = np.asarray(answer["probs"])
+    labels, probs = run_export_check(fmt, tmp_path / fmt, texts)
+    assert labels == list(LABELS)
     assert ((probs > 0.5) == (expected > 0.5)).all(), "the same label sets"
     np.testing.assert_allclose(probs, expected, atol=tolerance)
