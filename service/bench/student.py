@@ -77,7 +77,6 @@ def run_student_bench(
     """
     import torch
 
-    from service.backends.minilm import resolve_precision
     from service.backends.student_lora import LoraStudent, LoraTrainer
 
     pairs = read_labeled(data, text_field=text_field, label_field=label_field)
@@ -151,7 +150,7 @@ def run_student_bench(
         "trained_on": "accepted labels" if accepted is not None else "gold labels",
         "test_size": len(held_out),
         "seed": seed,
-        "precision": resolve_precision(precision),
+        "precision": student.precision,
         "curve": curve,
         "student": {
             **speed,
