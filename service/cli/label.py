@@ -1,4 +1,5 @@
-"""Labeling from the command line: the demo, bulk labeling of a file, training a student, import and export."""
+"""Labeling from the command line: the demo, creating a task, bulk labeling of a file, training a student, import
+and export."""
 
 from __future__ import annotations
 
@@ -29,6 +30,38 @@ def demo(
 
     logging.basicConfig(level=logging.WARNING)
     run_demo(items=items, holdout=holdout, cascade_items=cascade_items, seed=seed, json_out=json_out)
+
+
+@app.command("create-task")
+def create_task(
+    file: Annotated[
+        Path, typer.Argument(help="The task as JSON, the body of POST /v1/tasks: name, kind, labels, instructions...")
+    ],
+) -> None:
+    """Create a task from a JSON file, as POST /v1/tasks does (give "kind": "multi_label" for label sets)."""
+    from pydantic import ValidationError
+
+    from service import db
+    from service.api.schemas.tasks import TaskCreate
+    from service.errors import ServiceError
+    from service.pipeline.render import check_template
+    from service.store import tasks
+
+    settings = get_settings()
+    try:
+        spec = TaskCreate.model_validate_json(file.read_bytes())
+        check_template(spec.prompt_template, settings.prompts_dir)
+        with db.transaction(db.open(settings)) as session:
+            task = tasks.create_task(session, spec)
+            summary = f"created task {task.name!r}: {task.kind}, {len(task.labels)} labels, project {task.project!r}"
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise fail(f"{file}: {problems}") from exc
+    except (ServiceError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(summary)
 
 
 @app.command()

@@ -110,3 +110,33 @@ def test_bench_teacher_says_how_many_rows_it_needs(runner: CliRunner, tmp_path: 
     result = runner.invoke(app, ["bench", "teacher", "--data", str(small), "--no-throughput"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "has 30 labeled rows" in result.output and "needs at least 202" in result.output
+
+
+def test_create_task_from_a_json_file_in_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    """Both kinds are created from the body POST /v1/tasks takes; a bad file is one line, naming what is wrong."""
+    spec = tmp_path / "emotions.json"
+    spec.write_text(
+        '{"name": "emotions", "kind": "multi_label", "labels": [{"name": "anger"}, {"name": "joy"}],'
+        ' "instructions": "Which emotions?"}'
+    )
+    made = runner.invoke(app, ["create-task", str(spec)])
+    assert made.exit_code == 0, made.output
+    assert "created task 'emotions': multi_label, 2 labels" in made.output
+    again = runner.invoke(app, ["create-task", str(spec)])
+    assert again.exit_code == 2 and "exists" in again.output and "Traceback" not in again.output
+    single = tmp_path / "sms.json"
+    single.write_text('{"name": "sms", "labels": [{"name": "ham"}, {"name": "spam"}]}')
+    assert "single_label, 2 labels" in runner.invoke(app, ["create-task", str(single)]).output
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(
+        '{"name": "w", "kind": "multi_label", "template": "classify/chatml", "labels": [{"name": "a"}, {"name": "b"}]}'
+    )
+    refused = runner.invoke(app, ["create-task", str(wrong)])
+    assert refused.exit_code == 2 and "multi_label/" in refused.output, refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    for bad in ("{not json", '{"name": "x", "labels": []}'):
+        wrong.write_text(bad)
+        answer = runner.invoke(app, ["create-task", str(wrong)])
+        assert answer.exit_code == 2 and "Traceback" not in answer.output and str(wrong) in answer.output
+    missing = runner.invoke(app, ["create-task", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
