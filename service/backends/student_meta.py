@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.pipeline import kinds
 from service.ports import TaskKind
 
 META_FILE = "meta.json"
@@ -66,14 +67,8 @@ class StudentMeta:
                 max_length=int(data["max_length"]),
                 lora_target_modules=tuple(str(m) for m in data["lora_target_modules"]),
                 library_versions={str(k): str(v) for k, v in data.get("library_versions", {}).items()},
-                kind=_kind(data.get("kind", "single_label")),
+                kind=kinds.kind_named(data.get("kind", "single_label")),
                 thresholds=tuple(float(t) for t in data.get("thresholds", ())),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a student's meta.json ({type(exc).__name__}: {exc})") from exc
-
-
-def _kind(value: object) -> TaskKind:
-    if value not in ("single_label", "multi_label"):
-        raise ValueError(f"unknown student kind {value!r}")
-    return value

@@ -24,6 +24,17 @@ ProbeFit = Callable[..., AnyProbe | None]
 """fit(inputs=ProbeInput, labels=column indices, n_labels=columns) -> a probe, or None with too few labels."""
 
 
+KINDS: tuple[TaskKind, ...] = ("single_label", "multi_label")
+
+
+def kind_named(value: object) -> TaskKind:
+    """The kind a stored or saved name stands for; a ValueError for one this version does not know."""
+    for kind in KINDS:
+        if value == kind:
+            return kind
+    raise ValueError(f"task kind {value!r} is not supported by this version")
+
+
 def columns(kind: TaskKind, labels: Sequence[str]) -> tuple[str, ...]:
     """What an item's label may be, naming the columns of the task's score rows: one of its ``labels``, or for a
     multi-label task one of its label sets, by its canonical name."""
@@ -83,7 +94,7 @@ def machine_labels(*, probs: npt.ArrayLike, kind: TaskKind) -> tuple[IntArray, F
     """The machine's label per row of (n, columns) probabilities, as column indices (n,), and its confidence (n,):
     the probability that the label is right. For both kinds the likeliest column: the top label, or the likeliest
     whole set (with independent labels, each label present when its probability is over one half)."""
-    if kind not in ("single_label", "multi_label"):
+    if kind not in KINDS:
         raise ValueError(f"unknown task kind {kind!r}")
     p = np.asarray(probs, dtype=np.float64)
     labels: IntArray = p.argmax(axis=1).astype(np.int64)

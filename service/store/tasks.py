@@ -123,9 +123,10 @@ def kind_of(task: Task) -> TaskKind:
 
 def task_kind(stored: str) -> TaskKind:
     """The stored kind, checked against the kinds this version knows."""
-    if stored not in ("single_label", "multi_label"):
-        raise Invalid(f"task kind {stored!r} is not supported by this version", field="kind")
-    return "multi_label" if stored == "multi_label" else "single_label"
+    try:
+        return kinds.kind_named(stored)
+    except ValueError as exc:
+        raise Invalid(str(exc), field="kind") from exc
 
 
 def task_def(task: Task) -> TaskDef:
