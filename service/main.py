@@ -37,7 +37,7 @@ from service.api.routes.predict import PROMOTED_CACHE_S, Promoted
 from service.api.schemas.problem import PROBLEM_RESPONSES, problem_media_type
 from service.config import Settings, get_settings
 from service.errors import install_handlers
-from service.ports import Student
+from service.ports import SpanTagger, Student
 from service.store import keys as key_store
 from service.store.web_sessions import LoggedIn
 from service.tables import ApiKey
@@ -115,7 +115,7 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _load_student(settings: Settings, path: Path) -> Student:
-    from service.backends.factory import load_student
+def _load_student(settings: Settings, path: Path) -> Student | SpanTagger:
+    from service.backends.factory import load_any_student
 
-    return load_student(settings, path)
+    return load_any_student(settings, path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -30,9 +30,10 @@ class Example:
     label: str
 
 
-TaskKind = Literal["single_label", "multi_label"]
+TaskKind = Literal["single_label", "multi_label", "spans"]
 """What one item's label is. single_label: exactly one of the task's labels; multi_label: a set of them, possibly
-empty, scored as a choice among the sets (pipeline.label_sets). Each stage decides what a kind means in one place
+empty, scored as a choice among the sets (pipeline.label_sets); spans: non-overlapping character spans of the text,
+each with one label, possibly none (pipeline.span_sets). Each stage decides what a kind means in one place
 (pipeline.kinds)."""
 
 
@@ -113,6 +114,21 @@ class Student(Protocol):
 
     def predict_proba(self, texts: Sequence[str]) -> FloatArray:
         """An (n, columns) array of probabilities over self.columns."""
+        ...
+
+
+@runtime_checkable
+class SpanTagger(Protocol):
+    """A student of a spans task: it reads span sets in texts rather than scoring columns."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def predict_spans(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """Per text, the stored name of its span set (pipeline.span_sets) and the probability that it is right."""
         ...
 
 

@@ -44,6 +44,8 @@ def write_folder(session: Session, task: Task, row: StudentVersion, fmt: Student
         meta = StudentMeta.from_pretrained(folder)
     except ValueError as exc:
         raise Invalid(f"student {row.version}'s folder cannot be read: {exc}", field="version") from exc
+    if meta.kind == "spans" and fmt != "hf":
+        raise Invalid("a spans task's student exports as hf (a token-classification model) only", field="format")
     card = model_card(
         task=task.name,
         kind=tasks.kind_of(task),

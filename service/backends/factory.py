@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from service.config import Settings
-from service.ports import Embedder, Student, Teacher
+from service.ports import Embedder, SpanTagger, Student, Teacher
 
 PACKAGED_TEACHERS = ("smollm2-135m-instruct",)
 
@@ -57,3 +57,18 @@ def load_student(settings: Settings, path: Path) -> Student:
     from service.backends.student_lora import LoraStudent
 
     return LoraStudent.load(path, precision=settings.encoder_precision)
+
+
+def load_span_student(settings: Settings, path: Path) -> SpanTagger:
+    from service.backends.span_student import SpanStudent
+
+    return SpanStudent.load(path, precision=settings.encoder_precision)
+
+
+def load_any_student(settings: Settings, path: Path) -> Student | SpanTagger:
+    """The student saved in ``path``, whatever its task's kind: a span tagger for a spans task."""
+    from service.backends.student_meta import StudentMeta
+
+    if StudentMeta.from_pretrained(path).kind == "spans":
+        return load_span_student(settings, path)
+    return load_student(settings, path)

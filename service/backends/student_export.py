@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, XLMConfig, XLMForSequenceClassification
 
+from service.backends.span_student import SpanStudent
 from service.backends.student_lora import LoraStudent
+from service.backends.student_meta import StudentMeta
 from service.backends.student_model import MiniLMClassifier
 from service.pipeline import label_sets
 from service.ports import FloatArray, StudentExportFormat, TaskKind
@@ -45,6 +47,9 @@ onnx_config.json: each label's threshold is folded into the head, so a label app
 
 def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, card: str) -> None:
     """Write the student saved in ``student_dir`` to the folder ``out`` in ``fmt``, with ``card`` as README.md."""
+    if StudentMeta.from_pretrained(student_dir).kind == "spans":
+        _export_tagger(student_dir, out, fmt=fmt, card=card)
+        return
     student = LoraStudent.load(student_dir, precision="float32")
     network = student.network
     if not isinstance(network, MiniLMClassifier):
@@ -69,6 +74,19 @@ def export_student(student_dir: Path, out: Path, *, fmt: StudentExportFormat, ca
         }
         (out / ONNX_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     tokenizer.save_pretrained(str(out))
+    (out / "README.md").write_text(card)
+
+
+def _export_tagger(student_dir: Path, out: Path, *, fmt: StudentExportFormat, card: str) -> None:
+    """A span student is already transformers' BertForTokenClassification with its BIO tags as labels: saved as
+    it is, ``pipeline("token-classification", aggregation_strategy="simple")`` reads the same spans from it."""
+    if fmt != "hf":
+        raise ValueError("a spans task's student exports as hf (a token-classification model) only")
+    tagger = SpanStudent.load(student_dir, precision="float32")
+    out.mkdir(parents=True, exist_ok=True)
+    tagger.network.save_pretrained(str(out))
+    tagger.tokenizer.model_max_length = tagger.meta.max_length
+    tagger.tokenizer.save_pretrained(str(out))
     (out / "README.md").write_text(card)
 
 

@@ -96,6 +96,12 @@ def student_run(
     """The student's learning curve, speed and cost; with the teacher, also trained on what a labeling run with
     the real teacher accepts (``pool`` reviewed items as few-shot examples, ``audit`` to certify the threshold,
     ``candidates`` for the filter to accept), beside the teacher's own score."""
+    if kind == "spans":
+        from service.bench.span_student import run_span_student_bench
+
+        return run_span_student_bench(
+            data, text_field, label_field, seed=seed, test_size=test_size, json_out=json_out, plot_out=plot
+        )
     accepted: AcceptedLabels | None = None
     if with_teacher:
         pairs = read_labeled(data, text_field=text_field, label_field=label_field)

@@ -40,7 +40,7 @@ MIN_TIMING_S = 2.0
 """Speed runs repeat over the held-out texts until at least this long."""
 
 
-def _speed(predict: Any, texts: Sequence[str]) -> dict[str, float]:
+def measure_speed(predict: Any, texts: Sequence[str]) -> dict[str, float]:
     predict(texts[:64])  # warm-up: first-call allocations are not throughput
     items, wall, cpu = 0, 0.0, 0.0
     while wall < MIN_TIMING_S:
@@ -133,13 +133,13 @@ def run_student_bench(
         if student is None:
             raise ValueError("no training sizes to run")
         baseline = _embedding_baseline(kind, pool[: curve[-1]["n_train"]], held_out, labels, precision)
-        speed = _speed(student.predict_proba, texts)
+        speed = measure_speed(student.predict_proba, texts)
         # One thread per worker process is the cheapest way to fill the cores, and its CPU time is not
         # inflated by threads spinning while neighbours hold the cores; it is what the cost is based on.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            single = _speed(student.predict_proba, texts)
+            single = measure_speed(student.predict_proba, texts)
         finally:
             torch.set_num_threads(threads)
     f1_key = "micro_f1" if kind == "multi_label" else "macro_f1"

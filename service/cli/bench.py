@@ -268,16 +268,20 @@ def bench_student(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG learning curve.")] = None,
     kind: Annotated[
-        TaskKind, typer.Option(help="multi_label: each label is a list of labels; trains on gold (--no-teacher).")
+        TaskKind,
+        typer.Option(
+            help="multi_label: each label is a list of labels; spans: a list of {start, end, label} objects (beside "
+            "full fine-tuning of the encoder); both train on gold (--no-teacher)."
+        ),
     ] = "single_label",
 ) -> None:
     """Student quality for several training sizes (learning curve), speed, memory and cost beside the teacher and
-    logistic regression on MiniLM embeddings."""
+    logistic regression on MiniLM embeddings (spans: beside full fine-tuning)."""
     from service.bench.runs import student_run
 
     _check_data(data)
-    if kind == "multi_label" and teacher:
-        raise fail("--kind multi_label trains the student on the file's gold label sets: add --no-teacher")
+    if kind != "single_label" and teacher:
+        raise fail(f"--kind {kind} trains the student on the file's gold labels: add --no-teacher")
     _print_table(
         lambda: student_run(
             get_settings(),

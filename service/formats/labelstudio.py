@@ -1,7 +1,8 @@
 """Label Studio JSON (a list of tasks with `data`, `predictions` and `annotations`), both ways, and the labeling
 config both sides agree on: <Choices name="label" toName="text"> over <Text name="text" value="$text">, with
 ``choice="multiple"`` for a multi-label task (a result's ``choices`` then hold the item's labels; an annotation with
-none chosen is the empty set).
+none chosen is the empty set), or <Labels name="label" toName="text"> for a spans task (a ``labels`` result per span,
+with its ``start``, ``end``, ``text`` and one label).
 
 Label Studio ignores a task's `id` on import and gives it one of its own, so the item's identity travels in
 `data.external_id`; importing the export back matches on it (store/exports.py)."""
@@ -26,7 +27,21 @@ ANNOTATOR_PREFIX = "labelstudio:"
 
 def label_config(labels: Sequence[LabelDef], *, kind: TaskKind = "single_label") -> str:
     """The labeling config of a task: its text, and one choice per label with the label's description as the
-    hint Label Studio shows on hover (several may be chosen for a multi-label task)."""
+    hint Label Studio shows on hover (several may be chosen for a multi-label task); for a spans task one
+    ``<Label>`` per label over the text."""
+    if kind == "spans":
+        names = "\n".join(
+            f"    <Label value={quoteattr(label.name)}"
+            + (f" hint={quoteattr(label.description)}" if label.description else "")
+            + "/>"
+            for label in labels
+        )
+        return (
+            "<View>\n"
+            f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">\n{names}\n  </Labels>\n'
+            f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
+            "</View>\n"
+        )
     choice = "multiple" if kind == "multi_label" else "single"
     choices = "\n".join(
         f"    <Choice value={quoteattr(label.name)}"
@@ -44,11 +59,27 @@ def label_config(labels: Sequence[LabelDef], *, kind: TaskKind = "single_label")
     )
 
 
-def _choice(label: str | list[str]) -> list[dict[str, Any]]:
-    """A result choosing the label, or a label set's labels (none: no result, as Label Studio saves it)."""
+def _choice(label: Any, text: str) -> list[dict[str, Any]]:
+    """A result choosing the label, or a label set's labels (none: no result, as Label Studio saves it); for spans
+    (a list of {start, end, label}) one ``labels`` result per span."""
     chosen = label if isinstance(label, list) else [label]
     if not chosen:
         return []
+    if isinstance(chosen[0], dict):
+        return [
+            {
+                "from_name": FROM_NAME,
+                "to_name": TO_NAME,
+                "type": "labels",
+                "value": {
+                    "start": span["start"],
+                    "end": span["end"],
+                    "text": text[int(span["start"]) : int(span["end"])],
+                    "labels": [span["label"]],
+                },
+            }
+            for span in chosen
+        ]
     return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": chosen}}]
 
 
@@ -77,23 +108,24 @@ def to_labelstudio(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "model_version": row["model"],
                     "score": row["prediction_confidence"],
-                    "result": _choice(row["prediction"]),
+                    "result": _choice(row["prediction"], row["text"]),
                 }
             )
         if row["source"] in HUMAN_SOURCES and row["label"] is not None:
             task["annotations"].append(
-                {"result": _choice(row["label"]), "was_cancelled": False, "created_at": row["labeled_at"]}
+                {"result": _choice(row["label"], row["text"]), "was_cancelled": False, "created_at": row["labeled_at"]}
             )
         tasks.append(task)
     return tasks
 
 
 def from_labelstudio(
-    payload: Any, *, labels: Sequence[str], kind: TaskKind, read_label: Callable[[Any], str | None]
+    payload: Any, *, labels: Sequence[str], kind: TaskKind, read_label: Callable[[Any, str], str]
 ) -> list[ImportedTask]:
     """Tasks from a Label Studio export. The text is data["text"] (or the only string in data); the item id is
     data["external_id"] or the task id; the latest annotation that was not cancelled gives the label (as
-    ``read_label`` stores it: one choice, or for a multi-label task the list of choices, none being the empty set),
+    ``read_label`` stores it, raising Invalid for a value that is none of the task's: one choice, for a multi-label
+    task the list of choices, none being the empty set, for a spans task its ``labels`` results as spans),
     its ``completed_by`` the annotator and its ``created_at`` the time. Other data fields, and the task's own meta
     (under ``labelstudio_meta``), go into the item's meta. Errors name the task by position, Label Studio id and
     external id."""
@@ -116,13 +148,14 @@ def from_labelstudio(
         if isinstance(task.get("meta"), dict) and task["meta"]:
             meta["labelstudio_meta"] = task["meta"]
         field = f"{index}.annotations"
-        annotation = _annotation(
-            task.get("annotations") or [], where=where, field=field, multiple=kind == "multi_label"
-        )
+        annotation = _annotation(task.get("annotations") or [], where=where, field=field, kind=kind)
         chosen, annotator, labeled_at = annotation if annotation is not None else (None, None, None)
-        label = read_label(chosen) if chosen is not None else None
-        if chosen is not None and label is None:
-            raise Invalid(f"{where} is annotated {chosen!r}, not {_what(kind)} of {list(labels)}", field=field)
+        label = None
+        if chosen is not None:
+            try:
+                label = read_label(chosen, text)
+            except Invalid as error:
+                raise Invalid(f"{where} is annotated {chosen!r}: {error.detail}", field=field) from None
         imported.append(
             ImportedTask(
                 item_create(ident=str(ident), text=text, meta=meta, field=str(index)),
@@ -143,19 +176,19 @@ def _where(index: int, task: Any) -> str:
     return f"task {index}" + (f" ({', '.join(found)})" if found else "")
 
 
-def _what(kind: TaskKind) -> str:
-    return "a list" if kind == "multi_label" else "one"
-
-
 def _annotation(
-    annotations: list[Any], *, where: str, field: str, multiple: bool
-) -> tuple[str | list[str], str | None, datetime | None] | None:
-    """(label, annotator, time) of the latest annotation that was not cancelled and has a choice; with
-    ``multiple``, of the latest one not cancelled, its label the list of its choices (maybe empty)."""
+    annotations: list[Any], *, where: str, field: str, kind: TaskKind
+) -> tuple[Any, str | None, datetime | None] | None:
+    """(label, annotator, time) of the latest annotation that was not cancelled and has a choice; for a multi-label
+    task of the latest one not cancelled, its label the list of its choices (maybe empty); for a spans task its
+    ``labels`` results as {start, end, label[, text]} spans (maybe none)."""
+    multiple = kind == "multi_label"
     for annotation in reversed(annotations):
         if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
             continue
         who, when = _annotator(annotation.get("completed_by")), _time(annotation, where, field)
+        if kind == "spans":
+            return _spans(annotation.get("result") or [], where, field), who, when
         for result in annotation.get("result") or []:
             choices = (result.get("value") or {}).get("choices") if isinstance(result, dict) else None
             if choices:
@@ -167,6 +200,21 @@ def _annotation(
         if multiple:
             return [], who, when
     return None
+
+
+def _spans(results: list[Any], where: str, field: str) -> list[dict[str, Any]]:
+    """The spans of an annotation's ``labels`` results (other result types are skipped)."""
+    spans = []
+    for result in results:
+        if not isinstance(result, dict) or result.get("type") != "labels":
+            continue
+        value = result.get("value") or {}
+        chosen = value.get("labels") if isinstance(value, dict) else None
+        if not isinstance(chosen, list) or len(chosen) != 1:
+            raise Invalid(f"{where} has a span with {chosen!r} as labels; one label per span is expected", field=field)
+        span = {"start": value.get("start"), "end": value.get("end"), "label": chosen[0]}
+        spans.append(span | ({"text": value["text"]} if "text" in value else {}))
+    return spans
 
 
 def _annotator(completed_by: Any) -> str | None:

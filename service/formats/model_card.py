@@ -35,6 +35,21 @@ the certified threshold above was certified for the exact model.""",
 }
 
 
+SPANS_USAGE = """```python
+from transformers import pipeline
+
+tag = pipeline("token-classification", model="{folder}", aggregation_strategy="simple")
+print(tag("{example}"))  # [{{'entity_group': ..., 'start': ..., 'end': ..., 'word': ..., 'score': ...}}]
+```
+
+Each entity is a run of sub-word tokens tagged `B-<label>` then `I-<label>` (BIO), its `start` and `end`
+character offsets into the text; texts are cut at {max_length} tokens, as the student was trained and evaluated."""
+
+SPANS = """This is an entity tagger (`BertForTokenClassification`): every sub-word token gets one of `O`, `B-<label>`,
+`I-<label>`, and a run of a label's tokens is one entity, from its first token's first character to its last token's
+last. The confidence of a text's whole span set, what the threshold below applies to, is the product over its tokens
+of each token's top tag probability; a set is right only when every span (start, end and label) is."""
+
 MULTI_LABEL = """This is a multi-label model (`problem_type` `multi_label_classification`): each label gets its own
 sigmoid score and applies when that score is over 0.5 (each label's cut, chosen for F1 on the validation split, is
 folded into the head's bias); a text may have none. The confidence of a text's whole label set is the product over
@@ -67,8 +82,17 @@ def model_card(
     lines = [
         f"# {task}: student {version}",
         "",
-        "A text classifier distilled by Understudy: all-MiniLM-L6-v2 with its LoRA adapter merged, mean pooling over",
-        "the tokens, and a linear head. It needs nothing from Understudy to run.",
+        *(
+            [
+                "An entity tagger distilled by Understudy: all-MiniLM-L6-v2 with its LoRA adapter merged and a linear",
+                "tag classifier on every token. It needs nothing from Understudy to run.",
+            ]
+            if kind == "spans"
+            else [
+                "A text classifier distilled by Understudy: all-MiniLM-L6-v2 with its LoRA adapter merged, mean",
+                "pooling over the tokens, and a linear head. It needs nothing from Understudy to run.",
+            ]
+        ),
         "",
         f"- Labels: {', '.join(f'`{label}`' for label in labels)}",
         f"- Trained on {n_examples} labeled texts ({made_of} labels), {trained_utc}",
@@ -77,9 +101,12 @@ def model_card(
         "",
         "## Use",
         "",
-        USAGE[fmt].format(folder="path/to/this/folder", example="your text here", max_length=max_length),
+        (SPANS_USAGE if kind == "spans" else USAGE[fmt]).format(
+            folder="path/to/this/folder", example="your text here", max_length=max_length
+        ),
         "",
         *([MULTI_LABEL, ""] if kind == "multi_label" else []),
+        *([SPANS, ""] if kind == "spans" else []),
         *_evaluation(metrics),
         "",
         *_threshold(metrics, epsilon=epsilon, delta=delta),
@@ -102,6 +129,8 @@ def _evaluation(metrics: Mapping[str, Any]) -> list[str]:
         figures = " | ".join(f"{scores[key]:.3f}" for key in ("precision", "recall", "f1"))
         lines.append(f"| {label} | {figures} | {scores['support']} |")
     accuracy = "Exact-set accuracy" if "micro_f1" in student else "Accuracy"
+    if metrics.get("gate_metric") == "micro_f1":
+        lines[0] += " (entity-level exact match: a span is a hit when its start, end and label are right)"
     lines += ["", f"{accuracy} {student['accuracy']:.3f}, macro-F1 {student['macro_f1']:.3f}"]
     if "micro_f1" in student:
         lines[-1] += f", micro-F1 {student['micro_f1']:.3f}"

@@ -169,14 +169,17 @@ def imported_from_rows(
     *,
     label_field: str | None = None,
     labels: Sequence[str] = (),
-    read_label: Callable[[Any], str | None],
+    read_label: Callable[[Any, str], str],
 ) -> list[ImportedTask]:
     """Raw items: `text` is required, `id` (or `external_id`) names the item (else its row number), every other
     column goes into the item's meta. With ``label_field``, that column (empty in a row: no label) is the item's
-    human label as ``read_label`` stores it (store.tasks.read_label: one of the task's ``labels``, or a
-    multi-label task's list of them, or a JSON string of one, as its set's name), None for a value that is no
-    label of the task; a file with any such value is refused whole, naming its rows."""
-    imported, bad = [], []
+    human label as ``read_label`` stores it from the value and the row's text (store.tasks.read_label: one of the
+    task's ``labels``, a multi-label task's list of them, or a spans task's list of spans, or a JSON string of
+    either), raising Invalid for a value that is no label of the task; a file with any such value is refused
+    whole, naming its rows and the first one's fault."""
+    imported: list[ImportedTask] = []
+    bad: list[int] = []
+    first_fault = ""
     not_meta = {"text", *ID_COLUMNS, *([label_field] if label_field else [])}
     for index, row in enumerate(rows):
         text = row.get("text")
@@ -186,9 +189,11 @@ def imported_from_rows(
         meta = {key: _plain(value) for key, value in row.items() if key not in not_meta}
         label = None
         if label_field is not None and row.get(label_field) not in (None, ""):
-            label = read_label(row[label_field])
-            if label is None:
+            try:
+                label = read_label(row[label_field], text)
+            except Invalid as error:
                 bad.append(index)
+                first_fault = first_fault or error.detail
         imported.append(ImportedTask(item_create(ident=str(ident), text=text, meta=meta, field=f"rows.{index}"), label))
     if label_field is not None and rows and not any(label_field in row for row in rows):
         raise Invalid(f"no column {label_field!r} in the file", field="label_field")
@@ -198,7 +203,7 @@ def imported_from_rows(
         )
         raise Invalid(
             f"column {label_field!r} has values that are not labels of the task ({', '.join(labels)}) "
-            f"in rows {shown}; nothing was imported",
+            f"in rows {shown}; nothing was imported (row {bad[0]}: {first_fault})",
             field="label_field",
         )
     return imported

@@ -42,6 +42,9 @@ class LabelBatchResult(TypedDict):
 def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | None:
     """The next chunk to score; a message when the job must wait for reviewers; None when the batch is done."""
     task = tasks.get_task_by_id(session, job.task_id or 0)
+    if task.kind == "spans":
+        # Every item of a spans task came with its spans (tasks.check_unlabeled_allowed): embedded, it is done.
+        return None
     min_reviews = ctx.settings.policy.min_reviews
     # One read of the uniform reviews serves the look, the policy and the stopping rule.
     uniform = history.uniform_reviews(session, task_id=task.id)

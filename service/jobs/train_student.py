@@ -12,7 +12,7 @@ from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.pipeline import kinds
 from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, promotion_gate
-from service.pipeline.metrics import ClassificationReport, expected_calibration_error
+from service.pipeline.metrics import ClassificationReport, confidence_calibration_error, expected_calibration_error
 from service.pipeline.train_plan import plan_training
 from service.ports import FloatArray, TaskDef, TrainConfig
 from service.store import history, students, tasks, usage
@@ -43,6 +43,8 @@ class StudentMetrics(TypedDict):
     threshold_certified_on: int
     """Sampled gold items (uniform draws, imported labels) the threshold was certified on."""
     gate_passed: bool
+    gate_metric: str
+    """The F1 the gate compares: macro_f1, or micro_f1 over entities for a spans task."""
     train_sources: dict[str, int]
     """Training examples by the source of their label (human, teacher, student)."""
     teacher_model: str
@@ -69,6 +71,8 @@ class GoldEvaluation:
 def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None = None) -> TrainStudentResult:
     """Train, evaluate and register a student; ``on_progress`` (the CLI's progress bar) is called beside the job
     row's progress."""
+    from service.backends.factory import load_span_student
+    from service.backends.span_student import SpanTrainer
     from service.backends.student_train import LoraTrainer
 
     with transaction(ctx.sessions) as session:
@@ -78,7 +82,8 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         version = students.next_version(session, task_id=task.id)
     labels = task_def.label_names
     seed = int(job.payload.get("seed", 0))
-    plan = plan_training(rows, labels=kinds.columns(task_def.kind, labels), seed=seed)
+    spans = task_def.kind == "spans"
+    plan = plan_training(rows, labels=None if spans else kinds.columns(task_def.kind, labels), seed=seed)
     if len(plan.train) < ctx.settings.student.min_train_labels:
         raise ValueError(
             f"only {len(plan.train)} accepted labels to train on; need {ctx.settings.student.min_train_labels}"
@@ -104,17 +109,25 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
 
     config = TrainConfig(seed=seed, epochs=int(job.payload.get("epochs", TrainConfig.epochs)))
     # Training's cost includes the gold evaluation: both are what a new student takes.
+    gold_texts = [row.text for row in plan.gold]
     with ctx.metered("training", len(plan.train)):
-        result = LoraTrainer().train(
-            plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions, kind=task_def.kind
-        )
-        student = ctx.student(str(out_dir))
-        gold = _evaluate(student.predict_proba([row.text for row in plan.gold]), plan.gold, task_def)
+        if spans:
+            result = SpanTrainer().train(
+                plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions
+            )
+            tagger = load_span_student(ctx.settings, out_dir)
+            gold = _evaluate_spans(tagger.predict_spans(gold_texts), plan.gold, task_def)
+        else:
+            result = LoraTrainer().train(
+                plan.train, labels, out_dir, config, progress, prompt_versions=plan.prompt_versions, kind=task_def.kind
+            )
+            gold = _evaluate(ctx.student(str(out_dir)).predict_proba(gold_texts), plan.gold, task_def)
     spent = ctx.take_usage()
     # Gold the service picked for looking wrong is no sample of what the student will meet: certified on it, the
     # threshold answered for the hardest items (the demo's student, right on 98% of held-out messages, then
     # labeled nothing alone). Only sampled gold certifies.
     drawn = [i for i, row in enumerate(plan.gold) if row.sampled]
+    gate_metric = "micro_f1" if spans else "macro_f1"
     certified = fit_student_threshold(
         confidences=[gold.confidences[i] for i in drawn],
         correct=[gold.correct[i] for i in drawn],
@@ -129,9 +142,13 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         threshold_error_bound=certified.error_bound,
         gold_examples=len(plan.gold),
         threshold_certified_on=len(drawn),
+        # A spans task's teacher labels none of its gold yet: its F1 there is 0, and the gate passes any student.
         gate_passed=promotion_gate(
-            gold.student["macro_f1"], gold.teacher["macro_f1"], ctx.settings.student.promotion_margin
+            _gate_f1(gold.student, gate_metric),
+            _gate_f1(gold.teacher, gate_metric),
+            ctx.settings.student.promotion_margin,
         ),
+        gate_metric=gate_metric,
         train_sources=plan.sources,
         teacher_model=ctx.settings.teacher.model,
     )
@@ -164,6 +181,36 @@ def train_now(
     with transaction(ctx.sessions) as session:
         job_store.finish(session, claimed.id, worker=ctx.worker_id, result=result)
     return result
+
+
+def _gate_f1(report: ClassificationReport, metric: str) -> float:
+    return float(report.get("micro_f1", 0.0) if metric == "micro_f1" else report["macro_f1"])
+
+
+def _evaluate_spans(
+    predicted: Sequence[tuple[str, float]], gold: Sequence[TrainingRow], task: TaskDef
+) -> GoldEvaluation:
+    """A span student's gold report (entity-level exact match, with micro-F1), the teacher's on the gold it labeled,
+    and per item the student's confidence in its whole span set and whether the set is right."""
+    truth = [row.label for row in gold]
+    names = [name for name, _ in predicted]
+    with_teacher = [row for row in gold if row.teacher_label is not None]
+    return GoldEvaluation(
+        student=StudentReport(
+            **kinds.report(task.kind, y_true=truth, y_pred=names, labels=task.label_names),
+            ece=confidence_calibration_error(
+                confidence=[c for _, c in predicted], correct=[p == t for p, t in zip(names, truth, strict=True)]
+            ),
+        ),
+        teacher=kinds.report(
+            task.kind,
+            y_true=[row.label for row in with_teacher],
+            y_pred=[str(row.teacher_label) for row in with_teacher],
+            labels=task.label_names,
+        ),
+        confidences=[confidence for _, confidence in predicted],
+        correct=[p == t for p, t in zip(names, truth, strict=True)],
+    )
 
 
 def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], task: TaskDef) -> GoldEvaluation:

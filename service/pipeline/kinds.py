@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from service.pipeline import label_sets
+from service.pipeline import label_sets, span_sets
 from service.pipeline.calibration import normalize
 from service.pipeline.metrics import ClassificationReport, classification_report
 from service.pipeline.probe import AnyProbe, fit_probe, fit_set_probe
@@ -24,7 +24,7 @@ ProbeFit = Callable[..., AnyProbe | None]
 """fit(inputs=ProbeInput, labels=column indices, n_labels=columns) -> a probe, or None with too few labels."""
 
 
-KINDS: tuple[TaskKind, ...] = ("single_label", "multi_label")
+KINDS: tuple[TaskKind, ...] = ("single_label", "multi_label", "spans")
 
 
 def kind_named(value: object) -> TaskKind:
@@ -37,14 +37,26 @@ def kind_named(value: object) -> TaskKind:
 
 def columns(kind: TaskKind, labels: Sequence[str]) -> tuple[str, ...]:
     """What an item's label may be, naming the columns of the task's score rows: one of its ``labels``, or for a
-    multi-label task one of its label sets, by its canonical name."""
+    multi-label task one of its label sets, by its canonical name. A spans task's answers are not columns: a
+    ValueError."""
+    if kind == "spans":
+        raise ValueError("a spans task's span sets are not score columns")
     if kind == "multi_label":
         return label_sets.set_names(labels)
     return tuple(labels)
 
 
-def shown(kind: TaskKind, labels: Sequence[str], label: str) -> str | list[str]:
-    """A stored label as users read it: the label, or the list of a label set's labels."""
+Shown = str | list[str] | list[dict[str, int | str]]
+"""A label as users read and write it: a label, a list of labels, or a list of {start, end, label} spans."""
+
+
+def shown(kind: TaskKind, labels: Sequence[str], label: str) -> Shown:
+    """A stored label as users read it: the label, the list of a label set's labels, or a span set's spans."""
+    if kind == "spans":
+        spans: list[dict[str, int | str]] = [
+            {"start": s.start, "end": s.end, "label": s.label} for s in span_sets.members(label)
+        ]
+        return spans
     if kind == "multi_label":
         return list(label_sets.members(label, labels))
     return label
@@ -78,8 +90,10 @@ def column_probs(task: TaskDef, logliks: npt.ArrayLike) -> FloatArray:
 def report(
     kind: TaskKind, *, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> ClassificationReport:
-    """Gold scores of predicted labels (stored label strings): per class, or per label of a multi-label task with
-    its micro-F1 and exact-set accuracy."""
+    """Gold scores of predicted labels (stored label strings): per class; per label of a multi-label task with
+    its micro-F1 and exact-set accuracy; per label of a spans task by exact entity match, with its micro-F1."""
+    if kind == "spans":
+        return span_sets.entity_report(y_true=y_true, y_pred=y_pred, labels=labels)
     if kind == "multi_label":
         return label_sets.set_report(y_true=y_true, y_pred=y_pred, labels=labels)
     return classification_report(y_true=y_true, y_pred=y_pred, labels=labels)

@@ -77,10 +77,16 @@ def expected_calibration_error(*, probs: npt.ArrayLike, y_true: npt.ArrayLike, n
     truth = np.asarray(y_true, dtype=np.int64)
     if p.ndim != 2 or truth.shape != (p.shape[0],):
         raise ValueError(f"probs must be (n, k) and y_true (n,), got {p.shape} and {truth.shape}")
-    if p.shape[0] == 0:
+    return confidence_calibration_error(confidence=p.max(axis=1), correct=p.argmax(axis=1) == truth, n_bins=n_bins)
+
+
+def confidence_calibration_error(*, confidence: npt.ArrayLike, correct: npt.ArrayLike, n_bins: int = 10) -> float:
+    """Expected calibration error of confidences in answers that are right or wrong whole (a top label, a span
+    set): the support-weighted mean over ``n_bins`` equal-width bins of |share right - mean confidence|."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if confidence.shape[0] == 0:
         return 0.0
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == truth).astype(np.float64)
     # Bin i holds confidences in (edge_i, edge_i+1]; a confidence of exactly 0 joins the first bin.
     bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
     error = 0.0

@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from service.pipeline import label_sets
+from service.pipeline import label_sets, span_sets
 from service.ports import Example, FloatArray, TaskDef
 
 _REPO_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
@@ -91,7 +91,13 @@ def render_prompt(
 
 
 def _shown(task: TaskDef, examples: Sequence[Example]) -> Sequence[object]:
-    """The examples as a template reads them; a multi-label example also gives the labels ``present`` in its set."""
+    """The examples as a template reads them; a multi-label example also gives the labels ``present`` in its set, a
+    spans example its ``answer`` as the teacher is asked to write it (span_sets.answer_json)."""
+    if task.kind == "spans":
+        return [
+            {"text": example.text, "label": example.label, "answer": span_sets.answer_json(example.label, example.text)}
+            for example in examples
+        ]
     if task.kind != "multi_label":
         return examples
     return [

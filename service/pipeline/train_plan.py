@@ -58,7 +58,7 @@ HUMAN_WEIGHT = 2.0
 def plan_training(
     rows: Sequence[RowT],
     *,
-    labels: Sequence[str],
+    labels: Sequence[str] | None,
     seed: int = 0,
     gold_share: float = 0.3,
     human_weight: float = HUMAN_WEIGHT,
@@ -69,17 +69,18 @@ def plan_training(
     A ``gold_share`` of the human-labeled rows (chosen by a hash of item id and ``seed``) is held out;
     the other human rows train with ``human_weight``, machine rows (teacher or student) with
     ``machine_weight`` and, where the teacher's probabilities over ``labels`` are known, those as soft
-    targets. Rows whose label is not one of ``labels`` are left out. Returns a `TrainingPlan`.
+    targets. Rows whose label is not one of ``labels`` are left out; with ``labels`` None (a spans task, whose span
+    sets were checked as they were stored) none are, and none has a soft target. Returns a `TrainingPlan`.
     """
     if human_weight <= 0 or machine_weight <= 0:
         raise ValueError("weights must be positive")
-    known = set(labels)
+    known = None if labels is None else set(labels)
     train: list[TrainExample] = []
     gold: list[RowT] = []
     prompt_versions: set[str] = set()
     sources: dict[str, int] = {}
     for row in rows:
-        if row.label not in known:
+        if known is not None and row.label not in known:
             continue
         if row.source in HUMAN_SOURCES:
             if is_gold(row.item_id, seed=seed, gold_share=gold_share):
@@ -89,7 +90,8 @@ def plan_training(
                 sources[HUMAN] = sources.get(HUMAN, 0) + 1
             continue
         sources[row.source] = sources.get(row.source, 0) + 1
-        soft = row.teacher_probs if row.teacher_probs is not None and len(row.teacher_probs) == len(labels) else None
+        scored = labels is not None and row.teacher_probs is not None and len(row.teacher_probs) == len(labels)
+        soft = row.teacher_probs if scored else None
         train.append(TrainExample(row.text, row.label, weight=machine_weight, soft_target=soft))
         if row.template_sha is not None:
             prompt_versions.add(row.template_sha)

@@ -18,6 +18,7 @@ from service.db import id_chunks
 from service.errors import Invalid, MalformedJson
 from service.formats import labelstudio, tabular
 from service.formats.tabular import ImportedTask
+from service.pipeline.kinds import Shown
 from service.store import batches, review, tasks
 from service.store.history import drawn_at_random
 from service.store.items import latest_rows
@@ -53,7 +54,7 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
         labels = latest_rows(session, Label, ids)
         predictions = latest_rows(session, Prediction, ids)
         decisions = latest_rows(session, DecisionRecord, ids)
-        votes: dict[int, dict[str, str | list[str]]] = {}
+        votes: dict[int, dict[str, Shown]] = {}
         for vote in session.scalars(
             select(ReviewVote)
             .where(ReviewVote.item_id.in_(ids), ReviewVote.undone_at.is_(None))
@@ -119,6 +120,7 @@ def import_tasks(
     once, so the worker leaves them alone."""
     existing = _items_by_external_id(session, task, [t.item.id for t in imported])
     fresh = [t for t in imported if t.item.id not in existing]
+    tasks.check_unlabeled_allowed(task, sum(t.label is None for t in fresh))
     matched = [t for t in imported if t.item.id in existing]
     labeled_rows = [t for t in matched if t.label is not None]
     ids = [existing[t.item.id].id for t in labeled_rows]

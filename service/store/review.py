@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, exists, func, or_,
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, NotFound
+from service.pipeline.kinds import Shown
 from service.pipeline.review_order import COLD_START_PRIORITY, RERANK_EVERY
 from service.pipeline.sources import HUMAN_SOURCES
 from service.store import answers, guidelines, jobs
@@ -127,7 +128,7 @@ class Resolution:
     required: int
 
 
-def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: str | Sequence[str]) -> Resolution:
+def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: Shown) -> Resolution:
     """Record the reviewer's answer (see tasks.label_value). Repeating the same answer is a no-op that returns the
     item's status."""
     label = label_value(task, label)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +18,7 @@ from service.pipeline.agreement import (
     pairwise_kappa,
     reviewer_accuracy,
 )
+from service.pipeline.kinds import Shown
 from service.pipeline.reviewer_model import ReviewerModel
 from service.pipeline.sources import ADJUDICATED
 from service.store import answers
@@ -146,7 +146,7 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
     return result
 
 
-def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: str | Sequence[str]) -> Label:
+def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: Shown) -> Label:
     """The final label of a disputed item, given by a lead; it supersedes every earlier label."""
     label = label_value(task, label)
     entry = session.get(AdjudicationEntry, item_id, with_for_update=True)

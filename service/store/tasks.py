@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas.tasks import TaskCreate
 from service.errors import Conflict, Invalid, NotFound
-from service.pipeline import kinds, label_sets
+from service.pipeline import kinds, label_sets, span_sets
+from service.pipeline.kinds import Shown
 from service.ports import Example, LabelDef, TaskDef, TaskKind
 from service.store import guidelines
 from service.tables import Task
@@ -75,15 +76,41 @@ def label_names(task: Task) -> list[str]:
     return [str(label["name"]) for label in task.labels]
 
 
+SPANS_BY_HAND = (
+    "this version labels a spans task's items from labeled imports and its student only: the teacher, the review "
+    "queue and the confidence filter do not take spans yet"
+)
+
+
 def label_values(task: Task) -> list[str]:
     """What an item's label may be, as stored: one of the labels, or a multi-label task's label set by its
-    canonical name (pipeline/label_sets.py). Machine probabilities have one column per value, in this order."""
+    canonical name (pipeline/label_sets.py). Machine probabilities have one column per value, in this order.
+    A spans task has no such columns: a Conflict."""
+    if task.kind == "spans":
+        raise Conflict(f"task {task.name!r} is a spans task: {SPANS_BY_HAND}", field="kind")
     return list(kinds.columns(kind_of(task), label_names(task)))
 
 
-def label_value(task: Task, given: str | Sequence[str], *, field: str = "label") -> str:
+def check_unlabeled_allowed(task: Task, unlabeled: int) -> None:
+    """A Conflict when ``unlabeled`` items would wait for a teacher that cannot label the task's kind."""
+    if task.kind == "spans" and unlabeled:
+        raise Conflict(
+            f"{unlabeled} item(s) without spans: {SPANS_BY_HAND}; import labeled rows (--label-field)", field="items"
+        )
+
+
+def label_value(task: Task, given: object, *, text: str | None = None, field: str = "label") -> str:
     """The stored form of a label a person or file gives: a label of a single-label task; for a multi-label task
-    a list of its labels (or a JSON string of one), returned as the set's canonical name."""
+    a list of its labels (or a JSON string of one), returned as the set's canonical name; for a spans task a list
+    of {start, end, label[, text]} objects, checked against the item's ``text``."""
+    if task.kind == "spans":
+        if text is None:
+            # Only the review and adjudication paths give a label without its text, and they do not take spans yet.
+            raise Conflict(f"task {task.name!r} is a spans task: {SPANS_BY_HAND}", field=field)
+        try:
+            return span_sets.canonical(given, text=text, labels=label_names(task))
+        except ValueError as error:
+            raise Invalid(f"task {task.name!r} takes spans of its labels: {error}", field=field) from None
     if task.kind == "multi_label":
         try:
             return label_sets.canonical(given, label_names(task))
@@ -94,19 +121,15 @@ def label_value(task: Task, given: str | Sequence[str], *, field: str = "label")
     return given
 
 
-def read_label(task: Task, value: object) -> str | None:
-    """The stored form of a label value read from a file (see label_value), None when it is no label of the task."""
-    if task.kind == "multi_label":
-        try:
-            return label_sets.canonical(value, label_names(task))
-        except ValueError:
-            return None
-    label = str(value).strip()
-    return label if label in label_names(task) else None
+def read_label(task: Task, value: object, text: str) -> str:
+    """The stored form of a label value read from a file beside its item's ``text`` (see label_value); Invalid when
+    it is no label of the task."""
+    return label_value(task, value if task.kind != "single_label" else str(value).strip(), text=text)
 
 
-def public_label(task: Task, stored: str) -> str | list[str]:
-    """A stored label as the API shows it: the label, or the list of a multi-label set's labels."""
+def public_label(task: Task, stored: str) -> Shown:
+    """A stored label as the API shows it: the label, the list of a multi-label set's labels, or a spans task's
+    list of {start, end, label}."""
     return kinds.shown(kind_of(task), label_names(task), stored)
 
 

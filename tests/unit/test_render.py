@@ -125,3 +125,18 @@ def test_few_shot_examples_go_per_label_only_when_every_label_gets_two() -> None
     assert few_shot_examples(query, pool, two, 4) == nearest_examples_per_label(query, pool, two, 4)
     three = [*two[:4], Example("x", "other")]
     assert few_shot_examples(query, pool, three, 4) == nearest_examples(query, pool, three, 4)
+
+
+def test_the_spans_template_shows_examples_as_the_json_answer_it_asks_for() -> None:
+    task = TaskDef(
+        name="ents",
+        labels=(LabelDef("person", "a named person"), LabelDef("location")),
+        instructions="Find the entities.",
+        kind="spans",
+    )
+    example = Example("Ada lived in London .", '[[0, 3, "person"], [13, 19, "location"]]')
+    prompt = render_prompt(task, "Bob left Paris", [example], "spans/chatml", default_prompts_dir()).prompt
+    answer = '{"entities": [{"text": "Ada", "label": "person"}, {"text": "London", "label": "location"}]}'
+    assert f"Text: Ada lived in London .<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>" in prompt
+    assert "- person: a named person" in prompt and "- location\n" in prompt
+    assert prompt.endswith("Text: Bob left Paris<|im_end|>\n<|im_start|>assistant")

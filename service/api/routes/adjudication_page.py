@@ -76,7 +76,7 @@ def _shown(task: Task, value: str) -> str:
     public = tasks.public_label(task, value)
     if isinstance(public, str):
         return public
-    return ", ".join(public) or "no label"
+    return ", ".join(part if isinstance(part, str) else str(part["label"]) for part in public) or "no label"
 
 
 @router.post("/{task}/adjudication/{item_id}")

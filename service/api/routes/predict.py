@@ -4,8 +4,9 @@ requests are scored together (api/batcher.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -19,12 +20,15 @@ from service.db import transaction
 from service.errors import Conflict, Invalid
 from service.pipeline import kinds
 from service.pipeline.cascade import UNCERTIFIED_THRESHOLD
-from service.ports import Student, TaskKind
+from service.pipeline.kinds import Shown
+from service.ports import SpanTagger, Student, TaskKind
 from service.store import students, tasks
 
 router = APIRouter(prefix="/v1/tasks/{task}/predict", tags=["students"])
 
-StudentLoader = Callable[[Path], Student]
+StudentLoader = Callable[[Path], Student | SpanTagger]
+Scored = tuple[Shown, float, dict[str, float]]
+"""One text's answer: its label as users read it, its confidence, and per label its probability (none for spans)."""
 PROMOTED_CACHE_S = 2.0
 
 
@@ -48,21 +52,20 @@ async def predict(
                 f"text is {len(text)} characters; the limit is {settings.max_text_chars}", field=f"texts.{index}"
             )
     promoted = await _cached_promoted(request, task)
-    batcher = await _batcher(request, promoted.path)
-    probs = await batcher.predict(body.texts)
+    batcher = await _batcher(request, promoted)
+    scored = await batcher.predict(body.texts)
     threshold = promoted.threshold
-    columns = kinds.columns(promoted.kind, promoted.labels)
     return PredictPublic(
         student=promoted.version,
         threshold=threshold,
         predictions=[
             PredictionPublic(
-                label=kinds.shown(promoted.kind, promoted.labels, columns[int(p.argmax())]),
-                confidence=float(p.max()),
-                probs=kinds.label_probs(promoted.kind, promoted.labels, p),
-                above_threshold=threshold is not None and float(p.max()) >= threshold,
+                label=label,
+                confidence=confidence,
+                probs=probs,
+                above_threshold=threshold is not None and confidence >= threshold,
             )
-            for p in probs
+            for label, confidence, probs in scored
         ],
     )
 
@@ -91,12 +94,24 @@ def _promoted(sessions: sessionmaker[Session], task: str) -> Promoted:
         )
 
 
-async def _batcher(request: Request, path: str) -> MicroBatcher:
+async def _batcher(request: Request, promoted: Promoted) -> MicroBatcher[Scored]:
     """One batcher a student folder, its student loaded on first use (off the event loop: it takes seconds)."""
     state = request.app.state
-    if path not in state.predictors:
+    if promoted.path not in state.predictors:
         loader: StudentLoader = state.student_loader
-        student = await asyncio.get_running_loop().run_in_executor(None, loader, Path(path))
-        state.predictors.setdefault(path, MicroBatcher(student.predict_proba))
-    batcher: MicroBatcher = state.predictors[path]
+        student = await asyncio.get_running_loop().run_in_executor(None, loader, Path(promoted.path))
+        state.predictors.setdefault(promoted.path, MicroBatcher(partial(_score, student, promoted)))
+    batcher: MicroBatcher[Scored] = state.predictors[promoted.path]
     return batcher
+
+
+def _score(student: Student | SpanTagger, promoted: Promoted, texts: Sequence[str]) -> list[Scored]:
+    """Each text's answer: the student's likeliest column, or a span tagger's span set."""
+    kind, labels = promoted.kind, promoted.labels
+    if isinstance(student, SpanTagger):
+        return [(kinds.shown(kind, labels, name), p, {}) for name, p in student.predict_spans(texts)]
+    columns = kinds.columns(kind, labels)
+    return [
+        (kinds.shown(kind, labels, columns[int(p.argmax())]), float(p.max()), kinds.label_probs(kind, labels, p))
+        for p in student.predict_proba(texts)
+    ]

@@ -46,9 +46,10 @@ def promote(
 ) -> StudentPublic:
     row = students.get(session, task=tasks.get_task(session, task), version=version)
     if not row.metrics.get("gate_passed") and not body.force:
+        metric = str(row.metrics.get("gate_metric", "macro_f1"))
         raise Conflict(
-            f"student {version} fails the promotion gate (macro-F1 {row.metrics['student']['macro_f1']:.3f} vs "
-            f"teacher {row.metrics['teacher']['macro_f1']:.3f} - {settings.student.promotion_margin}); "
+            f"student {version} fails the promotion gate ({metric} {row.metrics['student'].get(metric, 0.0):.3f} vs "
+            f"teacher {row.metrics['teacher'].get(metric, 0.0):.3f} - {settings.student.promotion_margin}); "
             "send force=true to override",
             field="version",
         )

@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$")]
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
-LabelValue = str | list[str]
-"""An item's label: one of the task's labels, or for a multi_label task the list of those that apply (possibly
-empty)."""
+LabelValue = str | list[str] | list[dict[str, int | str]]
+"""An item's label: one of the task's labels; for a multi_label task the list of those that apply (possibly
+empty); for a spans task a list of {"start", "end", "label"} character spans (a "text" key is checked when given)."""
 
 
 def unstorable(value: Any, where: str = "") -> str | None:

@@ -43,7 +43,8 @@ class PredictionPublic(BaseModel):
     confidence: float
     """The probability that the label (the whole list) is right."""
     probs: dict[str, float]
-    """Per label, the probability that it is right, or for a multi-label task that it applies."""
+    """Per label, the probability that it is right, or for a multi-label task that it applies (none for spans: the
+    confidence is the whole span set's)."""
     above_threshold: bool = Field(
         description="Whether the confidence reaches the student's certified threshold, the rule the task applies to "
         "its labels (before the neighbour and out-of-distribution vetoes, which need the task's labeled pool)."

@@ -8,10 +8,16 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from service.api.schemas.common import LabelValue, Name, NonEmptyText, Strict
-from service.pipeline import label_sets
+from service.pipeline import label_sets, span_sets
 from service.ports import TaskKind
 
-DEFAULT_TEMPLATES: dict[TaskKind, str] = {"single_label": "classify/chatml", "multi_label": "multi_label/chatml"}
+DEFAULT_TEMPLATES: dict[TaskKind, str] = {
+    "single_label": "classify/chatml",
+    "multi_label": "multi_label/chatml",
+    "spans": "spans/chatml",
+}
+KIND_TEMPLATE_FOLDERS: dict[TaskKind, str] = {"multi_label": "multi_label/", "spans": "spans/"}
+"""Where a kind's templates live: each kind's answer format is its own (single-label templates live elsewhere)."""
 
 
 class TaskLabel(Strict):
@@ -32,13 +38,14 @@ class TaskCreate(Strict):
     kind: TaskKind = Field(
         "single_label",
         description="What one item's label is: single_label, one of the task's labels; multi_label, the list of "
-        f"those that apply, possibly empty (at most {label_sets.MAX_LABELS} labels).",
+        f"those that apply, possibly empty (at most {label_sets.MAX_LABELS} labels); spans, a list of "
+        '{"start", "end", "label"} character spans of the text, not overlapping, possibly empty.',
     )
-    labels: list[TaskLabel] = Field(min_length=2, max_length=50)
+    labels: list[TaskLabel] = Field(min_length=1, max_length=50, description="At least 2 for a single_label task.")
     instructions: str = ""
     examples: list[TaskExample] = Field(default_factory=list, max_length=50)
     template: str | None = Field(
-        None, description="Prompt template under prompts/ (default classify/chatml, multi_label/chatml)."
+        None, description="Prompt template under prompts/ (default classify/chatml, multi_label/chatml, spans/chatml)."
     )
     epsilon: float = Field(0.05, gt=0, lt=1, description="Target error of accepted machine labels.")
     delta: float = Field(0.1, gt=0, lt=1, description="The bound holds with confidence 1 - delta.")
@@ -57,20 +64,27 @@ class TaskCreate(Strict):
         names = [label.name for label in self.labels]
         if len(set(names)) != len(names):
             raise ValueError("label names must be unique")
+        if self.kind == "single_label" and len(names) < 2:
+            raise ValueError("a single_label task has at least 2 labels")
         if self.kind == "multi_label" and len(names) > label_sets.MAX_LABELS:
             raise ValueError(f"a multi_label task has at most {label_sets.MAX_LABELS} labels, not {len(names)}")
-        for example in self.examples:
-            if self.kind == "multi_label":
-                # Stored by the set's canonical name, as every label of the task is.
+        for index, example in enumerate(self.examples):
+            # Stored by the canonical name of its set, as every label of the task is.
+            if self.kind == "spans":
+                try:
+                    example.label = span_sets.canonical(example.label, text=example.text, labels=names)
+                except ValueError as error:
+                    raise ValueError(f"example {index}: {error}") from None
+            elif self.kind == "multi_label":
                 example.label = label_sets.canonical(example.label, names)
             elif example.label not in names:
                 raise ValueError(f"example label {example.label!r} is not one of the task's labels")
-        # The answer format is the kind's: a multi-label template ends where "<label>: yes|no" lines begin.
-        if (self.kind == "multi_label") != self.prompt_template.startswith("multi_label/"):
-            raise ValueError(
-                f"a {self.kind} task takes a template {'under' if self.kind == 'multi_label' else 'outside'} "
-                "prompts/multi_label/"
-            )
+        # The answer format is the kind's: a template under another kind's folder would ask for the wrong answer.
+        folder = KIND_TEMPLATE_FOLDERS.get(self.kind)
+        in_kind_folder = [name for name in KIND_TEMPLATE_FOLDERS.values() if self.prompt_template.startswith(name)]
+        if (folder is None and in_kind_folder) or (folder is not None and not self.prompt_template.startswith(folder)):
+            where = f"under prompts/{folder}" if folder else f"outside {', '.join(KIND_TEMPLATE_FOLDERS.values())}"
+            raise ValueError(f"a {self.kind} task takes a template {where}")
         return self
 
     @property
