@@ -36,6 +36,10 @@ from service.backends.student_model import ADAPTER_DIR, LORA_TARGET_MODULES, MAX
 from service.pipeline import bio, span_sets
 from service.ports import Precision, Progress, TrainConfig, TrainExample, TrainResult
 
+SPAN_TRAIN_CONFIG = TrainConfig(batch_size=16)
+"""Training settings of a span student, the rest as a text student's. WNUT 17, 800 posts, LoRA on query and value
+(r 8): held-out entity micro-F1 0.332 in batches of 16 against 0.289 in batches of 32; a learning rate of 2e-3 gave
+0.316, and LoRA on every linear layer (r 8 at 6e-4, r 16 at 3e-4) 0.25 in more time (at 1e-3 it diverged)."""
 SPLIT_SHARE_MIN = 10
 """Fewer examples than this all go to training, with no early stopping."""
 
@@ -56,9 +60,11 @@ class TaggedTexts:
 def tag_model(model_path: Path, labels: Sequence[str]) -> PreTrainedModel:
     """MiniLM with a fresh tag classifier, its config naming the tags (what an export's pipeline reads)."""
     names = bio.tag_names(labels)
-    # The classifier is new by design; transformers' report of its missing weights would read as a fault.
-    verbosity = hf_logging.get_verbosity()
+    # The classifier is new by design; transformers' report of its missing weights would read as a fault, and its
+    # loading bar would fill a CLI's output once a load.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         model: PreTrainedModel = AutoModelForTokenClassification.from_pretrained(
             str(model_path),
@@ -69,6 +75,8 @@ def tag_model(model_path: Path, labels: Sequence[str]) -> PreTrainedModel:
         )
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     return model
 
 
@@ -159,7 +167,9 @@ class SpanTrainer:
 
         train_data, validation_data = part(train_rows), part(validation_rows)
         pad_id = int(tokenizer.pad_token_id or 0)
-        epochs_run, best_epoch, train_loss = _fine_tune(model, train_data, validation_data, pad_id, config, progress)
+        epochs_run, best_epoch, train_loss = _fine_tune(
+            model, train_data, validation_data, pad_id, config, progress, labels
+        )
         metrics = {"train_loss": train_loss, "best_epoch": float(best_epoch)}
         metrics |= {"n_train": float(len(train_rows)), "n_validation": float(len(validation_rows))}
         if validation_rows:
@@ -204,14 +214,15 @@ def _fine_tune(
     pad_id: int,
     config: TrainConfig,
     progress: Progress | None,
+    labels: Sequence[str],
 ) -> tuple[int, int, float]:
     """(epochs run, best epoch, last epoch's training loss); stops after `patience` epochs without a better
-    validation loss and restores the best epoch's weights."""
+    validation score (entity micro-F1, then loss: see _validation_score) and restores the best epoch's weights."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     total_steps = config.epochs * batches_per_epoch(len(train_data), config.batch_size)
-    best_loss, best_epoch, bad_epochs, done, epoch, train_loss = math.inf, 0, 0, 0, 0, 0.0
+    best_score, best_epoch, bad_epochs, done, epoch, train_loss = (-1.0, -math.inf), 0, 0, 0, 0, 0.0
     best_state = _trainable_state(model)
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -229,9 +240,9 @@ def _fine_tune(
         if not len(validation_data):
             best_state, best_epoch = _trainable_state(model), epoch
             continue
-        validation_loss = _mean_loss(model, validation_data, pad_id, config.batch_size)
-        if validation_loss < best_loss - 1e-4:
-            best_loss, best_epoch, bad_epochs, best_state = validation_loss, epoch, 0, _trainable_state(model)
+        score = _validation_score(model, validation_data, labels, pad_id, config.batch_size)
+        if score[0] > best_score[0] or (score[0] == best_score[0] and score[1] > best_score[1] + 1e-4):
+            best_score, best_epoch, bad_epochs, best_state = score, epoch, 0, _trainable_state(model)
         else:
             bad_epochs += 1
             if bad_epochs >= config.patience:
@@ -240,6 +251,21 @@ def _fine_tune(
         progress(total_steps, total_steps)
     model.load_state_dict(best_state, strict=False)
     return epoch, best_epoch, train_loss
+
+
+def _validation_score(
+    model: torch.nn.Module, data: TaggedTexts, labels: Sequence[str], pad_id: int, batch_size: int
+) -> tuple[float, float]:
+    """(entity micro-F1, minus the loss) on validation, compared in that order. The loss alone picks the wrong
+    epoch: most tokens are outside every entity, and while their loss still falls the entities are missed
+    (WNUT 17, 800 posts: the lowest-loss epoch found no entity at all)."""
+    truth = [
+        span_sets.set_name(bio.decode(offsets, tags, labels))
+        for offsets, tags in zip(data.offsets, data.tags, strict=True)
+    ]
+    said = [span_sets.set_name(spans) for spans, _ in _decode(model, data, labels, pad_id, batch_size)]
+    report = span_sets.entity_report(y_true=truth, y_pred=said, labels=labels)
+    return report.get("micro_f1", 0.0), -_mean_loss(model, data, pad_id, batch_size)
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def run_span_student_bench(
     """Run the benchmark and return its results (also written to ``json_out``, the curve to ``plot_out``)."""
     import torch
 
-    from service.backends.span_student import SpanStudent, SpanTrainer
+    from service.backends.span_student import SPAN_TRAIN_CONFIG, SpanStudent, SpanTrainer
 
     raw = read_labeled(data, text_field=text_field, label_field=label_field)
     labels = span_labels(raw)
@@ -64,7 +65,7 @@ def run_span_student_bench(
         for n in sorted({min(n, len(pool)) for n in train_sizes}):
             started = time.perf_counter()
             result = SpanTrainer().train(
-                pool[:n], labels, Path(scratch) / f"n{n}", TrainConfig(epochs=epochs, seed=seed)
+                pool[:n], labels, Path(scratch) / f"n{n}", replace(SPAN_TRAIN_CONFIG, epochs=epochs, seed=seed)
             )
             train_s = time.perf_counter() - started
             student = SpanStudent.load(result.path, precision=precision)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from service.db import transaction
@@ -72,7 +72,7 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
     """Train, evaluate and register a student; ``on_progress`` (the CLI's progress bar) is called beside the job
     row's progress."""
     from service.backends.factory import load_span_student
-    from service.backends.span_student import SpanTrainer
+    from service.backends.span_student import SPAN_TRAIN_CONFIG, SpanTrainer
     from service.backends.student_train import LoraTrainer
 
     with transaction(ctx.sessions) as session:
@@ -107,7 +107,11 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
                     total=total,
                 )
 
-    config = TrainConfig(seed=seed, epochs=int(job.payload.get("epochs", TrainConfig.epochs)))
+    config = replace(
+        SPAN_TRAIN_CONFIG if spans else TrainConfig(),
+        seed=seed,
+        epochs=int(job.payload.get("epochs", TrainConfig.epochs)),
+    )
     # Training's cost includes the gold evaluation: both are what a new student takes.
     gold_texts = [row.text for row in plan.gold]
     with ctx.metered("training", len(plan.train)):

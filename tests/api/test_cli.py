@@ -140,3 +140,23 @@ def test_create_task_from_a_json_file_in_one_line(runner: CliRunner, tmp_path: P
         assert answer.exit_code == 2 and "Traceback" not in answer.output and str(wrong) in answer.output
     missing = runner.invoke(app, ["create-task", str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_a_spans_task_takes_span_files_and_names_a_bad_row_in_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "ents.json"
+    spec.write_text('{"name": "ents", "kind": "spans", "labels": [{"name": "person"}]}')
+    made = runner.invoke(app, ["create-task", str(spec)])
+    assert made.exit_code == 0 and "spans, 1 labels" in made.output, made.output
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"id": "a", "text": "Ann left", "spans": [{"start": 0, "end": 3, "label": "person"}]}\n'
+        '{"id": "b", "text": "Bo", "spans": [{"start": 0, "end": 5, "label": "person"}]}\n'
+    )
+    refused = runner.invoke(app, ["import", str(rows), "--task", "ents", "--label-field", "spans"])
+    assert refused.exit_code == 2 and "rows 1" in refused.output and "outside the text" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
+    unlabeled = runner.invoke(app, ["import", str(rows), "--task", "ents"])
+    assert unlabeled.exit_code == 2 and "without spans" in unlabeled.output, unlabeled.output
+    rows.write_text(rows.read_text().splitlines()[0] + "\n")
+    imported = runner.invoke(app, ["import", str(rows), "--task", "ents", "--label-field", "spans"])
+    assert imported.exit_code == 0, imported.output

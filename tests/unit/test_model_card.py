@@ -48,3 +48,14 @@ def test_a_multi_label_card_says_how_its_scores_make_a_label_set() -> None:
     assert "multi_label_classification" in card and "over 0.5" in card and "top_k=None" in card
     assert "Exact-set accuracy 0.600, macro-F1 0.700, micro-F1 0.750" in card
     assert "multi_label_classification" not in model_card(fmt="hf", metrics=metrics, **COMMON)  # type: ignore[arg-type]
+
+
+def test_a_spans_card_says_how_to_read_entities_and_how_they_were_scored() -> None:
+    report = {"per_class": {"person": {"precision": 0.5, "recall": 0.4, "f1": 0.44, "support": 30}}, "n": 90}
+    student = {**report, "macro_f1": 0.3, "accuracy": 0.7, "micro_f1": 0.35, "ece": 0.1}
+    metrics = {"student": student, "threshold": 0.9, "threshold_error_bound": 0.08, "gate_metric": "micro_f1"}
+    card = model_card(fmt="hf", metrics=metrics, **{**COMMON, "kind": "spans"})  # type: ignore[arg-type]
+    assert 'pipeline("token-classification"' in card and 'aggregation_strategy="simple"' in card
+    assert "An entity tagger" in card and "B-<label>" in card and "mean pooling" not in card
+    assert "entity-level exact match" in card and "micro-F1 0.350" in card
+    assert "text-classification" not in card

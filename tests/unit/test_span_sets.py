@@ -92,3 +92,57 @@ def test_decode_reads_runs_as_seqeval_does() -> None:
 def test_answer_json_is_what_the_teacher_is_shown() -> None:
     name = span_sets.set_name([Span(22, 28, "location")])
     assert json.loads(span_sets.answer_json(name, TEXT)) == {"entities": [{"text": "London", "label": "location"}]}
+
+
+def test_entity_scores_are_seqeval_scores() -> None:
+    """On WNUT 17 posts (space-joined tokens) and predictions made by dropping, shifting and relabelling their
+    entities, the span-set report gives seqeval's micro-F1 and per-label F1 over the same BIO sequences."""
+    import random
+    from pathlib import Path
+
+    from seqeval.metrics import classification_report, f1_score
+
+    rows = [json.loads(line) for line in (Path(__file__).parents[2] / "bench/data/wnut17_train.jsonl").open()][:400]
+    labels = sorted({span["label"] for row in rows for span in row["spans"]})
+    rng = random.Random(0)
+    truth_names, said_names, truth_tags, said_tags = [], [], [], []
+    for row in rows:
+        starts, position = [], 0
+        for token in row["text"].split(" "):
+            starts.append((position, position + len(token)))
+            position += len(token) + 1
+        truth = [Span(s["start"], s["end"], s["label"]) for s in row["spans"]]
+        said = []
+        for span in truth:
+            roll = rng.random()
+            if roll < 0.2:
+                continue
+            if roll < 0.3:
+                span = span._replace(label=rng.choice(labels))
+            elif roll < 0.4:
+                # Grow the span to the next token, when there is one.
+                after = [end for start, end in starts if start > span.end]
+                span = span._replace(end=after[0]) if after else span
+            said.append(span)
+        if rng.random() < 0.1:
+            start, end = rng.choice(starts)
+            if not any(s.start < end and start < s.end for s in said):
+                said.append(Span(start, end, rng.choice(labels)))
+        truth_names.append(span_sets.set_name(truth))
+        said_names.append(span_sets.set_name(said))
+        truth_tags.append(_word_tags(starts, truth))
+        said_tags.append(_word_tags(starts, said))
+    ours = span_sets.entity_report(y_true=truth_names, y_pred=said_names, labels=labels)
+    assert ours.get("micro_f1") == pytest.approx(f1_score(truth_tags, said_tags))
+    theirs = classification_report(truth_tags, said_tags, output_dict=True)
+    for label in labels:
+        assert ours["per_class"][label]["f1"] == pytest.approx(theirs[label]["f1-score"]), label
+        assert ours["per_class"][label]["support"] == theirs[label]["support"], label
+
+
+def _word_tags(words: list[tuple[int, int]], spans: list[Span]) -> list[str]:
+    tags = []
+    for start, end in words:
+        inside = [s for s in spans if s.start <= start and end <= s.end]
+        tags.append("O" if not inside else f"{'B' if inside[0].start == start else 'I'}-{inside[0].label}")
+    return tags
