@@ -303,16 +303,29 @@ def plot_learning_curve(results: Mapping[str, Any], path: Path) -> None:
     sizes = [row["n_train"] for row in results["curve"]]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sizes, [row["macro_f1"] for row in results["curve"]], marker="o", label="student macro-F1")
+    if all("micro_f1" in row for row in results["curve"]):
+        ax.plot(sizes, [row["micro_f1"] for row in results["curve"]], marker="^", label="student micro-F1")
     ax.plot(sizes, [row["accuracy"] for row in results["curve"]], marker="s", label="student accuracy")
     teacher_f1 = results.get("teacher", {}).get("macro_f1")
     if teacher_f1 is not None:
         ax.axhline(teacher_f1, color="grey", linestyle="--", label="teacher macro-F1")
+    baseline = results.get("baseline")
+    if baseline is not None and "baseline_f1" in results:
+        ax.plot(
+            [baseline["n_train"]],
+            [results["baseline_f1"]],
+            marker="*",
+            markersize=12,
+            linestyle="none",
+            color="black",
+            label=f"baseline: {baseline['model'].split(' (')[0]}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"training labels ({results['trained_on']})")
     ax.set_ylabel("score on held-out items")
     ax.set_title(f"LoRA student learning curve ({Path(results['data']).name})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right", fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
