@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import peft
 import torch
-import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForTokenClassification, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
@@ -30,9 +27,10 @@ from service.backends.minilm import (
     pad_batch,
     resolve_precision,
 )
-from service.backends.student_data import batches_per_epoch, bucketed_batches, training_data_sha256
+from service.backends.student_data import batches_per_epoch, bucketed_batches
 from service.backends.student_meta import StudentMeta
 from service.backends.student_model import ADAPTER_DIR, LORA_TARGET_MODULES, MAX_LENGTH
+from service.backends.student_train import trained_meta
 from service.pipeline import bio, span_sets
 from service.ports import Precision, Progress, TrainConfig, TrainExample, TrainResult
 
@@ -118,8 +116,8 @@ def batch_loss(model: torch.nn.Module, data: TaggedTexts, rows: Sequence[int], p
 
 
 class SpanTrainer:
-    """Trains LoRA (query, value) and the tag classifier by AdamW on token cross-entropy; the epoch with the lowest
-    validation loss is kept."""
+    """Trains LoRA (query, value) and the tag classifier by AdamW on token cross-entropy; the epoch with the best
+    validation entity micro-F1 is kept (see _validation_score)."""
 
     def __init__(self, model_path: Path | None = None, *, base_model_name: str = BASE_MODEL_NAME) -> None:
         self._model_path = model_path or minilm_path()
@@ -184,24 +182,15 @@ class SpanTrainer:
             }
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(out_dir / ADAPTER_DIR))
-        StudentMeta(
-            version=out_dir.name,
+        trained_meta(
+            out_dir,
             base_model=self._base_model_name,
+            examples=examples,
             labels=labels,
-            data_sha256=training_data_sha256(examples, labels),
-            n_examples=len(examples),
-            prompt_versions=tuple(sorted(set(prompt_versions))),
+            config=config,
+            prompt_versions=prompt_versions,
             metrics=metrics,
             epochs_run=epochs_run,
-            created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-            train_config=asdict(config),
-            max_length=MAX_LENGTH,
-            lora_target_modules=LORA_TARGET_MODULES,
-            library_versions={
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "peft": peft.__version__,
-            },
             kind="spans",
         ).save_pretrained(out_dir)
         return TrainResult(path=out_dir, metrics=metrics, epochs_run=epochs_run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,39 +139,56 @@ class LoraTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         peft_encoder.save_pretrained(str(out_dir / ADAPTER_DIR))
         save_head(model.head, str(out_dir / HEAD_FILE))
-        meta = self._meta(out_dir, examples, labels, config, prompt_versions, metrics, run.epochs_run)
-        replace(meta, kind=kind, thresholds=thresholds).save_pretrained(out_dir)
+        trained_meta(
+            out_dir,
+            base_model=self._base_model_name,
+            examples=examples,
+            labels=labels,
+            config=config,
+            prompt_versions=prompt_versions,
+            metrics=metrics,
+            epochs_run=run.epochs_run,
+            kind=kind,
+            thresholds=thresholds,
+        ).save_pretrained(out_dir)
         return TrainResult(path=out_dir, metrics=metrics, epochs_run=run.epochs_run)
 
-    def _meta(
-        self,
-        out_dir: Path,
-        examples: Sequence[TrainExample],
-        labels: tuple[str, ...],
-        config: TrainConfig,
-        prompt_versions: Sequence[str],
-        metrics: dict[str, float],
-        epochs_run: int,
-    ) -> StudentMeta:
-        return StudentMeta(
-            version=out_dir.name,
-            base_model=self._base_model_name,
-            labels=labels,
-            data_sha256=training_data_sha256(examples, labels),
-            n_examples=len(examples),
-            prompt_versions=tuple(sorted(set(prompt_versions))),
-            metrics=metrics,
-            epochs_run=epochs_run,
-            created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-            train_config=asdict(config),
-            max_length=MAX_LENGTH,
-            lora_target_modules=LORA_TARGET_MODULES,
-            library_versions={
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "peft": peft.__version__,
-            },
-        )
+
+def trained_meta(
+    out_dir: Path,
+    *,
+    base_model: str,
+    examples: Sequence[TrainExample],
+    labels: tuple[str, ...],
+    config: TrainConfig,
+    prompt_versions: Sequence[str],
+    metrics: dict[str, float],
+    epochs_run: int,
+    kind: TaskKind,
+    thresholds: tuple[float, ...] = (),
+) -> StudentMeta:
+    """The meta.json of a student just trained into ``out_dir`` (a text student or a span tagger)."""
+    return StudentMeta(
+        version=out_dir.name,
+        base_model=base_model,
+        labels=labels,
+        data_sha256=training_data_sha256(examples, labels),
+        n_examples=len(examples),
+        prompt_versions=tuple(sorted(set(prompt_versions))),
+        metrics=metrics,
+        epochs_run=epochs_run,
+        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        train_config=asdict(config),
+        max_length=MAX_LENGTH,
+        lora_target_modules=LORA_TARGET_MODULES,
+        library_versions={
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+        kind=kind,
+        thresholds=thresholds,
+    )
 
 
 def _label_thresholds(probs: torch.Tensor, present: torch.Tensor) -> tuple[float, ...]:

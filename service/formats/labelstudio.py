@@ -30,32 +30,30 @@ def label_config(labels: Sequence[LabelDef], *, kind: TaskKind = "single_label")
     hint Label Studio shows on hover (several may be chosen for a multi-label task); for a spans task one
     ``<Label>`` per label over the text."""
     if kind == "spans":
-        names = "\n".join(
-            f"    <Label value={quoteattr(label.name)}"
-            + (f" hint={quoteattr(label.description)}" if label.description else "")
-            + "/>"
-            for label in labels
-        )
         return (
             "<View>\n"
-            f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">\n{names}\n  </Labels>\n'
+            f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">\n{_options("Label", labels)}\n  </Labels>\n'
             f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
             "</View>\n"
         )
     choice = "multiple" if kind == "multi_label" else "single"
-    choices = "\n".join(
-        f"    <Choice value={quoteattr(label.name)}"
-        + (f" hint={quoteattr(label.description)}" if label.description else "")
-        + "/>"
-        for label in labels
-    )
     return (
         "<View>\n"
         f'  <Text name="{TO_NAME}" value="${TO_NAME}"/>\n'
         f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{choice}" showInline="true">\n'
-        f"{choices}\n"
+        f"{_options('Choice', labels)}\n"
         "  </Choices>\n"
         "</View>\n"
+    )
+
+
+def _options(tag: str, labels: Sequence[LabelDef]) -> str:
+    """One ``<Choice>`` or ``<Label>`` per label, its description as the hint Label Studio shows on hover."""
+    return "\n".join(
+        f"    <{tag} value={quoteattr(label.name)}"
+        + (f" hint={quoteattr(label.description)}" if label.description else "")
+        + "/>"
+        for label in labels
     )
 
 

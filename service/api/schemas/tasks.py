@@ -83,7 +83,8 @@ class TaskCreate(Strict):
         folder = KIND_TEMPLATE_FOLDERS.get(self.kind)
         in_kind_folder = [name for name in KIND_TEMPLATE_FOLDERS.values() if self.prompt_template.startswith(name)]
         if (folder is None and in_kind_folder) or (folder is not None and not self.prompt_template.startswith(folder)):
-            where = f"under prompts/{folder}" if folder else f"outside {', '.join(KIND_TEMPLATE_FOLDERS.values())}"
+            others = " and ".join(f"prompts/{name}" for name in KIND_TEMPLATE_FOLDERS.values())
+            where = f"under prompts/{folder}" if folder else f"outside {others}"
             raise ValueError(f"a {self.kind} task takes a template {where}")
         return self
 
