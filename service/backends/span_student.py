@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 
 from service.backends.minilm import (
     BASE_MODEL_NAME,
+    exact_unless_bf16,
     for_inference,
     load_tokenizer,
     minilm_path,
@@ -30,7 +31,7 @@ from service.backends.minilm import (
 from service.backends.student_data import batches_per_epoch, bucketed_batches
 from service.backends.student_meta import StudentMeta
 from service.backends.student_model import ADAPTER_DIR, LORA_TARGET_MODULES, MAX_LENGTH
-from service.backends.student_train import trained_meta
+from service.backends.student_train import trainable_state, trained_meta
 from service.pipeline import bio, span_sets
 from service.ports import Precision, Progress, TrainConfig, TrainExample, TrainResult
 
@@ -212,7 +213,12 @@ def _fine_tune(
     generator = torch.Generator().manual_seed(config.seed)
     total_steps = config.epochs * batches_per_epoch(len(train_data), config.batch_size)
     best_score, best_epoch, bad_epochs, done, epoch, train_loss = (-1.0, -math.inf), 0, 0, 0, 0, 0.0
-    best_state = _trainable_state(model)
+    best_state = trainable_state(model)
+    # The spans the validation tags spell, read once: what every epoch's tagger is scored against.
+    truth = [
+        span_sets.set_name(bio.decode(offsets, tags, labels))
+        for offsets, tags in zip(validation_data.offsets, validation_data.tags, strict=True)
+    ]
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses: list[float] = []
@@ -227,11 +233,11 @@ def _fine_tune(
                 progress(done, total_steps)
         train_loss = sum(losses) / len(losses)
         if not len(validation_data):
-            best_state, best_epoch = _trainable_state(model), epoch
+            best_state, best_epoch = trainable_state(model), epoch
             continue
-        score = _validation_score(model, validation_data, labels, pad_id, config.batch_size)
+        score = _validation_score(model, validation_data, truth, labels, pad_id, config.batch_size)
         if score[0] > best_score[0] or (score[0] == best_score[0] and score[1] > best_score[1] + 1e-4):
-            best_score, best_epoch, bad_epochs, best_state = score, epoch, 0, _trainable_state(model)
+            best_score, best_epoch, bad_epochs, best_state = score, epoch, 0, trainable_state(model)
         elif score[0] > 0:
             # Until it finds its first entity the tagger is still leaving its start, where every token is outside
             # (WNUT 17, 800 posts: no entity in epochs 1 to 3, then micro-F1 0.33 by epoch 8): patience waits.
@@ -245,22 +251,14 @@ def _fine_tune(
 
 
 def _validation_score(
-    model: torch.nn.Module, data: TaggedTexts, labels: Sequence[str], pad_id: int, batch_size: int
+    model: torch.nn.Module, data: TaggedTexts, truth: Sequence[str], labels: Sequence[str], pad_id: int, batch_size: int
 ) -> tuple[float, float]:
     """(entity micro-F1, minus the loss) on validation, compared in that order. The loss alone picks the wrong
     epoch: most tokens are outside every entity, and while their loss still falls the entities are missed
     (WNUT 17, 800 posts: the lowest-loss epoch found no entity at all)."""
-    truth = [
-        span_sets.set_name(bio.decode(offsets, tags, labels))
-        for offsets, tags in zip(data.offsets, data.tags, strict=True)
-    ]
     said = [span_sets.set_name(spans) for spans, _ in _decode(model, data, labels, pad_id, batch_size)]
     report = span_sets.entity_report(y_true=truth, y_pred=said, labels=labels)
     return report.get("micro_f1", 0.0), -_mean_loss(model, data, pad_id, batch_size)
-
-
-def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _mean_loss(model: torch.nn.Module, data: TaggedTexts, pad_id: int, batch_size: int) -> float:
@@ -311,10 +309,7 @@ class SpanStudent:
         base_path = model_path or minilm_path()
         merged: Any = PeftModel.from_pretrained(tag_model(base_path, meta.labels), str(path / ADAPTER_DIR))
         model = merged.merge_and_unload()
-        # A tag flips where two tags are close, and int8 moves probabilities by up to 0.3: under "auto", without
-        # bfloat16 units a span student runs exact, as a multi-label student does.
-        auto_int8 = precision == "auto" and resolve_precision(precision) == "int8"
-        chosen: Precision = "float32" if auto_int8 else resolve_precision(precision)
+        chosen = resolve_precision(exact_unless_bf16(precision))
         return cls(for_inference(model, chosen), load_tokenizer(base_path), meta, precision=chosen)
 
     @property

@@ -268,7 +268,7 @@ def _fine_tune(
     best_loss = float("inf")
     if len(validation_data):
         best_loss, _ = _evaluate(model, validation_data, pad_id, config.batch_size)
-    best_state, best_epoch, bad_epochs, done = _trainable_state(model), 0, 0, 0
+    best_state, best_epoch, bad_epochs, done = trainable_state(model), 0, 0, 0
     epoch, train_loss = 0, 0.0
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -285,12 +285,12 @@ def _fine_tune(
                 progress(done, total_steps)
         train_loss = sum(losses) / len(losses)
         if not len(validation_data):
-            best_state, best_epoch = _trainable_state(model), epoch
+            best_state, best_epoch = trainable_state(model), epoch
             continue
         validation_loss, _ = _evaluate(model, validation_data, pad_id, config.batch_size)
         if validation_loss < best_loss - MIN_IMPROVEMENT:
             best_loss, best_epoch, bad_epochs = validation_loss, epoch, 0
-            best_state = _trainable_state(model)
+            best_state = trainable_state(model)
         else:
             bad_epochs += 1
             if bad_epochs >= config.patience:
@@ -311,6 +311,6 @@ def _evaluate(
     return loss.item(), logits
 
 
-def _trainable_state(model: MiniLMClassifier) -> dict[str, torch.Tensor]:
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of what training changes (LoRA matrices and head), to restore the best epoch."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
