@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.pipeline import task_report
 from service.pipeline.task_report import Judged
 from service.store import answers, consistency, dashboard, guidelines, history, items, students, usage
-from service.store.tasks import label_names, label_values
+from service.store.tasks import answer_values, label_names, label_values
 from service.tables import Task
 
 Cell = str | int | float | bool | None
@@ -153,7 +153,7 @@ def reviewers(reads: Reads) -> Table:
         votes=given.votes,
         answered_at=reads.times(),
         gold=given.gold,
-        model=given.reviewer_model(label_values(task)),
+        model=given.reviewer_model(answer_values(task)),
     )
     return [dict(vars(row)) for row in rows]
 

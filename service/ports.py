@@ -59,6 +59,28 @@ class ScoreRequest:
     continuations: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One prompt and the JSON schema its answer must follow (the teacher's decoder enforces it), greedily decoded
+    for at most ``max_tokens`` tokens."""
+
+    prompt: str
+    json_schema: dict[str, object]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated answer with its tokens' log-probabilities (under the model, before the schema's mask)."""
+
+    text: str
+    token_ends: tuple[int, ...]
+    """Per token, the offset in ``text`` where it ends."""
+    token_logprobs: tuple[float, ...]
+    finished: bool
+    """False when ``max_tokens`` cut the answer short."""
+
+
 class TeacherUnavailable(RuntimeError):
     """The teacher could not be reached for longer than its configured wait; retry the work later."""
 
@@ -88,6 +110,10 @@ class Teacher(Protocol):
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         """For each request, the summed log-probability of each whole continuation after its prompt."""
+        ...
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        """For each request, the greedy answer that follows its JSON schema (a spans task's entities)."""
         ...
 
 

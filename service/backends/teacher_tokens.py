@@ -48,6 +48,25 @@ class TeacherTokenizer:
             return head, len(head) < len(text)
         return head[: offsets[max_tokens - 1][1]], True
 
+    @property
+    def hf(self) -> Any:
+        """The transformers tokenizer itself (the in-process JSON constraint reads its vocabulary)."""
+        return self._tokenizer
+
+    @property
+    def eos_token_id(self) -> int:
+        return int(self._tokenizer.eos_token_id)
+
+    def decode(self, ids: Sequence[int]) -> tuple[str, tuple[int, ...]]:
+        """The text of generated token ids and, per token, the offset in it where that token ends (decoding each
+        prefix: a token that ends inside a character ends where the character does)."""
+        text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True)
+        ends: list[int] = []
+        for count in range(1, len(ids) + 1):
+            prefix: str = self._tokenizer.decode(list(ids[:count]), skip_special_tokens=True)
+            ends.append(min(len(prefix.rstrip("\ufffd")), len(text)) if count < len(ids) else len(text))
+        return text, tuple(max(ends[: i + 1]) for i in range(len(ends)))
+
     def encode_request(self, prompt: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         """Token ids of the prompt and of each continuation, as the model would read prompt + continuation.
 

@@ -3,6 +3,11 @@
 Per request the prompt is run once; its logits give every label's first token, and its KV cache is
 repeated across the labels so the rest of each label is scored in one small batched step. Labels are
 never scored by first token only: a label's score is the sum over all of its tokens.
+
+A spans task's answers are generated greedily under their JSON schema, enforced token by token by
+lm-format-enforcer (pure Python, and one of the backends vLLM itself offers for structured outputs), so an
+answer always parses; the log-probabilities kept are the model's own, before the schema's mask, as vLLM
+reports them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from service.backends.teacher_tokens import TeacherTokenizer
-from service.ports import ScoreRequest
+from service.ports import GenerateRequest, Generation, ScoreRequest
 
 
 class TransformersTeacher:
@@ -47,6 +52,7 @@ class TransformersTeacher:
         self._context = min(int(model.config.max_position_embeddings), max_context_tokens or 1 << 30)
         self._max_continuation_tokens = max_continuation_tokens
         self._model_name = model_name or Path(model_dir).name
+        self._vocabulary: Any = None
 
     @property
     def model_name(self) -> str:
@@ -111,3 +117,61 @@ class TransformersTeacher:
             for step, token in enumerate(ids[1:]):
                 scores[row] += float(logprobs[row, step, token])
         return scores
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        with torch.inference_mode():
+            return [self._generate_one(request) for request in requests]
+
+    def _generate_one(self, request: GenerateRequest) -> Generation:
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        if self._vocabulary is None:  # seconds to build over the whole vocabulary: once per teacher
+            self._vocabulary = _enforcer_vocabulary(self._tokens.hf)
+        enforcer = TokenEnforcer(self._vocabulary, JsonSchemaParser(request.json_schema))
+        prompt_ids = self._tokens.encode(request.prompt)
+        room = min(request.max_tokens, self._context - len(prompt_ids))
+        if room <= 0:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room for an answer; truncate the text")
+        eos = self._tokens.eos_token_id
+        cache = DynamicCache(config=self._model.config)
+        sequence = list(prompt_ids)
+        step = torch.tensor([prompt_ids], device=self._device)
+        answer: list[int] = []
+        logprobs: list[float] = []
+        for _ in range(room):
+            out = self._model(input_ids=step, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            scores = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            allowed = torch.tensor(enforcer.get_allowed_tokens(sequence).allowed_tokens, device=self._device)
+            token = int(allowed[int(scores[allowed].argmax())])
+            if token == eos:
+                text, ends = self._tokens.decode(answer)
+                return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=True)
+            answer.append(token)
+            logprobs.append(float(scores[token]))
+            sequence.append(token)
+            step = torch.tensor([[token]], device=self._device)
+        text, ends = self._tokens.decode(answer)
+        return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=False)
+
+
+def _enforcer_vocabulary(tokenizer: Any) -> Any:
+    """lm-format-enforcer's view of the vocabulary: per regular token its text and whether it starts a word. Its
+    own transformers integration builds the same but does not import under transformers 5, so it is built here
+    from its core types."""
+    from lmformatenforcer import TokenEnforcerTokenizerData
+
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    special = set(tokenizer.all_special_ids)
+    regular = []
+    for token in range(len(tokenizer)):
+        if token in special:
+            continue
+        # Decoded after "0", a token that starts a word keeps its leading space.
+        after_zero = tokenizer.decode([zero, token])[1:]
+        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+
+    def decode(ids: list[int]) -> str:
+        text: str = tokenizer.decode(ids)
+        return text.rstrip("\ufffd")
+
+    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))

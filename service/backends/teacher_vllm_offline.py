@@ -2,6 +2,7 @@
 
 It scores like the server client's "prefix" mode: each prompt once, with the labels' tokens asked for as
 next-token log-probs, then the later tokens of multi-token labels on top of the prefix-cached prompt.
+A spans task's answers are generated under their JSON schema with vLLM's structured outputs, as on the server.
 vLLM is imported only when the teacher is built, so the rest of the service never needs it. vLLM spawns
 its engine in a child process: a script that builds this teacher needs the `if __name__ == "__main__":` guard.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from service.backends.teacher_tokens import TeacherTokenizer, score_by_next_token
-from service.ports import ScoreRequest
+from service.ports import GenerateRequest, Generation, ScoreRequest
 
 MAX_LOGPROB_TOKEN_IDS = 128
 
@@ -89,3 +90,32 @@ class VLLMOfflineTeacher:
             sum(float(out.prompt_logprobs[len(prompt) + t][token].logprob) for t, token in enumerate(ids))
             for out, ids in zip(outputs, labels, strict=True)
         ]
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        params = [
+            SamplingParams(
+                max_tokens=r.max_tokens,
+                temperature=0.0,
+                logprobs=0,
+                structured_outputs=StructuredOutputsParams(json=r.json_schema),
+            )
+            for r in requests
+        ]
+        prompts = [{"prompt_token_ids": self._tokens.encode(r.prompt)} for r in requests]
+        generations = []
+        for out in self._llm.generate(prompts, params, use_tqdm=False):
+            answer = out.outputs[0]
+            tokens = list(answer.token_ids)
+            logprobs = [float(step[token].logprob) for step, token in zip(answer.logprobs, tokens, strict=True)]
+            if tokens and tokens[-1] == self._tokens.eos_token_id:
+                tokens, logprobs = tokens[:-1], logprobs[:-1]
+            text, ends = self._tokens.decode(tokens)
+            generations.append(
+                Generation(
+                    text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=answer.finish_reason == "stop"
+                )
+            )
+        return generations

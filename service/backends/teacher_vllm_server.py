@@ -10,6 +10,10 @@ Prompts are tokenised here (the same ids as the in-process scorer) and sent as t
 - "echo": prompt + label sequences with prompt logprobs, all labels of many items in one request.
 - "naive": one request per item per label, as other labeling tools do; kept for the benchmark.
 
+A spans task's answers are generated with vLLM's structured outputs (`structured_outputs.json`, the JSON schema
+that the in-process teacher enforces with lm-format-enforcer), greedily, one request per item, with each token's
+log-probability as vLLM reports it (the model's own, before the schema's mask).
+
 Requests run on a bounded thread pool with timeouts; failures are retried with exponential backoff and
 jitter for as long as `max_wait_s`, then `TeacherUnavailable` tells the worker to release its job.
 """
@@ -27,7 +31,7 @@ import httpx
 
 from service.backends.server_pool import ServerPool
 from service.backends.teacher_tokens import TeacherTokenizer, score_by_next_token
-from service.ports import ScoreRequest, TeacherUnavailable
+from service.ports import GenerateRequest, Generation, ScoreRequest, TeacherUnavailable
 
 ScoringMode = Literal["prefix", "echo", "naive"]
 MAX_LOGPROB_TOKEN_IDS = 128
@@ -187,6 +191,33 @@ class VLLMServerTeacher:
             scores.append(totals[: len(labels)])
             totals = totals[len(labels) :]
         return scores
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        return list(self._pool.map(self._generate_one, requests))
+
+    def _generate_one(self, request: GenerateRequest) -> Generation:
+        body = {
+            "model": self._model,
+            "prompt": self._tokens.encode(request.prompt),
+            "max_tokens": request.max_tokens,
+            "temperature": 0.0,
+            "logprobs": 0,
+            "return_tokens_as_token_ids": True,
+            "structured_outputs": {"json": request.json_schema},
+        }
+        answer = self._call("POST", "/v1/completions", body)
+        try:
+            choice = answer["choices"][0]
+            tokens = [int(token.split(":", 1)[1]) for token in choice["logprobs"]["tokens"]]
+            logprobs = [float(value) for value in choice["logprobs"]["token_logprobs"]]
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise TeacherRequestError(f"unexpected completion ({error})", str(answer)) from error
+        if tokens and tokens[-1] == self._tokens.eos_token_id:
+            tokens, logprobs = tokens[:-1], logprobs[:-1]
+        text, ends = self._tokens.decode(tokens)
+        return Generation(
+            text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=choice.get("finish_reason") == "stop"
+        )
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         """One HTTP call, retried with exponential backoff and jitter while no server answers; a server that cannot

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.pipeline.cost import RunsOn, Stage, StageUsage
 from service.pipeline.pool import LabeledPool, PoolEntry
-from service.ports import Embedder, FloatArray, Student, Teacher
+from service.ports import Embedder, FloatArray, SpanTagger, Student, Teacher
 from service.store import history
 
 RECENT_FOR_PRIOR = 256
@@ -54,11 +54,11 @@ class WorkerContext:
     teacher_factory: Callable[[], Teacher]
     """Models are built on first use, so start-up stays fast until work arrives."""
     embedder_factory: Callable[[], Embedder]
-    student_loader: Callable[[Path], Student]
+    student_loader: Callable[[Path], Student | SpanTagger]
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     _teacher: Teacher | None = None
     _embedder: Embedder | None = None
-    _students: dict[str, Student] = field(default_factory=dict)
+    _students: dict[str, Student | SpanTagger] = field(default_factory=dict)
     pools: dict[int, LabeledPool] = field(default_factory=dict)
     recent_raw: dict[int, deque[FloatArray]] = field(default_factory=dict)
     speeds: dict[Stage, Throughput] = field(default_factory=dict)
@@ -70,14 +70,14 @@ class WorkerContext:
     def from_settings(cls, settings: Settings) -> WorkerContext:
         """A worker on the configured database (migrated) with the configured teacher, embedder and students."""
         from service import db
-        from service.backends.factory import load_student, make_embedder, make_teacher
+        from service.backends.factory import load_any_student, make_embedder, make_teacher
 
         return cls(
             settings=settings,
             sessions=db.open(settings),
             teacher_factory=lambda: make_teacher(settings),
             embedder_factory=lambda: make_embedder(settings),
-            student_loader=lambda path: load_student(settings, path),
+            student_loader=lambda path: load_any_student(settings, path),
         )
 
     @property
@@ -93,6 +93,19 @@ class WorkerContext:
         return self._embedder
 
     def student(self, path: str) -> Student:
+        loaded = self._loaded(path)
+        if isinstance(loaded, SpanTagger):
+            raise ValueError(f"{path} holds a span tagger, not a student that scores labels")
+        return loaded
+
+    def tagger(self, path: str) -> SpanTagger:
+        """The span tagger of a spans task's student."""
+        loaded = self._loaded(path)
+        if not isinstance(loaded, SpanTagger):
+            raise ValueError(f"{path} holds a student that scores labels, not a span tagger")
+        return loaded
+
+    def _loaded(self, path: str) -> Student | SpanTagger:
         if path not in self._students:
             self._students[path] = self.student_loader(Path(path))
         return self._students[path]

@@ -11,6 +11,7 @@ waiting at a time, and the job waits for reviewers instead of flooding the queue
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import TypedDict
 
@@ -21,11 +22,12 @@ from service.db import transaction
 from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
+from service.jobs.span_scoring import score_spans_chunk
 from service.pipeline.cascade import student_policy
 from service.pipeline.cost import Stage, StageUsage
 from service.store import history, items, review, students, tasks, usage
 from service.store import jobs as job_store
-from service.tables import Job, utcnow
+from service.tables import Job, Task, utcnow
 
 COLD_START_WAIT_S = 2.0
 
@@ -43,8 +45,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     """The next chunk to score; a message when the job must wait for reviewers; None when the batch is done."""
     task = tasks.get_task_by_id(session, job.task_id or 0)
     if task.kind == "spans":
-        # Every item of a spans task came with its spans (tasks.check_unlabeled_allowed): embedded, it is done.
-        return None
+        return _spans_plan(session, ctx, job, task)
     min_reviews = ctx.settings.policy.min_reviews
     # One read of the uniform reviews serves the look, the policy and the stopping rule.
     uniform = history.uniform_reviews(session, task_id=task.id)
@@ -83,6 +84,32 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
     )
 
 
+def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> ChunkPlan | None:
+    """The next chunk of a spans task, in order: no threshold of the teacher's is certified for span sets (see
+    jobs/span_scoring.py), so no uniform draws are held back for one."""
+    policy = task_policy.limits(task, min_reviews=ctx.settings.policy.min_reviews)
+    if task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget:
+        policy = replace(policy, audit_share=0.0)
+    queued = items.next_queued(
+        session,
+        batch_id=job.batch_id or 0,
+        limit=ctx.settings.teacher.chunk_size,
+        at_random=False,
+        chunk=items.Chunk.of(job),
+    )
+    if not queued:
+        return None
+    student = students.promoted(session, task_id=task.id)
+    return ChunkPlan(
+        task_id=task.id,
+        item_ids=[row.item_id for row in queued],
+        texts=[row.text for row in queued],
+        policy=policy,
+        student_path=student.path if student else None,
+        student_policy=student_policy(policy, student.metrics) if student else None,
+    )
+
+
 def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
     """Returns the job's result when the batch is done, None when the job was postponed or lost its lease."""
     if not _embed_imported_labels(ctx, job):
@@ -104,7 +131,8 @@ def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:
             task_def = tasks.task_def(tasks.get_task_by_id(session, plan.task_id))
             pool = ctx.pool(session, plan.task_id)
         started = time.perf_counter()
-        outcomes = score_chunk(ctx, task_def, plan, pool)
+        score = score_spans_chunk if task_def.kind == "spans" else score_chunk
+        outcomes = score(ctx, task_def, plan, pool)
         spent = ctx.take_usage()
         with transaction(ctx.sessions) as session:
             written = [o for o in outcomes if items.record_outcome(session, task_id=plan.task_id, outcome=o)]

@@ -12,7 +12,7 @@ from itertools import combinations
 
 import numpy as np
 
-from service.pipeline import label_sets
+from service.pipeline import label_sets, span_sets
 
 Votes = Mapping[int, Mapping[str, str]]
 """item id -> reviewer -> label."""
@@ -67,6 +67,8 @@ class PairAgreement:
     kappa: float | None
     observed: float | None
     """Share of the shared items on which both gave the same label."""
+    span_f1: float | None = None
+    """A spans task's mean span-level F1 of one's span set against the other's over the shared items."""
 
 
 def label_votes(*, votes: Votes, label: str, labels: Sequence[str]) -> Votes:
@@ -81,8 +83,9 @@ def label_votes(*, votes: Votes, label: str, labels: Sequence[str]) -> Votes:
     }
 
 
-def pairwise_kappa(*, votes: Votes) -> list[PairAgreement]:
-    """Cohen's kappa for every pair of reviewers that labeled at least one item in common."""
+def pairwise_kappa(*, votes: Votes, spans: bool = False) -> list[PairAgreement]:
+    """Cohen's kappa for every pair of reviewers that labeled at least one item in common, and with ``spans`` (the
+    answers are span sets) their mean span F1."""
     reviewers = sorted({reviewer for answers in votes.values() for reviewer in answers})
     result = []
     for first, second in combinations(reviewers, 2):
@@ -92,7 +95,8 @@ def pairwise_kappa(*, votes: Votes) -> list[PairAgreement]:
         a = [answers[first] for answers in shared]
         b = [answers[second] for answers in shared]
         observed = float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
-        result.append(PairAgreement(first, second, len(shared), cohen_kappa(first=a, second=b), observed))
+        f1 = float(np.mean([span_sets.span_f1(x, y) for x, y in zip(a, b, strict=True)])) if spans else None
+        result.append(PairAgreement(first, second, len(shared), cohen_kappa(first=a, second=b), observed, f1))
     return result
 
 

@@ -64,7 +64,9 @@ def shown(kind: TaskKind, labels: Sequence[str], label: str) -> Shown:
 
 def label_probs(kind: TaskKind, labels: Sequence[str], probs: npt.ArrayLike) -> dict[str, float]:
     """Per label, from one row of column probabilities: the probability that it is right, or for a multi-label task
-    that it applies."""
+    that it applies; none for a spans task (its one column is the set's confidence)."""
+    if kind == "spans":
+        return {}
     row = np.asarray(probs, dtype=np.float64)
     if kind == "multi_label":
         row = label_sets.presence(row[None, :])[0]

@@ -180,13 +180,15 @@ def fit_prompt(
     template_name: str,
     prompts_dir: Path,
     max_text_tokens: int | None,
+    *,
+    answer_tokens: int = 0,
 ) -> tuple[RenderedPrompt, bool]:
     """The rendered prompt, with the text (and examples) cut to fit, and whether the text was cut.
 
     Example texts are cut to the same max_text_tokens; if the examples alone overflow the context the
-    least similar ones (the first) are dropped.
+    least similar ones (the first) are dropped. ``answer_tokens`` more are left free for a generated answer.
     """
-    budget = teacher.max_prompt_tokens
+    budget = teacher.max_prompt_tokens - answer_tokens
     truncated = False
     # Item and example texts are data: none may carry a control token into the prompt.
     special = teacher.special_tokens

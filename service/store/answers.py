@@ -26,8 +26,14 @@ class Answers:
     versions: dict[tuple[int, str], int | None]
     """(item id, reviewer) -> the guidelines version the answer was given under (None: before versions)."""
 
-    def reviewer_model(self, labels: list[str]) -> ReviewerModel:
-        """The reviewers' confusion matrices, fitted on the gold and multiply answered items."""
+    def reviewer_model(self, labels: list[str] | None) -> ReviewerModel:
+        """The reviewers' confusion matrices, fitted on the gold and multiply answered items, over ``labels``
+        (tasks.answer_values); None: over every distinct answer given, as for a spans task's span sets, whose
+        answers are right only when the whole set is."""
+        if labels is None:
+            labels = sorted(
+                {label for answered in self.votes.values() for label in answered.values()} | {*self.gold.values()}
+            )
         return fit_reviewers(votes=self.votes, labels=labels, gold=self.gold)
 
 

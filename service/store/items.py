@@ -49,6 +49,8 @@ class RecordedSignals(TypedDict, total=False):
     would_accept: bool
     """For an audit sample: whether the policy would have accepted its machine label had it not been drawn. A
     reviewer who contradicts such a label sends the item to a lead (see store.review.resolve)."""
+    answer_problem: str
+    """Why a spans teacher's answer was not trusted (pipeline.span_answers.Proposal.problem)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class MachineScore:
     prompt_sha: str
     raw_probs: tuple[float, ...]
     probs: tuple[float, ...]
-    """Calibrated probabilities, in the task's label order."""
+    """Calibrated probabilities, in the task's label order. For a spans task: probs holds the span set's confidence,
+    raw_probs each span's, in text order (pipeline.span_answers)."""
     truncated: bool
     """Whether the text was cut to fit the model's context."""
 

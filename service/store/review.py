@@ -19,7 +19,7 @@ from service.pipeline.review_order import COLD_START_PRIORITY, RERANK_EVERY
 from service.pipeline.sources import HUMAN_SOURCES
 from service.store import answers, guidelines, jobs
 from service.store.review_team import required_votes, review_settings
-from service.store.tasks import label_value, label_values
+from service.store.tasks import answer_values, label_value
 from service.tables import (
     AdjudicationEntry,
     DecisionRecord,
@@ -131,11 +131,11 @@ class Resolution:
 def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label: Shown) -> Resolution:
     """Record the reviewer's answer (see tasks.label_value). Repeating the same answer is a no-op that returns the
     item's status."""
-    label = label_value(task, label)
     found = _item_with_latest(session, item_id)
     if found is None or found[0].task_id != task.id:
         raise NotFound(f"no item {item_id} in task {task.name!r}", field="item_id")
     item, prediction, decision = found
+    label = label_value(task, label, text=item.text)
     entry = session.get(ReviewEntry, item_id, with_for_update=True)
     votes = active_votes(session, item_id)
     kind = item_kind(item, decision.reason_names if decision is not None else [])
@@ -157,7 +157,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     if complete and not agreed and settings.aggregate_at is not None:
         weighted, probability = (
             answers.of_task(session, task=task)
-            .reviewer_model(label_values(task))
+            .reviewer_model(answer_values(task))
             .aggregate({**{v.reviewer: v.label for v in votes}, reviewer: label})
         )
         if probability >= settings.aggregate_at:
@@ -179,7 +179,8 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
             session.add(human)
             item.state = "resolved"
             session.flush()
-            _rank_again_when_due(session, task_id=task.id, label_id=human.id)
+            if task.kind != "spans":  # a spans task's queue is ordered by its teacher's answers, not by a probe
+                _rank_again_when_due(session, task_id=task.id, label_id=human.id)
             if contradicts_accepted(decision, prediction, final):
                 # The label stands (the audit counts as it is); a lead decides which answer is final.
                 session.add(AdjudicationEntry(item_id=item_id, task_id=task.id, priority=entry.priority))
@@ -222,7 +223,7 @@ def _required(
         return len(votes) + 1  # a second answer was asked for: this one settles it
     if settings.second_review_below is None:
         return 1
-    model = answers.of_task(session, task=task).reviewer_model(label_values(task))
+    model = answers.of_task(session, task=task).reviewer_model(answer_values(task))
     known = reviewer in model.evidence
     return 2 if known and model.accuracy(reviewer) < settings.second_review_below else 1
 

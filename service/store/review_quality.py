@@ -24,7 +24,7 @@ from service.pipeline.sources import ADJUDICATED
 from service.store import answers
 from service.store.consistency import INCONSISTENT
 from service.store.items import latest_rows
-from service.store.tasks import label_names, label_value, label_values
+from service.store.tasks import answer_values, label_names, label_value
 from service.tables import AdjudicationEntry, Item, Label, Prediction, ReviewVote, Task
 
 
@@ -63,11 +63,11 @@ def agreement_report(session: Session, *, task: Task) -> AgreementReport:
     return AgreementReport(
         items_with_several_votes=len(several),
         alpha=krippendorff_alpha(units=[list(answered.values()) for answered in several.values()]),
-        pairs=pairwise_kappa(votes=several),
+        pairs=pairwise_kappa(votes=several, spans=task.kind == "spans"),
         gold=reviewer_accuracy(votes={i: votes[i] for i in gold}, truth=gold),
         audit=reviewer_accuracy(votes={i: votes[i] for i in final}, truth=final),
         votes=dict(sorted(counts.items())),
-        model=given.reviewer_model(label_values(task)),
+        model=given.reviewer_model(answer_values(task)),
         per_label=_per_label(task, several) if task.kind == "multi_label" else None,
     )
 
@@ -148,10 +148,10 @@ def adjudication_queue(session: Session, *, task: Task, limit: int = 100) -> lis
 
 def adjudicate(session: Session, *, task: Task, item_id: int, adjudicator: str, label: Shown) -> Label:
     """The final label of a disputed item, given by a lead; it supersedes every earlier label."""
-    label = label_value(task, label)
     entry = session.get(AdjudicationEntry, item_id, with_for_update=True)
     if entry is None or entry.task_id != task.id:
         raise NotFound(f"item {item_id} is not waiting for adjudication in task {task.name!r}", field="item_id")
+    label = label_value(task, label, text=session.get_one(Item, item_id).text)
     final = Label(
         item_id=item_id, task_id=task.id, label=label, source=ADJUDICATED, reviewer=adjudicator, confidence=None
     )

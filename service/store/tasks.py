@@ -76,9 +76,9 @@ def label_names(task: Task) -> list[str]:
     return [str(label["name"]) for label in task.labels]
 
 
-SPANS_BY_HAND = (
-    "this version labels a spans task's items from labeled imports and its student only: the teacher, the review "
-    "queue and the confidence filter do not take spans yet"
+SPANS_WITHOUT_COLUMNS = (
+    "its span sets are not scored as label columns, and the quality report, the dashboard, bulk labeling and "
+    "adjudication of this version read only such columns"
 )
 
 
@@ -87,16 +87,14 @@ def label_values(task: Task) -> list[str]:
     canonical name (pipeline/label_sets.py). Machine probabilities have one column per value, in this order.
     A spans task has no such columns: a Conflict."""
     if task.kind == "spans":
-        raise Conflict(f"task {task.name!r} is a spans task: {SPANS_BY_HAND}", field="kind")
+        raise Conflict(f"task {task.name!r} is a spans task: {SPANS_WITHOUT_COLUMNS}", field="kind")
     return list(kinds.columns(kind_of(task), label_names(task)))
 
 
-def check_unlabeled_allowed(task: Task, unlabeled: int) -> None:
-    """A Conflict when ``unlabeled`` items would wait for a teacher that cannot label the task's kind."""
-    if task.kind == "spans" and unlabeled:
-        raise Conflict(
-            f"{unlabeled} item(s) without spans: {SPANS_BY_HAND}; import labeled rows (--label-field)", field="items"
-        )
+def answer_values(task: Task) -> list[str] | None:
+    """What a reviewer's answer may be, for the reviewer model (store.answers): label_values, or None for a spans
+    task (any span set of the item's text)."""
+    return None if task.kind == "spans" else label_values(task)
 
 
 def label_value(task: Task, given: object, *, text: str | None = None, field: str = "label") -> str:
@@ -105,8 +103,7 @@ def label_value(task: Task, given: object, *, text: str | None = None, field: st
     of {start, end, label[, text]} objects, checked against the item's ``text``."""
     if task.kind == "spans":
         if text is None:
-            # Only the review and adjudication paths give a label without its text, and they do not take spans yet.
-            raise Conflict(f"task {task.name!r} is a spans task: {SPANS_BY_HAND}", field=field)
+            raise ValueError("a span set is checked against its item's text")
         try:
             return span_sets.canonical(given, text=text, labels=label_names(task))
         except ValueError as error:

@@ -1,7 +1,9 @@
 """A spans task through the API on both stores: created with checked example spans, labeled by importing span sets
-(JSONL, CSV with JSON strings, Label Studio ``labels`` results), exported the same ways, and answered by a promoted
-span student on /predict. What this version cannot do for spans yet (the teacher, the review queue) is refused with
-a problem+json, never a stack trace; bad spans are refused whole with their rows and the reason."""
+(JSONL, CSV with JSON strings, Label Studio ``labels`` results), exported the same ways; raw items get the
+teacher's proposed spans and wait for review, where reviewers answer with corrected span sets; a promoted span
+student labels what it is sure of and answers on /predict. What this version cannot do for spans yet (the quality
+report) is refused with a problem+json, never a stack trace; bad spans are refused whole with their rows and the
+reason."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import io
 import json
 from collections.abc import Sequence
 
+import pytest
 from fastapi.testclient import TestClient
 
 from service import db
@@ -89,15 +92,6 @@ def test_a_spans_task_is_created_imported_and_exported_with_checked_spans(
     one_label = {**TASK, "name": "people", "labels": [{"name": "person"}], "examples": []}
     assert client.post("/v1/tasks", json=one_label, headers=client_headers).status_code == 201
 
-    # The teacher does not label spans yet: raw items, as a batch or an import without spans, are refused.
-    _problem(
-        client.post("/v1/tasks/ents/batches", json={"items": [{"id": "z", "text": "Ann"}]}, headers=client_headers),
-        409,
-        "spans",
-    )
-    _problem(
-        client.post("/v1/tasks/ents/import?format=jsonl", content=_jsonl(ROWS), headers=client_headers), 409, "spans"
-    )
     bad_rows = [
         ROWS[0],
         {
@@ -126,7 +120,7 @@ def test_a_spans_task_is_created_imported_and_exported_with_checked_spans(
     assert by_id == {row["id"]: [{k: s[k] for k in ("start", "end", "label")} for s in row["spans"]] for row in ROWS}
     as_csv = client.get("/v1/tasks/ents/export?format=csv", headers=client_headers).text
     assert {row["external_id"]: json.loads(row["label"]) for row in csv.DictReader(io.StringIO(as_csv))} == by_id
-    # Nothing waits for review; quality works on score columns, which a spans task does not have yet: refused.
+    # Labeled imports wait for no review; quality works on score columns, which a spans task does not have: refused.
     name = client.get("/v1/review/me", headers=reviewer_headers).json()["name"]
     assert client.put(f"/v1/tasks/ents/reviewers/{name}", headers=ADMIN).status_code == 200
     assert client.post("/v1/tasks/ents/review/next", headers=reviewer_headers).status_code == 204
@@ -211,3 +205,88 @@ def test_predict_answers_with_a_span_student(
     }
     assert two["label"] == [{"start": 0, "end": 3, "label": "person"}, {"start": 8, "end": 11, "label": "person"}]
     assert two["above_threshold"] is False
+
+
+def test_the_teacher_proposes_spans_that_reviewers_correct_and_a_sure_student_labels(
+    client: TestClient,
+    client_headers: dict[str, str],
+    reviewer_headers: dict[str, str],
+    fake_worker: WorkerContext,
+    settings: Settings,
+) -> None:
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    name = client.get("/v1/review/me", headers=reviewer_headers).json()["name"]
+    assert client.put(f"/v1/tasks/ents/reviewers/{name}", headers=ADMIN).status_code == 200
+    raw = [
+        {"id": "r1", "text": "then Ann met Bob"},
+        {"id": "r2", "text": "nothing to see"},
+        {"id": "r3", "text": "we saw Rome"},
+    ]
+    posted = client.post("/v1/tasks/ents/batches", json={"items": raw}, headers=client_headers)
+    assert posted.status_code == 202, posted.text
+    _drain_without_waiting(fake_worker)
+    batch = client.get(posted.json()["url"], headers=client_headers).json()
+    assert batch["done"] and batch["counts"]["review"] == 3, batch
+
+    # Least sure first: the teacher found nothing in r2 (0.3), and 0.9 for the others.
+    first = client.post("/v1/tasks/ents/review/next", headers=reviewer_headers).json()
+    assert first["external_id"] == "r2" and first["suggestion"] == [] and first["confidence"] == pytest.approx(0.3)
+    assert first["reasons"] == ["no_certificate"] and first["probs"] == {} and not first["blind"]
+    resolve = f"/v1/tasks/ents/review/{first['item_id']}/resolve?next=true"
+    _problem(
+        client.post(
+            resolve,
+            json={
+                "label": [
+                    {"start": 0, "end": 7, "label": "person", "text": "nothing"},
+                    {"start": 3, "end": 9, "label": "person"},
+                ]
+            },
+            headers=reviewer_headers,
+        ),
+        422,
+        "overlap",
+    )
+    answered = client.post(resolve, json={"label": []}, headers=reviewer_headers)
+    assert answered.status_code == 200, answered.text
+    second = answered.json()["next_item"]
+    assert second["suggestion"] in (
+        [{"start": 5, "end": 8, "label": "person"}, {"start": 13, "end": 16, "label": "person"}],
+        [{"start": 7, "end": 11, "label": "person"}],
+    )
+    assert len(second["span_confidences"]) == len(second["suggestion"])
+    assert all(0 < p <= 1 for p in second["span_confidences"])
+    # The reviewer corrects it: Rome is a place; Ann and Bob stay people.
+    text = second["text"]
+    corrected = [
+        {
+            "start": s["start"],
+            "end": s["end"],
+            "label": "location" if text[s["start"] : s["end"]] == "Rome" else "person",
+        }
+        for s in second["suggestion"]
+    ]
+    done = client.post(
+        f"/v1/tasks/ents/review/{second['item_id']}/resolve", json={"label": corrected}, headers=reviewer_headers
+    )
+    assert done.status_code == 200 and done.json()["status"] == "final", done.text
+    assert done.json()["label"] == corrected
+    labels = _exported(client, client_headers)
+    assert labels["r2"] == [] and labels[second["external_id"]] == corrected
+    agreement = client.get("/v1/tasks/ents/review/agreement", headers=reviewer_headers)
+    assert agreement.status_code == 200, agreement.text
+
+    # A promoted tagger with a certified threshold of 0.8 labels what it is sure of; the rest goes to the teacher.
+    with db.transaction(db.open(settings)) as session:
+        task_id = tasks.get_task(session, "ents").id
+        row = students.add(session, task_id=task_id, version="v1", path="fake/v1", metrics={"threshold": 0.8})
+        students.set_promoted(session, row=row, promoted_flag=True)
+    fake_worker.student_loader = lambda path: NamesTagger()
+    more = [{"id": "s1", "text": "then Eve left"}, {"id": "s2", "text": "Bob and Eve"}]
+    posted = client.post("/v1/tasks/ents/batches", json={"items": more}, headers=client_headers)
+    _drain_without_waiting(fake_worker)
+    got = {
+        row["item_id"]: row for row in client.get(posted.json()["labels_url"], headers=client_headers).json()["items"]
+    }
+    assert got["s1"]["label"] == [{"start": 5, "end": 8, "label": "person"}] and got["s1"]["source"] == "student"
+    assert got["s2"]["state"] == "review"

@@ -57,7 +57,6 @@ def create_batch(
                 field=f"items.{index}.text",
             )
     task_row = tasks.get_task(session, task)
-    tasks.check_unlabeled_allowed(task_row, len(body.items))
     batch, created = batches.create_batch(
         session, task_row, body.items, idempotency_key=idempotency_key, job_items=settings.label_job_items
     )

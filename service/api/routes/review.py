@@ -12,7 +12,7 @@ from service.api.schemas.review import ProgressPublic, ReviewLeasePublic, TaskCo
 from service.db import transaction
 from service.store import review, review_team, tasks
 from service.store.history import drawn_at_random
-from service.tables import Task
+from service.tables import Prediction, Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
 
@@ -43,6 +43,7 @@ def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
         suggestion=tasks.public_label(task, prediction.label) if prediction else None,
         confidence=prediction.confidence if prediction else None,
         probs=tasks.label_probs(task, prediction.probs) if prediction else {},
+        span_confidences=_span_confidences(task, prediction),
         reasons=leased.reasons,
         priority=leased.entry.priority,
         priority_explanation=leased.entry.explanation,
@@ -51,6 +52,13 @@ def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
         votes=leased.votes,
         required=leased.required,
     )
+
+
+def _span_confidences(task: Task, prediction: Prediction | None) -> list[float] | None:
+    """A spans suggestion's per-span probabilities, stored as the teacher's raw scores (jobs/span_scoring.py)."""
+    if task.kind != "spans" or prediction is None or not prediction.raw_probs:
+        return None
+    return [float(p) for p in prediction.raw_probs]
 
 
 @router.post(

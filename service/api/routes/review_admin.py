@@ -98,7 +98,8 @@ def _accuracy(row: ReviewerAccuracy | None) -> AccuracyPublic | None:
 
 def _pairs(pairs: list[PairAgreement]) -> list[PairPublic]:
     return [
-        PairPublic(first=p.first, second=p.second, items=p.items, kappa=p.kappa, observed=p.observed) for p in pairs
+        PairPublic(first=p.first, second=p.second, items=p.items, kappa=p.kappa, observed=p.observed, span_f1=p.span_f1)
+        for p in pairs
     ]
 
 

@@ -25,6 +25,11 @@ class ReviewItemPublic(BaseModel):
     probs: dict[str, float] = Field(
         description="Per label, the probability that it is right (multi_label: that it applies to the text)."
     )
+    span_confidences: list[float] | None = Field(
+        None,
+        description="spans: each suggested span's probability, in the suggestion's order, where the teacher "
+        "gave them (the student gives only the set's).",
+    )
     reasons: list[str]
     priority: float
     priority_explanation: str
@@ -112,6 +117,9 @@ class PairPublic(BaseModel):
     items: int
     kappa: float | None
     observed: float | None
+    span_f1: float | None = Field(
+        None, description="spans: the mean span-level F1 of one reviewer's span set against the other's."
+    )
 
 
 class AccuracyPublic(BaseModel):

@@ -1,0 +1,164 @@
+"""Score one chunk of a spans task: the promoted span tagger first, the teacher's structured answers for what it
+is not sure of, and the routing decision for every item.
+
+The error the filter bounds is per item: an accepted span set is wrong when it differs from the reviewer's. The
+tagger's set confidence is what its cascade threshold was certified on (its gold, at training, as for any
+student), so a tagger's sets at or above it are accepted, less a blind audit share. The teacher has no certified
+threshold for span sets: its proposals all go to review (``no_certificate``), ordered by their chance of being
+wrong (one minus the answer's probability), and drawn on the review page for the reviewer to correct. Few-shot
+examples are the nearest reviewed or imported items, shown with their answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from service.jobs.context import WorkerContext
+from service.jobs.scoring import ChunkPlan, audit_draw
+from service.pipeline.pool import LabeledPool
+from service.pipeline.render import few_shot_examples
+from service.pipeline.review_order import density as item_density
+from service.pipeline.review_order import explain_priority, review_priority
+from service.pipeline.route import Signals, route
+from service.pipeline.span_answers import answer_schema, answer_tokens, read_answer
+from service.pipeline.teacher_scoring import fit_prompt
+from service.ports import Example, FloatArray, GenerateRequest, TaskDef
+from service.store.items import ItemOutcome, MachineScore, RecordedSignals
+
+
+@dataclass(frozen=True)
+class _Proposed:
+    score: MachineScore
+    label: str
+    """The span set's stored name."""
+    confidence: float
+    problem: str | None = None
+    shots: int | None = None
+
+
+def score_spans_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ItemOutcome]:
+    with ctx.metered("embedder", len(plan.texts)):
+        embeddings = ctx.embedder.embed(plan.texts)
+    proposed = _cascade(ctx, task, plan, pool, embeddings)
+    density = item_density(embeddings=embeddings)
+    outcomes = []
+    for index, item_id in enumerate(plan.item_ids):
+        scored = proposed[index]
+        signals = Signals(confidence=scored.confidence, margin=scored.confidence)
+        draw = audit_draw(item_id)
+        student = scored.score.source == "student" and plan.student_policy is not None
+        # Only the tagger's sets have a certified threshold; the teacher's wait for review by their chance of
+        # being wrong.
+        policy = plan.student_policy if student and plan.student_policy else replace(plan.policy, uniform_draws=False)
+        decision = route(signals=signals, policy=policy, audit_draw=draw)
+        audit = "audit_sample" in decision.reasons
+        wrong, typical = 1.0 - scored.confidence, float(density[index])
+        recorded = RecordedSignals(
+            confidence=scored.confidence,
+            margin=scored.confidence,
+            wrong_chance=wrong,
+            density=typical,
+        )
+        if audit:
+            recorded["would_accept"] = route(signals=signals, policy=policy, audit_draw=1.0).accept
+        if scored.shots is not None:
+            recorded["shots"] = scored.shots
+        if scored.problem is not None:
+            recorded["answer_problem"] = scored.problem
+        outcomes.append(
+            ItemOutcome(
+                item_id=item_id,
+                embedding=embeddings[index],
+                score=scored.score,
+                label=scored.label,
+                confidence=scored.confidence,
+                decision=decision,
+                signals=recorded,
+                priority=review_priority(
+                    wrong_chance=1.0 - scored.confidence, density=float(density[index]), audit=audit
+                ),
+                priority_explanation=explain_priority(
+                    wrong_chance=1.0 - scored.confidence, density=float(density[index]), audit=audit
+                ),
+            )
+        )
+    return outcomes
+
+
+def _cascade(
+    ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool, embeddings: FloatArray
+) -> list[_Proposed]:
+    proposed: list[_Proposed | None] = [None] * len(plan.texts)
+    if plan.student_path is not None and plan.student_policy is not None:
+        tagger = ctx.tagger(plan.student_path)
+        threshold = plan.student_policy.threshold
+        with ctx.metered("student", len(plan.texts)) as meter:
+            sets = tagger.predict_spans(plan.texts)
+            sure = [threshold is not None and confidence >= threshold for _, confidence in sets]
+            meter.answered = len(plan.texts) if not plan.escalate_to_teacher else sum(sure)
+        for index, ((name, confidence), kept) in enumerate(zip(sets, sure, strict=True)):
+            if kept or not plan.escalate_to_teacher:
+                score = MachineScore(
+                    source="student",
+                    model=f"student:{tagger.version}",
+                    template_sha="",
+                    prompt_sha="",
+                    raw_probs=(),  # the tagger gives the set's confidence, not each span's
+                    probs=(confidence,),
+                    truncated=False,
+                )
+                proposed[index] = _Proposed(score=score, label=name, confidence=confidence)
+    escalated = [index for index, scored in enumerate(proposed) if scored is None]
+    if escalated:
+        for index, scored in zip(escalated, _teacher(ctx, task, plan, pool, embeddings, escalated), strict=True):
+            proposed[index] = scored
+    return [scored for scored in proposed if scored is not None]
+
+
+def _teacher(
+    ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool, embeddings: FloatArray, indices: list[int]
+) -> list[_Proposed]:
+    """The teacher's span sets of the items at ``indices``, from structured answers after kNN few-shot prompts."""
+    settings = ctx.settings.teacher
+    pool_embeddings, pool_examples, _ = pool.arrays()
+    examples: list[list[Example]] = [
+        few_shot_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
+        if len(pool)
+        else list(task.examples)
+        for i in indices
+    ]
+    tokens = answer_tokens(task.label_names)
+    fitted = [
+        fit_prompt(
+            ctx.teacher,
+            task,
+            plan.texts[i],
+            shots,
+            task.template,
+            ctx.settings.prompts_dir,
+            settings.max_text_tokens,
+            answer_tokens=tokens,
+        )
+        for i, shots in zip(indices, examples, strict=True)
+    ]
+    schema = answer_schema(task.label_names)
+    with ctx.metered("teacher", len(indices)):
+        generations = ctx.teacher.generate([GenerateRequest(prompt.prompt, schema, tokens) for prompt, _ in fitted])
+    results = []
+    for i, generation, (prompt, truncated), shots in zip(indices, generations, fitted, examples, strict=True):
+        answer = read_answer(plan.texts[i], generation, task.label_names)
+        score = MachineScore(
+            source="teacher",
+            model=ctx.teacher.model_name,
+            template_sha=prompt.template_sha,
+            prompt_sha=prompt.prompt_sha,
+            raw_probs=answer.span_confidences,
+            probs=(answer.confidence,),
+            truncated=truncated,
+        )
+        results.append(
+            _Proposed(
+                score=score, label=answer.name, confidence=answer.confidence, problem=answer.problem, shots=len(shots)
+            )
+        )
+    return results
