@@ -1,6 +1,7 @@
 """A spans task on real parts, on both stores: WNUT 17 posts imported with their entity spans, a LoRA token
 classifier on MiniLM trained by the worker's train_student job and scored entity by entity on held-out gold,
-promoted, answering /predict, and downloaded as a token-classification model that plain transformers loads in a
+promoted, labeling raw posts in the cascade with the real teacher's structured answers for what it is unsure of,
+those answers corrected on review, answering /predict, and downloaded as a token-classification model that plain transformers loads in a
 fresh process (``pipeline(..., aggregation_strategy="simple")``) and reads the same spans from."""
 
 from __future__ import annotations
@@ -78,6 +79,36 @@ def test_a_spans_task_is_imported_distilled_promoted_and_exported(
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     promoted = client.post(f"/v1/tasks/wnut/students/{version['version']}/promote", json={}, headers=admin)
     assert promoted.status_code == 200, promoted.text
+
+    # Raw posts go through the cascade: the tagger keeps what it is sure of (its certified threshold), the real
+    # teacher (SmolLM2 under the JSON schema, with the nearest imported posts as examples) proposes the rest's
+    # spans, and a reviewer answers one of them with a corrected set.
+    raw = [{"id": row["id"], "text": row["text"]} for row in held_out[:6]]
+    posted = client.post("/v1/tasks/wnut/batches", json={"items": raw}, headers=client_headers)
+    assert posted.status_code == 202, posted.text
+    _drain_without_waiting(worker)
+    labeled = client.get(posted.json()["labels_url"], headers=client_headers).json()["items"]
+    assert len(labeled) == len(raw) and all(row["state"] in ("accepted", "review") for row in labeled)
+    by_text = {row["id"]: row["text"] for row in raw}
+    for row in labeled:
+        span_sets.canonical(row["label"], text=by_text[row["item_id"]], labels=LABELS)
+        assert row["source"] in ("student", "teacher") and 0.0 <= row["confidence"] <= 1.0
+        assert row["source"] == "student" or row["state"] == "review"
+    taught = [row for row in labeled if row["source"] == "teacher"]
+    assert taught, "the tagger was sure of every post; the teacher was not asked"
+    assert all(row["model"] == worker.teacher.model_name for row in taught)
+    reviewer = client.post("/v1/keys", json={"name": "rev", "role": "reviewer"}, headers=admin).json()["key"]
+    assert client.put("/v1/tasks/wnut/reviewers/rev", headers=admin).status_code == 200
+    leased = client.post("/v1/tasks/wnut/review/next", headers={"Authorization": f"Bearer {reviewer}"}).json()
+    assert leased["external_id"] in by_text and isinstance(leased["suggestion"], list)
+    truth = next(row["spans"] for row in held_out if row["id"] == leased["external_id"])
+    answer = [{k: span[k] for k in ("start", "end", "label")} for span in truth]
+    resolved = client.post(
+        f"/v1/tasks/wnut/review/{leased['item_id']}/resolve",
+        json={"label": answer},
+        headers={"Authorization": f"Bearer {reviewer}"},
+    )
+    assert resolved.status_code == 200 and resolved.json()["status"] == "final", resolved.text
 
     texts = [row["text"] for row in held_out]
     predicted = client.post("/v1/tasks/wnut/predict", json={"texts": texts}, headers=client_headers)

