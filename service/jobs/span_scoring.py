@@ -3,15 +3,17 @@ is not sure of, and the routing decision for every item.
 
 The error the filter bounds is per item: an accepted span set is wrong when it differs from the reviewer's. The
 tagger's set confidence is what its cascade threshold was certified on (its gold, at training, as for any
-student), so a tagger's sets at or above it are accepted, less a blind audit share. The teacher has no certified
-threshold for span sets: its proposals all go to review (``no_certificate``), ordered by their chance of being
-wrong (one minus the answer's probability), and drawn on the review page for the reviewer to correct. Few-shot
-examples are the nearest reviewed or imported items, shown with their answers.
+student), so a tagger's sets at or above it are accepted, less a blind audit share; what it is unsure of goes to
+the teacher and then to review by its chance of being wrong (``below_threshold``). The teacher has no certified
+threshold for span sets (a tiny teacher's whole answers are rarely all right), so before a tagger its proposals
+all go to review in random order (``span_proposal``), drawn on the review page for the reviewer to correct: a
+uniform sample, on which the first tagger's threshold can be certified. Few-shot examples are the nearest
+reviewed or imported items, shown with their answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, audit_draw
@@ -19,11 +21,19 @@ from service.pipeline.pool import LabeledPool
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
-from service.pipeline.route import Signals, route
+from service.pipeline.route import Decision, Signals, route
 from service.pipeline.span_answers import answer_schema, answer_tokens, read_answer
 from service.pipeline.teacher_scoring import fit_prompt
 from service.ports import Example, FloatArray, GenerateRequest, TaskDef
 from service.store.items import ItemOutcome, MachineScore, RecordedSignals
+
+PROPOSED = Decision(accept=False, reasons=("span_proposal",))
+ESCALATED = Decision(accept=False, reasons=("below_threshold",))
+"""The tagger was unsure: the teacher's proposal waits for review by its chance of being wrong."""
+PROPOSAL_ORDER = (
+    "Spans proposed by the teacher: every proposal is reviewed, in random order, so that the reviewed items are a "
+    "fair sample to certify the span student's threshold on."
+)
 
 
 @dataclass(frozen=True)
@@ -46,21 +56,27 @@ def score_spans_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: 
         scored = proposed[index]
         signals = Signals(confidence=scored.confidence, margin=scored.confidence)
         draw = audit_draw(item_id)
-        student = scored.score.source == "student" and plan.student_policy is not None
-        # Only the tagger's sets have a certified threshold; the teacher's wait for review by their chance of
-        # being wrong.
-        policy = plan.student_policy if student and plan.student_policy else replace(plan.policy, uniform_draws=False)
-        decision = route(signals=signals, policy=policy, audit_draw=draw)
-        audit = "audit_sample" in decision.reasons
         wrong, typical = 1.0 - scored.confidence, float(density[index])
         recorded = RecordedSignals(
-            confidence=scored.confidence,
-            margin=scored.confidence,
-            wrong_chance=wrong,
-            density=typical,
+            confidence=scored.confidence, margin=scored.confidence, wrong_chance=wrong, density=typical
         )
-        if audit:
-            recorded["would_accept"] = route(signals=signals, policy=policy, audit_draw=1.0).accept
+        if scored.score.source == "student" and plan.student_policy is not None:
+            decision = route(signals=signals, policy=plan.student_policy, audit_draw=draw)
+            audit = "audit_sample" in decision.reasons
+            if audit:
+                recorded["would_accept"] = route(signals=signals, policy=plan.student_policy, audit_draw=1.0).accept
+            priority = review_priority(wrong_chance=wrong, density=typical, audit=audit)
+            explanation = explain_priority(wrong_chance=wrong, density=typical, audit=audit)
+        elif plan.student_policy is not None:
+            decision = ESCALATED
+            priority = review_priority(wrong_chance=wrong, density=typical)
+            explanation = explain_priority(wrong_chance=wrong, density=typical)
+        else:
+            decision, priority, explanation = (
+                PROPOSED,
+                review_priority(wrong_chance=wrong, density=typical, cold_start_draw=draw),
+                PROPOSAL_ORDER,
+            )
         if scored.shots is not None:
             recorded["shots"] = scored.shots
         if scored.problem is not None:
@@ -74,12 +90,8 @@ def score_spans_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: 
                 confidence=scored.confidence,
                 decision=decision,
                 signals=recorded,
-                priority=review_priority(
-                    wrong_chance=1.0 - scored.confidence, density=float(density[index]), audit=audit
-                ),
-                priority_explanation=explain_priority(
-                    wrong_chance=1.0 - scored.confidence, density=float(density[index]), audit=audit
-                ),
+                priority=priority,
+                priority_explanation=explanation,
             )
         )
     return outcomes

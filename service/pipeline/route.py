@@ -17,6 +17,7 @@ REASONS: tuple[str, ...] = (
     "audit_sample",
     "student_unsure",
     "rescored",
+    "span_proposal",
 )
 """``no_certificate``: no threshold is certified and none is expected within the task's review budget, so the item
 waits for review by its chance of being wrong instead of as a uniform draw. ``below_floor``: in cold start, the
@@ -26,7 +27,10 @@ confidence is below the certified threshold (stored as ``low_margin``
 before it was renamed). ``audit_sample``: drawn at random among all routed items for a blind review that measures
 and certifies the error. ``student_unsure``: the student was not sure and the teacher was not asked (bulk labeling
 with escalation deferred); the student's label is kept, not accepted. ``rescored``: the one reason an accepted
-label carries: it waited for review until a newer certified labeler was sure of it."""
+label carries: it waited for review until a newer certified labeler was sure of it. ``span_proposal``: a spans
+task's teacher answer, which no certified threshold accepts: reviewed in random order, with the teacher's spans
+shown for the reviewer to correct, so that the reviewed items are a uniform sample to certify a span student's
+threshold on (the student, which is never shown, is what they test)."""
 
 
 RENAMED_REASONS = {"low_margin": "below_threshold"}

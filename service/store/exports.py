@@ -20,7 +20,7 @@ from service.formats import labelstudio, tabular
 from service.formats.tabular import ImportedTask
 from service.pipeline.kinds import Shown
 from service.store import batches, review, tasks
-from service.store.history import drawn_at_random
+from service.store.history import shown_blind
 from service.store.items import latest_rows
 from service.tables import (
     AdjudicationEntry,
@@ -81,7 +81,7 @@ def export_rows(session: Session, *, task: Task, final_only: bool = True) -> Ite
                 "prediction": tasks.public_label(task, prediction.label) if prediction else None,
                 "prediction_confidence": prediction.confidence if prediction else None,
                 "reasons": decision.reason_names if decision else [],
-                "blind": item.state == "review" and decision is not None and drawn_at_random(decision.reason_names),
+                "blind": item.state == "review" and decision is not None and shown_blind(decision.reason_names),
                 "votes": votes.get(item.id, {}),
                 "meta": item.meta,
             }

@@ -17,13 +17,21 @@ from service.db import id_chunks
 from service.pipeline.sources import HUMAN_SOURCES
 from service.tables import DecisionRecord, Item, Label, Prediction
 
-UNBIASED_REASONS = frozenset({"cold_start", "audit_sample"})
+UNBIASED_REASONS = frozenset({"cold_start", "audit_sample", "span_proposal"})
 """Reviews drawn uniformly at random; only these may certify a threshold (see pipeline.policy.fit_policy)."""
 
 
 def drawn_at_random(reasons: Iterable[object]) -> bool:
     """Whether a decision with these reasons sent its item to review by a uniform random draw."""
     return bool({str(reason) for reason in reasons} & UNBIASED_REASONS)
+
+
+def shown_blind(reasons: Iterable[object]) -> bool:
+    """Whether the item is reviewed without the machine's answer: a uniform draw tests the machine that answered,
+    and a reviewer shown its answer may anchor on it. A spans task's teacher proposals are the exception: they
+    test the span student, which is never shown, and drawing every span anew would waste the teacher's work."""
+    names = {str(reason) for reason in reasons}
+    return drawn_at_random(names) and "span_proposal" not in names
 
 
 VETO_REASONS = frozenset({"neighbour_disagreement", "student_disagreement", "out_of_distribution"})

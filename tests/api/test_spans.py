@@ -228,51 +228,44 @@ def test_the_teacher_proposes_spans_that_reviewers_correct_and_a_sure_student_la
     batch = client.get(posted.json()["url"], headers=client_headers).json()
     assert batch["done"] and batch["counts"]["review"] == 3, batch
 
-    # Least sure first: the teacher found nothing in r2 (0.3), and 0.9 for the others.
-    first = client.post("/v1/tasks/ents/review/next", headers=reviewer_headers).json()
-    assert first["external_id"] == "r2" and first["suggestion"] == [] and first["confidence"] == pytest.approx(0.3)
-    assert first["reasons"] == ["no_certificate"] and first["probs"] == {} and not first["blind"]
-    resolve = f"/v1/tasks/ents/review/{first['item_id']}/resolve?next=true"
-    _problem(
-        client.post(
-            resolve,
-            json={
-                "label": [
-                    {"start": 0, "end": 7, "label": "person", "text": "nothing"},
-                    {"start": 3, "end": 9, "label": "person"},
-                ]
-            },
-            headers=reviewer_headers,
-        ),
-        422,
-        "overlap",
-    )
-    answered = client.post(resolve, json={"label": []}, headers=reviewer_headers)
-    assert answered.status_code == 200, answered.text
-    second = answered.json()["next_item"]
-    assert second["suggestion"] in (
-        [{"start": 5, "end": 8, "label": "person"}, {"start": 13, "end": 16, "label": "person"}],
-        [{"start": 7, "end": 11, "label": "person"}],
-    )
-    assert len(second["span_confidences"]) == len(second["suggestion"])
-    assert all(0 < p <= 1 for p in second["span_confidences"])
-    # The reviewer corrects it: Rome is a place; Ann and Bob stay people.
-    text = second["text"]
-    corrected = [
-        {
-            "start": s["start"],
-            "end": s["end"],
-            "label": "location" if text[s["start"] : s["end"]] == "Rome" else "person",
-        }
-        for s in second["suggestion"]
-    ]
-    done = client.post(
-        f"/v1/tasks/ents/review/{second['item_id']}/resolve", json={"label": corrected}, headers=reviewer_headers
-    )
-    assert done.status_code == 200 and done.json()["status"] == "final", done.text
-    assert done.json()["label"] == corrected
+    # Every proposal is reviewed, in random order (a uniform sample for the student's threshold), with the
+    # teacher's spans shown to be corrected.
+    answers: dict[str, list[dict[str, object]]] = {}
+    leased = client.post("/v1/tasks/ents/review/next", headers=reviewer_headers).json()
+    while leased is not None:
+        assert leased["reasons"] == ["span_proposal"] and not leased["blind"] and leased["probs"] == {}
+        assert "random order" in leased["priority_explanation"]
+        text, external = leased["text"], leased["external_id"]
+        resolve = f"/v1/tasks/ents/review/{leased['item_id']}/resolve?next=true"
+        if external == "r2":  # the teacher found nothing: a low confidence
+            assert leased["suggestion"] == [] and leased["confidence"] == pytest.approx(0.3)
+            overlapping = [
+                {"start": 0, "end": 7, "label": "person", "text": "nothing"},
+                {"start": 3, "end": 9, "label": "person"},
+            ]
+            _problem(client.post(resolve, json={"label": overlapping}, headers=reviewer_headers), 422, "overlap")
+            answers[external] = []
+        else:
+            assert leased["confidence"] == pytest.approx(0.9)
+            assert len(leased["span_confidences"]) == len(leased["suggestion"]) > 0
+            assert all(0 < p <= 1 for p in leased["span_confidences"])
+            # The reviewer corrects it: Rome is a place; Ann and Bob stay people.
+            answers[external] = [
+                {
+                    "start": s["start"],
+                    "end": s["end"],
+                    "label": "location" if text[s["start"] : s["end"]] == "Rome" else "person",
+                }
+                for s in leased["suggestion"]
+            ]
+        answered = client.post(resolve, json={"label": answers[external]}, headers=reviewer_headers)
+        assert answered.status_code == 200 and answered.json()["status"] == "final", answered.text
+        assert answered.json()["label"] == answers[external]
+        leased = answered.json()["next_item"]
+    assert answers["r3"] == [{"start": 7, "end": 11, "label": "location"}]
+    assert answers["r1"] == [{"start": 5, "end": 8, "label": "person"}, {"start": 13, "end": 16, "label": "person"}]
     labels = _exported(client, client_headers)
-    assert labels["r2"] == [] and labels[second["external_id"]] == corrected
+    assert {key: labels[key] for key in answers} == answers
     agreement = client.get("/v1/tasks/ents/review/agreement", headers=reviewer_headers)
     assert agreement.status_code == 200, agreement.text
 

@@ -11,7 +11,7 @@ from service.api.deps import ReviewerDep, RowId, SessionDep, SettingsDep
 from service.api.schemas.review import ProgressPublic, ReviewLeasePublic, TaskCounts, VoteCreate, VotePublic
 from service.db import transaction
 from service.store import review, review_team, tasks
-from service.store.history import drawn_at_random
+from service.store.history import shown_blind
 from service.tables import Prediction, Task
 
 router = APIRouter(prefix="/v1/tasks/{task}/review", tags=["review"])
@@ -30,7 +30,7 @@ SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 
 def lease_public(task: Task, leased: review.Leased) -> ReviewLeasePublic:
     # Uniform draws certify the error of machine labels: shown the machine's answer, a reviewer may anchor on it.
-    blind = drawn_at_random(leased.reasons)
+    blind = shown_blind(leased.reasons)
     prediction = None if blind else leased.prediction
     assert leased.entry.lease_expires is not None
     return ReviewLeasePublic(
