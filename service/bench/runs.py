@@ -3,12 +3,18 @@ the scores to the simulation. `understudy bench quality` and `bench student` cal
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from service.backends.factory import make_embedder, make_teacher
 from service.bench.knn_teacher import knn_pool_scores, knn_teacher_scores, split_pool
 from service.bench.quality import run_quality_bench
+from service.bench.report import write_json
 from service.bench.student import run_student_bench
 from service.bench.student_accepted import AcceptedLabels, accepted_labels, split_held_out
 from service.config import Settings
@@ -73,6 +79,97 @@ def quality_run(
         json_out=json_out,
         plot_out=plot,
     )
+
+
+def span_quality_run(
+    settings: Settings,
+    *,
+    data: Path,
+    text_field: str,
+    label_field: str,
+    epsilon: float,
+    delta: float,
+    budget_shares: tuple[float, ...],
+    seed: int,
+    seeds: int,
+    limit: int,
+    pool: int,
+    json_out: Path | None,
+) -> dict[str, Any]:
+    """A spans task's review budget, run as the service runs it (bench/quality_spans.py), on the teacher's kNN
+    few-shot proposals and LoRA taggers trained per seed."""
+    from service.backends.span_student import SPAN_TRAIN_CONFIG, SpanStudent, SpanTrainer
+    from service.bench.quality_spans import cached_proposals, proposals_key, run_span_quality_bench
+    from service.bench.span_student import span_labels
+    from service.pipeline import span_sets
+    from service.pipeline.render import few_shot_examples
+    from service.pipeline.span_answers import propose_spans
+    from service.ports import Example, LabelDef, TaskDef, TrainExample
+
+    raw = read_labeled(data, text_field=text_field, label_field=label_field)
+    labels = span_labels(raw)
+    pairs = list(dict.fromkeys((text, span_sets.canonical(given, text=text, labels=labels)) for text, given in raw))
+    random.Random(seed).shuffle(pairs)
+    known, items = pairs[:pool], pairs[pool : pool + limit]
+    task = TaskDef(
+        name="bench-spans",
+        labels=tuple(LabelDef(label) for label in labels),
+        instructions="Find the named entities in the post.",
+        template="spans/chatml",
+        kind="spans",
+    )
+    check_template(task.template, settings.prompts_dir)
+    embedder, teacher = make_embedder(settings), make_teacher(settings)
+    precision: list[str] = []
+
+    def propose(texts: Sequence[str]) -> list[tuple[str, float]]:
+        pool_embeddings = embedder.embed([text for text, _ in known])
+        item_embeddings = embedder.embed(texts)
+        examples = [Example(text, label) for text, label in known]
+        answers: list[tuple[str, float]] = []
+        for start in tqdm(range(0, len(texts), 16), desc="teacher proposals", unit="batch"):
+            batch = range(start, min(start + 16, len(texts)))
+            shots = [
+                few_shot_examples(item_embeddings[i], pool_embeddings, examples, settings.teacher.few_shot)
+                for i in batch
+            ]
+            proposed = propose_spans(
+                teacher,
+                task,
+                [texts[i] for i in batch],
+                shots,
+                prompts_dir=settings.prompts_dir,
+                max_text_tokens=settings.teacher.max_text_tokens,
+            )
+            answers.extend((proposal.name, proposal.confidence) for proposal, _, _ in proposed)
+        return answers
+
+    def train(
+        examples: Sequence[TrainExample], run: int, folder: Path
+    ) -> Callable[[Sequence[str]], list[tuple[str, float]]]:
+        SpanTrainer().train(examples, labels, folder, replace(SPAN_TRAIN_CONFIG, seed=run))
+        tagger = SpanStudent.load(folder, precision=settings.encoder_precision)
+        precision[:] = [tagger.precision]
+        return tagger.predict_spans
+
+    key = proposals_key([text for text, _ in items], known, teacher.model_name, task.template)
+    result = run_span_quality_bench(
+        items,
+        known,
+        labels,
+        propose=cached_proposals(settings.cache_dir / "bench-quality", key, propose),
+        train_tagger=train,
+        budget_shares=budget_shares,
+        epsilon=epsilon,
+        delta=delta,
+        seed=seed,
+        seeds=seeds,
+        name=str(data),
+        json_out=None,
+    )
+    result["tagger_precision"] = precision[0] if precision else ""
+    write_json(result, json_out)
+    return result
 
 
 def student_run(

@@ -189,14 +189,40 @@ def bench_quality(
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of final accuracy and coverage against the budget.")] = None,
     kind: Annotated[
-        TaskKind, typer.Option(help="multi_label: each label is a list of labels (or a JSON string of one).")
+        TaskKind,
+        typer.Option(
+            help="multi_label: each label is a list of labels (or a JSON string of one); spans: a list of "
+            "{start, end, label} objects."
+        ),
     ] = "single_label",
 ) -> None:
     """The certified labelers (stacked, teacher alone) against random review, a max-probability threshold and
-    active learning without the LLM, at each review budget, over seeded runs (reviewer simulated from gold)."""
-    from service.bench.runs import quality_run
+    active learning without the LLM, at each review budget, over seeded runs (reviewer simulated from gold). A
+    spans run (--kind spans --label-field spans) trains the service's span tagger per seed and reports its
+    certified coverage beside the teacher alone and random review."""
+    from service.bench.runs import quality_run, span_quality_run
 
     _check_data(data)
+    if kind == "spans":
+        if plot is not None or template is not None or target_coverage is not None or reviewer_noise:
+            raise fail("--kind spans takes no --plot, --template, --target-coverage or --reviewer-noise")
+        _print_table(
+            lambda: span_quality_run(
+                get_settings(),
+                data=data,
+                text_field=text_field,
+                label_field=label_field,
+                epsilon=epsilon,
+                delta=delta,
+                budget_shares=_shares(budgets),
+                seed=seed,
+                seeds=seeds,
+                limit=limit,
+                pool=pool,
+                json_out=json_out,
+            )
+        )
+        return
     _print_table(
         lambda: quality_run(
             get_settings(),

@@ -22,9 +22,8 @@ from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
 from service.pipeline.route import Decision, Signals, route
-from service.pipeline.span_answers import answer_schema, answer_tokens, read_answer
-from service.pipeline.teacher_scoring import fit_prompt
-from service.ports import Example, FloatArray, GenerateRequest, TaskDef
+from service.pipeline.span_answers import propose_spans
+from service.ports import Example, FloatArray, TaskDef
 from service.store.items import ItemOutcome, MachineScore, RecordedSignals
 
 PROPOSED = Decision(accept=False, reasons=("span_proposal",))
@@ -139,26 +138,17 @@ def _teacher(
         else list(task.examples)
         for i in indices
     ]
-    tokens = answer_tokens(task.label_names)
-    fitted = [
-        fit_prompt(
+    with ctx.metered("teacher", len(indices)):
+        proposals = propose_spans(
             ctx.teacher,
             task,
-            plan.texts[i],
-            shots,
-            task.template,
-            ctx.settings.prompts_dir,
-            settings.max_text_tokens,
-            answer_tokens=tokens,
+            [plan.texts[i] for i in indices],
+            examples,
+            prompts_dir=ctx.settings.prompts_dir,
+            max_text_tokens=settings.max_text_tokens,
         )
-        for i, shots in zip(indices, examples, strict=True)
-    ]
-    schema = answer_schema(task.label_names)
-    with ctx.metered("teacher", len(indices)):
-        generations = ctx.teacher.generate([GenerateRequest(prompt.prompt, schema, tokens) for prompt, _ in fitted])
     results = []
-    for i, generation, (prompt, truncated), shots in zip(indices, generations, fitted, examples, strict=True):
-        answer = read_answer(plan.texts[i], generation, task.label_names)
+    for (answer, prompt, truncated), shots in zip(proposals, examples, strict=True):
         score = MachineScore(
             source="teacher",
             model=ctx.teacher.model_name,
@@ -168,9 +158,5 @@ def _teacher(
             probs=(answer.confidence,),
             truncated=truncated,
         )
-        results.append(
-            _Proposed(
-                score=score, label=answer.name, confidence=answer.confidence, problem=answer.problem, shots=len(shots)
-            )
-        )
+        results.append(_Proposed(score, answer.name, answer.confidence, problem=answer.problem, shots=len(shots)))
     return results

@@ -18,9 +18,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from service.pipeline.render import RenderedPrompt
 from service.pipeline.span_sets import Span, set_name
-from service.ports import Generation
+from service.pipeline.teacher_scoring import fit_prompt
+from service.ports import Example, GenerateRequest, Generation, TaskDef, Teacher
 
 MAX_ENTITIES = 16
 """Entities an answer may list: bounds the answer's length (and a tiny model's loops)."""
@@ -95,6 +98,30 @@ def read_answer(text: str, generation: Generation, labels: Sequence[str]) -> Pro
         dropped=dropped,
         problem=f"{dropped} mention(s) not in the text or overlapping" if dropped else None,
     )
+
+
+def propose_spans(
+    teacher: Teacher,
+    task: TaskDef,
+    texts: Sequence[str],
+    examples_per_item: Sequence[Sequence[Example]],
+    *,
+    prompts_dir: Path,
+    max_text_tokens: int | None,
+) -> list[tuple[Proposal, RenderedPrompt, bool]]:
+    """The teacher's span set of each text, after a prompt with its few-shot examples (cut to fit, with room for
+    the answer), with the prompt and whether the text was cut for it."""
+    tokens = answer_tokens(task.label_names)
+    fitted = [
+        fit_prompt(teacher, task, text, examples, task.template, prompts_dir, max_text_tokens, answer_tokens=tokens)
+        for text, examples in zip(texts, examples_per_item, strict=True)
+    ]
+    schema = answer_schema(task.label_names)
+    generations = teacher.generate([GenerateRequest(prompt.prompt, schema, tokens) for prompt, _ in fitted])
+    return [
+        (read_answer(text, generation, task.label_names), prompt, truncated)
+        for text, generation, (prompt, truncated) in zip(texts, generations, fitted, strict=True)
+    ]
 
 
 def _untrusted(problem: str) -> Proposal:

@@ -91,19 +91,20 @@ def test_a_spans_task_is_imported_distilled_promoted_and_exported(
     labeled = client.get(posted.json()["labels_url"], headers=client_headers).json()["items"]
     assert len(labeled) == len(raw) and all(row["state"] in ("accepted", "review") for row in labeled)
     by_text = {row["id"]: row["text"] for row in raw}
-    exported = [
-        json.loads(line) for line in client.get("/v1/tasks/wnut/export", headers=client_headers).text.splitlines()
-    ]
-    proposed = {row["external_id"]: row for row in exported if row["external_id"] in by_text}
-    for external, row in proposed.items():
-        span_sets.canonical(row["prediction"], text=by_text[external], labels=LABELS)
-        assert 0.0 <= row["prediction_confidence"] <= 1.0
-        assert row["state"] == "accepted" or row["model"] == worker.teacher.model_name
-    assert any(row["model"] == worker.teacher.model_name for row in proposed.values()), "the teacher was not asked"
+    for row in labeled:
+        if row["state"] == "accepted":
+            assert row["source"] == "student" and row["model"].startswith("student:")
+            span_sets.canonical(row["label"], text=by_text[row["item_id"]], labels=LABELS)
+        else:  # the tagger was unsure: the teacher proposed its spans, which wait for review
+            assert row["model"] == worker.teacher.model_name and row["reasons"] == ["below_threshold"], row
+            assert row["prompt_version"] is not None
+    assert any(row["state"] == "review" for row in labeled), "the tagger was sure of every post"
     reviewer = client.post("/v1/keys", json={"name": "rev", "role": "reviewer"}, headers=admin).json()["key"]
     assert client.put("/v1/tasks/wnut/reviewers/rev", headers=admin).status_code == 200
     leased = client.post("/v1/tasks/wnut/review/next", headers={"Authorization": f"Bearer {reviewer}"}).json()
-    assert leased["external_id"] in by_text and isinstance(leased["suggestion"], list)
+    assert leased["external_id"] in by_text and not leased["blind"]
+    span_sets.canonical(leased["suggestion"], text=leased["text"], labels=LABELS)
+    assert leased["span_confidences"] is None or len(leased["span_confidences"]) == len(leased["suggestion"])
     truth = next(row["spans"] for row in held_out if row["id"] == leased["external_id"])
     answer = [{k: span[k] for k in ("start", "end", "label")} for span in truth]
     resolved = client.post(
