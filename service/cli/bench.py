@@ -203,43 +203,31 @@ def bench_quality(
     from service.bench.runs import quality_run, span_quality_run
 
     _check_data(data)
+    common: dict[str, Any] = {
+        "data": data,
+        "text_field": text_field,
+        "label_field": label_field,
+        "epsilon": epsilon,
+        "delta": delta,
+        "budget_shares": _shares(budgets),
+        "seed": seed,
+        "seeds": seeds,
+        "limit": limit,
+        "pool": pool,
+        "json_out": json_out,
+    }
     if kind == "spans":
         if plot is not None or template is not None or target_coverage is not None or reviewer_noise:
             raise fail("--kind spans takes no --plot, --template, --target-coverage or --reviewer-noise")
-        _print_table(
-            lambda: span_quality_run(
-                get_settings(),
-                data=data,
-                text_field=text_field,
-                label_field=label_field,
-                epsilon=epsilon,
-                delta=delta,
-                budget_shares=_shares(budgets),
-                seed=seed,
-                seeds=seeds,
-                limit=limit,
-                pool=pool,
-                json_out=json_out,
-            )
-        )
+        _print_table(lambda: span_quality_run(get_settings(), **common))
         return
     _print_table(
         lambda: quality_run(
             get_settings(),
-            data=data,
-            text_field=text_field,
-            label_field=label_field,
-            epsilon=epsilon,
-            delta=delta,
-            budget_shares=_shares(budgets),
+            **common,
             target_coverage=target_coverage,
             reviewer_noise=reviewer_noise,
-            seed=seed,
-            seeds=seeds,
-            limit=limit,
-            pool=pool,
             template=template or ("multi_label/chatml" if kind == "multi_label" else "classify/chatml"),
-            json_out=json_out,
             plot=plot,
             kind=kind,
         )

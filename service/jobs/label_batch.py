@@ -11,6 +11,7 @@ waiting at a time, and the job waits for reviewers instead of flooding the queue
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TypedDict
@@ -25,9 +26,11 @@ from service.jobs.scoring import ChunkPlan, score_chunk
 from service.jobs.span_scoring import score_spans_chunk
 from service.pipeline.cascade import student_policy
 from service.pipeline.cost import Stage, StageUsage
+from service.pipeline.policy import Policy
 from service.store import history, items, review, students, tasks, usage
 from service.store import jobs as job_store
 from service.tables import Job, Task, utcnow
+from service.task_policy import TaskLabeler
 
 COLD_START_WAIT_S = 2.0
 
@@ -70,18 +73,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
         queued = items.next_queued(session, batch_id=batch_id, limit=min(room, limit), at_random=True, chunk=chunk)
     else:
         queued = items.next_queued(session, batch_id=batch_id, limit=limit, at_random=False, chunk=chunk)
-    if not queued:
-        return None
-    student = students.promoted(session, task_id=task.id)
-    return ChunkPlan(
-        task_id=task.id,
-        item_ids=[row.item_id for row in queued],
-        texts=[row.text for row in queued],
-        policy=policy,
-        student_path=student.path if student else None,
-        student_policy=student_policy(policy, student.metrics) if student else None,
-        labeler=applied.labeler,
-    )
+    return _chunk(session, task, queued, policy, applied.labeler)
 
 
 def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> ChunkPlan | None:
@@ -97,10 +89,17 @@ def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> C
         at_random=False,
         chunk=items.Chunk.of(job),
     )
+    return _chunk(session, task, queued, policy, None)
+
+
+def _chunk(
+    session: Session, task: Task, queued: Sequence[items.QueuedItem], policy: Policy, labeler: TaskLabeler | None
+) -> ChunkPlan | None:
+    """The chunk of ``queued`` items under ``policy``, with the promoted student if any; None when there are none."""
     if not queued:
         return None
     student = students.promoted(session, task_id=task.id)
-    return ChunkPlan(
+    plan = ChunkPlan(
         task_id=task.id,
         item_ids=[row.item_id for row in queued],
         texts=[row.text for row in queued],
@@ -108,6 +107,7 @@ def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> C
         student_path=student.path if student else None,
         student_policy=student_policy(policy, student.metrics) if student else None,
     )
+    return plan if labeler is None else replace(plan, labeler=labeler)
 
 
 def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:

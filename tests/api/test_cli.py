@@ -158,3 +158,7 @@ def test_a_spans_task_takes_span_files_and_names_a_bad_row_in_one_line(runner: C
     rows.write_text(rows.read_text().splitlines()[0] + "\n")
     imported = runner.invoke(app, ["import", str(rows), "--task", "ents", "--label-field", "spans"])
     assert imported.exit_code == 0, imported.output
+    bench = ["bench", "quality", "--kind", "spans", "--data", str(rows), "--label-field", "spans"]
+    for extra in (["--plot", str(tmp_path / "p.png")], ["--template", "spans/chatml"], ["--reviewer-noise", "0.1"]):
+        wrong = runner.invoke(app, [*bench, *extra])
+        assert wrong.exit_code == 2 and "--kind spans takes no" in wrong.output, wrong.output
