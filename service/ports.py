@@ -71,7 +71,7 @@ class GenerateRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """A generated answer with its tokens' log-probabilities (under the model, before the schema's mask)."""
+    """A generated answer with its tokens' log-probabilities (each over the tokens the schema allowed there)."""
 
     text: str
     token_ends: tuple[int, ...]

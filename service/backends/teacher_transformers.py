@@ -6,8 +6,8 @@ never scored by first token only: a label's score is the sum over all of its tok
 
 A spans task's answers are generated greedily under their JSON schema, enforced token by token by
 lm-format-enforcer (pure Python, and one of the backends vLLM itself offers for structured outputs), so an
-answer always parses; the log-probabilities kept are the model's own, before the schema's mask, as vLLM
-reports them.
+answer always parses; each token's log-probability is taken over the tokens the schema allows there, as vLLM
+reports it.
 """
 
 from __future__ import annotations
@@ -140,14 +140,16 @@ class TransformersTeacher:
         logprobs: list[float] = []
         for _ in range(room):
             out = self._model(input_ids=step, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            scores = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             allowed = torch.tensor(enforcer.get_allowed_tokens(sequence).allowed_tokens, device=self._device)
-            token = int(allowed[int(scores[allowed].argmax())])
+            # Renormalised over the tokens the schema allows, as vLLM reports them (its mask applies first).
+            scores = torch.log_softmax(out.logits[0, -1].float()[allowed], dim=-1)
+            best = int(scores.argmax())
+            token = int(allowed[best])
             if token == eos:
                 text, ends = self._tokens.decode(answer)
                 return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=True)
             answer.append(token)
-            logprobs.append(float(scores[token]))
+            logprobs.append(float(scores[best]))
             sequence.append(token)
             step = torch.tensor([[token]], device=self._device)
         text, ends = self._tokens.decode(answer)

@@ -12,7 +12,7 @@ Prompts are tokenised here (the same ids as the in-process scorer) and sent as t
 
 A spans task's answers are generated with vLLM's structured outputs (`structured_outputs.json`, the JSON schema
 that the in-process teacher enforces with lm-format-enforcer), greedily, one request per item, with each token's
-log-probability as vLLM reports it (the model's own, before the schema's mask).
+log-probability as vLLM reports it (over the tokens the schema allowed there: its mask applies first).
 
 Requests run on a bounded thread pool with timeouts; failures are retried with exponential backoff and
 jitter for as long as `max_wait_s`, then `TeacherUnavailable` tells the worker to release its job.

@@ -139,4 +139,5 @@ def test_the_spans_template_shows_examples_as_the_json_answer_it_asks_for() -> N
     answer = '{"entities": [{"text": "Ada", "label": "person"}, {"text": "London", "label": "location"}]}'
     assert f"Text: Ada lived in London .<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>" in prompt
     assert "- person: a named person" in prompt and "- location\n" in prompt
-    assert prompt.endswith("Text: Bob left Paris<|im_end|>\n<|im_start|>assistant")
+    # The answer's JSON starts right away: vLLM's JSON decoders allow no whitespace before it.
+    assert prompt.endswith("Text: Bob left Paris<|im_end|>\n<|im_start|>assistant\n")
