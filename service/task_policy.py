@@ -62,6 +62,11 @@ class TaskLabeler:
             return self.calibration.apply(np.log(np.clip(raw, 1e-300, None)))
         return raw
 
+    @classmethod
+    def none(cls) -> TaskLabeler:
+        """No labeler yet: the teacher's raw scores as they are."""
+        return cls(stack=None, probe=None, calibration=None, look=None)
+
     @property
     def fitted(self) -> bool:
         """Whether it changes the teacher's raw scores at all (a stack or a calibration)."""
@@ -99,6 +104,15 @@ def limits(task: Task, *, min_reviews: int) -> Policy:
         audit_share=task.audit_share,
         min_reviews=min_reviews,
     )
+
+
+def span_limits(session: Session, task: Task, *, min_reviews: int) -> Policy:
+    """A spans task's policy: its limits, without audits once its review budget is spent. No threshold of the
+    teacher's is certified for span sets: a promoted tagger's comes from its gold (cascade.student_policy)."""
+    policy = limits(task, min_reviews=min_reviews)
+    if task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget:
+        return replace(policy, audit_share=0.0)
+    return policy
 
 
 def _usable(reviews: Sequence[UniformReview], names: Sequence[str]) -> list[UniformReview]:

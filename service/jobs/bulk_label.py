@@ -22,6 +22,7 @@ from service.formats import tabular
 from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
+from service.jobs.span_scoring import score_spans_chunk
 from service.pipeline import kinds
 from service.pipeline.cascade import student_policy
 from service.pipeline.policy import Policy
@@ -79,15 +80,20 @@ def plan_bulk(ctx: WorkerContext, *, task_name: str, escalate_to_teacher: bool) 
     student_unsure (a fast first pass; those rows can go to the teacher later)."""
     with transaction(ctx.sessions) as session:
         task, student = _task_and_student(session, task_name, escalate_to_teacher)
-        reviews = history.uniform_reviews(session, task_id=task.id)
-        applied = task_policy.applied(session, task, reviews=reviews, min_reviews=ctx.settings.policy.min_reviews)
+        min_reviews = ctx.settings.policy.min_reviews
+        if task.kind == "spans":
+            policy, labeler = task_policy.span_limits(session, task, min_reviews=min_reviews), TaskLabeler.none()
+        else:
+            reviews = history.uniform_reviews(session, task_id=task.id)
+            applied = task_policy.applied(session, task, reviews=reviews, min_reviews=min_reviews)
+            policy, labeler = applied.policy, applied.labeler
         return BulkPlan(
             task_id=task.id,
             task_def=tasks.task_def(task),
-            policy=applied.policy,
-            labeler=applied.labeler,
+            policy=policy,
+            labeler=labeler,
             student_path=student.path if student else None,
-            student_policy=student_policy(applied.policy, student.metrics) if student else None,
+            student_policy=student_policy(policy, student.metrics) if student else None,
             escalate_to_teacher=escalate_to_teacher,
             pool=ctx.pool(session, task.id),
         )
@@ -117,7 +123,8 @@ def label_chunk(ctx: WorkerContext, plan: BulkPlan, rows: list[int], chunk: list
         escalate_to_teacher=plan.escalate_to_teacher,
         labeler=plan.labeler,
     )
-    outcomes = score_chunk(ctx, plan.task_def, chunk_plan, plan.pool)
+    score = score_spans_chunk if plan.task_def.kind == "spans" else score_chunk
+    outcomes = score(ctx, plan.task_def, chunk_plan, plan.pool)
     spent = ctx.take_usage()
     with transaction(ctx.sessions) as session:
         usage.record(session, task_id=plan.task_id, job_id=None, rows=spent)

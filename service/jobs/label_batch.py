@@ -79,9 +79,7 @@ def _plan(session: Session, ctx: WorkerContext, job: Job) -> ChunkPlan | str | N
 def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> ChunkPlan | None:
     """The next chunk of a spans task, in order: no threshold of the teacher's is certified for span sets (see
     jobs/span_scoring.py), so no uniform draws are held back for one."""
-    policy = task_policy.limits(task, min_reviews=ctx.settings.policy.min_reviews)
-    if task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget:
-        policy = replace(policy, audit_share=0.0)
+    policy = task_policy.span_limits(session, task, min_reviews=ctx.settings.policy.min_reviews)
     queued = items.next_queued(
         session,
         batch_id=job.batch_id or 0,

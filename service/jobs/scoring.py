@@ -41,9 +41,7 @@ class ChunkPlan:
     student_policy: Policy | None
     """Routes the promoted student's labels (see cascade.student_policy); its threshold also decides which items
     the student keeps. None without a promoted student."""
-    labeler: TaskLabeler = field(
-        default_factory=lambda: TaskLabeler(stack=None, probe=None, calibration=None, look=None)
-    )
+    labeler: TaskLabeler = field(default_factory=TaskLabeler.none)
     """Turns the teacher's raw scores into the probabilities items are routed on (see task_policy); with neither a
     stack nor a calibration yet, batch calibration stands in for zero-shot prompts."""
     escalate_to_teacher: bool = True

@@ -11,12 +11,14 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service import db
 from service.config import Settings
+from service.jobs.bulk_label import label_file
 from service.jobs.context import WorkerContext
 from service.pipeline import span_sets
 from service.pipeline.span_sets import Span
@@ -283,3 +285,31 @@ def test_the_teacher_proposes_spans_that_reviewers_correct_and_a_sure_student_la
     }
     assert got["s1"]["label"] == [{"start": 5, "end": 8, "label": "person"}] and got["s1"]["source"] == "student"
     assert got["s2"]["state"] == "review"
+
+
+def test_a_file_of_posts_is_bulk_labeled_with_spans(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, settings: Settings, tmp_path: Path
+) -> None:
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    source = tmp_path / "posts.jsonl"
+    source.write_text(_jsonl([{"id": "a", "text": "then Eve left"}, {"id": "b", "text": "Bob and Eve"}]).decode())
+    common = {"task_name": "ents", "path": source, "text_field": "text", "id_field": "id", "progress": lambda _: None}
+
+    # Without a student: every row gets the teacher's proposal, none accepted (nothing certifies the teacher's sets).
+    counts = label_file(fake_worker, out=tmp_path / "teacher.jsonl", **common)  # type: ignore[arg-type]
+    rows = [json.loads(line) for line in (tmp_path / "teacher.jsonl").read_text().splitlines()]
+    assert counts["teacher"] == 2 and counts["review"] == 2
+    assert rows[0]["label"] == [{"start": 5, "end": 8, "label": "person"}] and rows[0]["reasons"] == ["span_proposal"]
+    assert rows[0]["confidence"] == pytest.approx(0.9) and rows[0]["prompt_version"]
+
+    # With a tagger certified at 0.8: what it is sure of is accepted, the rest goes to the teacher.
+    with db.transaction(db.open(settings)) as session:
+        task_id = tasks.get_task(session, "ents").id
+        row = students.add(session, task_id=task_id, version="v1", path="fake/v1", metrics={"threshold": 0.8})
+        students.set_promoted(session, row=row, promoted_flag=True)
+    fake_worker.student_loader = lambda path: NamesTagger()
+    counts = label_file(fake_worker, out=tmp_path / "cascade.jsonl", **common)  # type: ignore[arg-type]
+    first, second = (json.loads(line) for line in (tmp_path / "cascade.jsonl").read_text().splitlines())
+    assert first["source"] == "student" and first["accepted"] and first["label"] == rows[0]["label"]
+    assert second["source"] == "teacher" and second["reasons"] == ["below_threshold"] and not second["accepted"]
+    assert counts == {"resumed_from": 0, "student": 1, "teacher": 1, "review": 1, "rows": 2}
