@@ -157,7 +157,7 @@ def resolve(session: Session, *, task: Task, item_id: int, reviewer: str, label:
     if complete and not agreed and settings.aggregate_at is not None:
         weighted, probability = (
             answers.of_task(session, task=task)
-            .reviewer_model(answer_values(task))
+            .reviewer_model(answer_values(task), also=[label])
             .aggregate({**{v.reviewer: v.label for v in votes}, reviewer: label})
         )
         if probability >= settings.aggregate_at:

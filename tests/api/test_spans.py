@@ -8,8 +8,10 @@ reason."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from service.pipeline.span_sets import Span
 from service.store import students, tasks
 from tests.api.test_loop import _drain_without_waiting
 from tests.api.test_multi_label import _problem
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, assigned_reviewer, make_key
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -313,3 +315,45 @@ def test_a_file_of_posts_is_bulk_labeled_with_spans(
     assert first["source"] == "student" and first["accepted"] and first["label"] == rows[0]["label"]
     assert second["source"] == "teacher" and second["reasons"] == ["below_threshold"] and not second["accepted"]
     assert counts == {"resumed_from": 0, "student": 1, "teacher": 1, "review": 1, "rows": 2}
+
+
+def test_reviewers_who_draw_different_spans_are_settled_by_a_lead_on_the_page(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, settings: Settings
+) -> None:
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    both = [{"start": 0, "end": 3, "label": "person"}, {"start": 8, "end": 11, "label": "person"}]
+    bad = {"id": "g0", "text": "Ann met Bob", "meta": {"gold_label": [{"start": 0, "end": 3, "label": "cat"}]}}
+    refused = client.post("/v1/tasks/ents/batches", json={"items": [bad]}, headers=client_headers)
+    _problem(refused, 422, "cat")
+    assert refused.json()["field"] == "items.0.meta.gold_label"
+    gold = {"id": "g1", "text": "Ann met Bob", "meta": {"gold_label": both}}
+    assert client.post("/v1/tasks/ents/batches", json={"items": [gold]}, headers=client_headers).status_code == 202
+    _drain_without_waiting(fake_worker)
+    client.put("/v1/tasks/ents/review/settings", json={"gold_reviewers": 2}, headers=ADMIN)
+    alice, bob = assigned_reviewer(client, settings, "ents"), assigned_reviewer(client, settings, "ents")
+    for headers, answer in ((alice, both), (bob, both[:1])):
+        leased = client.post("/v1/tasks/ents/review/next", headers=headers).json()
+        assert leased["kind"] == "gold"
+        done = client.post(
+            f"/v1/tasks/ents/review/{leased['item_id']}/resolve", json={"label": answer}, headers=headers
+        ).json()
+    assert done["status"] == "adjudication", done
+
+    agreement = client.get("/v1/tasks/ents/review/agreement", headers=alice).json()
+    (pair,) = agreement["pairs"]
+    assert pair["observed"] == 0.0 and pair["span_f1"] == pytest.approx(2 / 3)
+    gold_accuracy = {row["reviewer"]: row["gold"]["accuracy"] for row in agreement["reviewers"]}
+    assert sorted(gold_accuracy.values()) == [0.0, 1.0], "the gold span set is compared with the answers"
+
+    lead = make_key(settings, "lead")["Authorization"][7:]
+    client.post("/review/login", data={"key": lead})
+    page = client.get("/ui/tasks/ents/adjudication").text
+    assert "Ann → person, Bob → person" in page and "reviewers disagree" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    values = [html.unescape(v) for v in re.findall(r'name="label" value="([^"]+)"', page)]
+    assert json.dumps(both) in values and json.dumps(both[:1]) in values
+    settled = client.post(
+        f"/ui/tasks/ents/adjudication/{done['item_id']}", data={"csrf": csrf, "label": json.dumps(both)}
+    )
+    assert "final" in settled.text and "Nothing is waiting" in settled.text
+    assert _exported(client, client_headers)["g1"] == both

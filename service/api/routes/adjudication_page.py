@@ -5,6 +5,7 @@ carrying the session's CSRF token, answered with a redirect to the next item."""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, status
@@ -15,7 +16,7 @@ from service.api.routes.review_page import checked_form, lead_session, templates
 from service.db import transaction
 from service.errors import ServiceError
 from service.store import answers, review_quality, review_team, tasks
-from service.store.tasks import label_values
+from service.store.tasks import answer_values
 from service.tables import Task
 
 router = APIRouter(prefix="/ui/tasks", include_in_schema=False)
@@ -30,12 +31,11 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
     factory: sessionmaker[Session] = request.app.state.sessions
     with factory() as session:
         row = tasks.get_task(session, task)
-        labels = label_values(row)
+        labels = answer_values(row)
         queue = review_quality.adjudication_queue(session, task=row, limit=1)
+        choices: list[str] = list(labels or [])
         context: dict[str, object] = {
             "task": row,
-            "labels": labels,
-            "shown": {value: _shown(row, value) for value in labels},
             "reviewer": who.key.name,
             "csrf": who.csrf_token,
             "waiting": review_team.adjudication_count(session, task=row),
@@ -46,12 +46,13 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
         if queue:
             disputed = queue[0]
             model = answers.of_task(session, task=row).reviewer_model(labels)
-            known = {name: answer for name, answer in disputed.votes.items() if answer in labels}
+            known = {name: answer for name, answer in disputed.votes.items() if labels is None or answer in labels}
             suggestion, probability = model.aggregate(known) if known else (None, None)
-            if row.kind == "multi_label":
-                # 2^k sets are too many buttons: the lead chooses among the answers in dispute.
+            if row.kind != "single_label":
+                # 2^k sets (or every span set of the text) are too many buttons: the lead chooses among the answers
+                # in dispute.
                 offered = [*disputed.votes.values(), disputed.machine, suggestion]
-                context["labels"] = list(dict.fromkeys(value for value in offered if value is not None))
+                choices = list(dict.fromkeys(value for value in offered if value is not None))
             context |= {
                 "item": disputed.item,
                 "reason": disputed.reason,
@@ -68,15 +69,32 @@ def page(task: str, request: Request, done: str = "", error: str = "") -> Respon
                 "suggestion": suggestion,
                 "probability": probability,
             }
+        text, machine = (queue[0].item.text, queue[0].machine) if queue else ("", None)
+        shown = [*choices, *([machine] if machine is not None else [])]
+        context |= {
+            "labels": choices,
+            "shown": {value: _shown(row, value, text) for value in shown},
+            "submitted": {value: _submitted(row, value) for value in shown},
+        }
     return templates.TemplateResponse(request, "adjudicate.html", context)
 
 
-def _shown(task: Task, value: str) -> str:
-    """A label as the page writes it: a multi-label set as its labels, or "no label"."""
+def _shown(task: Task, value: str, text: str) -> str:
+    """A label as the page writes it: a multi-label set as its labels, a span set as each span's words and label,
+    or "no label"."""
     public = tasks.public_label(task, value)
     if isinstance(public, str):
         return public
-    return ", ".join(part if isinstance(part, str) else str(part["label"]) for part in public) or "no label"
+    parts = [
+        part if isinstance(part, str) else f"{text[int(part['start']) : int(part['end'])]} → {part['label']}"
+        for part in public
+    ]
+    return ", ".join(parts) or "no label"
+
+
+def _submitted(task: Task, value: str) -> str:
+    """What the page's form sends for a stored label: the label, a label set's name, or a span set's spans."""
+    return json.dumps(tasks.public_label(task, value)) if task.kind == "spans" else value
 
 
 @router.post("/{task}/adjudication/{item_id}")
