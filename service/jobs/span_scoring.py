@@ -21,7 +21,7 @@ from service.pipeline.pool import LabeledPool
 from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
-from service.pipeline.route import Decision, Signals, route
+from service.pipeline.route import STUDENT_UNSURE, Decision, Signals, route
 from service.pipeline.span_answers import propose_spans
 from service.ports import Example, FloatArray, TaskDef
 from service.store.items import ItemOutcome, MachineScore, RecordedSignals
@@ -43,6 +43,8 @@ class _Proposed:
     confidence: float
     problem: str | None = None
     shots: int | None = None
+    deferred: bool = False
+    """The tagger was unsure and the teacher was not asked (bulk labeling with escalation deferred)."""
 
 
 def score_spans_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: LabeledPool) -> list[ItemOutcome]:
@@ -59,23 +61,20 @@ def score_spans_chunk(ctx: WorkerContext, task: TaskDef, plan: ChunkPlan, pool: 
         recorded = RecordedSignals(
             confidence=scored.confidence, margin=scored.confidence, wrong_chance=wrong, density=typical
         )
-        if scored.score.source == "student" and plan.student_policy is not None:
+        if scored.score.source == "student" and not scored.deferred and plan.student_policy is not None:
             decision = route(signals=signals, policy=plan.student_policy, audit_draw=draw)
             audit = "audit_sample" in decision.reasons
             if audit:
                 recorded["would_accept"] = route(signals=signals, policy=plan.student_policy, audit_draw=1.0).accept
             priority = review_priority(wrong_chance=wrong, density=typical, audit=audit)
             explanation = explain_priority(wrong_chance=wrong, density=typical, audit=audit)
-        elif plan.student_policy is not None:
-            decision = ESCALATED
+        elif scored.deferred or plan.student_policy is not None:
+            decision = STUDENT_UNSURE if scored.deferred else ESCALATED
             priority = review_priority(wrong_chance=wrong, density=typical)
             explanation = explain_priority(wrong_chance=wrong, density=typical)
         else:
-            decision, priority, explanation = (
-                PROPOSED,
-                review_priority(wrong_chance=wrong, density=typical, cold_start_draw=draw),
-                PROPOSAL_ORDER,
-            )
+            decision, explanation = PROPOSED, PROPOSAL_ORDER
+            priority = review_priority(wrong_chance=wrong, density=typical, cold_start_draw=draw)
         if scored.shots is not None:
             recorded["shots"] = scored.shots
         if scored.problem is not None:
@@ -118,7 +117,7 @@ def _cascade(
                     probs=(confidence,),
                     truncated=False,
                 )
-                proposed[index] = _Proposed(score=score, label=name, confidence=confidence)
+                proposed[index] = _Proposed(score=score, label=name, confidence=confidence, deferred=not kept)
     escalated = [index for index, scored in enumerate(proposed) if scored is None]
     if escalated:
         for index, scored in zip(escalated, _teacher(ctx, task, plan, pool, embeddings, escalated), strict=True):

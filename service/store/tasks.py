@@ -77,8 +77,8 @@ def label_names(task: Task) -> list[str]:
 
 
 SPANS_WITHOUT_COLUMNS = (
-    "its span sets are not scored as label columns, and the quality report, the dashboard and the adjudication "
-    "page of this version read only such columns"
+    "its span sets are not scored as label columns, and the quality report and the dashboard of this version "
+    "read only such columns"
 )
 
 

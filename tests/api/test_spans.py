@@ -315,6 +315,14 @@ def test_a_file_of_posts_is_bulk_labeled_with_spans(
     assert first["source"] == "student" and first["accepted"] and first["label"] == rows[0]["label"]
     assert second["source"] == "teacher" and second["reasons"] == ["below_threshold"] and not second["accepted"]
     assert counts == {"resumed_from": 0, "student": 1, "teacher": 1, "review": 1, "rows": 2}
+    # Without the teacher: what the tagger is unsure of keeps its set, not accepted (student_unsure).
+    fast = label_file(fake_worker, out=tmp_path / "fast.jsonl", escalate_to_teacher=False, **common)  # type: ignore[arg-type]
+    unsure = [json.loads(line) for line in (tmp_path / "fast.jsonl").read_text().splitlines()][1]
+    assert fast["teacher"] == 0 and unsure["source"] == "student" and unsure["reasons"] == ["student_unsure"]
+    assert not unsure["accepted"] and unsure["label"] == [
+        {"start": 0, "end": 3, "label": "person"},
+        {"start": 8, "end": 11, "label": "person"},
+    ]
 
 
 def test_reviewers_who_draw_different_spans_are_settled_by_a_lead_on_the_page(
