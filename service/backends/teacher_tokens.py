@@ -11,6 +11,8 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
+from service.ports import Generation
+
 # A token is rarely longer than this many characters; texts are cut to max_tokens * this before
 # tokenising so a 1 MB input costs no more than a short one.
 _MAX_CHARS_PER_TOKEN = 32
@@ -56,6 +58,14 @@ class TeacherTokenizer:
     @property
     def eos_token_id(self) -> int:
         return int(self._tokenizer.eos_token_id)
+
+    def generation(self, tokens: Sequence[int], logprobs: Sequence[float], *, finished: bool) -> Generation:
+        """A generated answer from its token ids and their log-probabilities, a closing end-of-text token left out
+        (vLLM reports it; the text ends before it)."""
+        if tokens and tokens[-1] == self.eos_token_id:
+            tokens, logprobs = tokens[:-1], logprobs[:-1]
+        text, ends = self.decode(tokens)
+        return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=finished)
 
     def decode(self, ids: Sequence[int]) -> tuple[str, tuple[int, ...]]:
         """The text of generated token ids and, per token, the offset in it where that token ends (decoding each

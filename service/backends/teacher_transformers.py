@@ -146,14 +146,12 @@ class TransformersTeacher:
             best = int(scores.argmax())
             token = int(allowed[best])
             if token == eos:
-                text, ends = self._tokens.decode(answer)
-                return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=True)
+                return self._tokens.generation(answer, logprobs, finished=True)
             answer.append(token)
             logprobs.append(float(scores[best]))
             sequence.append(token)
             step = torch.tensor([[token]], device=self._device)
-        text, ends = self._tokens.decode(answer)
-        return Generation(text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=False)
+        return self._tokens.generation(answer, logprobs, finished=False)
 
 
 def _enforcer_vocabulary(tokenizer: Any) -> Any:

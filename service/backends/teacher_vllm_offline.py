@@ -110,12 +110,5 @@ class VLLMOfflineTeacher:
             answer = out.outputs[0]
             tokens = list(answer.token_ids)
             logprobs = [float(step[token].logprob) for step, token in zip(answer.logprobs, tokens, strict=True)]
-            if tokens and tokens[-1] == self._tokens.eos_token_id:
-                tokens, logprobs = tokens[:-1], logprobs[:-1]
-            text, ends = self._tokens.decode(tokens)
-            generations.append(
-                Generation(
-                    text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=answer.finish_reason == "stop"
-                )
-            )
+            generations.append(self._tokens.generation(tokens, logprobs, finished=answer.finish_reason == "stop"))
         return generations

@@ -212,12 +212,7 @@ class VLLMServerTeacher:
             logprobs = [float(value) for value in choice["logprobs"]["token_logprobs"]]
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise TeacherRequestError(f"unexpected completion ({error})", str(answer)) from error
-        if tokens and tokens[-1] == self._tokens.eos_token_id:
-            tokens, logprobs = tokens[:-1], logprobs[:-1]
-        text, ends = self._tokens.decode(tokens)
-        return Generation(
-            text=text, token_ends=ends, token_logprobs=tuple(logprobs), finished=choice.get("finish_reason") == "stop"
-        )
+        return self._tokens.generation(tokens, logprobs, finished=choice.get("finish_reason") == "stop")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         """One HTTP call, retried with exponential backoff and jitter while no server answers; a server that cannot

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import TypedDict
 
@@ -87,25 +86,25 @@ def _spans_plan(session: Session, ctx: WorkerContext, job: Job, task: Task) -> C
         at_random=False,
         chunk=items.Chunk.of(job),
     )
-    return _chunk(session, task, queued, policy, None)
+    return _chunk(session, task, queued, policy, TaskLabeler.none())
 
 
 def _chunk(
-    session: Session, task: Task, queued: Sequence[items.QueuedItem], policy: Policy, labeler: TaskLabeler | None
+    session: Session, task: Task, queued: Sequence[items.QueuedItem], policy: Policy, labeler: TaskLabeler
 ) -> ChunkPlan | None:
     """The chunk of ``queued`` items under ``policy``, with the promoted student if any; None when there are none."""
     if not queued:
         return None
     student = students.promoted(session, task_id=task.id)
-    plan = ChunkPlan(
+    return ChunkPlan(
         task_id=task.id,
         item_ids=[row.item_id for row in queued],
         texts=[row.text for row in queued],
         policy=policy,
         student_path=student.path if student else None,
         student_policy=student_policy(policy, student.metrics) if student else None,
+        labeler=labeler,
     )
-    return plan if labeler is None else replace(plan, labeler=labeler)
 
 
 def run_label_batch(ctx: WorkerContext, job: Job) -> LabelBatchResult | None:

@@ -223,13 +223,7 @@ def _teacher(
 ) -> tuple[list[ItemScore], list[int]]:
     """The teacher's scores of the items at ``indices`` and the number of few-shot examples in each prompt."""
     settings = ctx.settings.teacher
-    pool_embeddings, pool_examples, _ = pool.arrays()
-    examples: list[list[Example]] = [
-        few_shot_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
-        if len(pool)
-        else list(task.examples)
-        for i in indices
-    ]
+    examples = shots_for(task, pool, embeddings, indices, settings.few_shot)
     # Batch calibration helps zero-shot prompts only; with kNN examples it hurt (SMS macro-F1 0.89 -> 0.78, see
     # bench/results/teacher_sms_spam.json), so few-shot scores stay raw until the fitted calibration takes over.
     zero_shot = len(pool) == 0
@@ -263,6 +257,17 @@ def _teacher(
             for score, row in zip(scores, fitted, strict=True)
         ]
     return scores, [len(shots) for shots in examples]
+
+
+def shots_for(
+    task: TaskDef, pool: LabeledPool, embeddings: FloatArray, indices: list[int], k: int
+) -> list[list[Example]]:
+    """The few-shot examples of the items at ``indices``: their nearest labeled items, or the task's own examples
+    while nothing is labeled."""
+    if not len(pool):
+        return [list(task.examples) for _ in indices]
+    pool_embeddings, pool_examples, _ = pool.arrays()
+    return [few_shot_examples(embeddings[i], pool_embeddings, pool_examples, k) for i in indices]
 
 
 def audit_draw(item_id: int) -> float:

@@ -16,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.jobs.context import WorkerContext
-from service.jobs.scoring import ChunkPlan, audit_draw
+from service.jobs.scoring import ChunkPlan, audit_draw, shots_for
 from service.pipeline.pool import LabeledPool
-from service.pipeline.render import few_shot_examples
 from service.pipeline.review_order import density as item_density
 from service.pipeline.review_order import explain_priority, review_priority
 from service.pipeline.route import STUDENT_UNSURE, Decision, Signals, route
 from service.pipeline.span_answers import propose_spans
-from service.ports import Example, FloatArray, TaskDef
+from service.ports import FloatArray, TaskDef
 from service.store.items import ItemOutcome, MachineScore, RecordedSignals
 
 PROPOSED = Decision(accept=False, reasons=("span_proposal",))
@@ -130,13 +129,7 @@ def _teacher(
 ) -> list[_Proposed]:
     """The teacher's span sets of the items at ``indices``, from structured answers after kNN few-shot prompts."""
     settings = ctx.settings.teacher
-    pool_embeddings, pool_examples, _ = pool.arrays()
-    examples: list[list[Example]] = [
-        few_shot_examples(embeddings[i], pool_embeddings, pool_examples, settings.few_shot)
-        if len(pool)
-        else list(task.examples)
-        for i in indices
-    ]
+    examples = shots_for(task, pool, embeddings, indices, settings.few_shot)
     with ctx.metered("teacher", len(indices)):
         proposals = propose_spans(
             ctx.teacher,

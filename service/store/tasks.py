@@ -97,13 +97,11 @@ def answer_values(task: Task) -> list[str] | None:
     return None if task.kind == "spans" else label_values(task)
 
 
-def label_value(task: Task, given: object, *, text: str | None = None, field: str = "label") -> str:
+def label_value(task: Task, given: object, *, text: str, field: str = "label") -> str:
     """The stored form of a label a person or file gives: a label of a single-label task; for a multi-label task
     a list of its labels (or a JSON string of one), returned as the set's canonical name; for a spans task a list
     of {start, end, label[, text]} objects, checked against the item's ``text``."""
     if task.kind == "spans":
-        if text is None:
-            raise ValueError("a span set is checked against its item's text")
         try:
             return span_sets.canonical(given, text=text, labels=label_names(task))
         except ValueError as error:
@@ -118,10 +116,10 @@ def label_value(task: Task, given: object, *, text: str | None = None, field: st
     return given
 
 
-def read_label(task: Task, value: object, text: str) -> str:
-    """The stored form of a label value read from a file beside its item's ``text`` (see label_value); Invalid when
-    it is no label of the task."""
-    return label_value(task, value if task.kind != "single_label" else str(value).strip(), text=text)
+def read_label(task: Task, value: object, text: str, *, field: str = "label") -> str:
+    """The stored form of a label value read from a file (or an item's meta) beside its item's ``text`` (see
+    label_value); Invalid, naming ``field``, when it is no label of the task."""
+    return label_value(task, value if task.kind != "single_label" else str(value).strip(), text=text, field=field)
 
 
 def public_label(task: Task, stored: str) -> Shown:

@@ -60,9 +60,7 @@ def create_batch(
     for index, item in enumerate(body.items):
         if item.meta.get("gold_label") is not None:
             # A gold item's answer is compared with reviewers' answers: it must be one the task could store.
-            given = item.meta["gold_label"]
-            value = given if task_row.kind != "single_label" else str(given).strip()
-            tasks.label_value(task_row, value, text=item.text, field=f"items.{index}.meta.gold_label")
+            tasks.read_label(task_row, item.meta["gold_label"], item.text, field=f"items.{index}.meta.gold_label")
     batch, created = batches.create_batch(
         session, task_row, body.items, idempotency_key=idempotency_key, job_items=settings.label_job_items
     )
