@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.pipeline import task_report
 from service.pipeline.task_report import Judged
 from service.store import answers, consistency, dashboard, guidelines, history, items, students, usage
-from service.store.tasks import answer_values, label_names, label_values
+from service.store.tasks import answer_values, label_names, label_values, score_columns
 from service.tables import Task
 
 Cell = str | int | float | bool | None
@@ -43,7 +43,7 @@ class Reads:
         return self._once("reviewed rows", lambda: history.reviewed(self.session, task_id=self.task.id))
 
     def reviewed(self) -> list[Judged]:
-        return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=label_values(self.task)))
+        return self._once("reviewed", lambda: dashboard.reviewed_items(self.read(), labels=score_columns(self.task)))
 
     def drawn(self) -> history.Reviewed:
         """The human labels and only the decisions that drew their items at random: the page needs no more."""
@@ -53,7 +53,7 @@ class Reads:
         """The reviewed items drawn at random, each with the decision that drew it (the accuracy table, and the
         audits of the timeline)."""
         return self._once(
-            "reviewed uniform", lambda: dashboard.reviewed_items(self.drawn(), labels=label_values(self.task))
+            "reviewed uniform", lambda: dashboard.reviewed_items(self.drawn(), labels=score_columns(self.task))
         )
 
     def uniform(self) -> list[history.UniformReview]:
@@ -115,11 +115,14 @@ def timeline(reads: Reads) -> Table:
 
 def confusion(reads: Reads) -> Table:
     """Reviewed items by the human's label and the machine's; a multi-label task's by the labels in their sets
-    (task_report.set_confusion)."""
+    (task_report.set_confusion), a spans task's by the labels of its spans (task_report.span_confusion)."""
+    names = label_names(reads.task)
     if reads.task.kind == "multi_label":
-        names = label_names(reads.task)
         labels = [*names, task_report.NO_LABEL]
         matrix = task_report.set_confusion(reads.reviewed(), labels=names)
+    elif reads.task.kind == "spans":
+        labels = [*names, task_report.NO_SPAN]
+        matrix = task_report.span_confusion(reads.reviewed(), labels=names)
     else:
         labels = label_values(reads.task)
         matrix = task_report.confusion(reads.reviewed(), labels=labels)

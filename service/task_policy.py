@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.pipeline.calibration import Calibration, fit_calibration
+from service.pipeline.cascade import student_policy
 from service.pipeline.certification import (
     LookPlan,
     SliceFloor,
@@ -31,7 +32,7 @@ from service.pipeline.review_order import density, explain_priority, review_prio
 from service.pipeline.sources import HUMAN_SOURCES
 from service.pipeline.stacking import Stack, StackedLabeler, fit_stacked
 from service.ports import FloatArray, TaskKind
-from service.store import items, labelers, review, tasks
+from service.store import items, labelers, review, students, tasks
 from service.store.history import UniformReview
 from service.store.items import QueuedForReview
 from service.tables import LabelerVersion, Task
@@ -113,6 +114,14 @@ def span_limits(session: Session, task: Task, *, min_reviews: int) -> Policy:
     if task.review_budget is not None and review.human_count(session, task_id=task.id) >= task.review_budget:
         return replace(policy, audit_share=0.0)
     return policy
+
+
+def span_policy(session: Session, task: Task, *, min_reviews: int) -> Policy:
+    """What accepts a spans task's sets: span_limits with the promoted tagger's threshold, certified on its gold
+    (cascade.student_policy); no threshold before a tagger."""
+    policy = span_limits(session, task, min_reviews=min_reviews)
+    tagger = students.promoted(session, task_id=task.id)
+    return policy if tagger is None else student_policy(policy, tagger.metrics)
 
 
 def _usable(reviews: Sequence[UniformReview], names: Sequence[str]) -> list[UniformReview]:

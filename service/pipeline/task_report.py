@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from service.pipeline import label_sets
+from service.pipeline import label_sets, span_sets
 from service.pipeline.agreement import Votes
 from service.pipeline.cost import review_seconds
 from service.pipeline.policy import clopper_pearson_upper
@@ -66,6 +66,33 @@ def set_confusion(items: Sequence[Judged], *, labels: Sequence[str]) -> list[lis
         for h in only_human or ([NO_LABEL] if only_machine else []):
             for m in only_machine or [NO_LABEL]:
                 matrix[index[h]][index[m]] += 1
+    return matrix
+
+
+NO_SPAN = "(no span)"
+"""The row and column of a spans confusion for a span one side does not have."""
+
+
+def span_confusion(items: Sequence[Judged], *, labels: Sequence[str]) -> list[list[int]]:
+    """A spans task's confusion over its labels and NO_SPAN (last), the human's down, the machine's across: spans at
+    the same offsets on both sides count at their two labels (the diagonal when they agree); a span only the human
+    drew counts against NO_SPAN (missed), one only the machine drew against it the other way (added), so a span with
+    wrong boundaries counts once each way; two empty sets count at (NO_SPAN, NO_SPAN). Spans with a label outside
+    the task's are left out."""
+    index = {label: k for k, label in enumerate([*labels, NO_SPAN])}
+    matrix = [[0] * len(index) for _ in index]
+    for item in items:
+        try:
+            human, machine = (
+                {(s.start, s.end): s.label for s in span_sets.members(name) if s.label in index}
+                for name in (item.human, item.machine)
+            )
+        except (ValueError, TypeError):
+            continue  # not a span set (an answer stored before the task was one)
+        if not (human or machine):
+            matrix[index[NO_SPAN]][index[NO_SPAN]] += 1
+        for offsets in human.keys() | machine.keys():
+            matrix[index[human.get(offsets, NO_SPAN)]][index[machine.get(offsets, NO_SPAN)]] += 1
     return matrix
 
 

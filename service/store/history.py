@@ -194,6 +194,18 @@ def uniform_reviews(session: Session, *, task_id: int, read: Reviewed | None = N
     ]
 
 
+def audited(session: Session, *, task_id: int, source: str) -> list[tuple[str, str]]:
+    """(machine, human) of every item whose label from ``source`` ("teacher" or "student") was drawn for a blind
+    audit and has been reviewed since, oldest draw first; the human's latest label is the truth."""
+    read = reviewed(session, task_id=task_id, drawn_only=True)
+    humans = {item_id: label for _, item_id, label, _ in read.humans}
+    drawn: dict[int, str] = {}
+    for decision in read.decisions:
+        if decision.item_state == "resolved" and decision.source == source and "audit_sample" in decision.reasons:
+            drawn.setdefault(decision.item_id, decision.machine)
+    return [(machine, humans[item_id]) for item_id, machine in drawn.items()]
+
+
 def _vector(embedding: bytes | None) -> npt.NDArray[np.float32] | None:
     return np.frombuffer(embedding, dtype=np.float32) if embedding is not None else None
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.tables import Item, Job, Label, LabelerVersion, ReviewEntry, Task
+from service.tables import Item, Job, Label, LabelerVersion, ReviewEntry, StudentVersion, Task
 
 
 @dataclass
@@ -19,7 +19,8 @@ class TaskFigures:
     labels_by_source: dict[str, int] = field(default_factory=dict)
     review_backlog: int = 0
     error_bound: float | None = None
-    """The bound of the newest certified labeler; None before the first certificate."""
+    """The bound of the newest certified labeler (a spans task: of its promoted tagger); None before the first
+    certificate."""
 
     @property
     def coverage(self) -> float | None:
@@ -52,6 +53,11 @@ def task_figures(session: Session) -> dict[str, TaskFigures]:
     )
     for task_id, bound in session.execute(bounds):
         figures[names[task_id]].error_bound = bound
+    # A spans task's sets are accepted by its promoted tagger, certified on its gold (task_policy.span_policy).
+    taggers = select(StudentVersion.task_id, StudentVersion.metrics).join(Task, Task.id == StudentVersion.task_id)
+    for task_id, metrics in session.execute(taggers.where(Task.kind == "spans", StudentVersion.promoted.is_(True))):
+        bound = metrics.get("threshold_error_bound")
+        figures[names[task_id]].error_bound = None if bound is None else float(bound)
     return figures
 
 

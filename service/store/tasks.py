@@ -76,19 +76,21 @@ def label_names(task: Task) -> list[str]:
     return [str(label["name"]) for label in task.labels]
 
 
-SPANS_WITHOUT_COLUMNS = (
-    "its span sets are not scored as label columns, and the quality report and the dashboard of this version "
-    "read only such columns"
-)
-
-
 def label_values(task: Task) -> list[str]:
     """What an item's label may be, as stored: one of the labels, or a multi-label task's label set by its
     canonical name (pipeline/label_sets.py). Machine probabilities have one column per value, in this order.
     A spans task has no such columns: a Conflict."""
     if task.kind == "spans":
-        raise Conflict(f"task {task.name!r} is a spans task: {SPANS_WITHOUT_COLUMNS}", field="kind")
+        raise Conflict(
+            f"task {task.name!r} is a spans task: its span sets are not scored as label columns", field="kind"
+        )
     return list(kinds.columns(kind_of(task), label_names(task)))
+
+
+def score_columns(task: Task) -> list[str]:
+    """The values of the machine's raw score columns (label_values); none for a spans task, whose raw scores are
+    its spans' confidences."""
+    return [] if task.kind == "spans" else label_values(task)
 
 
 def answer_values(task: Task) -> list[str] | None:

@@ -1,9 +1,8 @@
 """A spans task through the API on both stores: created with checked example spans, labeled by importing span sets
 (JSONL, CSV with JSON strings, Label Studio ``labels`` results), exported the same ways; raw items get the
 teacher's proposed spans and wait for review, where reviewers answer with corrected span sets; a promoted span
-student labels what it is sure of and answers on /predict. What this version cannot do for spans yet (the quality
-report) is refused with a problem+json, never a stack trace; bad spans are refused whole with their rows and the
-reason."""
+student labels what it is sure of and answers on /predict; the quality report and the lead's dashboard follow the
+tagger's threshold and audits. Bad spans are refused whole with their rows and the reason."""
 
 from __future__ import annotations
 
@@ -25,7 +24,9 @@ from service.jobs.context import WorkerContext
 from service.pipeline import span_sets
 from service.pipeline.span_sets import Span
 from service.store import students, tasks
+from tests.api.test_dashboard import _login
 from tests.api.test_loop import _drain_without_waiting
+from tests.api.test_metrics import _samples
 from tests.api.test_multi_label import _problem
 from tests.conftest import ADMIN_KEY, assigned_reviewer, make_key
 
@@ -124,11 +125,12 @@ def test_a_spans_task_is_created_imported_and_exported_with_checked_spans(
     assert by_id == {row["id"]: [{k: s[k] for k in ("start", "end", "label")} for s in row["spans"]] for row in ROWS}
     as_csv = client.get("/v1/tasks/ents/export?format=csv", headers=client_headers).text
     assert {row["external_id"]: json.loads(row["label"]) for row in csv.DictReader(io.StringIO(as_csv))} == by_id
-    # Labeled imports wait for no review; quality works on score columns, which a spans task does not have: refused.
+    # Labeled imports wait for no review, and accept nothing: no tagger, no threshold.
     name = client.get("/v1/review/me", headers=reviewer_headers).json()["name"]
     assert client.put(f"/v1/tasks/ents/reviewers/{name}", headers=ADMIN).status_code == 200
     assert client.post("/v1/tasks/ents/review/next", headers=reviewer_headers).status_code == 204
-    _problem(client.get("/v1/tasks/ents/quality", headers=client_headers), 409, "spans")
+    quality = client.get("/v1/tasks/ents/quality", headers=client_headers).json()
+    assert quality["threshold"] is None and quality["accepted"] == 0 and quality["human_reviews"] == 3, quality
 
     config = client.get("/v1/tasks/ents/labelstudio/config", headers=client_headers).text
     assert '<Labels name="label" toName="text">' in config and '<Label value="person" hint="a named person"/>' in config
@@ -287,6 +289,83 @@ def test_the_teacher_proposes_spans_that_reviewers_correct_and_a_sure_student_la
     }
     assert got["s1"]["label"] == [{"start": 5, "end": 8, "label": "person"}] and got["s1"]["source"] == "student"
     assert got["s2"]["state"] == "review"
+
+
+def test_the_quality_report_and_the_dashboard_of_a_spans_task_follow_its_tagger(
+    client: TestClient,
+    client_headers: dict[str, str],
+    reviewer_headers: dict[str, str],
+    fake_worker: WorkerContext,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert client.post("/v1/tasks", json={**TASK, "audit_share": 0.5}, headers=client_headers).status_code == 201
+    name = client.get("/v1/review/me", headers=reviewer_headers).json()["name"]
+    assert client.put(f"/v1/tasks/ents/reviewers/{name}", headers=ADMIN).status_code == 200
+    raw = [{"id": "r1", "text": "then Ann met Bob"}, {"id": "r2", "text": "nothing to see"}]
+    client.post("/v1/tasks/ents/batches", json={"items": raw}, headers=client_headers)
+    _drain_without_waiting(fake_worker)
+    # The reviewer calls every proposed span a place (a substitution at the same offsets) and keeps the empty set.
+    relabeled = 0
+    while (leased := client.post("/v1/tasks/ents/review/next", headers=reviewer_headers)).status_code == 200:
+        item = leased.json()
+        answer = [{**span, "label": "location"} for span in item["suggestion"]]
+        relabeled += sum(span["label"] != "location" for span in item["suggestion"])
+        resolved = client.post(
+            f"/v1/tasks/ents/review/{item['item_id']}/resolve", json={"label": answer}, headers=reviewer_headers
+        )
+        assert resolved.status_code == 200, resolved.text
+    assert relabeled > 0
+
+    # A tagger certified at 0.8 (bound 0.06 on 40 gold items); every other sure set it gives is audited, blind.
+    with db.transaction(db.open(settings)) as session:
+        task_id = tasks.get_task(session, "ents").id
+        metrics = {"threshold": 0.8, "threshold_error_bound": 0.06, "threshold_certified_on": 40}
+        row = students.add(session, task_id=task_id, version="v1", path="fake/v1", metrics=metrics)
+        students.set_promoted(session, row=row, promoted_flag=True)
+    fake_worker.student_loader = lambda path: NamesTagger()
+    monkeypatch.setattr("service.jobs.span_scoring.audit_draw", lambda item_id: 0.0 if item_id % 2 else 0.99)
+    sure = [{"id": f"s{i}", "text": f"then {who} left"} for i, who in enumerate(("Eve", "Ann", "Joe", "Kim"))]
+    posted = client.post("/v1/tasks/ents/batches", json={"items": sure}, headers=client_headers)
+    _drain_without_waiting(fake_worker)
+    states = [row["state"] for row in client.get(posted.json()["labels_url"], headers=client_headers).json()["items"]]
+    assert sorted(states) == ["accepted", "accepted", "review", "review"], states
+    # The first audit finds the tagger right, the second wrong (the reviewer sees no suggestion on either).
+    answers = iter([None, []])
+    while (leased := client.post("/v1/tasks/ents/review/next", headers=reviewer_headers)).status_code == 200:
+        item = leased.json()
+        assert item["blind"] and item["reasons"] == ["audit_sample"] and item["suggestion"] is None, item
+        given = next(answers)
+        text = item["text"]
+        answer = [{"start": 5, "end": text.index(" left"), "label": "person"}] if given is None else given
+        resolved = client.post(
+            f"/v1/tasks/ents/review/{item['item_id']}/resolve", json={"label": answer}, headers=reviewer_headers
+        )
+        assert resolved.status_code == 200, resolved.text
+
+    quality = client.get("/v1/tasks/ents/quality", headers=client_headers).json()
+    assert (quality["threshold"], quality["error_bound"], quality["certified_on"]) == (0.8, 0.06, 40)
+    assert (quality["accepted"], quality["total"], quality["coverage"]) == (2, 6, pytest.approx(2 / 6))
+    assert (quality["audit_reviews"], quality["audit_errors"], quality["human_reviews"]) == (2, 1, 4), quality
+    assert quality["labeler"] is None and quality["looks"] == 0
+    scraped = _samples(client.get("/metrics").text)
+    assert scraped[("understudy_certified_error_bound", (("task", "ents"),))] == 0.06
+    assert scraped[("understudy_coverage", (("task", "ents"),))] == pytest.approx(2 / 6)
+
+    _login(client, "lead", settings)
+    page = client.get("/ui/tasks/ents")
+    assert page.status_code == 200 and 'id="confusion-panel"' in page.text, page.text
+    for chart in ("timeline", "confusion", "accuracy"):
+        assert "<svg" in client.get(f"/ui/tasks/ents/charts/{chart}.svg").text
+    cells = {(c["human"], c["machine"]): c["items"] for c in client.get("/ui/tasks/ents/data/confusion.json").json()}
+    assert set(cells) == {
+        (h, m) for h in ("person", "location", "(no span)") for m in ("person", "location", "(no span)")
+    }
+    # The relabeled proposals, the kept empty set, the right audit and the wrong one (a person the human did not see).
+    assert cells[("location", "person")] == relabeled and cells[("(no span)", "(no span)")] == 1
+    assert cells[("person", "person")] == 1 and cells[("(no span)", "person")] == 1
+    accuracy = {row["source"]: row for row in client.get("/ui/tasks/ents/data/accuracy.json").json()}
+    assert (accuracy["student"]["items"], accuracy["student"]["correct"]) == (2, 1)
 
 
 def test_a_file_of_posts_is_bulk_labeled_with_spans(

@@ -17,7 +17,9 @@ class QualityPublic(BaseModel):
     delta: float = Field(description="The bound holds with confidence 1 - delta.")
     threshold: float | None = Field(description="Lowest calibrated confidence accepted; null in cold start.")
     error_bound: float | None = Field(description="Certified upper bound on accepted-label error; null in cold start.")
-    audit_reviews: int = Field(description="Accepted items drawn at random for review and reviewed.")
+    audit_reviews: int = Field(
+        description="Accepted items drawn at random for review and reviewed (a spans task: the tagger's)."
+    )
     audit_errors: int
     audit_error: float | None = Field(description="Realised error among reviewed audit samples.")
     audit_error_upper: float | None = Field(description="Clopper-Pearson upper bound (level 1 - delta) on it.")
@@ -26,7 +28,8 @@ class QualityPublic(BaseModel):
     coverage: float = Field(description="Share of routed items whose machine label was accepted.")
     human_reviews: int
     certified_on: int = Field(
-        description="Fresh uniform reviews (labeled after the labeler was fitted) the threshold was certified on."
+        description="Fresh uniform reviews (labeled after the labeler was fitted) the threshold was certified on; "
+        "for a spans task, the promoted tagger's held-out gold items."
     )
     labeler: LabelerPublic | None = Field(description="The certified labeler that accepts items; null in cold start.")
     looks: int = Field(
