@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -31,7 +31,7 @@ from service.backends.minilm import (
 from service.backends.student_data import batches_per_epoch, bucketed_batches
 from service.backends.student_meta import StudentMeta
 from service.backends.student_model import ADAPTER_DIR, LORA_TARGET_MODULES, MAX_LENGTH
-from service.backends.student_train import trainable_state, trained_meta
+from service.backends.student_train import fit_linear_probe, trainable_state, trained_meta
 from service.pipeline import bio, span_sets
 from service.ports import Precision, Progress, TrainConfig, TrainExample, TrainResult
 
@@ -117,8 +117,9 @@ def batch_loss(model: torch.nn.Module, data: TaggedTexts, rows: Sequence[int], p
 
 
 class SpanTrainer:
-    """Trains LoRA (query, value) and the tag classifier by AdamW on token cross-entropy; the epoch with the best
-    validation entity micro-F1 is kept (see _validation_score)."""
+    """Fits the tag classifier as a linear probe of the frozen encoder (fit_tag_head), then trains LoRA (query,
+    value) and the classifier by AdamW on token cross-entropy; the epoch with the best validation entity micro-F1 is
+    kept, the probe (epoch 0) included (see _validation_score)."""
 
     def __init__(self, model_path: Path | None = None, *, base_model_name: str = BASE_MODEL_NAME) -> None:
         self._model_path = model_path or minilm_path()
@@ -145,6 +146,7 @@ class SpanTrainer:
         n_validation = round(config.validation_share * len(examples)) if len(examples) >= SPLIT_SHARE_MIN else 0
         validation_rows, train_rows = order[:n_validation], order[n_validation:]
         tokenizer = load_tokenizer(self._model_path)
+        network = tag_model(self._model_path, labels)
         lora = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
@@ -153,7 +155,6 @@ class SpanTrainer:
             modules_to_save=["classifier"],
             bias="none",
         )
-        model = get_peft_model(tag_model(self._model_path, labels), lora)
 
         def part(rows: list[int]) -> TaggedTexts:
             return encode(
@@ -166,6 +167,8 @@ class SpanTrainer:
 
         train_data, validation_data = part(train_rows), part(validation_rows)
         pad_id = int(tokenizer.pad_token_id or 0)
+        fit_tag_head(network, train_data, pad_id, batch_size=config.batch_size)
+        model = get_peft_model(network, lora)  # the wrapper copies the fitted head as the classifier it trains
         epochs_run, best_epoch, train_loss = _fine_tune(
             model, train_data, validation_data, pad_id, config, progress, labels
         )
@@ -197,6 +200,45 @@ class SpanTrainer:
         return TrainResult(path=out_dir, metrics=metrics, epochs_run=epochs_run)
 
 
+HEAD_L2 = 0.05
+"""Penalty on the tag head's weights in the linear probe that starts training (fit_tag_head), against the mean
+token cross-entropy. WNUT 17, 250 posts, 500 held out: entity micro-F1 0.178 / 0.172 / 0.198 / 0.313 / 0.346 /
+0.315 / 0.306 at 5e-5 / 5e-4 / 5e-3 / 0.015 / 0.05 / 0.15 / 0.5 (from a random head: 0.0)."""
+
+
+def fit_tag_head(
+    network: PreTrainedModel, data: TaggedTexts, pad_id: int, *, batch_size: int, l2: float = HEAD_L2
+) -> None:
+    """Set the tag classifier to a linear probe of the frozen encoder: L2-penalised logistic regression from each
+    token's last hidden state to its tag, weighted as its text (as a text student's head starts, student_train).
+    Fine-tuning then starts from a tagger that already finds entities instead of from a random head that tags every
+    token outside (with 250 WNUT 17 posts the random start found none in ten epochs), and the probe itself is the
+    first candidate early stopping weighs."""
+    if not len(data):
+        return
+    network.eval()  # type: ignore[no-untyped-call]
+    features: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    weights: list[torch.Tensor] = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            rows = list(range(start, min(start + batch_size, len(data))))
+            input_ids, attention_mask = pad_batch([data.token_ids[i] for i in rows], pad_id)
+            hidden = network(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            states, tags = hidden.hidden_states[-1].float(), _padded_tags([data.tags[i] for i in rows])
+            kept = tags != bio.IGNORED
+            features.append(states[kept])
+            targets.append(tags[kept])
+            weights.append(data.weights[rows].unsqueeze(1).expand_as(tags)[kept])
+    x, y, w = torch.cat(features), torch.cat(targets), torch.cat(weights)
+    classifier = cast(torch.nn.Linear, network.classifier)
+
+    def loss() -> torch.Tensor:
+        return (torch.nn.functional.cross_entropy(classifier(x), y, reduction="none") * w).sum() / w.sum()
+
+    fit_linear_probe(classifier, loss, l2=l2)
+
+
 def _fine_tune(
     model: torch.nn.Module,
     train_data: TaggedTexts,
@@ -219,6 +261,8 @@ def _fine_tune(
         span_sets.set_name(bio.decode(offsets, tags, labels))
         for offsets, tags in zip(validation_data.offsets, validation_data.tags, strict=True)
     ]
+    if len(validation_data):  # the linear probe the head starts from (epoch 0) is the first candidate
+        best_score = _validation_score(model, validation_data, truth, labels, pad_id, config.batch_size)
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses: list[float] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,16 +238,21 @@ def _fit_head(model: MiniLMClassifier, data: ExampleTensors, pad_id: int, batch_
     features = _pooled(model, data, pad_id, batch_size)
     rows = list(range(len(data)))
     total_weight = data.weights.sum()
+    fit_linear_probe(model.head, lambda: weighted_loss_sum(model.head(features), data, rows) / total_weight, l2=l2)
+
+
+def fit_linear_probe(head: torch.nn.Linear, loss: Callable[[], torch.Tensor], *, l2: float) -> None:
+    """Fit ``head`` by L-BFGS to minimise ``loss`` (computed through it on fixed features) plus l2 times its squared
+    weights: a convex fit, converged within PROBE_MAX_ITERATIONS."""
     optimizer = torch.optim.LBFGS(
-        model.head.parameters(), lr=1.0, max_iter=PROBE_MAX_ITERATIONS, line_search_fn="strong_wolfe"
+        head.parameters(), lr=1.0, max_iter=PROBE_MAX_ITERATIONS, line_search_fn="strong_wolfe"
     )
 
     def closure() -> float:
         optimizer.zero_grad()
-        loss = weighted_loss_sum(model.head(features), data, rows) / total_weight
-        loss = loss + l2 * model.head.weight.square().sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return float(loss.detach())
+        total = loss() + l2 * head.weight.square().sum()
+        total.backward()  # type: ignore[no-untyped-call]
+        return float(total.detach())
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]
 
