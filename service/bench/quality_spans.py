@@ -6,9 +6,10 @@ cached). Per seed and review budget, the service's path: the budget's reviews ar
 span tagger is trained on every human label (the pool and the reviews) as the worker's train_student job does,
 its threshold certified on its held-out gold (cascade.fit_student_threshold), and, when the promotion gate passes,
 it accepts the unreviewed items at or above that threshold. What it does not accept keeps the teacher's proposal
-as its machine label. Beside it: the teacher alone (every proposal accepted) and random review (the same reviews,
-every other proposal accepted). An item is right when its whole span set equals gold; ``final_f1`` is the entity
-micro-F1 of every item's final set (seqeval's convention).
+as its machine label, or the tagger's own set where the teacher lost to it on gold and is no longer asked
+(cascade.escalates), as the service suggests them for review. Beside it: the teacher alone (every proposal
+accepted) and random review (the same reviews, every other proposal accepted). An item is right when its whole span
+set equals gold; ``final_f1`` is the entity micro-F1 of every item's final set (seqeval's convention).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from service.bench.report import write_json
 from service.pipeline import span_sets
-from service.pipeline.cascade import fit_student_threshold, promotion_gate
+from service.pipeline.cascade import escalates, fit_student_threshold, promotion_gate
 from service.pipeline.train_plan import plan_training
 from service.ports import TrainExample
 from service.store.history import TrainingRow
@@ -150,12 +151,16 @@ def _service_run(
         y_true=[row.label for row in judged], y_pred=[str(row.teacher_label) for row in judged], labels=labels
     ).get("micro_f1", 0.0)
     promoted = promotion_gate(student_f1, teacher_f1, PROMOTION_MARGIN)
+    report = {"gate_metric": "micro_f1", "student": {"micro_f1": student_f1}, "teacher": {"micro_f1": teacher_f1}}
+    keeps_own = promoted and not escalates("spans", {**report, "teacher_gold_examples": len(judged)})
     machine = list(teacher_sets)
     accepted = np.zeros(len(items), dtype=bool)
-    if promoted and certified.threshold is not None:
+    if promoted:
         for index, (name, confidence) in enumerate(predict([text for text, _ in items])):
-            if confidence >= certified.threshold:
+            if certified.threshold is not None and confidence >= certified.threshold:
                 machine[index], accepted[index] = name, True
+            elif keeps_own:
+                machine[index] = name
     return {
         **_metrics(machine, gold, reviewed, accepted, labels, epsilon),
         "trained_on": len(plan.train),
@@ -164,6 +169,7 @@ def _service_run(
         "threshold": certified.threshold,
         "error_bound": certified.error_bound,
         "promoted": promoted,
+        "teacher_asked": promoted and not keeps_own,
     }
 
 

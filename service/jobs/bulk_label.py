@@ -24,7 +24,7 @@ from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.jobs.span_scoring import score_spans_chunk
 from service.pipeline import kinds
-from service.pipeline.cascade import student_policy
+from service.pipeline.cascade import escalates, student_policy
 from service.pipeline.policy import Policy
 from service.pipeline.pool import LabeledPool
 from service.ports import TaskDef
@@ -94,7 +94,8 @@ def plan_bulk(ctx: WorkerContext, *, task_name: str, escalate_to_teacher: bool) 
             labeler=labeler,
             student_path=student.path if student else None,
             student_policy=student_policy(policy, student.metrics) if student else None,
-            escalate_to_teacher=escalate_to_teacher,
+            escalate_to_teacher=escalate_to_teacher
+            and escalates(tasks.kind_of(task), student.metrics if student else None),
             pool=ctx.pool(session, task.id),
         )
 

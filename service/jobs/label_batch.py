@@ -23,7 +23,7 @@ from service.jobs import metrics
 from service.jobs.context import WorkerContext
 from service.jobs.scoring import ChunkPlan, score_chunk
 from service.jobs.span_scoring import score_spans_chunk
-from service.pipeline.cascade import student_policy
+from service.pipeline.cascade import escalates, student_policy
 from service.pipeline.cost import Stage, StageUsage
 from service.pipeline.policy import Policy
 from service.store import history, items, review, students, tasks, usage
@@ -104,6 +104,7 @@ def _chunk(
         student_path=student.path if student else None,
         student_policy=student_policy(policy, student.metrics) if student else None,
         labeler=labeler,
+        escalate_to_teacher=escalates(tasks.kind_of(task), student.metrics if student else None),
     )
 
 

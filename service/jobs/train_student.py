@@ -42,6 +42,8 @@ class StudentMetrics(TypedDict):
     gold_examples: int
     threshold_certified_on: int
     """Sampled gold items (uniform draws, imported labels) the threshold was certified on."""
+    teacher_gold_examples: int
+    """Gold items the teacher had answered: its report is on them."""
     gate_passed: bool
     gate_metric: str
     """The F1 the gate compares: macro_f1, or micro_f1 over entities for a spans task."""
@@ -66,6 +68,8 @@ class GoldEvaluation:
     """The student's top probability on each gold item."""
     correct: list[bool]
     """Whether its top label was right on each."""
+    teacher_items: int
+    """Gold items the teacher had answered (its report is on them)."""
 
 
 def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None = None) -> TrainStudentResult:
@@ -146,6 +150,7 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         threshold_error_bound=certified.error_bound,
         gold_examples=len(plan.gold),
         threshold_certified_on=len(drawn),
+        teacher_gold_examples=gold.teacher_items,
         # A spans task's teacher labels none of its gold yet: its F1 there is 0, and the gate passes any student.
         gate_passed=promotion_gate(
             _gate_f1(gold.student, gate_metric),
@@ -198,7 +203,6 @@ def _evaluate_spans(
     and per item the student's confidence in its whole span set and whether the set is right."""
     truth = [row.label for row in gold]
     names = [name for name, _ in predicted]
-    with_teacher = [row for row in gold if row.teacher_label is not None]
     return GoldEvaluation(
         student=StudentReport(
             **kinds.report(task.kind, y_true=truth, y_pred=names, labels=task.label_names),
@@ -206,15 +210,27 @@ def _evaluate_spans(
                 confidence=[c for _, c in predicted], correct=[p == t for p, t in zip(names, truth, strict=True)]
             ),
         ),
-        teacher=kinds.report(
-            task.kind,
-            y_true=[row.label for row in with_teacher],
-            y_pred=[str(row.teacher_label) for row in with_teacher],
-            labels=task.label_names,
-        ),
+        **_teacher_report(gold, task),
         confidences=[confidence for _, confidence in predicted],
         correct=[p == t for p, t in zip(names, truth, strict=True)],
     )
+
+
+class _TeacherReport(TypedDict):
+    teacher: ClassificationReport
+    teacher_items: int
+
+
+def _teacher_report(gold: Sequence[TrainingRow], task: TaskDef) -> _TeacherReport:
+    """The teacher's report on the gold items it had answered, and how many those are."""
+    answered = [row for row in gold if row.teacher_label is not None]
+    report = kinds.report(
+        task.kind,
+        y_true=[row.label for row in answered],
+        y_pred=[str(row.teacher_label) for row in answered],
+        labels=task.label_names,
+    )
+    return {"teacher": report, "teacher_items": len(answered)}
 
 
 def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], task: TaskDef) -> GoldEvaluation:
@@ -223,19 +239,13 @@ def _evaluate(probs: FloatArray, gold: Sequence[TrainingRow], task: TaskDef) -> 
     labels, columns = task.label_names, kinds.columns(task.kind, task.label_names)
     truth = [row.label for row in gold]
     predicted = [columns[int(row.argmax())] for row in probs]
-    with_teacher = [row for row in gold if row.teacher_label is not None]
     index = {label: i for i, label in enumerate(columns)}
     return GoldEvaluation(
         student=StudentReport(
             **kinds.report(task.kind, y_true=truth, y_pred=predicted, labels=labels),
             ece=expected_calibration_error(probs=probs, y_true=[index[t] for t in truth]),
         ),
-        teacher=kinds.report(
-            task.kind,
-            y_true=[row.label for row in with_teacher],
-            y_pred=[str(row.teacher_label) for row in with_teacher],
-            labels=labels,
-        ),
+        **_teacher_report(gold, task),
         confidences=[float(row.max()) for row in probs],
         correct=[p == t for p, t in zip(predicted, truth, strict=True)],
     )

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.pipeline.policy import Policy, clopper_pearson_upper, min_certifiable
-from service.ports import FloatArray
+from service.ports import FloatArray, TaskKind
 
 IndexArray = npt.NDArray[np.int64]
 
@@ -122,6 +122,23 @@ def student_policy(teacher: Policy, metrics: Mapping[str, Any]) -> Policy:
         error_bound=float(bound) if bound is not None else None,
         fitted_on=int(metrics.get("threshold_certified_on", metrics.get("gold_examples", 0))),
     )
+
+
+MIN_TEACHER_GOLD = 10
+"""Gold items the teacher must have answered before a spans cascade believes its report over the tagger's."""
+
+
+def escalates(kind: TaskKind, metrics: Mapping[str, Any] | None) -> bool:
+    """Whether what the promoted student (with these stored metrics; None: no student) is unsure of goes to the
+    teacher. Always, but in a spans task whose teacher, on at least MIN_TEACHER_GOLD of the tagger's gold items,
+    scored below the tagger by the gate's F1: there the teacher's proposal would replace the tagger's set as the
+    item's suggestion for review, a worse one, at the teacher's cost (WNUT 17, 250 posts: SmolLM2's entity F1 0.11,
+    a tagger's about 0.3). A text student's unsure items always go up: the teacher's scores join the stacked
+    labeler rather than replace the student's."""
+    if kind != "spans" or metrics is None or int(metrics.get("teacher_gold_examples", 0)) < MIN_TEACHER_GOLD:
+        return True
+    metric = str(metrics.get("gate_metric", "micro_f1"))
+    return float(metrics["teacher"].get(metric, 0.0)) >= float(metrics["student"].get(metric, 0.0))
 
 
 def promotion_gate(student_macro_f1: float, teacher_macro_f1: float, margin: float) -> bool:

@@ -368,6 +368,31 @@ def test_the_quality_report_and_the_dashboard_of_a_spans_task_follow_its_tagger(
     assert (accuracy["student"]["items"], accuracy["student"]["correct"]) == (2, 1)
 
 
+def test_what_a_tagger_is_unsure_of_goes_to_the_teacher_unless_the_teacher_lost_to_it_on_gold(
+    client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, settings: Settings
+) -> None:
+    assert client.post("/v1/tasks", json=TASK, headers=client_headers).status_code == 201
+    fake_worker.student_loader = lambda path: NamesTagger()
+    report = {"gate_metric": "micro_f1", "student": {"micro_f1": 0.4}, "teacher": {"micro_f1": 0.1}}
+    seen: dict[str, dict[str, object]] = {}
+    # The teacher lost on 5 gold items (too few to believe), then on 30: only then is it no longer asked.
+    for version, answered, text in (("v1", 5, "Bob and Eve"), ("v2", 30, "Ann and Kim")):
+        with db.transaction(db.open(settings)) as session:
+            task_id = tasks.get_task(session, "ents").id
+            metrics = {"threshold": 0.8, **report, "teacher_gold_examples": answered}
+            row = students.add(session, task_id=task_id, version=version, path=f"fake/{version}", metrics=metrics)
+            students.set_promoted(session, row=row, promoted_flag=True)
+        posted = client.post(
+            "/v1/tasks/ents/batches", json={"items": [{"id": version, "text": text}]}, headers=client_headers
+        )
+        _drain_without_waiting(fake_worker)
+        seen[version] = client.get(posted.json()["labels_url"], headers=client_headers).json()["items"][0]
+    assert seen["v1"]["model"] == fake_worker.teacher.model_name and seen["v1"]["reasons"] == ["below_threshold"]
+    kept = seen["v2"]
+    assert kept["state"] == "review" and kept["reasons"] == ["student_unsure"], kept
+    assert str(kept["model"]).startswith("student:") and kept["prompt_version"] is None, "the teacher was not asked"
+
+
 def test_a_file_of_posts_is_bulk_labeled_with_spans(
     client: TestClient, client_headers: dict[str, str], fake_worker: WorkerContext, settings: Settings, tmp_path: Path
 ) -> None:
