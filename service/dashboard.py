@@ -146,7 +146,9 @@ def accuracy(reads: Reads) -> Table:
             "upper": row.upper,
             "what": meaning[row.source],
         }
-        for row in task_report.source_accuracy(reads.reviewed_uniform(), delta=reads.task.delta)
+        for row in task_report.source_accuracy(
+            reads.reviewed_uniform(), delta=reads.task.delta, calibrated=reads.task.kind != "spans"
+        )
     ]
 
 

@@ -115,16 +115,21 @@ SOURCES = (
 )
 
 
-def source_accuracy(items: Sequence[Judged], *, delta: float) -> list[SourceAccuracy]:
+def source_accuracy(items: Sequence[Judged], *, delta: float, calibrated: bool = True) -> list[SourceAccuracy]:
     """Each source's accuracy on the uniform reviews it labeled: items drawn at random, so the figure is that of
-    the items the source labels, not of those picked for looking wrong."""
+    the items the source labels, not of those picked for looking wrong. A spans task's teacher is neither calibrated
+    nor stacked (``calibrated`` false): its proposals as routed are its raw answers, and those two rows are left
+    out."""
     uniform = [item for item in items if item.uniform]
-    answers: dict[str, list[bool]] = {name: [] for name, _ in SOURCES}
+    kept = [name for name, _ in SOURCES if calibrated or name in ("teacher, raw", "student")]
+    answers: dict[str, list[bool]] = {name: [] for name in kept}
     for item in uniform:
         if item.raw_label is not None:
             answers["teacher, raw"].append(item.raw_label == item.human)
         if item.source == "student":
             answers["student"].append(item.machine == item.human)
+        elif not calibrated:
+            answers["teacher, raw"].append(item.machine == item.human)
         elif item.stacked:
             answers["stacked labeler"].append(item.machine == item.human)
         else:

@@ -366,6 +366,8 @@ def test_the_quality_report_and_the_dashboard_of_a_spans_task_follow_its_tagger(
     assert cells[("person", "person")] == 1 and cells[("(no span)", "person")] == 1
     accuracy = {row["source"]: row for row in client.get("/ui/tasks/ents/data/accuracy.json").json()}
     assert (accuracy["student"]["items"], accuracy["student"]["correct"]) == (2, 1)
+    assert set(accuracy) == {"teacher, raw", "student"}, "a spans teacher is neither calibrated nor stacked"
+    assert (accuracy["teacher, raw"]["items"], accuracy["teacher, raw"]["correct"]) == (2, 1)
 
 
 def test_what_a_tagger_is_unsure_of_goes_to_the_teacher_unless_the_teacher_lost_to_it_on_gold(
