@@ -11,7 +11,7 @@ from typing import TypedDict
 from service.db import transaction
 from service.jobs.context import WorkerContext
 from service.pipeline import kinds
-from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, promotion_gate
+from service.pipeline.cascade import UNCERTIFIED_THRESHOLD, fit_student_threshold, gate_f1, promotion_gate
 from service.pipeline.metrics import ClassificationReport, confidence_calibration_error, expected_calibration_error
 from service.pipeline.train_plan import plan_training
 from service.ports import FloatArray, TaskDef, TrainConfig
@@ -153,8 +153,8 @@ def run_train_student(ctx: WorkerContext, job: Job, on_progress: Progress | None
         teacher_gold_examples=gold.teacher_items,
         # A spans task's teacher labels none of its gold yet: its F1 there is 0, and the gate passes any student.
         gate_passed=promotion_gate(
-            _gate_f1(gold.student, gate_metric),
-            _gate_f1(gold.teacher, gate_metric),
+            gate_f1(gold.student, gate_metric),
+            gate_f1(gold.teacher, gate_metric),
             ctx.settings.student.promotion_margin,
         ),
         gate_metric=gate_metric,
@@ -190,10 +190,6 @@ def train_now(
     with transaction(ctx.sessions) as session:
         job_store.finish(session, claimed.id, worker=ctx.worker_id, result=result)
     return result
-
-
-def _gate_f1(report: ClassificationReport, metric: str) -> float:
-    return float(report.get("micro_f1", 0.0) if metric == "micro_f1" else report["macro_f1"])
 
 
 def _evaluate_spans(

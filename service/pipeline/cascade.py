@@ -138,7 +138,13 @@ def escalates(kind: TaskKind, metrics: Mapping[str, Any] | None) -> bool:
     if kind != "spans" or metrics is None or int(metrics.get("teacher_gold_examples", 0)) < MIN_TEACHER_GOLD:
         return True
     metric = str(metrics.get("gate_metric", "micro_f1"))
-    return float(metrics["teacher"].get(metric, 0.0)) >= float(metrics["student"].get(metric, 0.0))
+    return gate_f1(metrics["teacher"], metric) >= gate_f1(metrics["student"], metric)
+
+
+def gate_f1(report: Mapping[str, Any], metric: str) -> float:
+    """The F1 a gold report gives the promotion gate: ``micro_f1`` (0 when no span was predicted or true) or
+    ``macro_f1``."""
+    return float(report.get("micro_f1", 0.0) if metric == "micro_f1" else report["macro_f1"])
 
 
 def promotion_gate(student_macro_f1: float, teacher_macro_f1: float, margin: float) -> bool:
